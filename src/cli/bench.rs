@@ -1,0 +1,129 @@
+//! `b1sar bench`: throughput figures on a synthetic body-like grid (never asserted in tests).
+
+use super::{Output, spinner};
+use anyhow::Result;
+use b1sar::Drive;
+use b1sar::sar::{self, Averager, Q10g, VopSet};
+use b1sar::synth::{SynthSpec, pelvis_fieldset};
+use clap::{Args, ValueEnum};
+use serde_json::json;
+use std::time::Instant;
+
+/// What to benchmark.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum BenchWhat {
+    /// 10 g averaging, Q10g, batched SAR10g and VOP compression.
+    Sar,
+}
+
+/// Arguments of `b1sar bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Which benchmark.
+    #[arg(value_enum, default_value = "sar")]
+    pub what: BenchWhat,
+    /// Grid edge (voxels): the grid is SIZE^3.
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Voxel size (mm).
+    #[arg(long, default_value_t = 2.0)]
+    pub spacing_mm: f64,
+    /// Drives in the batched SAR10g benchmark.
+    #[arg(long, default_value_t = 256)]
+    pub drives: usize,
+    /// VOP overestimation (fraction of the worst case).
+    #[arg(long, default_value_t = 0.05)]
+    pub epsilon: f64,
+    /// Skip VOP compression.
+    #[arg(long)]
+    pub no_vop: bool,
+}
+
+pub fn run(a: BenchArgs, out: &Output) -> Result<()> {
+    let BenchWhat::Sar = a.what;
+    let threads = rayon::current_num_threads();
+    let pb = spinner(&format!(
+        "building a {0}^3 analytic body at {1} mm",
+        a.size, a.spacing_mm
+    ));
+    let f = pelvis_fieldset(&SynthSpec::pelvis([a.size; 3], a.spacing_mm * 1e-3))?;
+    pb.finish_and_clear();
+    let voxels = f.grid().len();
+    out.line(format!(
+        "grid {} ({voxels} voxels), {} channels, {threads} threads",
+        sar::describe(f.grid()),
+        f.n_channels()
+    ));
+
+    let t = Instant::now();
+    let av = Averager::new(*f.grid(), f.rho().view())?;
+    let cubes_s = t.elapsed().as_secs_f64();
+    let c = av.counts();
+    let tissue = voxels - c.air;
+    let drive = Drive::random_phase_set(f.n_channels(), 1.0, 1, 7)?.remove(0);
+    let point = f.point_sar(&drive)?;
+    let t = Instant::now();
+    let map = av.average(point.view())?;
+    let avg_s = t.elapsed().as_secs_f64();
+    out.line(format!("10 g averaging, one SAR map: cube search {cubes_s:.3} s + averaging {avg_s:.3} s = {:.3} s ({tissue} tissue voxels: {} valid, {} used, {} face-cube)", cubes_s + avg_s, c.valid, c.used, c.unused));
+
+    let t = Instant::now();
+    let q = Q10g::compute(&f, &av, &|_, _| {})?;
+    let q_s = t.elapsed().as_secs_f64();
+    out.line(format!(
+        "Q10g ({} matrices, {} channels): {q_s:.3} s",
+        q.len(),
+        q.n_channels()
+    ));
+    let check = sar::peak(map.view()).value_w_per_kg;
+    let from_q = q.psar(&drive)?.value_w_per_kg;
+
+    let drives = Drive::random_phase_set(f.n_channels(), 1.0, a.drives, 11)?;
+    let t = Instant::now();
+    let peaks = q.psar_batch(&drives)?;
+    let batch_s = t.elapsed().as_secs_f64();
+    let vd = q.len() as f64 * drives.len() as f64 / batch_s;
+    out.line(format!(
+        "SAR10g of {} drives x {} matrices: {batch_s:.3} s = {:.1} M voxel-drives/s",
+        drives.len(),
+        q.len(),
+        vd / 1e6
+    ));
+    let n_maps = drives.len().min(16);
+    let t = Instant::now();
+    let _maps = q.sar_maps(&drives[..n_maps])?;
+    let maps_s = t.elapsed().as_secs_f64();
+    out.line(format!(
+        "full SAR10g maps with rules 3-4 ({n_maps} drives): {:.3} s per map",
+        maps_s / n_maps as f64
+    ));
+
+    let mut vop_json = serde_json::Value::Null;
+    if !a.no_vop {
+        let t = Instant::now();
+        let v = VopSet::compress(&q, a.epsilon, &|_, _| {})?;
+        let vop_s = t.elapsed().as_secs_f64();
+        let kept = v.len() as f64 / q.len() as f64;
+        // Check the guarantee on the benchmark drives.
+        let mut worst_over = 0.0f64;
+        let mut under = 0usize;
+        for (d, p) in drives.iter().zip(&peaks) {
+            let (b, _) = v.psar(d)?;
+            if b < p.value_w_per_kg * (1.0 - 1e-9) {
+                under += 1;
+            }
+            worst_over =
+                worst_over.max((b - p.value_w_per_kg) / (v.worst_case * d.total_power_w()));
+        }
+        out.line(format!("VOP compression of {} matrices, epsilon {:.0} %: {vop_s:.2} s, {} VOPs ({:.3} % kept); over {} drives: {under} under-estimates, largest overestimation {:.2} % of the worst case", q.len(), 100.0 * a.epsilon, v.len(), 100.0 * kept, drives.len(), 100.0 * worst_over));
+        vop_json = json!({"n_matrices": q.len(), "n_vops": v.len(), "fraction_kept": kept, "elapsed_s": vop_s, "under_estimates": under, "max_overestimation_of_worst_case": worst_over});
+    }
+    out.result(json!({
+        "grid_zyx": f.grid().shape, "spacing_mm": a.spacing_mm, "threads": threads, "tissue_voxels": tissue,
+        "averaging": {"cube_search_s": cubes_s, "average_s": avg_s, "one_map_total_s": cubes_s + avg_s},
+        "q10g": {"n_matrices": q.len(), "elapsed_s": q_s, "psar_direct_w_per_kg": check, "psar_from_q_w_per_kg": from_q},
+        "batch": {"drives": drives.len(), "elapsed_s": batch_s, "voxel_drives_per_s": vd, "map_s_per_drive": maps_s / n_maps as f64},
+        "vop": vop_json,
+    }));
+    Ok(())
+}

@@ -1,0 +1,468 @@
+//! The exact-SAR subcommands: synth, combine, sar, qmatrix, vop, export.
+
+use super::{Output, bar, spinner};
+use anyhow::{Context, Result, bail};
+use b1sar::field::MeasurementModel;
+use b1sar::sar::vop::AmplitudeUnit;
+use b1sar::sar::{self, Averager, Q10g, VopSet};
+use b1sar::synth::{SynthSpec, pelvis_fieldset};
+use b1sar::units::T_TO_UT;
+use b1sar::{Drive, Error, FieldSet, io};
+use clap::{Args, ValueEnum};
+use ndarray::{Array3, Array4, Axis};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Parse "Z,Y,X".
+fn parse_shape(s: &str) -> std::result::Result<[usize; 3], String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|x| x.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("expected Z,Y,X voxel counts: {e}"))?;
+    match v.as_slice() {
+        [z, y, x] if *z > 0 && *y > 0 && *x > 0 => Ok([*z, *y, *x]),
+        _ => Err("expected three positive voxel counts Z,Y,X".into()),
+    }
+}
+
+fn positive(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("expected a finite value > 0, got {v}"))
+    }
+}
+
+fn non_negative(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("expected a finite value >= 0, got {v}"))
+    }
+}
+
+pub(crate) fn load_fields(path: &Path) -> Result<FieldSet> {
+    let pb = spinner(&format!("loading {}", path.display()));
+    let f = FieldSet::load(path);
+    pb.finish_and_clear();
+    Ok(f?)
+}
+
+fn load_drive(arg: &str) -> Result<Drive> {
+    Ok(Drive::parse_cli(arg)?)
+}
+
+/// Arguments of `b1sar synth`.
+#[derive(Args)]
+pub struct SynthArgs {
+    /// Grid shape Z,Y,X (voxels).
+    #[arg(long, value_parser = parse_shape, default_value = "40,48,56")]
+    pub shape: [usize; 3],
+    /// Isotropic voxel size (mm).
+    #[arg(long, value_parser = positive, default_value_t = 5.0)]
+    pub spacing_mm: f64,
+    /// Number of transmit channels.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub channels: u16,
+    /// Seed of the random variation.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Omit E fields (B1+ only).
+    #[arg(long)]
+    pub no_e: bool,
+    /// Output field set (.npz).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn synth(a: SynthArgs, out: &Output) -> Result<()> {
+    let t = Instant::now();
+    let mut spec = SynthSpec::pelvis(a.shape, a.spacing_mm * 1e-3);
+    spec.n_channels = a.channels as usize;
+    spec.seed = a.seed;
+    spec.with_e = !a.no_e;
+    let pb = spinner("building analytic subject");
+    let f = pelvis_fieldset(&spec)?;
+    pb.set_message(format!("writing {}", a.out.display()));
+    f.save(&a.out)?;
+    pb.finish_and_clear();
+    let mass: f64 = f.rho().iter().filter(|r| **r >= 1.0).sum::<f64>() * f.grid().voxel_volume_m3();
+    out.line(format!(
+        "wrote {} ({}, {} channels, {:.2} kg tissue)",
+        a.out.display(),
+        sar::describe(f.grid()),
+        f.n_channels(),
+        mass
+    ));
+    out.result(json!({"output_paths": [a.out], "n_channels": f.n_channels(), "shape_zyx": f.grid().shape, "tissue_mass_kg": mass, "elapsed_s": t.elapsed().as_secs_f64()}));
+    Ok(())
+}
+
+/// Arguments of `b1sar combine`.
+#[derive(Args)]
+pub struct CombineArgs {
+    /// Field set (.npz).
+    #[arg(long)]
+    pub fields: PathBuf,
+    /// Drive: JSON file, JSON object, `P@PHASE,...` (W, degrees) or `uniform:N[:P]`.
+    #[arg(long)]
+    pub drive: String,
+    /// Output complex map (.npy, f32 [z, y, x, 2]: Re, Im in tesla).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Phase relative to channel 1 (as a scanner measures it).
+    #[arg(long)]
+    pub relative: bool,
+    /// Emulate a measured map: relative phase, noise, DREAM mask (also writes <out>_mask.npy).
+    #[arg(long)]
+    pub measured: bool,
+    /// Noise standard deviation on Re and Im (µT) for --measured.
+    #[arg(long, value_parser = non_negative, default_value_t = 0.02)]
+    pub noise_ut: f64,
+    /// Nominal |B1+| of the DREAM range at 8 x 1 W (µT).
+    #[arg(long, value_parser = positive, default_value_t = 1.0)]
+    pub nominal_ut: f64,
+    /// Noise seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write |B1+| (µT) as NIfTI (.nii or .nii.gz).
+    #[arg(long)]
+    pub nifti: Option<PathBuf>,
+}
+
+pub fn combine(a: CombineArgs, out: &Output) -> Result<()> {
+    let t = Instant::now();
+    let f = load_fields(&a.fields)?;
+    let d = load_drive(&a.drive)?;
+    d.expect_channels(f.n_channels(), &a.fields.display().to_string())?;
+    let rel = a.relative || a.measured;
+    let b1 = if rel {
+        // Relative phase of the combination = combination of the relative per-channel maps.
+        let r = f.b1p_relative();
+        let tmp = FieldSet::new(
+            *f.grid(),
+            r,
+            None,
+            Array3::zeros(f.grid().shape),
+            f.rho().clone(),
+            None,
+            f.meta().clone(),
+        )?;
+        tmp.combine(&d)?
+    } else {
+        f.combine(&d)?
+    };
+    let mut paths = vec![a.out.clone()];
+    let (b1, mask) = if a.measured {
+        let model = MeasurementModel {
+            noise_t: a.noise_ut * 1e-6,
+            nominal_t: a.nominal_ut * 1e-6,
+            ..MeasurementModel::default()
+        };
+        let m = model.measure(b1.view(), f.body_mask().view(), &d, a.seed)?;
+        (m.b1, Some(m.mask))
+    } else {
+        (b1, None)
+    };
+    let [nz, ny, nx] = f.grid().shape;
+    let mut arr = Array4::<f32>::zeros((nz, ny, nx, 2));
+    for ((z, y, x), v) in b1.indexed_iter() {
+        arr[[z, y, x, 0]] = v.re as f32;
+        arr[[z, y, x, 1]] = v.im as f32;
+    }
+    io::write_npy(&a.out, &arr)?;
+    if let Some(mask) = &mask {
+        let stem = a.out.with_extension("");
+        let mp = PathBuf::from(format!("{}_mask.npy", stem.display()));
+        io::write_npy(&mp, &mask.mapv(u8::from))?;
+        paths.push(mp);
+    }
+    if let Some(n) = &a.nifti {
+        io::write_nifti_map(
+            n,
+            b1.mapv(|c| (c.norm() * T_TO_UT) as f32).view(),
+            f.grid(),
+            "b1sar |B1+| (uT)",
+        )?;
+        paths.push(n.clone());
+    }
+    let body = f.body_mask();
+    let mags: Vec<f64> = b1
+        .iter()
+        .zip(body.iter())
+        .filter(|(_, b)| **b)
+        .map(|(c, _)| c.norm() * T_TO_UT)
+        .collect();
+    let mean = mags.iter().sum::<f64>() / mags.len().max(1) as f64;
+    let sd =
+        (mags.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / mags.len().max(1) as f64).sqrt();
+    out.line(format!(
+        "|B1+| in the body: mean {mean:.3} µT, CV {:.1} %",
+        100.0 * sd / mean.max(1e-300)
+    ));
+    if let Some(m) = &mask {
+        out.line(format!(
+            "DREAM mask keeps {} of {} body voxels",
+            m.iter().filter(|v| **v).count(),
+            mags.len()
+        ));
+    }
+    out.line(format!(
+        "wrote {}",
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    out.result(json!({"b1_mean_ut": mean, "b1_cv": sd / mean.max(1e-300), "mask_voxels": mask.as_ref().map(|m| m.iter().filter(|v| **v).count()), "output_paths": paths, "elapsed_s": t.elapsed().as_secs_f64()}));
+    Ok(())
+}
+
+/// How drive amplitudes are given to `sar --vop` with a scanner (volt) VOP file.
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum DriveUnits {
+    /// sqrt(W) of accepted power (b1sar's drives).
+    SqrtW,
+    /// Peak volts at the coil plug.
+    Volts,
+}
+
+/// Arguments of `b1sar sar`.
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["fields", "q", "vop"])))]
+pub struct SarArgs {
+    /// Field set with E fields (.npz): point SAR and 10 g averaging.
+    #[arg(long)]
+    pub fields: Option<PathBuf>,
+    /// Q10g matrices (.npz from `b1sar qmatrix`).
+    #[arg(long)]
+    pub q: Option<PathBuf>,
+    /// VOP set (.npz from `b1sar vop`, or a scanner SarDataUser.mat): prints the pSAR10g bound.
+    #[arg(long)]
+    pub vop: Option<PathBuf>,
+    /// Drive: JSON file, JSON object, `P@PHASE,...` (W, degrees) or `uniform:N[:P]`.
+    #[arg(long)]
+    pub drive: String,
+    /// Units of the drive amplitudes (only differs for volt VOP files).
+    #[arg(long, value_enum, default_value_t = DriveUnits::SqrtW)]
+    pub drive_units: DriveUnits,
+    /// Reference impedance converting sqrt(W) to peak volts, V = sqrt(2 Z0 P) (ohm).
+    #[arg(long, value_parser = positive, default_value_t = 50.0)]
+    pub z0_ohm: f64,
+    /// Output SAR10g map (.npy, f32 [z, y, x], W/kg).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also write the SAR10g map as NIfTI (.nii or .nii.gz).
+    #[arg(long)]
+    pub nifti: Option<PathBuf>,
+}
+
+pub fn sar(a: SarArgs, out: &Output) -> Result<()> {
+    let t = Instant::now();
+    let d = load_drive(&a.drive)?;
+    if let Some(vp) = &a.vop {
+        if a.out.is_some() || a.nifti.is_some() {
+            bail!(Error::invalid(
+                "--out/--nifti",
+                "no map output with --vop (VOPs give the peak only)",
+                "a map path"
+            ));
+        }
+        let v = VopSet::load(vp)?;
+        let scale = match (v.unit, a.drive_units) {
+            (AmplitudeUnit::Volt, DriveUnits::SqrtW) => (2.0 * a.z0_ohm).sqrt(),
+            (AmplitudeUnit::SqrtWatt, DriveUnits::Volts) => 1.0 / (2.0 * a.z0_ohm).sqrt(),
+            _ => 1.0,
+        };
+        let (bound, k) = v.psar(&d.scaled(scale))?;
+        out.line(format!(
+            "VOP pSAR10g bound: {bound:.4} W/kg (VOP {} of {})",
+            k + 1,
+            v.len()
+        ));
+        if v.epsilon.is_finite() {
+            out.line(format!("overestimation at most {:.1} % of the worst case ({:.3} W/kg for this drive's power)", 100.0 * v.epsilon, v.epsilon * v.worst_case * d.total_power_w()));
+        }
+        let vtype = v.types.as_ref().map(|t| t[k]);
+        out.result(json!({"psar10g_w_per_kg": bound, "vop_index": k, "vop_type": vtype, "n_vops": v.len(), "epsilon": v.epsilon, "elapsed_s": t.elapsed().as_secs_f64()}));
+        return Ok(());
+    }
+    let (map, wb, counts, grid) = if let Some(qp) = &a.q {
+        let pb = spinner(&format!("loading {}", qp.display()));
+        let q = Q10g::load(qp)?;
+        pb.set_message("SAR10g from Q10g");
+        let map = q.sar_map(&d)?;
+        pb.finish_and_clear();
+        (map, q.whole_body_sar(&d)?, None, *q.grid())
+    } else {
+        let fp = a
+            .fields
+            .as_ref()
+            .context("one of --fields, --q, --vop is required")?;
+        let f = load_fields(fp)?;
+        let pb = spinner("10 g averaging cubes (IEC/IEEE 62704-1)");
+        let av = Averager::new(*f.grid(), f.rho().view())?;
+        pb.set_message("point SAR and SAR10g");
+        let point = f.point_sar(&d)?;
+        let map = av.average(point.view())?;
+        pb.finish_and_clear();
+        let wb = sar::whole_body_sar(point.view(), av.voxel_mass_kg());
+        (map, wb, Some(av.counts()), *f.grid())
+    };
+    let pk = sar::peak(map.view());
+    let mut paths = Vec::new();
+    if let Some(p) = &a.out {
+        io::write_npy(p, &map.mapv(|v| v as f32))?;
+        paths.push(p.clone());
+    }
+    if let Some(p) = &a.nifti {
+        io::write_nifti_map(
+            p,
+            map.mapv(|v| v as f32).view(),
+            &grid,
+            "b1sar SAR10g (W/kg)",
+        )?;
+        paths.push(p.clone());
+    }
+    out.line(format!(
+        "pSAR10g {:.4} W/kg at voxel (z, y, x) {:?}; whole-body SAR {:.4} W/kg",
+        pk.value_w_per_kg, pk.index_zyx, wb
+    ));
+    if let Some(c) = counts {
+        out.line(format!(
+            "voxels: {} valid cubes, {} in valid cubes, {} face cubes, {} air",
+            c.valid, c.used, c.unused, c.air
+        ));
+    }
+    for p in &paths {
+        out.line(format!("wrote {}", p.display()));
+    }
+    out.result(json!({"psar10g_w_per_kg": pk.value_w_per_kg, "psar10g_index_zyx": pk.index_zyx, "whole_body_sar_w_per_kg": wb, "voxel_counts": counts, "output_paths": paths, "elapsed_s": t.elapsed().as_secs_f64()}));
+    Ok(())
+}
+
+/// Arguments of `b1sar qmatrix`.
+#[derive(Args)]
+pub struct QmatrixArgs {
+    /// Field set with E fields (.npz).
+    #[arg(long)]
+    pub fields: PathBuf,
+    /// Output Q10g file (.npz).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn qmatrix(a: QmatrixArgs, out: &Output) -> Result<()> {
+    let t = Instant::now();
+    let f = load_fields(&a.fields)?;
+    f.require_e("Q10g matrices")?;
+    let pb = spinner("10 g averaging cubes (IEC/IEEE 62704-1)");
+    let av = Averager::new(*f.grid(), f.rho().view())?;
+    pb.finish_and_clear();
+    let n2 = f.n_channels() * f.n_channels();
+    let pb = bar(n2.div_ceil(16) as u64, "Q10g entries");
+    let q = Q10g::compute(&f, &av, &|done, _| pb.set_position(done as u64))?;
+    pb.finish_and_clear();
+    let pb = spinner(&format!("writing {}", a.out.display()));
+    q.save(&a.out)?;
+    pb.finish_and_clear();
+    let c = av.counts();
+    let worst = q.worst_case_w_per_kg_per_w();
+    out.line(format!(
+        "{} Q10g matrices ({} channels) in {:.2} s -> {}",
+        q.len(),
+        q.n_channels(),
+        t.elapsed().as_secs_f64(),
+        a.out.display()
+    ));
+    out.line(format!("voxels: {} valid cubes, {} in valid cubes, {} face cubes, {} air; worst case {:.4} W/kg per W", c.valid, c.used, c.unused, c.air, worst));
+    out.result(json!({"n_matrices": q.len(), "n_channels": q.n_channels(), "voxel_counts": c, "worst_case_w_per_kg_per_w": worst, "output_paths": [a.out], "elapsed_s": t.elapsed().as_secs_f64()}));
+    Ok(())
+}
+
+/// Arguments of `b1sar vop`.
+#[derive(Args)]
+pub struct VopArgs {
+    /// Q10g file (.npz from `b1sar qmatrix`).
+    #[arg(long)]
+    pub q: PathBuf,
+    /// Overestimation bound as a fraction of the worst-case pSAR10g (e.g. 0.05).
+    #[arg(long, default_value_t = 0.05)]
+    pub epsilon: f64,
+    /// Output VOP set (.npz).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn vop(a: VopArgs, out: &Output) -> Result<()> {
+    let t0 = Instant::now();
+    let pb = spinner(&format!("loading {}", a.q.display()));
+    let q = Q10g::load(&a.q)?;
+    pb.finish_and_clear();
+    let t = Instant::now();
+    let pb = bar(q.len() as u64, "matrices covered");
+    let v = VopSet::compress(&q, a.epsilon, &|remaining, total| {
+        pb.set_position((total - remaining) as u64)
+    })?;
+    pb.finish_and_clear();
+    let secs = t.elapsed().as_secs_f64();
+    v.save(&a.out)?;
+    out.line(format!(
+        "{} VOPs from {} Q10g matrices ({:.2} % kept) with epsilon {:.1} % in {secs:.2} s -> {}",
+        v.len(),
+        q.len(),
+        100.0 * v.len() as f64 / q.len() as f64,
+        100.0 * a.epsilon,
+        a.out.display()
+    ));
+    out.result(json!({"n_vops": v.len(), "n_matrices": q.len(), "epsilon": a.epsilon, "worst_case_w_per_kg_per_w": v.worst_case, "compression_s": secs, "output_paths": [a.out], "elapsed_s": t0.elapsed().as_secs_f64()}));
+    Ok(())
+}
+
+/// Arguments of `b1sar export`.
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Field set (.npz).
+    #[arg(long)]
+    pub fields: PathBuf,
+    /// Output folder for the NIfTI files.
+    #[arg(long)]
+    pub out_dir: PathBuf,
+}
+
+pub fn export(a: ExportArgs, out: &Output) -> Result<()> {
+    let t = Instant::now();
+    let f = load_fields(&a.fields)?;
+    let g = f.grid();
+    let mut paths = Vec::new();
+    let mut put = |name: &str, map: Array3<f32>, what: &str| -> Result<()> {
+        let p = a.out_dir.join(format!("{name}.nii.gz"));
+        io::write_nifti_map(&p, map.view(), g, what)?;
+        paths.push(p);
+        Ok(())
+    };
+    put("rho", f.rho().mapv(|v| v as f32), "density (kg/m^3)")?;
+    put("sigma", f.sigma().mapv(|v| v as f32), "conductivity (S/m)")?;
+    if let Some(l) = f.labels() {
+        put("labels", l.mapv(f32::from), "tissue labels")?;
+    }
+    for (n, ch) in f.b1p().axis_iter(Axis(0)).enumerate() {
+        put(
+            &format!("b1p_mag_ch{}", n + 1),
+            ch.mapv(|c| c.norm() * 1e6),
+            "|B1+| per sqrt(W) (uT)",
+        )?;
+    }
+    out.line(format!(
+        "wrote {} NIfTI files to {}",
+        paths.len(),
+        a.out_dir.display()
+    ));
+    out.result(json!({"output_paths": paths, "elapsed_s": t.elapsed().as_secs_f64()}));
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! Drives: the complex amplitudes s_n (sqrt(W) of accepted power, one per transmit channel) that weight
+//! the per-channel fields (Eq. 1 and 2 of Meliadò 2020). Parsing from JSON files and CLI strings, and the
+//! seeded random-phase generator used for training drives.
+
+use crate::error::{Error, Result};
+use num_complex::Complex64;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Complex channel amplitudes in sqrt(W): |s_n|^2 is the accepted power of channel n (W).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Drive {
+    amplitudes: Vec<Complex64>,
+}
+
+/// JSON forms of a drive: `{"re": [..], "im": [..]}` (sqrt(W)) or `{"mag_w": [..], "phase_deg": [..]}`
+/// (per-channel power in W and phase in degrees).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DriveJson {
+    /// Real and imaginary parts, sqrt(W).
+    ReIm { re: Vec<f64>, im: Vec<f64> },
+    /// Power per channel (W) and phase (degrees).
+    MagPhase {
+        mag_w: Vec<f64>,
+        phase_deg: Vec<f64>,
+    },
+}
+
+impl Drive {
+    /// A drive from amplitudes; every amplitude must be finite.
+    pub fn new(amplitudes: Vec<Complex64>) -> Result<Self> {
+        if amplitudes.is_empty() {
+            return Err(Error::invalid(
+                "drive",
+                "at least one channel",
+                "0 channels",
+            ));
+        }
+        if let Some((i, a)) = amplitudes
+            .iter()
+            .enumerate()
+            .find(|(_, a)| !a.re.is_finite() || !a.im.is_finite())
+        {
+            return Err(Error::invalid(
+                format!("drive channel {}", i + 1),
+                "a finite complex amplitude",
+                format!("{a}"),
+            ));
+        }
+        Ok(Drive { amplitudes })
+    }
+
+    /// Uniform power `power_w` per channel, all phases zero.
+    pub fn uniform(n_channels: usize, power_w: f64) -> Result<Self> {
+        check_power("power_w", power_w)?;
+        Drive::new(vec![Complex64::new(power_w.sqrt(), 0.0); n_channels])
+    }
+
+    /// From per-channel power (W) and phase (radians).
+    pub fn from_power_phase(power_w: &[f64], phase_rad: &[f64]) -> Result<Self> {
+        if power_w.len() != phase_rad.len() {
+            return Err(Error::invalid(
+                "drive",
+                format!("as many phases as powers ({})", power_w.len()),
+                format!("{} phases", phase_rad.len()),
+            ));
+        }
+        for (i, p) in power_w.iter().enumerate() {
+            check_power(&format!("drive channel {} power (W)", i + 1), *p)?;
+        }
+        Drive::new(
+            power_w
+                .iter()
+                .zip(phase_rad)
+                .map(|(p, ph)| Complex64::from_polar(p.sqrt(), *ph))
+                .collect(),
+        )
+    }
+
+    /// Random-phase drive as in the paper's training set: every channel `power_w`, phases U[-pi, pi].
+    pub fn random_phase(n_channels: usize, power_w: f64, rng: &mut impl rand::Rng) -> Result<Self> {
+        check_power("power_w", power_w)?;
+        let phases: Vec<f64> = (0..n_channels)
+            .map(|_| rng.random_range(-std::f64::consts::PI..=std::f64::consts::PI))
+            .collect();
+        Drive::from_power_phase(&vec![power_w; n_channels], &phases)
+    }
+
+    /// `count` random-phase drives from a seed (reproducible across runs and platforms).
+    pub fn random_phase_set(
+        n_channels: usize,
+        power_w: f64,
+        count: usize,
+        seed: u64,
+    ) -> Result<Vec<Self>> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..count)
+            .map(|_| Drive::random_phase(n_channels, power_w, &mut rng))
+            .collect()
+    }
+
+    /// Number of channels.
+    pub fn len(&self) -> usize {
+        self.amplitudes.len()
+    }
+
+    /// Always false: a drive has at least one channel.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The amplitudes (sqrt(W)).
+    pub fn amplitudes(&self) -> &[Complex64] {
+        &self.amplitudes
+    }
+
+    /// Total accepted power sum |s_n|^2 (W).
+    pub fn total_power_w(&self) -> f64 {
+        self.amplitudes.iter().map(|a| a.norm_sqr()).sum()
+    }
+
+    /// The drive scaled by a real factor (SAR scales with its square).
+    pub fn scaled(&self, factor: f64) -> Drive {
+        Drive {
+            amplitudes: self.amplitudes.iter().map(|a| a * factor).collect(),
+        }
+    }
+
+    /// Check that the drive has `n` channels (the field set's channel count).
+    pub fn expect_channels(&self, n: usize, what: &str) -> Result<()> {
+        if self.len() != n {
+            return Err(Error::invalid(
+                "drive",
+                format!("{n} channels (as in {what})"),
+                format!("{} channels", self.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Parse the JSON forms of [`DriveJson`].
+    pub fn from_json_str(text: &str, source: &str) -> Result<Self> {
+        let j: DriveJson = serde_json::from_str(text).map_err(|e| {
+            Error::invalid(
+                source,
+                r#"a drive as {"re":[..],"im":[..]} (sqrt(W)) or {"mag_w":[..],"phase_deg":[..]}"#,
+                e.to_string(),
+            )
+        })?;
+        Drive::from_json(j, source)
+    }
+
+    /// Convert a parsed [`DriveJson`].
+    pub fn from_json(j: DriveJson, source: &str) -> Result<Self> {
+        match j {
+            DriveJson::ReIm { re, im } => {
+                if re.len() != im.len() {
+                    return Err(Error::invalid(
+                        source,
+                        format!("`im` with as many entries as `re` ({})", re.len()),
+                        format!("{} entries", im.len()),
+                    ));
+                }
+                Drive::new(
+                    re.iter()
+                        .zip(&im)
+                        .map(|(r, i)| Complex64::new(*r, *i))
+                        .collect(),
+                )
+            }
+            DriveJson::MagPhase { mag_w, phase_deg } => {
+                let rad: Vec<f64> = phase_deg.iter().map(|d| d.to_radians()).collect();
+                Drive::from_power_phase(&mag_w, &rad).map_err(|e| match e {
+                    Error::Invalid {
+                        input,
+                        expected,
+                        found,
+                    } => Error::Invalid {
+                        input: format!("{source}: {input}"),
+                        expected,
+                        found,
+                    },
+                    other => other,
+                })
+            }
+        }
+    }
+
+    /// The `{"re", "im"}` JSON form.
+    pub fn to_json(&self) -> DriveJson {
+        DriveJson::ReIm {
+            re: self.amplitudes.iter().map(|a| a.re).collect(),
+            im: self.amplitudes.iter().map(|a| a.im).collect(),
+        }
+    }
+
+    /// Read a drive JSON file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Drive::from_json_str(&text, &path.display().to_string())
+    }
+
+    /// Parse a drive given on the command line: a JSON object, a path to a JSON file, or a compact list
+    /// `P@PHASE,...` of per-channel power (W) and phase (degrees), e.g. `1@0,1@45,1@90`; a bare `P`
+    /// means phase 0; `uniform:N` (or `uniform:N:P`) is N channels of 1 W (or P W) at phase 0.
+    pub fn parse_cli(arg: &str) -> Result<Self> {
+        let t = arg.trim();
+        if t.starts_with('{') {
+            return Drive::from_json_str(t, "--drive");
+        }
+        if let Some(rest) = t.strip_prefix("uniform:") {
+            let mut parts = rest.split(':');
+            let n: usize = parts
+                .next()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| Error::invalid("--drive", "uniform:N[:P] with N channels", t))?;
+            let p: f64 = match parts.next() {
+                Some(s) => s
+                    .parse()
+                    .map_err(|_| Error::invalid("--drive", "uniform:N:P with P in W", t))?,
+                None => 1.0,
+            };
+            return Drive::uniform(n, p);
+        }
+        let path = Path::new(t);
+        if t.ends_with(".json") || path.is_file() {
+            return Drive::read(path);
+        }
+        let mut power = Vec::new();
+        let mut phase = Vec::new();
+        for (i, item) in t.split(',').enumerate() {
+            let (p, ph) = match item.split_once('@') {
+                Some((p, ph)) => (p.trim(), ph.trim()),
+                None => (item.trim(), "0"),
+            };
+            let p: f64 = p.parse().map_err(|_| {
+                Error::invalid(
+                    format!("--drive channel {}", i + 1),
+                    "POWER_W@PHASE_DEG (e.g. 1@45), a JSON object or a .json file",
+                    item,
+                )
+            })?;
+            let ph: f64 = ph.parse().map_err(|_| {
+                Error::invalid(
+                    format!("--drive channel {}", i + 1),
+                    "a phase in degrees",
+                    item,
+                )
+            })?;
+            power.push(p);
+            phase.push(ph.to_radians());
+        }
+        Drive::from_power_phase(&power, &phase)
+    }
+}
+
+fn check_power(name: &str, p: f64) -> Result<()> {
+    if !p.is_finite() || p < 0.0 {
+        return Err(Error::invalid(
+            name,
+            "a finite power >= 0 W",
+            format!("{p}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_forms_agree() {
+        let a = Drive::from_json_str(r#"{"re":[1.0, 0.0],"im":[0.0, 2.0]}"#, "t").unwrap();
+        let b =
+            Drive::from_json_str(r#"{"mag_w":[1.0, 4.0],"phase_deg":[0.0, 90.0]}"#, "t").unwrap();
+        for (x, y) in a.amplitudes().iter().zip(b.amplitudes()) {
+            assert!((x - y).norm() < 1e-12, "{x} vs {y}");
+        }
+        assert!((a.total_power_w() - 5.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn cli_forms() {
+        let d = Drive::parse_cli("1@0, 4@180,2").unwrap();
+        assert_eq!(d.len(), 3);
+        assert!((d.amplitudes()[1] - Complex64::new(-2.0, 0.0)).norm() < 1e-12);
+        assert!((d.amplitudes()[2].re - 2f64.sqrt()).abs() < 1e-12);
+        let u = Drive::parse_cli("uniform:8").unwrap();
+        assert_eq!(u.len(), 8);
+        assert!((u.total_power_w() - 8.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bad_drives_are_named() {
+        let e = Drive::parse_cli("1@0,-1@0").unwrap_err().to_string();
+        assert!(e.contains("channel 2") && e.contains(">= 0"), "{e}");
+        let e = Drive::from_json_str(r#"{"re":[1.0],"im":[0.0, 1.0]}"#, "d.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("d.json"), "{e}");
+        assert!(Drive::from_json_str(r#"{"re":[1.0]}"#, "d.json").is_err());
+        assert!(Drive::new(vec![Complex64::new(f64::NAN, 0.0)]).is_err());
+        assert!(Drive::parse_cli("abc").is_err());
+    }
+
+    #[test]
+    fn random_phase_is_seeded_and_uniform_power() {
+        let a = Drive::random_phase_set(8, 1.0, 5, 7).unwrap();
+        let b = Drive::random_phase_set(8, 1.0, 5, 7).unwrap();
+        let c = Drive::random_phase_set(8, 1.0, 5, 8).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        for d in &a {
+            for s in d.amplitudes() {
+                assert!((s.norm() - 1.0).abs() < 1e-12);
+            }
+        }
+        // Phases cover [-pi, pi]: over many draws the mean of cos and sin is near 0 (1/sqrt(n) scale).
+        let many = Drive::random_phase_set(8, 1.0, 500, 3).unwrap();
+        let n = 4000.0;
+        let (c, s) = many
+            .iter()
+            .flat_map(|d| d.amplitudes().iter())
+            .fold((0.0, 0.0), |(c, s), a| (c + a.re, s + a.im));
+        assert!((c / n).abs() < 0.05 && (s / n).abs() < 0.05);
+    }
+}

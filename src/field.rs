@@ -1,0 +1,519 @@
+//! `FieldSet`: per-channel complex B1+ (and optionally E) maps with the tissue properties of one subject
+//! on a voxel grid, for 1 W accepted power per channel. B1+ combination for a drive (Eq. 1 of Meliadò
+//! 2020), phase relative to channel 1, and emulation of measured maps (noise and the DREAM range mask).
+//!
+//! Units: B1+ in T/sqrt(W), E in V/m/sqrt(W) (peak phasors), sigma in S/m, rho in kg/m^3, spacing and
+//! origin in m. Axis order: B1+ [channel, z, y, x]; E [channel, component (x, y, z), z, y, x].
+//! File format: one `.npz` (see README "Field-set format").
+
+use crate::drive::Drive;
+use crate::error::{Error, Result};
+use crate::grid::Grid;
+use crate::io::{NpzIn, NpzOut};
+use crate::units::{AIR_DENSITY_KG_M3, DREAM_NOMINAL_T, DREAM_RANGE, LARMOR_HZ};
+use ndarray::{Array1, Array3, Array4, Array5, ArrayView3, Axis, Zip};
+use num_complex::{Complex32, Complex64};
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Metadata stored with a field set (array `meta_json` of the NPZ, UTF-8 JSON bytes).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FieldMeta {
+    /// Frequency of the fields (Hz).
+    pub frequency_hz: f64,
+    /// Where the fields come from (simulator, phantom, analytic model).
+    pub source: String,
+}
+
+impl Default for FieldMeta {
+    fn default() -> Self {
+        FieldMeta {
+            frequency_hz: LARMOR_HZ,
+            source: "unknown".into(),
+        }
+    }
+}
+
+/// Per-channel fields and tissue properties of one subject.
+#[derive(Clone, Debug)]
+pub struct FieldSet {
+    grid: Grid,
+    b1p: Array4<Complex32>,
+    e: Option<Array5<Complex32>>,
+    sigma: Array3<f64>,
+    rho: Array3<f64>,
+    labels: Option<Array3<u8>>,
+    meta: FieldMeta,
+}
+
+fn check_finite<'a>(name: &str, mut values: impl Iterator<Item = &'a f64>) -> Result<()> {
+    if let Some(v) = values.find(|v| !v.is_finite()) {
+        return Err(Error::invalid(name, "finite values", format!("{v}")));
+    }
+    Ok(())
+}
+
+impl FieldSet {
+    /// Build and validate a field set: shapes agree with the grid, values finite, sigma >= 0,
+    /// rho >= 0, no lossy voxel without mass (sigma > 0 where rho < 1 kg/m^3 would absorb power that
+    /// no SAR accounts for).
+    pub fn new(
+        grid: Grid,
+        b1p: Array4<Complex32>,
+        e: Option<Array5<Complex32>>,
+        sigma: Array3<f64>,
+        rho: Array3<f64>,
+        labels: Option<Array3<u8>>,
+        meta: FieldMeta,
+    ) -> Result<Self> {
+        let g = grid.shape;
+        let nch = b1p.shape()[0];
+        if nch == 0 || b1p.shape()[1..] != g {
+            return Err(Error::invalid(
+                "b1p",
+                format!("shape [channel >= 1, {}, {}, {}]", g[0], g[1], g[2]),
+                format!("{:?}", b1p.shape()),
+            ));
+        }
+        if let Some(e) = &e {
+            let want = [nch, 3, g[0], g[1], g[2]];
+            if e.shape() != want {
+                return Err(Error::invalid(
+                    "e",
+                    format!("shape {want:?} ([channel, xyz, z, y, x], channels as in b1p)"),
+                    format!("{:?}", e.shape()),
+                ));
+            }
+            if e.iter().any(|v| !v.re.is_finite() || !v.im.is_finite()) {
+                return Err(Error::invalid("e_re/e_im", "finite values", "NaN or Inf"));
+            }
+        }
+        if b1p.iter().any(|v| !v.re.is_finite() || !v.im.is_finite()) {
+            return Err(Error::invalid(
+                "b1p_re/b1p_im",
+                "finite values",
+                "NaN or Inf",
+            ));
+        }
+        for (name, a) in [("sigma", &sigma), ("rho", &rho)] {
+            if a.shape() != g {
+                return Err(Error::invalid(
+                    name,
+                    format!("shape {g:?} (z, y, x, as b1p)"),
+                    format!("{:?}", a.shape()),
+                ));
+            }
+            check_finite(name, a.iter())?;
+            if let Some(v) = a.iter().find(|v| **v < 0.0) {
+                return Err(Error::invalid(name, "values >= 0", format!("{v}")));
+            }
+        }
+        let lossy_air = Zip::from(&sigma).and(&rho).fold(0usize, |n, s, r| {
+            n + usize::from(*s > 0.0 && *r < AIR_DENSITY_KG_M3)
+        });
+        if lossy_air > 0 {
+            return Err(Error::invalid(
+                "sigma/rho",
+                "sigma = 0 wherever rho < 1 kg/m^3 (air has no mass, so it may not absorb power)",
+                format!("{lossy_air} voxels with sigma > 0 and rho < 1 kg/m^3"),
+            ));
+        }
+        if let Some(l) = &labels
+            && l.shape() != g
+        {
+            return Err(Error::invalid(
+                "labels",
+                format!("shape {g:?}"),
+                format!("{:?}", l.shape()),
+            ));
+        }
+        if !meta.frequency_hz.is_finite() || meta.frequency_hz <= 0.0 {
+            return Err(Error::invalid(
+                "meta frequency_hz",
+                "> 0 Hz",
+                format!("{}", meta.frequency_hz),
+            ));
+        }
+        Ok(FieldSet {
+            grid,
+            b1p,
+            e,
+            sigma,
+            rho,
+            labels,
+            meta,
+        })
+    }
+
+    /// Grid geometry.
+    pub fn grid(&self) -> &Grid {
+        &self.grid
+    }
+    /// Number of transmit channels.
+    pub fn n_channels(&self) -> usize {
+        self.b1p.shape()[0]
+    }
+    /// Per-channel B1+ (T/sqrt(W)), [channel, z, y, x].
+    pub fn b1p(&self) -> &Array4<Complex32> {
+        &self.b1p
+    }
+    /// Per-channel E (V/m/sqrt(W), peak), [channel, xyz, z, y, x], if present.
+    pub fn e(&self) -> Option<&Array5<Complex32>> {
+        self.e.as_ref()
+    }
+    /// Conductivity (S/m), [z, y, x].
+    pub fn sigma(&self) -> &Array3<f64> {
+        &self.sigma
+    }
+    /// Density (kg/m^3), [z, y, x]; below 1 kg/m^3 is air.
+    pub fn rho(&self) -> &Array3<f64> {
+        &self.rho
+    }
+    /// Tissue labels, if present.
+    pub fn labels(&self) -> Option<&Array3<u8>> {
+        self.labels.as_ref()
+    }
+    /// Metadata.
+    pub fn meta(&self) -> &FieldMeta {
+        &self.meta
+    }
+    /// Tissue mask (rho >= 1 kg/m^3), [z, y, x].
+    pub fn body_mask(&self) -> Array3<bool> {
+        self.rho.mapv(|r| r >= AIR_DENSITY_KG_M3)
+    }
+
+    /// E fields or a clear error saying they are needed.
+    pub fn require_e(&self, for_what: &str) -> Result<&Array5<Complex32>> {
+        self.e.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "field set",
+                format!("E fields (arrays e_re, e_im) for {for_what}"),
+                "a field set with B1+ only",
+            )
+        })
+    }
+
+    /// Load a field set `.npz` with full validation; every error names the file and the array.
+    pub fn load(path: &Path) -> Result<Self> {
+        let mut z = NpzIn::open(path)?;
+        let b1_re = z.require_f64::<ndarray::Ix4>(
+            "b1p_re",
+            "B1+ real part, T/sqrt(W), [channel, z, y, x]",
+        )?;
+        let b1_im = z.require_f64::<ndarray::Ix4>(
+            "b1p_im",
+            "B1+ imaginary part, T/sqrt(W), [channel, z, y, x]",
+        )?;
+        if b1_re.shape() != b1_im.shape() {
+            return Err(Error::invalid(
+                format!("{}: b1p_im", path.display()),
+                format!("shape {:?} as b1p_re", b1_re.shape()),
+                format!("{:?}", b1_im.shape()),
+            ));
+        }
+        let b1p = Zip::from(&b1_re)
+            .and(&b1_im)
+            .map_collect(|r, i| Complex32::new(*r as f32, *i as f32));
+        let e = match (z.has("e_re"), z.has("e_im")) {
+            (false, false) => None,
+            (true, true) => {
+                let re = z.require_f64::<ndarray::Ix5>("e_re", "E real part")?;
+                let im = z.require_f64::<ndarray::Ix5>("e_im", "E imaginary part")?;
+                if re.shape() != im.shape() {
+                    return Err(Error::invalid(
+                        format!("{}: e_im", path.display()),
+                        format!("shape {:?} as e_re", re.shape()),
+                        format!("{:?}", im.shape()),
+                    ));
+                }
+                Some(
+                    Zip::from(&re)
+                        .and(&im)
+                        .map_collect(|r, i| Complex32::new(*r as f32, *i as f32)),
+                )
+            }
+            (true, false) => {
+                return Err(Error::Missing {
+                    path: path.into(),
+                    name: "e_im".into(),
+                    what: "E imaginary part (e_re is present)".into(),
+                });
+            }
+            (false, true) => {
+                return Err(Error::Missing {
+                    path: path.into(),
+                    name: "e_re".into(),
+                    what: "E real part (e_im is present)".into(),
+                });
+            }
+        };
+        let sigma = z.require_f64::<ndarray::Ix3>("sigma", "conductivity, S/m, [z, y, x]")?;
+        let rho = z.require_f64::<ndarray::Ix3>("rho", "density, kg/m^3, [z, y, x]")?;
+        let spacing = z.require_f64::<ndarray::Ix1>("spacing_m", "voxel spacing, m, [3] z y x")?;
+        let origin = z
+            .get_f64::<ndarray::Ix1>("origin_m")?
+            .unwrap_or_else(|| Array1::zeros(3));
+        let labels = z.get::<u8, ndarray::Ix3>("labels")?;
+        let meta = match z.get::<u8, ndarray::Ix1>("meta_json")? {
+            Some(bytes) => serde_json::from_slice(bytes.as_slice().unwrap_or(&bytes.to_vec()))
+                .map_err(|e| Error::format(path, "array `meta_json` (UTF-8 JSON)", e))?,
+            None => FieldMeta::default(),
+        };
+        let arr3 = |a: &Array1<f64>, name: &str| -> Result<[f64; 3]> {
+            if a.len() != 3 {
+                return Err(Error::invalid(
+                    format!("{}: {name}", path.display()),
+                    "3 values (z, y, x, m)",
+                    format!("{} values", a.len()),
+                ));
+            }
+            Ok([a[0], a[1], a[2]])
+        };
+        let shape = [b1p.shape()[1], b1p.shape()[2], b1p.shape()[3]];
+        let grid = Grid::new(
+            shape,
+            arr3(&spacing, "spacing_m")?,
+            arr3(&origin, "origin_m")?,
+        )
+        .map_err(|e| prefix(path, e))?;
+        FieldSet::new(grid, b1p, e, sigma, rho, labels, meta).map_err(|e| prefix(path, e))
+    }
+
+    /// Save as `.npz` (f32 fields, f64 tissue properties), atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut z = NpzOut::create(path, true)?;
+        z.add("b1p_re", &self.b1p.mapv(|c| c.re))?;
+        z.add("b1p_im", &self.b1p.mapv(|c| c.im))?;
+        if let Some(e) = &self.e {
+            z.add("e_re", &e.mapv(|c| c.re))?;
+            z.add("e_im", &e.mapv(|c| c.im))?;
+        }
+        z.add("sigma", &self.sigma)?;
+        z.add("rho", &self.rho)?;
+        if let Some(l) = &self.labels {
+            z.add("labels", l)?;
+        }
+        z.add("spacing_m", &Array1::from(self.grid.spacing_m.to_vec()))?;
+        z.add("origin_m", &Array1::from(self.grid.origin_m.to_vec()))?;
+        let meta = serde_json::to_vec(&self.meta).expect("FieldMeta serialises");
+        z.add("meta_json", &Array1::from(meta))?;
+        z.finish()
+    }
+
+    /// Combined B1+ (T) for one drive: B1+(r) = sum_n B1+_n(r) s_n (Eq. 1 of Meliadò 2020).
+    pub fn combine(&self, drive: &Drive) -> Result<Array3<Complex64>> {
+        drive.expect_channels(self.n_channels(), "the field set")?;
+        let n = self.grid.len();
+        let mut out = vec![Complex64::new(0.0, 0.0); n];
+        combine_into(&self.b1p, drive.amplitudes(), &mut out);
+        Ok(Array3::from_shape_vec(self.grid.shape, out)
+            .expect("combined map has the grid's length"))
+    }
+
+    /// Combined B1+ (T) for a batch of drives, [drive, z, y, x]; drives run in parallel.
+    pub fn combine_batch(&self, drives: &[Drive]) -> Result<Array4<Complex64>> {
+        for d in drives {
+            d.expect_channels(self.n_channels(), "the field set")?;
+        }
+        let [nz, ny, nx] = self.grid.shape;
+        let mut out = Array4::<Complex64>::zeros((drives.len(), nz, ny, nx));
+        out.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .zip(drives.par_iter())
+            .for_each(|(mut o, d)| {
+                let o = o.as_slice_mut().expect("fresh array is contiguous");
+                combine_into_serial(&self.b1p, d.amplitudes(), o);
+            });
+        Ok(out)
+    }
+
+    /// Per-channel B1+ with phase relative to channel 1: B1+_n(r) exp(-i arg B1+_1(r)), as a
+    /// scanner measures it (only relative transmit phases are observable). Where |B1+_1| is zero the
+    /// maps are left unrotated.
+    pub fn b1p_relative(&self) -> Array4<Complex32> {
+        let ref_ch = self.b1p.index_axis(Axis(0), 0).to_owned();
+        let rot = ref_ch.mapv(|c| {
+            let m = c.norm();
+            if m > 0.0 {
+                c.conj() / m
+            } else {
+                Complex32::new(1.0, 0.0)
+            }
+        });
+        let mut out = self.b1p.clone();
+        for mut ch in out.axis_iter_mut(Axis(0)) {
+            ch.zip_mut_with(&rot, |c, r| *c *= *r);
+        }
+        out
+    }
+
+    /// Point SAR (W/kg) of a drive: sigma |sum_n s_n E_n|^2 / (2 rho), zero in air.
+    pub fn point_sar(&self, drive: &Drive) -> Result<Array3<f64>> {
+        let e = self.require_e("point SAR")?;
+        drive.expect_channels(self.n_channels(), "the field set")?;
+        let s = drive.amplitudes();
+        let n = self.grid.len();
+        let flat = e
+            .as_slice()
+            .ok_or_else(|| Error::Computation("E array is not contiguous".into()))?;
+        let sigma = self.sigma.as_slice().expect("owned arrays are contiguous");
+        let rho = self.rho.as_slice().expect("owned arrays are contiguous");
+        let out: Vec<f64> = (0..n)
+            .into_par_iter()
+            .map(|v| {
+                if rho[v] < AIR_DENSITY_KG_M3 {
+                    return 0.0;
+                }
+                let mut e2 = 0.0;
+                for c in 0..3 {
+                    let mut acc = Complex64::new(0.0, 0.0);
+                    for (ch, sc) in s.iter().enumerate() {
+                        let ev = flat[(ch * 3 + c) * n + v];
+                        acc += Complex64::new(ev.re as f64, ev.im as f64) * sc;
+                    }
+                    e2 += acc.norm_sqr();
+                }
+                sigma[v] * e2 / (2.0 * rho[v])
+            })
+            .collect();
+        Ok(Array3::from_shape_vec(self.grid.shape, out)
+            .expect("point SAR map has the grid's length"))
+    }
+}
+
+fn prefix(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Invalid {
+            input,
+            expected,
+            found,
+        } => Error::Invalid {
+            input: format!("{}: {input}", path.display()),
+            expected,
+            found,
+        },
+        other => other,
+    }
+}
+
+/// out[v] = sum_n b1[n, v] s[n], channel-outer so the inner loop streams contiguous memory.
+fn combine_into_serial(b1: &Array4<Complex32>, s: &[Complex64], out: &mut [Complex64]) {
+    out.iter_mut().for_each(|o| *o = Complex64::new(0.0, 0.0));
+    for (ch, sc) in b1.axis_iter(Axis(0)).zip(s) {
+        let ch = ch.as_slice().expect("owned B1+ array is contiguous");
+        for (o, b) in out.iter_mut().zip(ch) {
+            *o += Complex64::new(b.re as f64, b.im as f64) * sc;
+        }
+    }
+}
+
+/// Parallel version of [`combine_into_serial`] over voxel chunks.
+fn combine_into(b1: &Array4<Complex32>, s: &[Complex64], out: &mut [Complex64]) {
+    const CHUNK: usize = 1 << 14;
+    let n = out.len();
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(k, o)| {
+        let start = k * CHUNK;
+        o.iter_mut().for_each(|x| *x = Complex64::new(0.0, 0.0));
+        for (ch, sc) in b1.axis_iter(Axis(0)).zip(s) {
+            let ch = ch.as_slice().expect("owned B1+ array is contiguous");
+            for (x, b) in o.iter_mut().zip(&ch[start..(start + CHUNK).min(n)]) {
+                *x += Complex64::new(b.re as f64, b.im as f64) * sc;
+            }
+        }
+    });
+}
+
+/// Settings of measured-map emulation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MeasurementModel {
+    /// Standard deviation of the Gaussian noise added to Re and Im (T).
+    pub noise_t: f64,
+    /// Nominal |B1+| (T) at `reference_power_w` total; the DREAM range scales with sqrt(power).
+    pub nominal_t: f64,
+    /// Total drive power at which `nominal_t` applies (W): 8 x 1 W in the paper.
+    pub reference_power_w: f64,
+    /// Measurable fraction of the nominal |B1+| (25 % .. 175 %).
+    pub range: (f64, f64),
+}
+
+impl Default for MeasurementModel {
+    fn default() -> Self {
+        MeasurementModel {
+            noise_t: 0.02 * DREAM_NOMINAL_T,
+            nominal_t: DREAM_NOMINAL_T,
+            reference_power_w: 8.0,
+            range: DREAM_RANGE,
+        }
+    }
+}
+
+/// A B1+ map as a scanner would deliver it: noisy, zeroed outside the measurable range, with its mask.
+pub struct MeasuredMap {
+    /// Noisy B1+ (T), relative phase, zero where `mask` is false.
+    pub b1: Array3<Complex64>,
+    /// DREAM range mask (true where measured).
+    pub mask: Array3<bool>,
+}
+
+impl MeasurementModel {
+    /// Emulate a measurement of `b1` (combined B1+, T, already relative-phase) made with `drive`:
+    /// Gaussian noise on Re and Im (seeded), then the DREAM range mask on the noisy magnitude, limited to
+    /// the body (no MR signal in air).
+    pub fn measure(
+        &self,
+        b1: ArrayView3<'_, Complex64>,
+        body: ArrayView3<'_, bool>,
+        drive: &Drive,
+        seed: u64,
+    ) -> Result<MeasuredMap> {
+        if b1.shape() != body.shape() {
+            return Err(Error::invalid(
+                "body mask",
+                format!("shape {:?}", b1.shape()),
+                format!("{:?}", body.shape()),
+            ));
+        }
+        if !self.noise_t.is_finite() || self.noise_t < 0.0 {
+            return Err(Error::invalid(
+                "noise level",
+                "finite >= 0 T",
+                format!("{}", self.noise_t),
+            ));
+        }
+        if !(self.nominal_t > 0.0 && self.reference_power_w > 0.0 && self.range.0 < self.range.1) {
+            return Err(Error::invalid(
+                "DREAM mask",
+                "nominal > 0 T, reference power > 0 W, low < high",
+                format!("{:?}", self),
+            ));
+        }
+        let nominal = self.nominal_t * (drive.total_power_w() / self.reference_power_w).sqrt();
+        let (lo, hi) = (self.range.0 * nominal, self.range.1 * nominal);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let normal = Normal::new(0.0, self.noise_t.max(f64::MIN_POSITIVE)).map_err(|e| {
+            Error::invalid("noise level", "a valid standard deviation", e.to_string())
+        })?;
+        let mut out = b1.to_owned();
+        let mut mask = Array3::from_elem(b1.raw_dim(), false);
+        Zip::from(&mut out)
+            .and(&mut mask)
+            .and(&body)
+            .for_each(|v, m, inside| {
+                let (nr, ni) = if self.noise_t > 0.0 {
+                    (normal.sample(&mut rng), normal.sample(&mut rng))
+                } else {
+                    (0.0, 0.0)
+                };
+                *v += Complex64::new(nr, ni);
+                let mag = v.norm();
+                *m = *inside && mag >= lo && mag <= hi;
+                if !*m {
+                    *v = Complex64::new(0.0, 0.0);
+                }
+            });
+        Ok(MeasuredMap { b1: out, mask })
+    }
+}

@@ -1,0 +1,263 @@
+//! File input and output at the edges of the library: NPY/NPZ (numpy interop), NIfTI export of maps,
+//! JSON, and scanner MAT v5 files. Every file b1sar writes goes to a temporary file in the target
+//! directory first and is renamed into place, so a crash never leaves a half file that loads as valid.
+
+pub mod mat;
+
+use crate::error::{Error, Result};
+use crate::grid::Grid;
+use ndarray::{Array, ArrayView3, Dimension};
+use ndarray_npy::{NpzReader, NpzWriter, ReadableElement, WriteNpyExt};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Write a file atomically: `fill` writes into a temporary file beside `path`, which is then
+/// flushed, synced and renamed over `path`.
+pub fn write_atomic<F>(path: &Path, fill: F) -> Result<()>
+where
+    F: FnOnce(&mut BufWriter<&mut File>) -> std::io::Result<()>,
+{
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".b1sar-tmp-")
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io(&dir, e))?;
+    {
+        let mut w = BufWriter::new(tmp.as_file_mut());
+        fill(&mut w).map_err(|e| Error::io(path, e))?;
+        w.flush().map_err(|e| Error::io(path, e))?;
+    }
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// Serialise `value` as pretty JSON, atomically.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_atomic(path, |w| {
+        serde_json::to_writer_pretty(&mut *w, value).map_err(std::io::Error::other)?;
+        w.write_all(b"\n")
+    })
+}
+
+/// Read and deserialise a JSON file; errors name the file.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::format(path, what, e))
+}
+
+/// Write one array as `.npy`, atomically.
+pub fn write_npy<T: WriteNpyExt + ?Sized>(path: &Path, array: &T) -> Result<()> {
+    write_atomic(path, |w| {
+        array
+            .write_npy(&mut *w)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    })
+}
+
+/// An NPZ file open for reading, with errors that name the file and array.
+pub struct NpzIn {
+    path: PathBuf,
+    reader: NpzReader<File>,
+    names: Vec<String>,
+}
+
+impl NpzIn {
+    /// Open an `.npz` file; a missing, truncated or non-zip file is a clear error.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut reader = NpzReader::new(file)
+            .map_err(|e| Error::format(path, "NPZ archive (zip of .npy arrays)", e))?;
+        let names = reader
+            .names()
+            .map_err(|e| Error::format(path, "NPZ archive index", e))?;
+        Ok(NpzIn {
+            path: path.to_path_buf(),
+            reader,
+            names,
+        })
+    }
+
+    /// Path of the file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True if the archive holds an array of this name.
+    pub fn has(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n == name)
+    }
+
+    /// Read an array of element type `T` and dimension `D`, if present.
+    pub fn get<T: ReadableElement, D: Dimension>(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<Array<T, D>>> {
+        if !self.has(name) {
+            return Ok(None);
+        }
+        self.reader.by_name(name).map(Some).map_err(|e| {
+            Error::format(
+                &self.path,
+                format!(
+                    "array `{name}` as {} of {} dimensions",
+                    std::any::type_name::<T>(),
+                    D::NDIM.map_or("any".into(), |n| n.to_string())
+                ),
+                e,
+            )
+        })
+    }
+
+    /// Read a floating-point array stored as f64 or f32, as f64; `None` when absent.
+    pub fn get_f64<D: Dimension>(&mut self, name: &str) -> Result<Option<Array<f64, D>>> {
+        if !self.has(name) {
+            return Ok(None);
+        }
+        match self.reader.by_name::<ndarray::OwnedRepr<f64>, D>(name) {
+            Ok(a) => return Ok(Some(a)),
+            Err(first) => match self.reader.by_name::<ndarray::OwnedRepr<f32>, D>(name) {
+                Ok(a) => Ok(Some(a.mapv(f64::from))),
+                Err(_) => Err(Error::format(
+                    &self.path,
+                    format!(
+                        "array `{name}` as f64 or f32 with {} dimensions",
+                        D::NDIM.map_or("any".into(), |n| n.to_string())
+                    ),
+                    first,
+                )),
+            },
+        }
+    }
+
+    /// Like [`NpzIn::get_f64`] but the array must be present.
+    pub fn require_f64<D: Dimension>(&mut self, name: &str, what: &str) -> Result<Array<f64, D>> {
+        self.get_f64(name)?.ok_or_else(|| Error::Missing {
+            path: self.path.clone(),
+            name: name.into(),
+            what: what.into(),
+        })
+    }
+}
+
+/// An NPZ file being written; it appears at its path only when [`NpzOut::finish`] succeeds.
+pub struct NpzOut {
+    path: PathBuf,
+    tmp: tempfile::NamedTempFile,
+    writer: Option<NpzWriter<File>>,
+}
+
+impl NpzOut {
+    /// Start writing `path` (compressed with deflate when `compress`).
+    pub fn create(path: &Path, compress: bool) -> Result<Self> {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".b1sar-tmp-")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io(&dir, e))?;
+        let file = tmp.reopen().map_err(|e| Error::io(path, e))?;
+        let writer = if compress {
+            NpzWriter::new_compressed(file)
+        } else {
+            NpzWriter::new(file)
+        };
+        Ok(NpzOut {
+            path: path.to_path_buf(),
+            tmp,
+            writer: Some(writer),
+        })
+    }
+
+    /// Add one array.
+    pub fn add<T: WriteNpyExt + ?Sized>(&mut self, name: &str, array: &T) -> Result<()> {
+        let w = self
+            .writer
+            .as_mut()
+            .expect("NpzOut writer present until finish");
+        w.add_array(name, array).map_err(|e| {
+            Error::io(
+                &self.path,
+                std::io::Error::other(format!("array `{name}`: {e}")),
+            )
+        })
+    }
+
+    /// Finish the archive, sync it and rename it into place.
+    pub fn finish(mut self) -> Result<()> {
+        let w = self
+            .writer
+            .take()
+            .expect("NpzOut writer present until finish");
+        let file = w
+            .finish()
+            .map_err(|e| Error::io(&self.path, std::io::Error::other(e.to_string())))?;
+        file.sync_all().map_err(|e| Error::io(&self.path, e))?;
+        self.tmp
+            .persist(&self.path)
+            .map_err(|e| Error::io(&self.path, e.error))?;
+        Ok(())
+    }
+}
+
+/// Export a [z, y, x] map to NIfTI-1 (`.nii` or `.nii.gz`, compressed by extension), with the grid's
+/// spacing and origin in the sform (millimetres, axes x y z as NIfTI expects), so it opens in
+/// standard viewers (FSLeyes, ITK-SNAP, 3D Slicer) with correct geometry.
+pub fn write_nifti_map(
+    path: &Path,
+    map: ArrayView3<'_, f32>,
+    grid: &Grid,
+    description: &str,
+) -> Result<()> {
+    let shape = map.shape();
+    if shape != grid.shape {
+        return Err(Error::invalid(
+            "NIfTI map",
+            format!("shape {:?} (the grid, z y x)", grid.shape),
+            format!("{shape:?}"),
+        ));
+    }
+    let mut header = nifti::NiftiHeader::default();
+    let [dz, dy, dx] = grid.spacing_m.map(|s| (s * 1e3) as f32);
+    let [oz, oy, ox] = grid.origin_m.map(|s| (s * 1e3) as f32);
+    header.pixdim = [1.0, dx, dy, dz, 1.0, 1.0, 1.0, 1.0];
+    header.xyzt_units = 2; // millimetres
+    header.sform_code = 1; // scanner-anatomical (the simulation frame)
+    header.qform_code = 0;
+    header.srow_x = [dx, 0.0, 0.0, ox];
+    header.srow_y = [0.0, dy, 0.0, oy];
+    header.srow_z = [0.0, 0.0, dz, oz];
+    let mut descrip = description.as_bytes().to_vec();
+    descrip.truncate(79);
+    header.descrip = descrip;
+    let gz = path.extension().is_some_and(|e| e == "gz");
+    // nifti writes through File::create; write to a temporary name in the same directory and rename.
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let fname = path
+        .file_name()
+        .ok_or_else(|| Error::invalid("NIfTI path", "a file name", path.display().to_string()))?
+        .to_string_lossy()
+        .to_string();
+    let tmp = dir.join(format!(".b1sar-tmp-{}-{fname}", std::process::id()));
+    // NIfTI stores x fastest: the writer transposes its (i, j, k) input to Fortran order, so pass x y z.
+    let xyz = map.t();
+    nifti::writer::WriterOptions::new(&tmp)
+        .reference_header(&header)
+        .compress(gz)
+        .write_nifti(&xyz)
+        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    Ok(())
+}

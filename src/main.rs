@@ -1,0 +1,69 @@
+//! `b1sar` command-line interface: a thin layer over the library. Every subcommand takes `--json` and
+//! then prints exactly one JSON object on stdout (logs and progress go to stderr). Exit status: 0
+//! success, 1 runtime failure, 2 bad input or usage.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "b1sar", version, about = "Subject-specific local SAR (10 g) for 7 T parallel-transmit MRI", long_about = None)]
+struct Cli {
+    /// Print exactly one JSON object on stdout (machine output); logs go to stderr.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole method on the embedded default data and write a report.
+    Demo(cli::demo::DemoArgs),
+    /// Write an analytic test subject (pelvis-like body, 8 closed-form channels) as a field set.
+    Synth(cli::commands::SynthArgs),
+    /// Combine per-channel B1+ for a drive (Eq. 1), optionally as a scanner would measure it.
+    Combine(cli::commands::CombineArgs),
+    /// SAR10g map and pSAR10g of a drive (from E fields or Q10g), or the VOP bound (from VOPs).
+    Sar(cli::commands::SarArgs),
+    /// Q10g matrices of a field set (IEC/IEEE 62704-1 cubes).
+    Qmatrix(cli::commands::QmatrixArgs),
+    /// Compress Q10g matrices into VOPs with a bounded overestimation.
+    Vop(cli::commands::VopArgs),
+    /// Export a field set's maps (B1+ magnitude, density, conductivity, labels) to NIfTI.
+    Export(cli::commands::ExportArgs),
+    /// Measure throughput figures (10 g averaging, Q10g, batched SAR, VOP compression).
+    Bench(cli::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = cli::Output { json: cli.json };
+    let result = match cli.command {
+        Command::Demo(a) => cli::demo::run(a, &out),
+        Command::Synth(a) => cli::commands::synth(a, &out),
+        Command::Combine(a) => cli::commands::combine(a, &out),
+        Command::Sar(a) => cli::commands::sar(a, &out),
+        Command::Qmatrix(a) => cli::commands::qmatrix(a, &out),
+        Command::Vop(a) => cli::commands::vop(a, &out),
+        Command::Export(a) => cli::commands::export(a, &out),
+        Command::Bench(a) => cli::bench::run(a, &out),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let bad_input = e
+                .downcast_ref::<b1sar::Error>()
+                .is_some_and(|e| e.is_bad_input());
+            eprintln!("error: {e:#}");
+            if out.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"error": format!("{e:#}"), "bad_input": bad_input})
+                );
+            }
+            ExitCode::from(if bad_input { 2 } else { 1 })
+        }
+    }
+}

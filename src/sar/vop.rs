@@ -1,0 +1,446 @@
+//! Virtual observation points (VOPs): a few matrices that bound pSAR10g for every drive
+//! (Eichfelder & Gebhardt, MRM 2011, clustering with an overestimation matrix Z = eps * lambda_max * I).
+//!
+//! Guarantee: with lambda_max the largest eigenvalue over all Q10g matrices (worst-case pSAR10g per W),
+//! every Q10g matrix Q is dominated by one VOP, V - Q positive definite, so for every drive s
+//! `exact pSAR10g(s) <= VOP pSAR(s) <= exact pSAR10g(s) + eps * lambda_max * |s|^2`.
+//! The upper bound holds because each VOP is an actual Q10g matrix plus Z.
+//!
+//! Amplitude units: VOPs made here take drives in sqrt(W) (W/kg per W); scanner files (Siemens
+//! `SarDataUser.mat`, `ZZ`) take peak volts at the coil plug (W/kg per V^2); the set records which.
+
+use super::q10g::{Q10g, features, pack, packed_len, unpack};
+use crate::drive::Drive;
+use crate::error::{Error, Result};
+use crate::io::mat::{MatData, MatFile};
+use crate::io::{NpzIn, NpzOut};
+use ndarray::{Array1, Array2, ArrayView2};
+use num_complex::Complex64;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::path::Path;
+
+/// The amplitude a VOP set expects from a drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum AmplitudeUnit {
+    /// sqrt(W) of accepted power (b1sar's drives).
+    SqrtWatt,
+    /// Peak volts at the coil plug (scanner VOP files).
+    Volt,
+}
+
+/// A set of VOP matrices (packed Hermitian, see [`super::q10g`]).
+#[derive(Clone, Debug)]
+pub struct VopSet {
+    n_ch: usize,
+    packed: Array2<f64>,
+    /// Overestimation margin as a fraction of the worst case (NaN when unknown, e.g. scanner files).
+    pub epsilon: f64,
+    /// Largest eigenvalue over the compressed Q10g matrices (W/kg per unit^2), NaN when unknown.
+    pub worst_case: f64,
+    /// What the drive amplitudes are.
+    pub unit: AmplitudeUnit,
+    /// Scanner VOP type of each matrix (`ZZtype`), if the file had one.
+    pub types: Option<Vec<i32>>,
+    /// Scanner limits per type (`VOPTypeLimitID`, `VOPTypeLimit`), W/kg.
+    pub type_limits: Vec<(i32, f64)>,
+}
+
+/// Largest eigenvalue of a packed Hermitian matrix.
+pub fn max_eigenvalue(n: usize, q: &[f64]) -> f64 {
+    let m = nalgebra::DMatrix::from_row_slice(n, n, &unpack(n, q));
+    m.symmetric_eigenvalues()
+        .iter()
+        .cloned()
+        .fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// True when the Hermitian matrix `a` (row-major n x n) is positive definite: Cholesky succeeds.
+/// `l` is scratch of length n * n.
+fn positive_definite(n: usize, a: &[Complex64], l: &mut [Complex64]) -> bool {
+    for j in 0..n {
+        let mut d = a[j * n + j].re;
+        for k in 0..j {
+            d -= l[j * n + k].norm_sqr();
+        }
+        if d.is_nan() || d <= 0.0 {
+            return false;
+        }
+        let ljj = d.sqrt();
+        l[j * n + j] = Complex64::new(ljj, 0.0);
+        for i in j + 1..n {
+            let mut s = a[i * n + j];
+            for k in 0..j {
+                s -= l[i * n + k] * l[j * n + k].conj();
+            }
+            l[i * n + j] = s / ljj;
+        }
+    }
+    true
+}
+
+impl VopSet {
+    /// A VOP set from packed matrices [k, n^2].
+    pub fn new(n_ch: usize, packed: Array2<f64>, unit: AmplitudeUnit) -> Result<Self> {
+        if n_ch == 0 || packed.shape()[1] != packed_len(n_ch) || packed.shape()[0] == 0 {
+            return Err(Error::invalid(
+                "VOP matrices",
+                format!("at least one {n_ch} x {n_ch} matrix"),
+                format!("packed shape {:?}", packed.shape()),
+            ));
+        }
+        if packed.iter().any(|v| !v.is_finite()) {
+            return Err(Error::invalid(
+                "VOP matrices",
+                "finite entries",
+                "NaN or Inf",
+            ));
+        }
+        Ok(VopSet {
+            n_ch,
+            packed,
+            epsilon: f64::NAN,
+            worst_case: f64::NAN,
+            unit,
+            types: None,
+            type_limits: Vec::new(),
+        })
+    }
+
+    /// Compress Q10g into VOPs with overestimation `epsilon` (fraction of the worst case, e.g. 0.05).
+    /// `progress(remaining, total)` reports the matrices not yet covered after each VOP.
+    pub fn compress(
+        q: &Q10g,
+        epsilon: f64,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Self> {
+        if !(epsilon.is_finite() && epsilon > 0.0 && epsilon < 1.0) {
+            return Err(Error::invalid(
+                "epsilon",
+                "a fraction in (0, 1), e.g. 0.05",
+                format!("{epsilon}"),
+            ));
+        }
+        if q.is_empty() {
+            return Err(Error::invalid("Q10g", "at least one matrix", "none"));
+        }
+        let n = q.n_channels();
+        let packed = q.packed();
+        let row = |m: usize| {
+            packed
+                .row(m)
+                .to_slice()
+                .expect("rows of a standard array are contiguous")
+                .to_vec()
+        };
+        let lambda: Vec<f64> = (0..q.len())
+            .into_par_iter()
+            .map(|m| max_eigenvalue(n, &row(m)))
+            .collect();
+        let worst = lambda.iter().cloned().fold(0.0, f64::max);
+        if worst <= 0.0 {
+            return Err(Error::Computation(
+                "all Q10g matrices are zero: no SAR to bound".into(),
+            ));
+        }
+        let z = epsilon * worst;
+        let mut remaining: Vec<usize> = (0..q.len()).collect();
+        remaining.sort_by(|a, b| lambda[*b].total_cmp(&lambda[*a]));
+        let total = remaining.len();
+        let mut vops: Vec<Vec<f64>> = Vec::new();
+        while let Some(&core) = remaining.first() {
+            let mut v = unpack(n, &row(core));
+            for i in 0..n {
+                v[i * n + i] += z;
+            }
+            let vref = &v;
+            remaining = remaining
+                .par_iter()
+                .with_min_len(256)
+                .map_init(
+                    || {
+                        (
+                            vec![Complex64::new(0.0, 0.0); n * n],
+                            vec![Complex64::new(0.0, 0.0); n * n],
+                        )
+                    },
+                    |(d, l), &m| {
+                        let qm = unpack(n, &row(m));
+                        for k in 0..n * n {
+                            d[k] = vref[k] - qm[k];
+                        }
+                        // Cheap rejection: a negative diagonal entry means not dominated.
+                        let dominated =
+                            (0..n).all(|i| d[i * n + i].re > 0.0) && positive_definite(n, d, l);
+                        (m, dominated)
+                    },
+                )
+                .filter(|(_, dom)| !dom)
+                .map(|(m, _)| m)
+                .collect();
+            vops.push(pack(n, &v));
+            progress(remaining.len(), total);
+        }
+        let k = vops.len();
+        let flat: Vec<f64> = vops.into_iter().flatten().collect();
+        let mut set = VopSet::new(
+            n,
+            Array2::from_shape_vec((k, n * n), flat).expect("n^2 per VOP"),
+            AmplitudeUnit::SqrtWatt,
+        )?;
+        set.epsilon = epsilon;
+        set.worst_case = worst;
+        Ok(set)
+    }
+
+    /// Number of VOPs.
+    pub fn len(&self) -> usize {
+        self.packed.shape()[0]
+    }
+    /// True when empty (never, by construction).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Number of channels.
+    pub fn n_channels(&self) -> usize {
+        self.n_ch
+    }
+    /// Packed matrices.
+    pub fn packed(&self) -> ArrayView2<'_, f64> {
+        self.packed.view()
+    }
+
+    /// Keep only the VOPs whose scanner type is in `types`; unknown requested types are an error.
+    pub fn select_types(&self, types: &[i32]) -> Result<Self> {
+        let tags = self.types.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "--vop-types",
+                "a VOP file with type tags (ZZtype)",
+                "a file without types",
+            )
+        })?;
+        for t in types {
+            if !tags.contains(t) {
+                let mut known: Vec<i32> = tags.clone();
+                known.sort();
+                known.dedup();
+                return Err(Error::invalid(
+                    "--vop-types",
+                    format!("types present in the file {known:?}"),
+                    format!("{t}"),
+                ));
+            }
+        }
+        let keep: Vec<usize> = (0..self.len())
+            .filter(|m| types.contains(&tags[*m]))
+            .collect();
+        let rows: Vec<f64> = keep
+            .iter()
+            .flat_map(|m| self.packed.row(*m).to_vec())
+            .collect();
+        let mut out = self.clone();
+        out.packed =
+            Array2::from_shape_vec((keep.len(), self.n_ch * self.n_ch), rows).expect("n^2 per VOP");
+        out.types = Some(keep.iter().map(|m| tags[*m]).collect());
+        Ok(out)
+    }
+
+    /// pSAR bound (W/kg) for a drive whose amplitudes are in this set's unit, and the VOP that gives it.
+    pub fn psar(&self, drive: &Drive) -> Result<(f64, usize)> {
+        drive.expect_channels(self.n_ch, "the VOP set")?;
+        let f = Array1::from(features(drive.amplitudes()));
+        let v = self.packed.dot(&f);
+        let (k, best) = v
+            .iter()
+            .enumerate()
+            .fold((0, f64::NEG_INFINITY), |(bk, b), (k, x)| {
+                if *x > b { (k, *x) } else { (bk, b) }
+            });
+        Ok((best.max(0.0), k))
+    }
+
+    /// Save as `.npz`, atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut z = NpzOut::create(path, true)?;
+        z.add("vop_packed", &self.packed)?;
+        z.add("n_channels", &Array1::from(vec![self.n_ch as u32]))?;
+        z.add("epsilon", &Array1::from(vec![self.epsilon]))?;
+        z.add("worst_case", &Array1::from(vec![self.worst_case]))?;
+        z.add(
+            "amplitude_unit",
+            &Array1::from(vec![u8::from(self.unit == AmplitudeUnit::Volt)]),
+        )?;
+        if let Some(t) = &self.types {
+            z.add("vop_type", &Array1::from(t.clone()))?;
+        }
+        if !self.type_limits.is_empty() {
+            z.add(
+                "type_limit_id",
+                &Array1::from(self.type_limits.iter().map(|t| t.0).collect::<Vec<_>>()),
+            )?;
+            z.add(
+                "type_limit_w_per_kg",
+                &Array1::from(self.type_limits.iter().map(|t| t.1).collect::<Vec<_>>()),
+            )?;
+        }
+        z.finish()
+    }
+
+    /// Load a VOP set: b1sar's `.npz` or a scanner `.mat` (MAT v5, complex `ZZ` n x n x k).
+    pub fn load(path: &Path) -> Result<Self> {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("mat"))
+        {
+            return Self::load_mat(path);
+        }
+        let mut z = NpzIn::open(path)?;
+        let packed =
+            z.require_f64::<ndarray::Ix2>("vop_packed", "packed VOP matrices [vop, n^2]")?;
+        let n_ch = z
+            .get::<u32, ndarray::Ix1>("n_channels")?
+            .and_then(|a| a.first().copied())
+            .ok_or_else(|| Error::Missing {
+                path: path.into(),
+                name: "n_channels".into(),
+                what: "channel count".into(),
+            })? as usize;
+        let mut set = VopSet::new(n_ch, packed, AmplitudeUnit::SqrtWatt)
+            .map_err(|e| Error::format(path, "VOP file", e))?;
+        let scalar = |z: &mut NpzIn, name: &str| -> Result<f64> {
+            Ok(z.get_f64::<ndarray::Ix1>(name)?
+                .and_then(|a| a.first().copied())
+                .unwrap_or(f64::NAN))
+        };
+        set.epsilon = scalar(&mut z, "epsilon")?;
+        set.worst_case = scalar(&mut z, "worst_case")?;
+        if z.get::<u8, ndarray::Ix1>("amplitude_unit")?
+            .is_some_and(|a| a.first() == Some(&1))
+        {
+            set.unit = AmplitudeUnit::Volt;
+        }
+        set.types = z.get::<i32, ndarray::Ix1>("vop_type")?.map(|a| a.to_vec());
+        if let (Some(id), Some(lim)) = (
+            z.get::<i32, ndarray::Ix1>("type_limit_id")?,
+            z.get_f64::<ndarray::Ix1>("type_limit_w_per_kg")?,
+        ) {
+            set.type_limits = id.iter().cloned().zip(lim.iter().cloned()).collect();
+        }
+        Ok(set)
+    }
+
+    /// Read a scanner VOP file (`SarDataUser.mat`): `ZZ` complex n x n x k (W/kg per V^2, peak volts),
+    /// optional `ZZtype`, `VOPTypeLimit`, `VOPTypeLimitID`.
+    pub fn load_mat(path: &Path) -> Result<Self> {
+        let mat = MatFile::read(path)?;
+        let zz = mat.get("ZZ").ok_or_else(|| Error::Missing {
+            path: path.into(),
+            name: "ZZ".into(),
+            what: "complex VOP matrices n_ch x n_ch x n_vop".into(),
+        })?;
+        let dims = &zz.dims;
+        let (n, k) = match dims.as_slice() {
+            [a, b] if a == b => (*a, 1),
+            [a, b, c] if a == b => (*a, *c),
+            _ => {
+                return Err(Error::format(
+                    path,
+                    "variable ZZ",
+                    format!("dims {dims:?}, expected n x n x n_vop"),
+                ));
+            }
+        };
+        let (re, im) = match &zz.data {
+            MatData::Complex { re, im } => (re.clone(), im.clone()),
+            MatData::Real(re) => (re.clone(), vec![0.0; re.len()]),
+            other => {
+                return Err(Error::format(
+                    path,
+                    "variable ZZ",
+                    format!("numeric data expected, found {}", data_kind(other)),
+                ));
+            }
+        };
+        if re.len() != n * n * k || im.len() != re.len() {
+            return Err(Error::format(
+                path,
+                "variable ZZ",
+                format!("{} values for dims {dims:?}", re.len()),
+            ));
+        }
+        let mut rows = Vec::with_capacity(k * n * n);
+        for v in 0..k {
+            // MATLAB is column-major: (i, j, v) at i + n j + n^2 v.
+            let m: Vec<Complex64> = (0..n * n)
+                .map(|rc| {
+                    let (i, j) = (rc / n, rc % n);
+                    let at = i + n * j + n * n * v;
+                    Complex64::new(re[at], im[at])
+                })
+                .collect();
+            for i in 0..n {
+                for j in i..n {
+                    let (a, b) = (m[i * n + j], m[j * n + i].conj());
+                    if (a - b).norm() > 1e-6 * (a.norm() + b.norm() + 1e-300) {
+                        return Err(Error::format(
+                            path,
+                            "variable ZZ",
+                            format!(
+                                "VOP {} is not Hermitian at ({}, {}): {a} vs conj {b}",
+                                v + 1,
+                                i + 1,
+                                j + 1
+                            ),
+                        ));
+                    }
+                }
+            }
+            rows.extend(pack(n, &m));
+        }
+        let mut set = VopSet::new(
+            n,
+            Array2::from_shape_vec((k, n * n), rows).expect("n^2 per VOP"),
+            AmplitudeUnit::Volt,
+        )
+        .map_err(|e| Error::format(path, "variable ZZ", e))?;
+        let ints = |name: &str| -> Option<Vec<i32>> {
+            match mat.get(name).map(|v| &v.data) {
+                Some(MatData::Real(x)) => Some(x.iter().map(|v| *v as i32).collect()),
+                _ => None,
+            }
+        };
+        if let Some(t) = ints("ZZtype") {
+            if t.len() != k {
+                return Err(Error::format(
+                    path,
+                    "variable ZZtype",
+                    format!("{} tags for {k} VOPs", t.len()),
+                ));
+            }
+            set.types = Some(t);
+        }
+        if let (Some(id), Some(MatData::Real(lim))) = (
+            ints("VOPTypeLimitID"),
+            mat.get("VOPTypeLimit").map(|v| &v.data),
+        ) {
+            if id.len() != lim.len() {
+                return Err(Error::format(
+                    path,
+                    "VOPTypeLimit/VOPTypeLimitID",
+                    "lengths differ",
+                ));
+            }
+            set.type_limits = id.into_iter().zip(lim.iter().cloned()).collect();
+        }
+        Ok(set)
+    }
+}
+
+fn data_kind(d: &MatData) -> String {
+    match d {
+        MatData::Real(_) => "real numbers".into(),
+        MatData::Complex { .. } => "complex numbers".into(),
+        MatData::Text(_) => "text".into(),
+        MatData::Unsupported(c) => format!("unsupported class {c}"),
+    }
+}

@@ -1,0 +1,37 @@
+//! Physical constants and unit conventions, defined once for the whole crate.
+//!
+//! Inside the library everything is SI: T, V/m, S/m, kg/m^3, W, s, m. Drives are complex amplitudes in
+//! sqrt(W) of accepted (forward) power. µT, mm and W/kg appear only at the edges (CLI, plots, files that say so).
+
+/// Larmor frequency of 1H at 7 T (Hz), the frequency of all simulated fields.
+pub const LARMOR_HZ: f64 = 297.2e6;
+
+/// Averaging mass of local SAR (kg): 10 g, IEC/IEEE 62704-1.
+pub const AVERAGING_MASS_KG: f64 = 0.010;
+
+/// Relative tolerance on the mass of a 10 g averaging cube (IEC/IEEE 62704-1 growth rule).
+pub const AVERAGING_MASS_RTOL: f64 = 1e-6;
+
+/// Largest air (background) fraction of a valid averaging cube, IEC/IEEE 62704-1.
+pub const MAX_AIR_FRACTION: f64 = 0.10;
+
+/// Rule 4 of IEC/IEEE 62704-1: face cubes whose volume is within this factor of the smallest compete.
+pub const FACE_CUBE_VOLUME_RATIO: f64 = 1.05;
+
+/// Densities below this (kg/m^3) are air: no mass, no SAR.
+pub const AIR_DENSITY_KG_M3: f64 = 1.0;
+
+/// DREAM measurable range, as a fraction of the nominal |B1+| (25 % .. 175 %), Meliadò 2020.
+pub const DREAM_RANGE: (f64, f64) = (0.25, 1.75);
+
+/// Default nominal |B1+| of the DREAM mask (T): 1 µT at 8 x 1 W, Meliadò 2020.
+pub const DREAM_NOMINAL_T: f64 = 1e-6;
+
+/// IEC 60601-2-33 normal mode, local SAR10g limit for head and trunk (W/kg).
+pub const LOCAL_SAR_LIMIT_TRUNK_W_PER_KG: f64 = 10.0;
+
+/// IEC 60601-2-33 normal mode, whole-body SAR limit (W/kg).
+pub const WHOLE_BODY_SAR_LIMIT_W_PER_KG: f64 = 2.0;
+
+/// Tesla to microtesla.
+pub const T_TO_UT: f64 = 1e6;
