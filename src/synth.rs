@@ -153,7 +153,7 @@ pub fn pelvis_fieldset(spec: &SynthSpec) -> Result<FieldSet> {
                     let wave =
                         (Complex64::new(0.0, -1.0) * k_c * dist).exp() / (1.0 + dist / d0) * *gain;
                     // Circular polarisation: the element's azimuth sets the phase of its B1+.
-                    let b = wave * Complex64::from_polar(0.9e-6, *th);
+                    let b = wave * Complex64::from_polar(6.0e-6, *th);
                     b1p[[n, z, y, x]] = Complex32::new(b.re as f32, b.im as f32);
                     if let Some(e) = e.as_mut() {
                         let ez = wave * 320.0;
