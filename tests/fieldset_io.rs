@@ -452,6 +452,47 @@ fn origin_with_four_values_is_named() {
 }
 
 #[test]
+fn nan_origin_is_named() {
+    let mut raw = Raw::valid();
+    raw.origin_m = Some(Array1::from(vec![0.0, f64::NAN, 0.0]).into_dyn());
+    assert_names(&load_error(&raw), &["origin_m"]);
+}
+
+#[test]
+fn zero_channels_is_rejected() {
+    let mut raw = Raw::valid();
+    let [nz, ny, nx] = SHAPE;
+    raw.b1p_re = Some(ArrayD::zeros(IxDyn(&[0, nz, ny, nx])));
+    raw.b1p_im = Some(ArrayD::zeros(IxDyn(&[0, nz, ny, nx])));
+    raw.e_re = None;
+    raw.e_im = None;
+    assert_names(&load_error(&raw), &["b1p", "channel >= 1"]);
+}
+
+#[test]
+fn malformed_meta_json_is_named() {
+    let raw = Raw::valid();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.npz");
+    raw.write(&path, false);
+    // Rewrite with a meta_json that is not JSON.
+    let mut w = NpzWriter::new(File::create(&path).unwrap());
+    for (name, a) in [
+        ("b1p_re", &raw.b1p_re),
+        ("b1p_im", &raw.b1p_im),
+        ("sigma", &raw.sigma),
+        ("rho", &raw.rho),
+        ("spacing_m", &raw.spacing_m),
+    ] {
+        w.add_array(name, a.as_ref().unwrap()).unwrap();
+    }
+    w.add_array("meta_json", &Array1::from(b"{not json".to_vec())).unwrap();
+    w.finish().unwrap();
+    let msg = FieldSet::load(&path).unwrap_err().to_string();
+    assert_names(&msg.replace(&path.display().to_string(), "<path>"), &["meta_json"]);
+}
+
+#[test]
 fn lossy_air_is_named() {
     let mut raw = Raw::valid();
     // Voxel (0, 0, 0) is air (rho = 0): conductivity there would absorb power without mass.
