@@ -76,7 +76,12 @@ impl Error {
 
     /// True when the error is the user's input (exit status 2), false for runtime failures (1).
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, Error::Io { .. } | Error::Computation(_))
+        match self {
+            // A path the user named that does not exist is their input; other I/O failures are not.
+            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            Error::Computation(_) => false,
+            _ => true,
+        }
     }
 }
 

@@ -124,7 +124,7 @@ pub fn pelvis_fieldset(spec: &SynthSpec) -> Result<FieldSet> {
     let omega = 2.0 * std::f64::consts::PI * LARMOR_HZ;
     let eps_c = Complex64::new(
         muscle.eps_r,
-        -muscle.sigma_s_per_m / (omega * 8.854_187_8128e-12),
+        -muscle.sigma_s_per_m / (omega * 8.854_187_812_8e-12),
     );
     let k_c = omega / 299_792_458.0 * eps_c.sqrt(); // re > 0, im < 0: exp(-i k d) decays
     let elements: Vec<([f64; 2], f64, f64)> = (0..spec.n_channels)

@@ -50,7 +50,10 @@ pub fn centre_phase_shim(f: &FieldSet, at: [usize; 3]) -> Result<Drive> {
             -(b.im as f64).atan2(b.re as f64)
         })
         .collect();
-    Ok(Drive::from_power_phase(&vec![1.0; f.n_channels()], &phases)?)
+    Ok(Drive::from_power_phase(
+        &vec![1.0; f.n_channels()],
+        &phases,
+    )?)
 }
 
 fn slice_z(map: &ndarray::Array3<f64>, z: usize) -> Array2<f64> {
@@ -69,7 +72,11 @@ fn percentile(v: &[f64], p: f64) -> f64 {
     s.sort_by(f64::total_cmp);
     let pos = p * (s.len() - 1) as f64;
     let (i, f) = (pos.floor() as usize, pos - pos.floor());
-    if i + 1 < s.len() { s[i] * (1.0 - f) + s[i + 1] * f } else { s[i] }
+    if i + 1 < s.len() {
+        s[i] * (1.0 - f) + s[i + 1] * f
+    } else {
+        s[i]
+    }
 }
 
 pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
@@ -108,18 +115,47 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
     let shim = centre_phase_shim(&f, centre)?;
     let b1 = f.combine(&shim)?;
     let body = f.body_mask();
-    let b1_body: Vec<f64> = b1.iter().zip(body.iter()).filter(|(_, b)| **b).map(|(c, _)| c.norm() * T_TO_UT).collect();
+    let b1_body: Vec<f64> = b1
+        .iter()
+        .zip(body.iter())
+        .filter(|(_, b)| **b)
+        .map(|(c, _)| c.norm() * T_TO_UT)
+        .collect();
     let (b1_mean, _, _) = stats(&b1_body);
-    let b1_cv = (b1_body.iter().map(|v| (v - b1_mean).powi(2)).sum::<f64>() / b1_body.len() as f64).sqrt() / b1_mean;
-    let rel = FieldSet::new(grid, f.b1p_relative(), None, ndarray::Array3::zeros(grid.shape), f.rho().clone(), None, f.meta().clone())?;
+    let b1_cv = (b1_body.iter().map(|v| (v - b1_mean).powi(2)).sum::<f64>() / b1_body.len() as f64)
+        .sqrt()
+        / b1_mean;
+    let rel = FieldSet::new(
+        grid,
+        f.b1p_relative(),
+        None,
+        ndarray::Array3::zeros(grid.shape),
+        f.rho().clone(),
+        None,
+        f.meta().clone(),
+    )?;
     let b1_rel = rel.combine(&shim)?;
     let measured = MeasurementModel::default().measure(b1_rel.view(), body.view(), &shim, 1)?;
     let mask_frac = measured.mask.iter().filter(|m| **m).count() as f64 / b1_body.len() as f64;
     let px = (grid.spacing_m[1] * 1e3, grid.spacing_m[2] * 1e3);
     let mag = b1.mapv(|c: Complex64| c.norm() * T_TO_UT);
-    plot::map_png(&p("b1_shim.png"), slice_z(&mag, centre[0]).view(), "|B1+| of the phase shim, centre slice", "µT", px, None)?;
+    plot::map_png(
+        &p("b1_shim.png"),
+        slice_z(&mag, centre[0]).view(),
+        "|B1+| of the phase shim, centre slice",
+        "µT",
+        px,
+        None,
+    )?;
     let mmag = measured.b1.mapv(|c| c.norm() * T_TO_UT);
-    plot::map_png(&p("b1_measured.png"), slice_z(&mmag, centre[0]).view(), "Emulated DREAM map (noise, relative phase, range mask)", "µT", px, None)?;
+    plot::map_png(
+        &p("b1_measured.png"),
+        slice_z(&mmag, centre[0]).view(),
+        "Emulated DREAM map (noise, relative phase, range mask)",
+        "µT",
+        px,
+        None,
+    )?;
     files.extend([p("b1_shim.png"), p("b1_measured.png")]);
 
     // 3. Exact SAR10g of the shim: from Q10g and, as a cross-check, by averaging the point SAR.
@@ -129,43 +165,117 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
     let sar_direct = av.average(point.view())?;
     pb.finish_and_clear();
     let pk = sar::peak(sar_q.view());
-    let max_diff = sar_q.iter().zip(sar_direct.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let max_diff = sar_q
+        .iter()
+        .zip(sar_direct.iter())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
     let wb = q.whole_body_sar(&shim)?;
     let (vop_bound, _) = vops.psar(&shim)?;
     let power_local = LOCAL_SAR_LIMIT_TRUNK_W_PER_KG / pk.value_w_per_kg * shim.total_power_w();
     let power_wb = WHOLE_BODY_SAR_LIMIT_W_PER_KG / wb * shim.total_power_w();
-    plot::map_png(&p("sar10g_shim.png"), slice_z(&sar_q, pk.index_zyx[0]).view(), &format!("SAR10g of the shim (8 x 1 W), slice z = {}", pk.index_zyx[0]), "W/kg", px, None)?;
+    plot::map_png(
+        &p("sar10g_shim.png"),
+        slice_z(&sar_q, pk.index_zyx[0]).view(),
+        &format!(
+            "SAR10g of the shim (8 x 1 W), slice z = {}",
+            pk.index_zyx[0]
+        ),
+        "W/kg",
+        px,
+        None,
+    )?;
     let mip = sar_q.map_axis(Axis(0), |c| c.iter().cloned().fold(0.0, f64::max));
-    plot::map_png(&p("sar10g_mip.png"), mip.view(), "SAR10g maximum-intensity projection along z", "W/kg", px, None)?;
-    io::write_nifti_map(&p("sar10g_shim.nii.gz"), sar_q.mapv(|v| v as f32).view(), &grid, "b1sar SAR10g (W/kg), 8 x 1 W")?;
+    plot::map_png(
+        &p("sar10g_mip.png"),
+        mip.view(),
+        "SAR10g maximum-intensity projection along z",
+        "W/kg",
+        px,
+        None,
+    )?;
+    io::write_nifti_map(
+        &p("sar10g_shim.nii.gz"),
+        sar_q.mapv(|v| v as f32).view(),
+        &grid,
+        "b1sar SAR10g (W/kg), 8 x 1 W",
+    )?;
     io::write_json(&p("shim_drive.json"), &shim.to_json())?;
-    files.extend([p("sar10g_shim.png"), p("sar10g_mip.png"), p("sar10g_shim.nii.gz"), p("shim_drive.json")]);
+    files.extend([
+        p("sar10g_shim.png"),
+        p("sar10g_mip.png"),
+        p("sar10g_shim.nii.gz"),
+        p("shim_drive.json"),
+    ]);
 
     // 4. Random-phase drives as in the paper's training set: exact pSAR, VOP bound, conventional estimate.
     let drives = Drive::random_phase_set(f.n_channels(), 1.0, a.drives, 2020)?;
     let pb = spinner(&format!("pSAR10g of {} random-phase drives", drives.len()));
-    let exact: Vec<f64> = q.psar_batch(&drives)?.iter().map(|p| p.value_w_per_kg).collect();
-    let bound: Vec<f64> = drives.iter().map(|d| vops.psar(d).map(|b| b.0)).collect::<b1sar::Result<_>>()?;
+    let exact: Vec<f64> = q
+        .psar_batch(&drives)?
+        .iter()
+        .map(|p| p.value_w_per_kg)
+        .collect();
+    let bound: Vec<f64> = drives
+        .iter()
+        .map(|d| vops.psar(d).map(|b| b.0))
+        .collect::<b1sar::Result<_>>()?;
     pb.set_message("generic reference subject (conventional approach)");
     let g = pelvis_fieldset(&generic_spec)?;
     let gav = Averager::new(*g.grid(), g.rho().view())?;
     let gq = Q10g::compute(&g, &gav, &|_, _| {})?;
-    let conventional: Vec<f64> = gq.psar_batch(&drives)?.iter().map(|p| p.value_w_per_kg).collect();
+    let conventional: Vec<f64> = gq
+        .psar_batch(&drives)?
+        .iter()
+        .map(|p| p.value_w_per_kg)
+        .collect();
     pb.finish_and_clear();
     let over: Vec<f64> = bound.iter().zip(&exact).map(|(b, e)| b / e - 1.0).collect();
     let under_vop = bound.iter().zip(&exact).filter(|(b, e)| *b < *e).count();
-    let ratio: Vec<f64> = exact.iter().zip(&conventional).map(|(e, c)| e / c).collect();
+    let ratio: Vec<f64> = exact
+        .iter()
+        .zip(&conventional)
+        .map(|(e, c)| e / c)
+        .collect();
     let sf_conv = ratio.iter().cloned().fold(0.0, f64::max);
     let p_under_conv = ratio.iter().filter(|r| **r > 1.0).count() as f64 / ratio.len() as f64;
     let (e_mean, e_min, e_max) = stats(&exact);
     let p999 = percentile(&exact, 0.999);
     let (o_mean, _, o_max) = stats(&over);
     let scatter_vop: Vec<(f64, f64)> = exact.iter().cloned().zip(bound.iter().cloned()).collect();
-    plot::scatter_png(&p("vop_vs_exact.png"), &scatter_vop, "VOP bound vs exact pSAR10g (8 x 1 W)", "exact pSAR10g (W/kg)", "VOP pSAR10g (W/kg)", &[])?;
-    let scatter_conv: Vec<(f64, f64)> = exact.iter().cloned().zip(conventional.iter().cloned()).collect();
-    plot::scatter_png(&p("conventional_vs_exact.png"), &scatter_conv, "Generic-subject estimate vs exact pSAR10g", "exact pSAR10g (W/kg)", "generic-subject pSAR10g (W/kg)", &[("1 / SF", 1.0 / sf_conv)])?;
-    plot::histogram_png(&p("psar_hist.png"), &exact, 25, "pSAR10g over random-phase drives (8 x 1 W)", "pSAR10g (W/kg)")?;
-    files.extend([p("vop_vs_exact.png"), p("conventional_vs_exact.png"), p("psar_hist.png")]);
+    plot::scatter_png(
+        &p("vop_vs_exact.png"),
+        &scatter_vop,
+        "VOP bound vs exact pSAR10g (8 x 1 W)",
+        "exact pSAR10g (W/kg)",
+        "VOP pSAR10g (W/kg)",
+        &[],
+    )?;
+    let scatter_conv: Vec<(f64, f64)> = exact
+        .iter()
+        .cloned()
+        .zip(conventional.iter().cloned())
+        .collect();
+    plot::scatter_png(
+        &p("conventional_vs_exact.png"),
+        &scatter_conv,
+        "Generic-subject estimate vs exact pSAR10g",
+        "exact pSAR10g (W/kg)",
+        "generic-subject pSAR10g (W/kg)",
+        &[("1 / SF", 1.0 / sf_conv)],
+    )?;
+    plot::histogram_png(
+        &p("psar_hist.png"),
+        &exact,
+        25,
+        "pSAR10g over random-phase drives (8 x 1 W)",
+        "pSAR10g (W/kg)",
+    )?;
+    files.extend([
+        p("vop_vs_exact.png"),
+        p("conventional_vs_exact.png"),
+        p("psar_hist.png"),
+    ]);
 
     // 5. Report.
     let summary = json!({
@@ -183,23 +293,75 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
     files.push(p("summary.json"));
     let mut md = String::new();
     let _ = writeln!(md, "# b1sar demo report\n");
-    let _ = writeln!(md, "Subject: {} ({}), {:.2} kg of tissue.\n", sar::describe(&grid), f.meta().source, av.total_mass_kg());
-    let _ = writeln!(md, "IEC/IEEE 62704-1 cubes: {} valid, {} inside valid cubes, {} face cubes, {} air voxels.\n", counts.valid, counts.used, counts.unused, counts.air);
+    let _ = writeln!(
+        md,
+        "Subject: {} ({}), {:.2} kg of tissue.\n",
+        sar::describe(&grid),
+        f.meta().source,
+        av.total_mass_kg()
+    );
+    let _ = writeln!(
+        md,
+        "IEC/IEEE 62704-1 cubes: {} valid, {} inside valid cubes, {} face cubes, {} air voxels.\n",
+        counts.valid, counts.used, counts.unused, counts.air
+    );
     let _ = writeln!(md, "| quantity | value |\n|---|---|");
     let rows = [
         ("Q10g matrices", format!("{}", q.len())),
-        ("VOPs (epsilon)", format!("{} ({:.0} % of worst case {:.3} W/kg per W)", vops.len(), 100.0 * a.epsilon, vops.worst_case)),
-        ("Shim mean |B1+| / CV in body (8 x 1 W)", format!("{b1_mean:.3} µT / {:.1} %", 100.0 * b1_cv)),
-        ("DREAM mask coverage of the body", format!("{:.1} %", 100.0 * mask_frac)),
-        ("Shim pSAR10g exact (voxel z, y, x)", format!("{:.3} W/kg at {:?}", pk.value_w_per_kg, pk.index_zyx)),
+        (
+            "VOPs (epsilon)",
+            format!(
+                "{} ({:.0} % of worst case {:.3} W/kg per W)",
+                vops.len(),
+                100.0 * a.epsilon,
+                vops.worst_case
+            ),
+        ),
+        (
+            "Shim mean |B1+| / CV in body (8 x 1 W)",
+            format!("{b1_mean:.3} µT / {:.1} %", 100.0 * b1_cv),
+        ),
+        (
+            "DREAM mask coverage of the body",
+            format!("{:.1} %", 100.0 * mask_frac),
+        ),
+        (
+            "Shim pSAR10g exact (voxel z, y, x)",
+            format!("{:.3} W/kg at {:?}", pk.value_w_per_kg, pk.index_zyx),
+        ),
         ("Shim pSAR10g VOP bound", format!("{vop_bound:.3} W/kg")),
         ("Shim whole-body SAR", format!("{wb:.4} W/kg")),
-        ("Q10g vs direct averaging, max difference", format!("{max_diff:.2e} W/kg")),
-        ("Max total power: 10 W/kg local / 2 W/kg whole-body", format!("{power_local:.1} W / {power_wb:.1} W")),
-        ("Random drives: pSAR10g mean (min..max)", format!("{e_mean:.3} ({e_min:.3}..{e_max:.3}) W/kg")),
-        ("Random drives: 99.9 % pSAR10g (paper: 3.8 W/kg)", format!("{p999:.3} W/kg")),
-        ("VOP overestimation mean / max; under-estimates", format!("{:.1} % / {:.1} %; {under_vop}", 100.0 * o_mean, 100.0 * o_max)),
-        ("Conventional (generic subject) SF; P(under)", format!("{sf_conv:.2}; {:.0} % (paper: 2.43; 24 %)", 100.0 * p_under_conv)),
+        (
+            "Q10g vs direct averaging, max difference",
+            format!("{max_diff:.2e} W/kg"),
+        ),
+        (
+            "Max total power: 10 W/kg local / 2 W/kg whole-body",
+            format!("{power_local:.1} W / {power_wb:.1} W"),
+        ),
+        (
+            "Random drives: pSAR10g mean (min..max)",
+            format!("{e_mean:.3} ({e_min:.3}..{e_max:.3}) W/kg"),
+        ),
+        (
+            "Random drives: 99.9 % pSAR10g (paper: 3.8 W/kg)",
+            format!("{p999:.3} W/kg"),
+        ),
+        (
+            "VOP overestimation mean / max; under-estimates",
+            format!(
+                "{:.1} % / {:.1} %; {under_vop}",
+                100.0 * o_mean,
+                100.0 * o_max
+            ),
+        ),
+        (
+            "Conventional (generic subject) SF; P(under)",
+            format!(
+                "{sf_conv:.2}; {:.0} % (paper: 2.43; 24 %)",
+                100.0 * p_under_conv
+            ),
+        ),
     ];
     for (k, v) in rows {
         let _ = writeln!(md, "| {k} | {v} |");
@@ -207,7 +369,10 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
     let _ = writeln!(md, "\n## Figures\n");
     for f in &files {
         if f.extension().is_some_and(|e| e == "png") {
-            let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             let _ = writeln!(md, "![{name}]({name})\n");
         }
     }
@@ -218,7 +383,12 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
     out.line(format!("shim: mean |B1+| {b1_mean:.3} µT (CV {:.1} %), pSAR10g {:.3} W/kg (VOP bound {vop_bound:.3}), whole-body {wb:.4} W/kg", 100.0 * b1_cv, pk.value_w_per_kg));
     out.line(format!("{} random drives: pSAR10g {e_mean:.3} W/kg mean, 99.9 % {p999:.3} W/kg; VOPs over-estimate by {:.1} % on average, never under", drives.len(), 100.0 * o_mean));
     out.line(format!("conventional generic-subject estimate: safety factor {sf_conv:.2}, under-estimates {:.0} % of drives", 100.0 * p_under_conv));
-    out.line(format!("report: {} ({} files) in {:.1} s", index.display(), files.len(), t0.elapsed().as_secs_f64()));
+    out.line(format!(
+        "report: {} ({} files) in {:.1} s",
+        index.display(),
+        files.len(),
+        t0.elapsed().as_secs_f64()
+    ));
     let mut result = summary;
     result["output_paths"] = json!(files);
     out.result(result);

@@ -120,7 +120,7 @@ impl NpzIn {
             return Ok(None);
         }
         match self.reader.by_name::<ndarray::OwnedRepr<f64>, D>(name) {
-            Ok(a) => return Ok(Some(a)),
+            Ok(a) => Ok(Some(a)),
             Err(first) => match self.reader.by_name::<ndarray::OwnedRepr<f32>, D>(name) {
                 Ok(a) => Ok(Some(a.mapv(f64::from))),
                 Err(_) => Err(Error::format(

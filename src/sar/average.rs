@@ -600,10 +600,10 @@ fn max_filter(v: &[f64], shape: [usize; 3], r: [usize; 3]) -> Vec<f64> {
                 let line: Vec<f64> = (0..n).map(|j| src[s + j * stride]).collect();
                 let mut out = vec![f64::NEG_INFINITY; n];
                 if line.iter().any(|x| *x > f64::NEG_INFINITY) {
-                    for j in 0..n {
+                    for (j, o) in out.iter_mut().enumerate() {
                         let lo = j.saturating_sub(ra);
                         let hi = (j + ra).min(n - 1);
-                        out[j] = line[lo..=hi]
+                        *o = line[lo..=hi]
                             .iter()
                             .cloned()
                             .fold(f64::NEG_INFINITY, f64::max);

@@ -128,7 +128,12 @@ fn density_entries(
         } else {
             let (i, j) = pairs[(k - n) / 2];
             let v: Complex64 = (0..3).map(|c| e[i * 3 + c].conj() * e[j * 3 + c]).sum();
-            scale * if (k - n) % 2 == 0 { v.re } else { v.im }
+            scale
+                * if (k - n).is_multiple_of(2) {
+                    v.re
+                } else {
+                    v.im
+                }
         };
     }
 }
@@ -315,12 +320,13 @@ impl Q10g {
     }
 
     fn peak_of(&self, values: &[f64]) -> Peak {
-        let (m, best) = values
-            .iter()
-            .enumerate()
-            .fold((0usize, f64::NEG_INFINITY), |(bm, b), (m, v)| {
-                if *v > b { (m, *v) } else { (bm, b) }
-            });
+        let (m, best) =
+            values
+                .iter()
+                .enumerate()
+                .fold((0usize, f64::NEG_INFINITY), |(bm, b), (m, v)| {
+                    if *v > b { (m, *v) } else { (bm, b) }
+                });
         Peak {
             value_w_per_kg: best.max(0.0),
             index_zyx: self

@@ -1,0 +1,281 @@
+//! End-to-end tests of the `b1sar` binary: the JSON output contract, exit codes, and agreement between
+//! the three ways of getting pSAR10g (direct averaging, Q10g, VOPs).
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+fn b1sar(args: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_b1sar"))
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("binary runs");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
+    let stderr = String::from_utf8(out.stderr).expect("utf-8 stderr");
+    // The contract: exactly one JSON object on stdout.
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "stdout must be one JSON line, got {stdout:?} (stderr {stderr})"
+    );
+    let v: Value = serde_json::from_str(lines[0]).expect("stdout is JSON");
+    assert!(v.is_object());
+    (out.status.code().unwrap_or(-1), v, stderr)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+fn sar_from_fields_q10g_and_vops_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("subj.npz");
+    let q = dir.path().join("q.npz");
+    let v = dir.path().join("v.npz");
+    let map = dir.path().join("sar.npy");
+    let nii = dir.path().join("sar.nii.gz");
+    let (rc, j, _) = b1sar(&[
+        "synth",
+        "--shape",
+        "18,22,26",
+        "--spacing-mm",
+        "6",
+        "--out",
+        s(&f),
+    ]);
+    assert_eq!(rc, 0);
+    assert!(j["tissue_mass_kg"].as_f64().unwrap() > 0.01);
+    let (rc, jq, _) = b1sar(&["qmatrix", "--fields", s(&f), "--out", s(&q)]);
+    assert_eq!(rc, 0);
+    let counts = &jq["voxel_counts"];
+    let total: u64 = ["valid", "used", "unused", "air"]
+        .iter()
+        .map(|k| counts[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 18 * 22 * 26, "averaging classes sum to the grid");
+    let (rc, jv, _) = b1sar(&["vop", "--q", s(&q), "--epsilon", "0.1", "--out", s(&v)]);
+    assert_eq!(rc, 0);
+    let n_vops = jv["n_vops"].as_u64().unwrap();
+    assert!(n_vops >= 1 && n_vops < jq["n_matrices"].as_u64().unwrap());
+
+    let drive = "1@0,1@40,1@80,1@120,1@160,1@200,1@240,1@280";
+    let (rc, direct, _) = b1sar(&[
+        "sar",
+        "--fields",
+        s(&f),
+        "--drive",
+        drive,
+        "--out",
+        s(&map),
+        "--nifti",
+        s(&nii),
+    ]);
+    assert_eq!(rc, 0);
+    let (rc, viaq, _) = b1sar(&["sar", "--q", s(&q), "--drive", drive]);
+    assert_eq!(rc, 0);
+    let (rc, viav, _) = b1sar(&["sar", "--vop", s(&v), "--drive", drive]);
+    assert_eq!(rc, 0);
+    let (a, b, c) = (
+        direct["psar10g_w_per_kg"].as_f64().unwrap(),
+        viaq["psar10g_w_per_kg"].as_f64().unwrap(),
+        viav["psar10g_w_per_kg"].as_f64().unwrap(),
+    );
+    // Same cubes, same arithmetic up to summation order: 1e-9 relative.
+    assert!((a - b).abs() <= 1e-9 * a, "direct {a} vs Q10g {b}");
+    assert_eq!(direct["psar10g_index_zyx"], viaq["psar10g_index_zyx"]);
+    // VOP guarantee: never below, at most epsilon * worst case * power above.
+    let worst = jv["worst_case_w_per_kg_per_w"].as_f64().unwrap();
+    assert!(c >= a * (1.0 - 1e-12), "VOP bound {c} below exact {a}");
+    assert!(
+        c <= a + 0.1 * worst * 8.0 * (1.0 + 1e-9),
+        "VOP bound {c} beyond exact {a} + eps * worst"
+    );
+    let wb = direct["whole_body_sar_w_per_kg"].as_f64().unwrap();
+    assert!(
+        wb > 0.0 && wb < a,
+        "whole-body SAR {wb} must be below the local peak {a}"
+    );
+    assert!((wb - viaq["whole_body_sar_w_per_kg"].as_f64().unwrap()).abs() < 1e-9 * wb);
+
+    // The map file: f32 [z, y, x] whose maximum is the printed pSAR10g.
+    let arr: ndarray::Array3<f32> = ndarray_npy::read_npy(&map).unwrap();
+    assert_eq!(arr.shape(), &[18, 22, 26]);
+    let mx = arr.iter().cloned().fold(0.0f32, f32::max) as f64;
+    assert!((mx - a).abs() < 1e-6 * a);
+    assert!(nii.exists());
+}
+
+#[test]
+fn bad_input_exits_2_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("subj.npz");
+    let (rc, _, _) = b1sar(&[
+        "synth",
+        "--shape",
+        "12,14,16",
+        "--spacing-mm",
+        "8",
+        "--out",
+        s(&f),
+    ]);
+    assert_eq!(rc, 0);
+    // Wrong channel count.
+    let (rc, j, _) = b1sar(&["sar", "--fields", s(&f), "--drive", "uniform:4"]);
+    assert_eq!(rc, 2);
+    let msg = j["error"].as_str().unwrap();
+    assert!(
+        msg.contains("8 channels") && msg.contains("4 channels"),
+        "{msg}"
+    );
+    // Negative power.
+    let (rc, j, _) = b1sar(&[
+        "combine",
+        "--fields",
+        s(&f),
+        "--drive",
+        "1,1,1,-1,1,1,1,1",
+        "--out",
+        s(&dir.path().join("b.npy")),
+    ]);
+    assert_eq!(rc, 2);
+    assert!(j["error"].as_str().unwrap().contains("channel 4"));
+    // Missing file.
+    let (rc, j, _) = b1sar(&[
+        "sar",
+        "--fields",
+        s(&dir.path().join("nope.npz")),
+        "--drive",
+        "uniform:8",
+    ]);
+    assert_eq!(rc, 2);
+    assert!(j["error"].as_str().unwrap().contains("nope.npz"));
+    // Not an NPZ.
+    let junk = dir.path().join("junk.npz");
+    std::fs::write(&junk, b"this is not a zip archive").unwrap();
+    let (rc, j, _) = b1sar(&[
+        "qmatrix",
+        "--fields",
+        s(&junk),
+        "--out",
+        s(&dir.path().join("q.npz")),
+    ]);
+    assert_eq!(rc, 2);
+    assert!(j["error"].as_str().unwrap().contains("junk.npz"));
+    // B1+-only field set cannot give SAR.
+    let b1only = dir.path().join("b1only.npz");
+    let (rc, _, _) = b1sar(&[
+        "synth",
+        "--shape",
+        "12,14,16",
+        "--spacing-mm",
+        "8",
+        "--no-e",
+        "--out",
+        s(&b1only),
+    ]);
+    assert_eq!(rc, 0);
+    let (rc, j, _) = b1sar(&["sar", "--fields", s(&b1only), "--drive", "uniform:8"]);
+    assert_eq!(rc, 2);
+    assert!(j["error"].as_str().unwrap().contains("e_re"));
+    // Epsilon out of range.
+    let (rc, _, _) = b1sar(&[
+        "qmatrix",
+        "--fields",
+        s(&f),
+        "--out",
+        s(&dir.path().join("q.npz")),
+    ]);
+    assert_eq!(rc, 0);
+    let (rc, j, _) = b1sar(&[
+        "vop",
+        "--q",
+        s(&dir.path().join("q.npz")),
+        "--epsilon",
+        "1.5",
+        "--out",
+        s(&dir.path().join("v.npz")),
+    ]);
+    assert_eq!(rc, 2);
+    assert!(j["error"].as_str().unwrap().contains("epsilon"));
+}
+
+#[test]
+fn measured_combination_masks_and_relative_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("subj.npz");
+    let b = dir.path().join("b1.npy");
+    assert_eq!(
+        b1sar(&[
+            "synth",
+            "--shape",
+            "12,16,18",
+            "--spacing-mm",
+            "8",
+            "--out",
+            s(&f)
+        ])
+        .0,
+        0
+    );
+    let (rc, j, _) = b1sar(&[
+        "combine",
+        "--fields",
+        s(&f),
+        "--drive",
+        "uniform:8",
+        "--out",
+        s(&b),
+        "--measured",
+        "--noise-ut",
+        "0",
+    ]);
+    assert_eq!(rc, 0);
+    let m: ndarray::Array3<u8> = ndarray_npy::read_npy(dir.path().join("b1_mask.npy")).unwrap();
+    let arr: ndarray::Array4<f32> = ndarray_npy::read_npy(&b).unwrap();
+    assert_eq!(
+        m.iter().filter(|v| **v == 1).count() as u64,
+        j["mask_voxels"].as_u64().unwrap()
+    );
+    for ((z, y, x), mask) in m.indexed_iter() {
+        let mag = (arr[[z, y, x, 0]] as f64).hypot(arr[[z, y, x, 1]] as f64);
+        if *mask == 0 {
+            assert_eq!(mag, 0.0, "masked voxels are zeroed");
+        } else {
+            // Nominal 1 µT at 8 x 1 W: the DREAM range 0.25..1.75 µT (f32 storage: 1e-6 relative).
+            assert!(
+                (0.25e-6 * (1.0 - 1e-6)..=1.75e-6 * (1.0 + 1e-6)).contains(&mag),
+                "{mag}"
+            );
+        }
+    }
+}
+
+#[test]
+fn demo_report_is_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rc, j, _) = b1sar(&["demo", "--out", s(dir.path()), "--drives", "40"]);
+    assert_eq!(rc, 0);
+    for p in j["output_paths"].as_array().unwrap() {
+        assert!(Path::new(p.as_str().unwrap()).exists(), "{p}");
+    }
+    assert!(
+        j["shim"]["q_vs_direct_max_abs_diff_w_per_kg"]
+            .as_f64()
+            .unwrap()
+            < 1e-9 * j["shim"]["psar10g_w_per_kg"].as_f64().unwrap().max(1.0)
+    );
+    assert_eq!(j["vop"]["under_estimates"].as_u64().unwrap(), 0);
+    assert!(
+        j["shim"]["vop_bound_w_per_kg"].as_f64().unwrap()
+            >= j["shim"]["psar10g_w_per_kg"].as_f64().unwrap()
+    );
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["random_drives"]["n"], 40);
+    let md = std::fs::read_to_string(dir.path().join("index.md")).unwrap();
+    assert!(md.contains("pSAR10g") && md.contains("sar10g_shim.png"));
+}
