@@ -114,6 +114,20 @@ impl VopSet {
         epsilon: f64,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Self> {
+        if q.is_empty() {
+            return Err(Error::invalid("Q10g", "at least one matrix", "none"));
+        }
+        Self::compress_packed(q.n_channels(), q.packed(), epsilon, progress)
+    }
+
+    /// Compress any set of packed Hermitian positive semi-definite matrices [matrix, n^2] (see
+    /// [`super::q10g`] for the packing) into VOPs; the guarantee of the module docs holds for them.
+    pub fn compress_packed(
+        n: usize,
+        packed: ArrayView2<'_, f64>,
+        epsilon: f64,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Self> {
         if !(epsilon.is_finite() && epsilon > 0.0 && epsilon < 1.0) {
             return Err(Error::invalid(
                 "epsilon",
@@ -121,19 +135,26 @@ impl VopSet {
                 format!("{epsilon}"),
             ));
         }
-        if q.is_empty() {
-            return Err(Error::invalid("Q10g", "at least one matrix", "none"));
+        if n == 0 || packed.shape()[1] != packed_len(n) || packed.shape()[0] == 0 {
+            return Err(Error::invalid(
+                "matrices to compress",
+                format!(
+                    "[matrix >= 1, {}] packed {n}-channel matrices",
+                    packed_len(n)
+                ),
+                format!("{:?}", packed.shape()),
+            ));
         }
-        let n = q.n_channels();
-        let packed = q.packed();
-        let row = |m: usize| {
-            packed
-                .row(m)
-                .to_slice()
-                .expect("rows of a standard array are contiguous")
-                .to_vec()
-        };
-        let lambda: Vec<f64> = (0..q.len())
+        if packed.iter().any(|v| !v.is_finite()) {
+            return Err(Error::invalid(
+                "matrices to compress",
+                "finite entries",
+                "NaN or Inf",
+            ));
+        }
+        let count = packed.shape()[0];
+        let row = |m: usize| packed.row(m).to_vec();
+        let lambda: Vec<f64> = (0..count)
             .into_par_iter()
             .map(|m| max_eigenvalue(n, &row(m)))
             .collect();
@@ -144,7 +165,7 @@ impl VopSet {
             ));
         }
         let z = epsilon * worst;
-        let mut remaining: Vec<usize> = (0..q.len()).collect();
+        let mut remaining: Vec<usize> = (0..count).collect();
         remaining.sort_by(|a, b| lambda[*b].total_cmp(&lambda[*a]));
         let total = remaining.len();
         let mut vops: Vec<Vec<f64>> = Vec::new();
@@ -442,5 +463,100 @@ fn data_kind(d: &MatData) -> String {
         MatData::Complex { .. } => "complex numbers".into(),
         MatData::Text(_) => "text".into(),
         MatData::Unsupported(c) => format!("unsupported class {c}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngExt, SeedableRng};
+
+    /// Random Hermitian PSD matrices A A^H with A n x 3 (rank 3, like sigma/2 E^H E of 3 components),
+    /// scaled over two decades so the clustering sees a spread of eigenvalues.
+    fn random_q(n: usize, count: usize, seed: u64) -> Array2<f64> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut rows = Vec::with_capacity(count * n * n);
+        for _ in 0..count {
+            let scale = 10f64.powf(rng.random_range(-2.0..0.0));
+            let a: Vec<Complex64> = (0..n * 3)
+                .map(|_| Complex64::new(rng.random_range(-1.0..1.0), rng.random_range(-1.0..1.0)))
+                .collect();
+            let mut m = vec![Complex64::new(0.0, 0.0); n * n];
+            for i in 0..n {
+                for j in 0..n {
+                    m[i * n + j] = (0..3)
+                        .map(|c| a[i * 3 + c] * a[j * 3 + c].conj())
+                        .sum::<Complex64>()
+                        * scale;
+                }
+            }
+            rows.extend(pack(n, &m));
+        }
+        Array2::from_shape_vec((count, n * n), rows).unwrap()
+    }
+
+    #[test]
+    fn random_matrix_set_obeys_the_bound() {
+        let n = 8;
+        let q = random_q(n, 3000, 5);
+        for eps in [0.05, 0.2] {
+            let v = VopSet::compress_packed(n, q.view(), eps, &|_, _| {}).unwrap();
+            assert!(v.len() < 3000, "compression kept everything");
+            let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+            for _ in 0..300 {
+                let s: Vec<Complex64> = (0..n)
+                    .map(|_| {
+                        Complex64::from_polar(
+                            rng.random_range(0.0..2.0),
+                            rng.random_range(-3.2..3.2),
+                        )
+                    })
+                    .collect();
+                let d = Drive::new(s).unwrap();
+                let f = Array1::from(features(d.amplitudes()));
+                let exact = q.dot(&f).iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let (bound, _) = v.psar(&d).unwrap();
+                // Rounding of 64-term dot products: 1e-12 relative slack.
+                assert!(
+                    bound >= exact * (1.0 - 1e-12),
+                    "bound {bound} < exact {exact}"
+                );
+                let margin = eps * v.worst_case * d.total_power_w();
+                assert!(
+                    bound <= exact + margin * (1.0 + 1e-9) + 1e-12,
+                    "bound {bound} > exact {exact} + {margin}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_bad_epsilon_and_shapes() {
+        let q = random_q(4, 10, 1);
+        for eps in [0.0, 1.0, -0.1, f64::NAN] {
+            assert!(VopSet::compress_packed(4, q.view(), eps, &|_, _| {}).is_err());
+        }
+        assert!(VopSet::compress_packed(3, q.view(), 0.1, &|_, _| {}).is_err());
+    }
+
+    #[test]
+    fn cholesky_detects_definiteness() {
+        let n = 2;
+        let mut l = vec![Complex64::new(0.0, 0.0); 4];
+        let pd = [
+            Complex64::new(2.0, 0.0),
+            Complex64::new(0.0, 1.0),
+            Complex64::new(0.0, -1.0),
+            Complex64::new(2.0, 0.0),
+        ];
+        assert!(positive_definite(n, &pd, &mut l));
+        // Eigenvalues of [[1, i], [-i, 1]] are 0 and 2: semi-definite, not definite.
+        let psd = [
+            Complex64::new(1.0, 0.0),
+            Complex64::new(0.0, 1.0),
+            Complex64::new(0.0, -1.0),
+            Complex64::new(1.0, 0.0),
+        ];
+        assert!(!positive_definite(n, &psd, &mut l));
     }
 }
