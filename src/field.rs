@@ -82,7 +82,7 @@ impl FieldSet {
             let want = [nch, 3, g[0], g[1], g[2]];
             if e.shape() != want {
                 return Err(Error::invalid(
-                    "e",
+                    "e_re/e_im",
                     format!("shape {want:?} ([channel, xyz, z, y, x], channels as in b1p)"),
                     format!("{:?}", e.shape()),
                 ));

@@ -5,6 +5,7 @@
 //! measured-map emulation, on the project's field-set format. See README.md for the method, units and
 //! file formats. Axis order is [channel, z, y, x] (field components [channel, 3, z, y, x]) throughout.
 
+pub mod body;
 pub mod drive;
 pub mod error;
 pub mod field;
@@ -12,6 +13,7 @@ pub mod grid;
 pub mod io;
 pub mod plot;
 pub mod sar;
+pub mod sim;
 pub mod synth;
 pub mod tissue;
 pub mod units;

@@ -206,11 +206,16 @@ fn round_trip_without_e_and_labels() {
     f.save(&path).unwrap();
     let g = FieldSet::load(&path).unwrap();
     assert!(g.e().is_none(), "a set saved without E loads without E");
-    assert!(g.labels().is_none(), "a set saved without labels loads without labels");
+    assert!(
+        g.labels().is_none(),
+        "a set saved without labels loads without labels"
+    );
     assert_eq!(g.b1p(), f.b1p());
     assert_eq!(g.grid(), &grid);
     assert_eq!(g.meta(), &meta);
-    let err = g.point_sar(&b1sar::Drive::uniform(3, 1.0).unwrap()).unwrap_err();
+    let err = g
+        .point_sar(&b1sar::Drive::uniform(3, 1.0).unwrap())
+        .unwrap_err();
     assert_names(&err.to_string(), &["e_re", "e_im"]);
 }
 
@@ -316,7 +321,10 @@ fn optional_e_and_labels_may_be_absent() {
     let f = FieldSet::load(&path).unwrap();
     assert!(f.e().is_none());
     assert!(f.labels().is_none());
-    assert_eq!(f.b1p()[[1, 2, 3, 4]].re, raw.b1p_re.unwrap()[[1, 2, 3, 4]] as f32);
+    assert_eq!(
+        f.b1p()[[1, 2, 3, 4]].re,
+        raw.b1p_re.unwrap()[[1, 2, 3, 4]] as f32
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -424,7 +432,6 @@ fn e_with_wrong_channel_count_is_rejected() {
 }
 
 #[test]
-#[ignore = "bug: src/field.rs FieldSet::new reports a wrong E channel count as input `e`, not the file's array names e_re/e_im"]
 fn e_with_wrong_channel_count_names_the_e_arrays() {
     let msg = load_error(&raw_with_three_channel_e());
     assert!(msg.contains("e_re") || msg.contains("e_im"), "{msg}");
@@ -486,10 +493,14 @@ fn malformed_meta_json_is_named() {
     ] {
         w.add_array(name, a.as_ref().unwrap()).unwrap();
     }
-    w.add_array("meta_json", &Array1::from(b"{not json".to_vec())).unwrap();
+    w.add_array("meta_json", &Array1::from(b"{not json".to_vec()))
+        .unwrap();
     w.finish().unwrap();
     let msg = FieldSet::load(&path).unwrap_err().to_string();
-    assert_names(&msg.replace(&path.display().to_string(), "<path>"), &["meta_json"]);
+    assert_names(
+        &msg.replace(&path.display().to_string(), "<path>"),
+        &["meta_json"],
+    );
 }
 
 #[test]
@@ -533,9 +544,15 @@ fn truncated_file_is_an_error() {
     let path = dir.path().join("full.npz");
     analytic().save(&path).unwrap();
     let bytes = std::fs::read(&path).unwrap();
-    assert!(bytes.len() > 1000, "the saved file is big enough to truncate meaningfully");
+    assert!(
+        bytes.len() > 1000,
+        "the saved file is big enough to truncate meaningfully"
+    );
     let msg = load_bytes_err(&bytes[..bytes.len() / 2]);
-    assert!(msg.contains("broken.npz"), "the error names the file: {msg}");
+    assert!(
+        msg.contains("broken.npz"),
+        "the error names the file: {msg}"
+    );
     // Also the raw f64 file, uncompressed (a different zip layout).
     let raw_path = dir.path().join("raw.npz");
     Raw::valid().write(&raw_path, false);
@@ -546,15 +563,19 @@ fn truncated_file_is_an_error() {
 #[test]
 fn non_zip_file_is_an_error() {
     let msg = load_bytes_err(b"this is a text file, not an NPZ archive\n");
-    assert!(msg.contains("broken.npz"), "the error names the file: {msg}");
+    assert!(
+        msg.contains("broken.npz"),
+        "the error names the file: {msg}"
+    );
     load_bytes_err(b"");
 }
 
 #[test]
-fn missing_file_is_an_io_error() {
+fn missing_file_is_bad_input_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let err = FieldSet::load(&dir.path().join("nope.npz")).unwrap_err();
-    assert!(!err.is_bad_input(), "a missing file is an I/O error: {err}");
+    // A path the user named that does not exist is their input (CLI exit status 2).
+    assert!(err.is_bad_input(), "a missing file is bad input: {err}");
     assert!(err.to_string().contains("nope.npz"), "{err}");
 }
 
@@ -601,7 +622,12 @@ fn check_nifti(path: &PathBuf, map: &Array3<f32>, grid: &Grid) {
             let want = if r == c { diag[r] } else { 0.0 };
             assert!(close(*v, want), "sform[{r}][{c}] = {v}, want {want}");
         }
-        assert!(close(row[3], trans[r]), "sform translation {r}: {} vs {}", row[3], trans[r]);
+        assert!(
+            close(row[3], trans[r]),
+            "sform translation {r}: {} vs {}",
+            row[3],
+            trans[r]
+        );
     }
 }
 

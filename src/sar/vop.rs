@@ -240,6 +240,13 @@ impl VopSet {
                 "a file without types",
             )
         })?;
+        if types.is_empty() {
+            return Err(Error::invalid(
+                "--vop-types",
+                "at least one VOP type",
+                "an empty list",
+            ));
+        }
         for t in types {
             if !tags.contains(t) {
                 let mut known: Vec<i32> = tags.clone();

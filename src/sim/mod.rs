@@ -1,0 +1,4 @@
+//! Field simulation: a 3-D FDTD solver ([`yee`]) for per-channel B1+ and E of coil arrays around voxel
+//! subjects.
+
+pub mod yee;

@@ -1,0 +1,440 @@
+//! The FDTD engine: a Yee grid with lossy dielectric media, a convolutional PML (CPML, Roden & Gedney
+//! 2000, kappa = 1 with a CFS alpha) backed by PEC walls, lumped resistive ports and current sheets.
+//!
+//! Layout: every field component is an f32 array over the same [z, y, x] index space (x fastest, the
+//! project-wide order). Component positions in a cell (i = x, j = y, k = z): Ex (i+1/2, j, k),
+//! Ey (i, j+1/2, k), Ez (i, j, k+1/2), Hx (i, j+1/2, k+1/2), Hy (i+1/2, j, k+1/2), Hz (i+1/2, j+1/2, k).
+//! E lives at integer time steps n dt, H at (n + 1/2) dt. E on the outermost cell layer is held at zero
+//! (PEC walls behind the PML). Units: SI (V/m, A/m, s, m, S/m).
+//! The updates run over contiguous x-rows, in parallel over z-planes (rayon).
+
+use rayon::prelude::*;
+
+/// Vacuum permittivity (F/m).
+pub const EPS0: f64 = 8.854_187_812_8e-12;
+/// Vacuum permeability (H/m).
+pub const MU0: f64 = 1.256_637_062_12e-6;
+/// Speed of light (m/s).
+pub const C0: f64 = 299_792_458.0;
+
+/// A lumped port on one E edge: a resistor in series with a voltage source (zero for a matched
+/// termination). The port voltage is V = -E_axis d_axis, so a positive source drives current in the
+/// +axis direction through the edge.
+#[derive(Clone, Debug)]
+pub struct Port {
+    /// E component (0 x, 1 y, 2 z) of the edge.
+    pub axis: usize,
+    /// Flat index of the edge's cell.
+    pub cell: usize,
+    /// Series resistance (ohm).
+    pub resistance_ohm: f64,
+    /// Whether this port carries the source.
+    pub driven: bool,
+}
+
+/// CPML state of one axis: coefficients per position along the axis and psi over the two slabs.
+struct Cpml {
+    axis: usize,
+    inv_d: f32,
+    be: Vec<f32>,
+    ae: Vec<f32>,
+    bh: Vec<f32>,
+    ah: Vec<f32>,
+    /// Positions along the axis inside the PML.
+    slab: Vec<usize>,
+    /// psi for the two transverse components (b = axis+1, c = axis+2), [slab position][plane].
+    psi_e: [Vec<f32>; 2],
+    psi_h: [Vec<f32>; 2],
+}
+
+/// A raw pointer shared across rayon tasks that write disjoint elements.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+// SAFETY: used only where each task writes a disjoint set of indices (one plane per task).
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+/// The simulation state.
+pub struct Yee {
+    /// Cells along x, y, z.
+    pub n: [usize; 3],
+    /// Cell sizes along x, y, z (m).
+    pub d: [f64; 3],
+    /// Time step (s).
+    pub dt: f64,
+    /// E components (V/m).
+    pub e: [Vec<f32>; 3],
+    /// H components (A/m).
+    pub h: [Vec<f32>; 3],
+    ca: [Vec<f32>; 3],
+    cb: [Vec<f32>; 3],
+    cpml: Vec<Cpml>,
+    ports: Vec<Port>,
+    /// Steps taken.
+    pub step: u64,
+}
+
+impl Yee {
+    /// A grid of `n` = [nx, ny, nz] cells of size `d` (m), vacuum, with a CPML of `npml[a]` cells on
+    /// both faces of axis a (0: PEC wall only) and a time step of `courant` times the 3-D Courant limit.
+    pub fn new(n: [usize; 3], d: [f64; 3], npml: [usize; 3], courant: f64) -> Self {
+        let len = n[0] * n[1] * n[2];
+        let dt = courant / (C0 * (d.iter().map(|v| 1.0 / (v * v)).sum::<f64>()).sqrt());
+        let cb0 = (dt / EPS0) as f32;
+        let mut s = Yee {
+            n,
+            d,
+            dt,
+            e: std::array::from_fn(|_| vec![0.0; len]),
+            h: std::array::from_fn(|_| vec![0.0; len]),
+            ca: std::array::from_fn(|_| vec![1.0; len]),
+            cb: std::array::from_fn(|_| vec![cb0; len]),
+            cpml: Vec::new(),
+            ports: Vec::new(),
+            step: 0,
+        };
+        for axis in 0..3 {
+            if npml[axis] > 0 {
+                s.cpml.push(Cpml::new(axis, n, d[axis], dt, npml[axis]));
+            }
+        }
+        s
+    }
+
+    /// Periodic boundary along y or z for H (call after [`Yee::step_h`]): layer 0 is a ghost copy of
+    /// layer n - 2, so the period is the n - 2 interior layers 1..=n-2.
+    pub fn wrap_h(&mut self, axis: usize) {
+        let (s, n) = (self.strides()[axis], self.n[axis]);
+        for comp in &mut self.h {
+            copy_layer(comp, self.n, axis, s, n - 2, 0);
+        }
+    }
+
+    /// Periodic boundary along y or z for E (call after [`Yee::step_e`]): layer n - 1 is a ghost copy
+    /// of layer 1.
+    pub fn wrap_e(&mut self, axis: usize) {
+        let (s, n) = (self.strides()[axis], self.n[axis]);
+        for comp in &mut self.e {
+            copy_layer(comp, self.n, axis, s, 1, n - 1);
+        }
+    }
+
+    /// Strides of the x, y, z axes in the flat index.
+    #[inline]
+    pub fn strides(&self) -> [usize; 3] {
+        [1, self.n[0], self.n[0] * self.n[1]]
+    }
+
+    /// Flat index of cell (x, y, z).
+    #[inline]
+    pub fn idx(&self, x: usize, y: usize, z: usize) -> usize {
+        (z * self.n[1] + y) * self.n[0] + x
+    }
+
+    /// Number of cells.
+    pub fn len(&self) -> usize {
+        self.n.iter().product()
+    }
+
+    /// Always false.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Set the medium of E component `comp` at cell `i`: relative permittivity and conductivity (S/m)
+    /// (semi-implicit conductivity update).
+    pub fn set_medium(&mut self, comp: usize, i: usize, eps_r: f64, sigma: f64) {
+        let eps = eps_r * EPS0;
+        let loss = sigma * self.dt / (2.0 * eps);
+        self.ca[comp][i] = ((1.0 - loss) / (1.0 + loss)) as f32;
+        self.cb[comp][i] = ((self.dt / eps) / (1.0 + loss)) as f32;
+    }
+
+    /// Make E component `comp` at cell `i` a perfect conductor (always zero).
+    pub fn set_pec(&mut self, comp: usize, i: usize) {
+        self.ca[comp][i] = 0.0;
+        self.cb[comp][i] = 0.0;
+        self.e[comp][i] = 0.0;
+    }
+
+    /// Add a lumped resistive port (Taflove & Hagness 2005, §15.9). Set the edge's medium first.
+    pub fn add_port(&mut self, p: Port) {
+        let (i, c) = (p.cell, p.axis);
+        // From ca = (1 - l)/(1 + l), cb = (dt/eps)/(1 + l) with l = sigma dt / (2 eps):
+        let (ca, cb) = (self.ca[c][i] as f64, self.cb[c][i] as f64);
+        let l = (1.0 - ca) / (1.0 + ca);
+        let dt_eps = cb * (1.0 + l);
+        let area = self.d[(c + 1) % 3] * self.d[(c + 2) % 3];
+        let beta = dt_eps * self.d[c] / (2.0 * p.resistance_ohm * area);
+        self.ca[c][i] = ((1.0 - l - beta) / (1.0 + l + beta)) as f32;
+        self.cb[c][i] = (dt_eps / (1.0 + l + beta)) as f32;
+        self.ports.push(p);
+    }
+
+    /// The ports.
+    pub fn ports(&self) -> &[Port] {
+        &self.ports
+    }
+
+    /// Advance H from (n - 1/2) dt to (n + 1/2) dt.
+    pub fn step_h(&mut self) {
+        let [nx, ny, nz] = self.n;
+        let [_, sy, sz] = self.strides();
+        let ch = (self.dt / MU0) as f32;
+        let [idx, idy, idz] = self.d.map(|v| (1.0 / v) as f32);
+        let (ex, ey, ez) = (&self.e[0], &self.e[1], &self.e[2]);
+        let [hx, hy, hz] = &mut self.h;
+        hx.par_chunks_mut(sz)
+            .zip(hy.par_chunks_mut(sz))
+            .zip(hz.par_chunks_mut(sz))
+            .enumerate()
+            .take(nz - 1)
+            .for_each(|(k, ((hx, hy), hz))| {
+                let base = k * sz;
+                for j in 0..ny - 1 {
+                    let r = j * nx;
+                    let g = base + r;
+                    // Row slices let the compiler drop bounds checks and vectorise along x.
+                    let (ex0, ex_y, ex_z) = (
+                        &ex[g..g + nx],
+                        &ex[g + sy..g + sy + nx],
+                        &ex[g + sz..g + sz + nx],
+                    );
+                    let (ey0, ey_z) = (&ey[g..g + nx], &ey[g + sz..g + sz + nx]);
+                    let (ez0, ez_y) = (&ez[g..g + nx], &ez[g + sy..g + sy + nx]);
+                    let (hxr, hyr, hzr) =
+                        (&mut hx[r..r + nx], &mut hy[r..r + nx], &mut hz[r..r + nx]);
+                    for i in 0..nx - 1 {
+                        hxr[i] -= ch * ((ez_y[i] - ez0[i]) * idy - (ey_z[i] - ey0[i]) * idz);
+                        hyr[i] -= ch * ((ex_z[i] - ex0[i]) * idz - (ez0[i + 1] - ez0[i]) * idx);
+                        hzr[i] -= ch * ((ey0[i + 1] - ey0[i]) * idx - (ex_y[i] - ex0[i]) * idy);
+                    }
+                }
+            });
+        let n = self.n;
+        for p in &mut self.cpml {
+            p.correct_h(&mut self.h, &self.e, n, ch);
+        }
+    }
+
+    /// Advance E from n dt to (n + 1) dt. `source_v` is the source voltage of driven ports at
+    /// (n + 1/2) dt; `sheet` an optional current sheet (component, x index of the plane, current
+    /// density in A/m^2 at (n + 1/2) dt) spanning the whole y-z plane.
+    pub fn step_e(&mut self, source_v: f64, sheet: Option<(usize, usize, f64)>) {
+        let [nx, ny, nz] = self.n;
+        let [_, sy, sz] = self.strides();
+        let [idx, idy, idz] = self.d.map(|v| (1.0 / v) as f32);
+        let (hx, hy, hz) = (&self.h[0], &self.h[1], &self.h[2]);
+        let [ex, ey, ez] = &mut self.e;
+        let [cax, cay, caz] = &self.ca;
+        let [cbx, cby, cbz] = &self.cb;
+        ex.par_chunks_mut(sz)
+            .zip(ey.par_chunks_mut(sz))
+            .zip(ez.par_chunks_mut(sz))
+            .enumerate()
+            .skip(1)
+            .take(nz - 2)
+            .for_each(|(k, ((ex, ey), ez))| {
+                let base = k * sz;
+                for j in 1..ny - 1 {
+                    let r = j * nx;
+                    let g = base + r;
+                    let (hx0, hx_y, hx_z) = (
+                        &hx[g..g + nx],
+                        &hx[g - sy..g - sy + nx],
+                        &hx[g - sz..g - sz + nx],
+                    );
+                    let (hy0, hy_z) = (&hy[g..g + nx], &hy[g - sz..g - sz + nx]);
+                    let (hz0, hz_y) = (&hz[g..g + nx], &hz[g - sy..g - sy + nx]);
+                    let (ca_x, ca_y, ca_z) = (&cax[g..g + nx], &cay[g..g + nx], &caz[g..g + nx]);
+                    let (cb_x, cb_y, cb_z) = (&cbx[g..g + nx], &cby[g..g + nx], &cbz[g..g + nx]);
+                    let (exr, eyr, ezr) =
+                        (&mut ex[r..r + nx], &mut ey[r..r + nx], &mut ez[r..r + nx]);
+                    for i in 1..nx - 1 {
+                        exr[i] = ca_x[i] * exr[i]
+                            + cb_x[i] * ((hz0[i] - hz_y[i]) * idy - (hy0[i] - hy_z[i]) * idz);
+                        eyr[i] = ca_y[i] * eyr[i]
+                            + cb_y[i] * ((hx0[i] - hx_z[i]) * idz - (hz0[i] - hz0[i - 1]) * idx);
+                        ezr[i] = ca_z[i] * ezr[i]
+                            + cb_z[i] * ((hy0[i] - hy0[i - 1]) * idx - (hx0[i] - hx_y[i]) * idy);
+                    }
+                }
+            });
+        let n = self.n;
+        for p in &mut self.cpml {
+            p.correct_e(&mut self.e, &self.h, &self.cb, n);
+        }
+        for p in &self.ports {
+            if p.driven {
+                let area = self.d[(p.axis + 1) % 3] * self.d[(p.axis + 2) % 3];
+                let cb = self.cb[p.axis][p.cell] as f64;
+                self.e[p.axis][p.cell] -= (cb * source_v / (p.resistance_ohm * area)) as f32;
+            }
+        }
+        if let Some((comp, xp, j)) = sheet {
+            for k in 1..nz - 1 {
+                for y in 1..ny - 1 {
+                    let i = (k * ny + y) * nx + xp;
+                    self.e[comp][i] -= (self.cb[comp][i] as f64 * j) as f32;
+                }
+            }
+        }
+        self.step += 1;
+    }
+
+    /// Voltage across a port's edge, V = -E d (V), at the time of the current E.
+    pub fn port_voltage(&self, p: &Port) -> f64 {
+        -(self.e[p.axis][p.cell] as f64) * self.d[p.axis]
+    }
+
+    /// Current through a port's edge in the +axis direction (A): the loop integral of H around the
+    /// edge (Ampère), at the time of the current H.
+    pub fn port_current(&self, p: &Port) -> f64 {
+        let s = self.strides();
+        let i = p.cell;
+        let (b, c) = ((p.axis + 1) % 3, (p.axis + 2) % 3);
+        // (curl H)_a = d_b H_c - d_c H_b, integrated over the edge's dual face.
+        let hc = (self.h[c][i] - self.h[c][i - s[b]]) as f64 * self.d[c];
+        let hb = (self.h[b][i] - self.h[b][i - s[c]]) as f64 * self.d[b];
+        hc - hb
+    }
+}
+
+/// Copy layer `from` to layer `to` along `axis` (stride `s`).
+fn copy_layer(v: &mut [f32], n: [usize; 3], axis: usize, s: usize, from: usize, to: usize) {
+    let st = [1, n[0], n[0] * n[1]];
+    let (b, c) = ((axis + 1) % 3, (axis + 2) % 3);
+    for w in 0..n[c] {
+        for u in 0..n[b] {
+            let base = u * st[b] + w * st[c];
+            v[base + to * s] = v[base + from * s];
+        }
+    }
+}
+
+impl Cpml {
+    fn new(axis: usize, n: [usize; 3], d: f64, dt: f64, npml: usize) -> Self {
+        let na = n[axis];
+        let m = 3.0;
+        let eta0 = (MU0 / EPS0).sqrt();
+        // Optimal grading for polynomial order m (Taflove & Hagness §7.11).
+        let sigma_max = 0.8 * (m + 1.0) / (eta0 * d);
+        let alpha_max = 0.05;
+        // Depth into the PML (0 at the interface, 1 at the wall) of a position p (in cells).
+        let depth = |p: f64| -> f64 {
+            let lo = (npml as f64 - p) / npml as f64;
+            let hi = (p - (na as f64 - 1.0 - npml as f64)) / npml as f64;
+            lo.max(hi).clamp(0.0, 1.0)
+        };
+        let coef = |p: f64| -> (f32, f32) {
+            let u = depth(p);
+            if u <= 0.0 {
+                return (1.0, 0.0);
+            }
+            let sigma = sigma_max * u.powf(m);
+            let alpha = alpha_max * (1.0 - u);
+            let b = (-(sigma + alpha) * dt / EPS0).exp();
+            let a = sigma / (sigma + alpha) * (b - 1.0);
+            (b as f32, a as f32)
+        };
+        let mut c = Cpml {
+            axis,
+            inv_d: (1.0 / d) as f32,
+            be: vec![1.0; na],
+            ae: vec![0.0; na],
+            bh: vec![1.0; na],
+            ah: vec![0.0; na],
+            slab: Vec::new(),
+            psi_e: [Vec::new(), Vec::new()],
+            psi_h: [Vec::new(), Vec::new()],
+        };
+        for p in 0..na {
+            (c.be[p], c.ae[p]) = coef(p as f64);
+            (c.bh[p], c.ah[p]) = coef(p as f64 + 0.5);
+            if c.ae[p] != 0.0 || c.ah[p] != 0.0 {
+                c.slab.push(p);
+            }
+        }
+        let plane = n[0] * n[1] * n[2] / na;
+        let size = c.slab.len() * plane;
+        c.psi_e = [vec![0.0; size], vec![0.0; size]];
+        c.psi_h = [vec![0.0; size], vec![0.0; size]];
+        c
+    }
+
+    /// Add psi terms to the two E components transverse to the axis, one slab plane per task.
+    fn correct_e(
+        &mut self,
+        e: &mut [Vec<f32>; 3],
+        h: &[Vec<f32>; 3],
+        cb: &[Vec<f32>; 3],
+        n: [usize; 3],
+    ) {
+        let a = self.axis;
+        let (b, c) = ((a + 1) % 3, (a + 2) % 3);
+        let st = [1, n[0], n[0] * n[1]];
+        let s = st[a];
+        let plane = n[b] * n[c];
+        let (eb, ec) = (Shared(e[b].as_mut_ptr()), Shared(e[c].as_mut_ptr()));
+        let (be, ae, inv) = (&self.be, &self.ae, self.inv_d);
+        let [pb, pc] = &mut self.psi_e;
+        pb.par_chunks_mut(plane)
+            .zip(pc.par_chunks_mut(plane))
+            .zip(self.slab.par_iter())
+            .for_each(|((pb, pc), &p)| {
+                if p == 0 || p + 1 >= n[a] || ae[p] == 0.0 {
+                    return;
+                }
+                let (eb, ec) = (eb, ec);
+                for v in 1..n[c] - 1 {
+                    for u in 1..n[b] - 1 {
+                        let q = v * n[b] + u;
+                        let i = p * s + u * st[b] + v * st[c];
+                        // (curl H)_b contains -d_a H_c; (curl H)_c contains +d_a H_b.
+                        pb[q] = be[p] * pb[q] + ae[p] * (h[c][i] - h[c][i - s]) * inv;
+                        pc[q] = be[p] * pc[q] + ae[p] * (h[b][i] - h[b][i - s]) * inv;
+                        // SAFETY: index i lies on plane p along the axis; planes are disjoint per task.
+                        unsafe {
+                            *eb.0.add(i) -= cb[b][i] * pb[q];
+                            *ec.0.add(i) += cb[c][i] * pc[q];
+                        }
+                    }
+                }
+            });
+    }
+
+    /// Add psi terms to the two H components transverse to the axis.
+    fn correct_h(&mut self, h: &mut [Vec<f32>; 3], e: &[Vec<f32>; 3], n: [usize; 3], ch: f32) {
+        let a = self.axis;
+        let (b, c) = ((a + 1) % 3, (a + 2) % 3);
+        let st = [1, n[0], n[0] * n[1]];
+        let s = st[a];
+        let plane = n[b] * n[c];
+        let (hb, hc) = (Shared(h[b].as_mut_ptr()), Shared(h[c].as_mut_ptr()));
+        let (bh, ah, inv) = (&self.bh, &self.ah, self.inv_d);
+        let [pb, pc] = &mut self.psi_h;
+        pb.par_chunks_mut(plane)
+            .zip(pc.par_chunks_mut(plane))
+            .zip(self.slab.par_iter())
+            .for_each(|((pb, pc), &p)| {
+                if p + 1 >= n[a] || ah[p] == 0.0 {
+                    return;
+                }
+                let (hb, hc) = (hb, hc);
+                for v in 0..n[c] - 1 {
+                    for u in 0..n[b] - 1 {
+                        let q = v * n[b] + u;
+                        let i = p * s + u * st[b] + v * st[c];
+                        // (curl E)_b contains -d_a E_c; (curl E)_c contains +d_a E_b; H -= ch curl E.
+                        pb[q] = bh[p] * pb[q] + ah[p] * (e[c][i + s] - e[c][i]) * inv;
+                        pc[q] = bh[p] * pc[q] + ah[p] * (e[b][i + s] - e[b][i]) * inv;
+                        // SAFETY: index i lies on plane p along the axis; planes are disjoint per task.
+                        unsafe {
+                            *hb.0.add(i) += ch * pb[q];
+                            *hc.0.add(i) -= ch * pc[q];
+                        }
+                    }
+                }
+            });
+    }
+}
