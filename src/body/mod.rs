@@ -1,0 +1,1 @@
+//! Subjects: parametric pelvis phantoms (being written).
