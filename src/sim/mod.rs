@@ -1,4 +1,8 @@
 //! Field simulation: a 3-D FDTD solver ([`yee`]) for per-channel B1+ and E of coil arrays around voxel
 //! subjects.
 
+pub mod dft;
 pub mod yee;
+
+#[cfg(test)]
+mod validate;

@@ -17,6 +17,15 @@ pub const MU0: f64 = 1.256_637_062_12e-6;
 /// Speed of light (m/s).
 pub const C0: f64 = 299_792_458.0;
 
+/// The largest stable time step times `courant` (< 1), shortened so that one period of `freq_hz`
+/// is a whole number of steps (exact single-frequency DFTs); returns (dt, steps per period).
+pub fn time_step(d: [f64; 3], courant: f64, freq_hz: f64) -> (f64, usize) {
+    let dt_max = courant / (C0 * (d.iter().map(|v| 1.0 / (v * v)).sum::<f64>()).sqrt());
+    let period = 1.0 / freq_hz;
+    let steps = (period / dt_max).ceil() as usize;
+    (period / steps as f64, steps)
+}
+
 /// A lumped port on one E edge: a resistor in series with a voltage source (zero for a matched
 /// termination). The port voltage is V = -E_axis d_axis, so a positive source drives current in the
 /// +axis direction through the edge.
@@ -76,10 +85,9 @@ pub struct Yee {
 
 impl Yee {
     /// A grid of `n` = [nx, ny, nz] cells of size `d` (m), vacuum, with a CPML of `npml[a]` cells on
-    /// both faces of axis a (0: PEC wall only) and a time step of `courant` times the 3-D Courant limit.
-    pub fn new(n: [usize; 3], d: [f64; 3], npml: [usize; 3], courant: f64) -> Self {
+    /// both faces of axis a (0: PEC wall only) and time step `dt` (s; see [`time_step`]).
+    pub fn new(n: [usize; 3], d: [f64; 3], npml: [usize; 3], dt: f64) -> Self {
         let len = n[0] * n[1] * n[2];
-        let dt = courant / (C0 * (d.iter().map(|v| 1.0 / (v * v)).sum::<f64>()).sqrt());
         let cb0 = (dt / EPS0) as f32;
         let mut s = Yee {
             n,

