@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod commands;
 pub mod demo;
+pub mod simulate;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;

@@ -446,3 +446,48 @@ impl Cpml {
             });
     }
 }
+
+/// A plain reference implementation of one leapfrog step (no PML, no ports, one thread, bounds-checked
+/// indexing): the yardstick of `b1sar bench fdtd` and the oracle of the optimised loops' tests.
+pub fn reference_step(g: &mut Yee) {
+    let [nx, ny, nz] = g.n;
+    let ch = (g.dt / MU0) as f32;
+    let [dx, dy, dz] = g.d.map(|v| v as f32);
+    let id = |x: usize, y: usize, z: usize| (z * ny + y) * nx + x;
+    for z in 0..nz - 1 {
+        for y in 0..ny - 1 {
+            for x in 0..nx - 1 {
+                let i = id(x, y, z);
+                g.h[0][i] -= ch
+                    * ((g.e[2][id(x, y + 1, z)] - g.e[2][i]) / dy
+                        - (g.e[1][id(x, y, z + 1)] - g.e[1][i]) / dz);
+                g.h[1][i] -= ch
+                    * ((g.e[0][id(x, y, z + 1)] - g.e[0][i]) / dz
+                        - (g.e[2][id(x + 1, y, z)] - g.e[2][i]) / dx);
+                g.h[2][i] -= ch
+                    * ((g.e[1][id(x + 1, y, z)] - g.e[1][i]) / dx
+                        - (g.e[0][id(x, y + 1, z)] - g.e[0][i]) / dy);
+            }
+        }
+    }
+    for z in 1..nz - 1 {
+        for y in 1..ny - 1 {
+            for x in 1..nx - 1 {
+                let i = id(x, y, z);
+                g.e[0][i] = g.ca[0][i] * g.e[0][i]
+                    + g.cb[0][i]
+                        * ((g.h[2][i] - g.h[2][id(x, y - 1, z)]) / dy
+                            - (g.h[1][i] - g.h[1][id(x, y, z - 1)]) / dz);
+                g.e[1][i] = g.ca[1][i] * g.e[1][i]
+                    + g.cb[1][i]
+                        * ((g.h[0][i] - g.h[0][id(x, y, z - 1)]) / dz
+                            - (g.h[2][i] - g.h[2][id(x - 1, y, z)]) / dx);
+                g.e[2][i] = g.ca[2][i] * g.e[2][i]
+                    + g.cb[2][i]
+                        * ((g.h[1][i] - g.h[1][id(x - 1, y, z)]) / dx
+                            - (g.h[0][i] - g.h[0][id(x, y - 1, z)]) / dy);
+            }
+        }
+    }
+    g.step += 1;
+}

@@ -1,0 +1,162 @@
+//! `b1sar phantom`: write a cohort of parametric pelvis subjects (one `.npz` each) and its
+//! `manifest.json`, or one subject of it (`--subject K`, for cluster job arrays), or only the
+//! manifest (`--manifest-only`). Millimetres on the command line, metres in the files.
+
+use super::{Output, bar};
+use anyhow::Result;
+use b1sar::body::cohort::{GENERIC_INDEX, MANIFEST_FILE};
+use b1sar::body::{Cohort, GridSpec, ManifestEntry};
+use clap::Args;
+use rayon::prelude::*;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn positive_mm(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("expected a finite length > 0 (mm), got {v}"))
+    }
+}
+
+/// Arguments of `b1sar phantom`.
+#[derive(Args)]
+pub struct PhantomArgs {
+    /// Number of subjects; subject 0 is the generic reference (median size, no random variation).
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub subjects: u32,
+    /// Cohort seed; subject K's anatomy depends only on (seed, K).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Isotropic voxel size (mm).
+    #[arg(long, value_parser = positive_mm, default_value_t = 5.0)]
+    pub spacing_mm: f64,
+    /// The grid reaches at least this far below the prostate centre (mm).
+    #[arg(long, value_parser = positive_mm, default_value_t = 150.0)]
+    pub z_below_mm: f64,
+    /// The grid reaches at least this far above the prostate centre (mm).
+    #[arg(long, value_parser = positive_mm, default_value_t = 150.0)]
+    pub z_above_mm: f64,
+    /// Air voxels around the body's cross-section.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(0..=100))]
+    pub margin_voxels: u16,
+    /// (Re)write only subject K (0-based, < --subjects), identical to the full run; the manifest
+    /// is left alone (write it once with --manifest-only).
+    #[arg(long, value_name = "K")]
+    pub subject: Option<u32>,
+    /// Write only manifest.json (subjects are built in memory to measure their masses).
+    #[arg(long, conflicts_with = "subject")]
+    pub manifest_only: bool,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(a: PhantomArgs, out: &Output) -> Result<()> {
+    let t = Instant::now();
+    let n = a.subjects as usize;
+    if let Some(k) = a.subject
+        && k >= a.subjects
+    {
+        return Err(b1sar::Error::invalid(
+            "--subject",
+            format!("an index 0..{n} (less than --subjects)"),
+            format!("{k}"),
+        )
+        .into());
+    }
+    let cohort = Cohort {
+        n_subjects: n,
+        seed: a.seed,
+        grid: GridSpec {
+            spacing_m: [a.spacing_mm * 1e-3; 3],
+            z_below_m: a.z_below_mm * 1e-3,
+            z_above_m: a.z_above_mm * 1e-3,
+            margin_voxels: a.margin_voxels as usize,
+        },
+    };
+    let indices: Vec<usize> = match a.subject {
+        Some(k) => vec![k as usize],
+        None => (0..n).collect(),
+    };
+    let write_npz = !a.manifest_only;
+    let pb = bar(
+        indices.len() as u64,
+        if write_npz {
+            "writing phantoms"
+        } else {
+            "building phantoms"
+        },
+    );
+    // Subjects in parallel: each build is itself parallel over slices, but compressing the NPZ
+    // is single-threaded, so subject-level parallelism keeps the cores busy while writing.
+    let entries: Vec<ManifestEntry> = indices
+        .par_iter()
+        .map(|&k| {
+            let e = if write_npz {
+                cohort.write_subject(&a.out, k)
+            } else {
+                cohort.build(k).map(|(_, e)| e)
+            };
+            pb.inc(1);
+            e
+        })
+        .collect::<b1sar::Result<_>>()?;
+    pb.finish_and_clear();
+
+    let mut paths: Vec<PathBuf> = if write_npz {
+        entries.iter().map(|e| a.out.join(&e.file)).collect()
+    } else {
+        vec![]
+    };
+    let manifest = if a.subject.is_none() {
+        let p = cohort.write_manifest(&a.out, entries.clone())?;
+        paths.push(p.clone());
+        Some(p)
+    } else {
+        None
+    };
+    for e in &entries {
+        out.line(format!(
+            "{}{}: {:.2} m, {:.1} kg, BMI {:.1}, fat {:.1} mm, trunk {:.0} x {:.0} mm (LR x AP), {:.1} kg in {:?} voxels",
+            e.file,
+            if e.generic { " (generic)" } else { "" },
+            e.height_m,
+            e.weight_kg,
+            e.bmi,
+            e.fat_thickness_m * 1e3,
+            2e3 * e.trunk_semi_axes.lr_m,
+            2e3 * e.trunk_semi_axes.ap_m,
+            e.total_mass_kg,
+            e.shape_zyx,
+        ));
+    }
+    match &manifest {
+        Some(p) => out.line(format!(
+            "wrote {} in {}{}",
+            if write_npz {
+                format!("{n} subjects and {MANIFEST_FILE}")
+            } else {
+                MANIFEST_FILE.to_string()
+            },
+            a.out.display(),
+            if write_npz { "" } else { " (no subject files)" }
+        )),
+        None => out.line(format!("wrote {}", paths[0].display())),
+    }
+    out.result(json!({
+        "output_paths": paths,
+        "manifest": manifest,
+        "n_subjects": n,
+        "generic_subject": GENERIC_INDEX,
+        "subjects": entries.iter().map(|e| json!({
+            "id": e.id, "file": e.file, "generic": e.generic, "bmi": e.bmi,
+            "height_m": e.height_m, "weight_kg": e.weight_kg, "total_mass_kg": e.total_mass_kg,
+            "shape_zyx": e.shape_zyx,
+        })).collect::<Vec<_>>(),
+        "elapsed_s": t.elapsed().as_secs_f64(),
+    }));
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! `b1sar simulate`: per-channel FDTD of a coil array around a subject -> field set, with per-channel
+//! checkpoints so an interrupted run resumes.
+
+use super::{Output, bar};
+use anyhow::Result;
+use b1sar::body::Phantom;
+use b1sar::field::{FieldMeta, FieldSet};
+use b1sar::io::{NpzIn, NpzOut};
+use b1sar::sim::coil::CoilSpec;
+use b1sar::sim::run::{ChannelReport, Domain, SimOptions, simulate_channel};
+use clap::Args;
+use ndarray::{Array1, Array3, Array4, Array5, Axis};
+use num_complex::Complex32;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Arguments of `b1sar simulate`.
+#[derive(Args)]
+pub struct SimulateArgs {
+    /// Subject voxel model (.npz from `b1sar phantom`, or your own: labels and/or eps_r, sigma, rho).
+    #[arg(long)]
+    pub phantom: PathBuf,
+    /// Coil array JSON (default: the built-in 8-dipole pelvis array, see examples/data/coil_default.json).
+    #[arg(long)]
+    pub coil: Option<PathBuf>,
+    /// Output field set (.npz).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Air around subject and coil before the PML (mm).
+    #[arg(long, default_value_t = 30.0)]
+    pub pad_mm: f64,
+    /// PML thickness (cells).
+    #[arg(long, default_value_t = 10)]
+    pub npml: usize,
+    /// Steady-state tolerance: relative change of the port phasors between periods.
+    #[arg(long, default_value_t = 1e-3)]
+    pub tol: f64,
+    /// Stop with an error after this many periods without steady state.
+    #[arg(long, default_value_t = 120)]
+    pub max_periods: usize,
+    /// Checkpoint folder (default: OUT with extension .ckpt).
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+}
+
+/// FNV-1a, to fingerprint the inputs of a checkpoint (not cryptographic: it only guards against
+/// resuming with different inputs by mistake).
+fn fnv1a(h: &mut u64, bytes: &[u8]) {
+    for b in bytes {
+        *h ^= *b as u64;
+        *h = h.wrapping_mul(0x100000001b3);
+    }
+}
+
+fn fingerprint(ph: &Phantom, coil: &CoilSpec, opts: &SimOptions) -> u64 {
+    let mut h = 0xcbf29ce484222325u64;
+    for a in [ph.eps_r(), ph.sigma(), ph.rho()] {
+        for v in a.iter() {
+            fnv1a(&mut h, &v.to_le_bytes());
+        }
+    }
+    fnv1a(
+        &mut h,
+        serde_json::to_string(coil)
+            .expect("coil serialises")
+            .as_bytes(),
+    );
+    fnv1a(
+        &mut h,
+        serde_json::to_string(opts)
+            .expect("options serialise")
+            .as_bytes(),
+    );
+    fnv1a(
+        &mut h,
+        &ph.grid()
+            .spacing_m
+            .map(|v| v.to_bits())
+            .iter()
+            .flat_map(|b| b.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    );
+    h
+}
+
+fn save_channel(
+    path: &Path,
+    fp: u64,
+    b1: &Array3<Complex32>,
+    e: &Array4<Complex32>,
+    rep: &ChannelReport,
+) -> b1sar::Result<()> {
+    let mut z = NpzOut::create(path, false)?;
+    z.add("b1p_re", &b1.mapv(|c| c.re))?;
+    z.add("b1p_im", &b1.mapv(|c| c.im))?;
+    z.add("e_re", &e.mapv(|c| c.re))?;
+    z.add("e_im", &e.mapv(|c| c.im))?;
+    z.add("fingerprint", &Array1::from(vec![fp]))?;
+    z.add(
+        "report_json",
+        &Array1::from(serde_json::to_vec(rep).expect("report serialises")),
+    )?;
+    z.finish()
+}
+
+type Loaded = (Array3<Complex32>, Array4<Complex32>, ChannelReport);
+
+fn load_channel(path: &Path, fp: u64) -> Option<Loaded> {
+    let mut z = NpzIn::open(path).ok()?;
+    let f = z.get::<u64, ndarray::Ix1>("fingerprint").ok()??;
+    if f.first() != Some(&fp) {
+        return None;
+    }
+    let br: Array3<f32> = z.get("b1p_re").ok()??;
+    let bi: Array3<f32> = z.get("b1p_im").ok()??;
+    let er: Array4<f32> = z.get("e_re").ok()??;
+    let ei: Array4<f32> = z.get("e_im").ok()??;
+    let rep_bytes = z.get::<u8, ndarray::Ix1>("report_json").ok()??;
+    let rep: serde_json::Value = serde_json::from_slice(&rep_bytes.to_vec()).ok()?;
+    let report = ChannelReport {
+        channel: rep["channel"].as_u64()? as usize,
+        input_impedance_ohm: [
+            rep["input_impedance_ohm"][0].as_f64()?,
+            rep["input_impedance_ohm"][1].as_f64()?,
+        ],
+        accepted_power_w: rep["accepted_power_w"].as_f64()?,
+        s_column: rep["s_column"]
+            .as_array()?
+            .iter()
+            .map(|s| Some([s[0].as_f64()?, s[1].as_f64()?]))
+            .collect::<Option<_>>()?,
+        periods: rep["periods"].as_u64()? as usize,
+        final_change: rep["final_change"].as_f64()?,
+        cell_updates_per_s: rep["cell_updates_per_s"].as_f64()?,
+        elapsed_s: rep["elapsed_s"].as_f64()?,
+    };
+    if br.shape() != bi.shape() || er.shape() != ei.shape() {
+        return None;
+    }
+    let b1 = ndarray::Zip::from(&br)
+        .and(&bi)
+        .map_collect(|r, i| Complex32::new(*r, *i));
+    let e = ndarray::Zip::from(&er)
+        .and(&ei)
+        .map_collect(|r, i| Complex32::new(*r, *i));
+    Some((b1, e, report))
+}
+
+pub fn run(a: SimulateArgs, out: &Output) -> Result<()> {
+    let t0 = Instant::now();
+    let ph = Phantom::load(&a.phantom)?;
+    let coil = match &a.coil {
+        Some(p) => CoilSpec::load(p)?,
+        None => CoilSpec::default_pelvis(),
+    };
+    if !(a.pad_mm.is_finite() && a.pad_mm >= 0.0 && a.tol > 0.0 && a.tol < 1.0 && a.max_periods > 0)
+    {
+        anyhow::bail!(b1sar::Error::invalid(
+            "--pad-mm/--tol/--max-periods",
+            "pad >= 0 mm, 0 < tol < 1, max periods > 0",
+            format!("{} mm, {}, {}", a.pad_mm, a.tol, a.max_periods)
+        ));
+    }
+    let opts = SimOptions {
+        pad_m: a.pad_mm * 1e-3,
+        npml: a.npml,
+        tol: a.tol,
+        max_periods: a.max_periods,
+        ..SimOptions::default()
+    };
+    let dom = Domain::new(&ph, &coil, &opts)?;
+    let nch = coil.elements.len();
+    out.line(format!(
+        "FDTD domain {} x {} x {} cells of {:.1} mm ({:.2} M cells), dt {:.2} ps, {} steps per period, {nch} channels",
+        dom.n[0], dom.n[1], dom.n[2], dom.d[0] * 1e3, dom.cells() as f64 / 1e6, dom.dt * 1e12, dom.steps_per_period
+    ));
+    let ckpt = a
+        .checkpoint_dir
+        .clone()
+        .unwrap_or_else(|| a.out.with_extension("ckpt"));
+    std::fs::create_dir_all(&ckpt).map_err(|e| b1sar::Error::io(&ckpt, e))?;
+    let fp = fingerprint(&ph, &coil, &opts);
+    let g = *ph.grid();
+    let [nz, ny, nx] = g.shape;
+    let mut b1p = ndarray::Array4::<Complex32>::zeros((nch, nz, ny, nx));
+    let mut e = Array5::<Complex32>::zeros((nch, 3, nz, ny, nx));
+    let mut reports = Vec::new();
+    for ch in 0..nch {
+        let path = ckpt.join(format!("channel_{:02}.npz", ch + 1));
+        let (b, ee, rep) = if let Some(l) = load_channel(&path, fp) {
+            out.line(format!(
+                "channel {}: resumed from {}",
+                ch + 1,
+                path.display()
+            ));
+            l
+        } else {
+            let pb = bar(
+                opts.max_periods as u64,
+                &format!("channel {}/{nch}", ch + 1),
+            );
+            let r = simulate_channel(&ph, &coil, &dom, ch, &opts, &|p, c| {
+                pb.set_position(p as u64);
+                pb.set_message(format!("channel {}/{nch} change {c:.1e}", ch + 1));
+            })?;
+            pb.finish_and_clear();
+            save_channel(&path, fp, &r.b1p, &r.e, &r.report)?;
+            (r.b1p, r.e, r.report)
+        };
+        out.line(format!(
+            "channel {}: Z_in {:.1}{:+.1}j ohm, |S11| {:.2}, {} periods, {:.1} s, {:.0} M cell-updates/s",
+            ch + 1,
+            rep.input_impedance_ohm[0],
+            rep.input_impedance_ohm[1],
+            rep.s_column[ch][0].hypot(rep.s_column[ch][1]),
+            rep.periods,
+            rep.elapsed_s,
+            rep.cell_updates_per_s / 1e6
+        ));
+        b1p.index_axis_mut(Axis(0), ch).assign(&b);
+        e.index_axis_mut(Axis(0), ch).assign(&ee);
+        reports.push(rep);
+    }
+    let labels = Some(ph.labels().clone());
+    let fs = FieldSet::new(
+        g,
+        b1p,
+        Some(e),
+        ph.sigma().clone(),
+        ph.rho().clone(),
+        labels,
+        FieldMeta {
+            frequency_hz: coil.frequency_hz,
+            source: format!("b1sar FDTD of {} with {nch} channels", a.phantom.display()),
+        },
+    )?;
+    fs.save(&a.out)?;
+    let sim_s: f64 = reports.iter().map(|r| r.elapsed_s).sum();
+    let rate = reports
+        .iter()
+        .map(|r| r.cell_updates_per_s * r.elapsed_s)
+        .sum::<f64>()
+        / sim_s.max(1e-12);
+    out.line(format!(
+        "wrote {} in {:.1} s ({:.0} M cell-updates/s)",
+        a.out.display(),
+        t0.elapsed().as_secs_f64(),
+        rate / 1e6
+    ));
+    out.result(json!({
+        "output_paths": [a.out],
+        "channels": reports.iter().map(|r| json!({"channel": r.channel + 1, "input_impedance_ohm": r.input_impedance_ohm, "accepted_power_w": r.accepted_power_w, "periods": r.periods, "elapsed_s": r.elapsed_s})).collect::<Vec<_>>(),
+        "s_matrix": (0..nch).map(|i| (0..nch).map(|j| reports[j].s_column[i]).collect::<Vec<_>>()).collect::<Vec<_>>(),
+        "cells": dom.cells(), "cell_updates_per_s": rate, "elapsed_s": t0.elapsed().as_secs_f64(),
+    }));
+    Ok(())
+}
