@@ -998,9 +998,11 @@ pub fn build_phantom(p: &SubjectParams, spec: &GridSpec) -> Result<Phantom> {
 
     let mut v = labels.into_raw_vec_and_offset().0;
     let shape = [nz, ny, nx];
-    let thin = [l.air, l.skin];
-    absorb_isolated(&mut v, shape, &thin);
-    absorb_isolated(&mut v, shape, &thin);
+    // Clean-up order: absorb stray voxels, close the one-voxel walls (bladder, cortex, skin), then
+    // absorb what the walls left alone (a fat voxel cut off by new skin), keeping the walls.
+    let surface = [l.air, l.skin];
+    absorb_isolated(&mut v, shape, &surface);
+    absorb_isolated(&mut v, shape, &surface);
     shell(
         &mut v,
         shape,
@@ -1010,8 +1012,9 @@ pub fn build_phantom(p: &SubjectParams, spec: &GridSpec) -> Result<Phantom> {
     );
     let bone = [l.cortical, l.cancellous, l.red_marrow, l.yellow_marrow];
     shell(&mut v, shape, &bone[1..], &bone, l.cortical);
-    absorb_isolated(&mut v, shape, &[l.air, l.skin, l.cortical, l.bladder_wall]);
     skin_shell(&mut v, shape, l.air, l.skin);
+    let walls = [l.air, l.skin, l.cortical, l.bladder_wall];
+    absorb_isolated(&mut v, shape, &walls);
     let labels = Array3::from_shape_vec(shape, v).expect("label buffer has the grid's length");
     Phantom::from_labels(grid, labels)
 }
@@ -1035,10 +1038,12 @@ fn neighbours(i: usize, shape: [usize; 3]) -> impl Iterator<Item = usize> {
     .flatten()
 }
 
-/// Replace every voxel that shares its label with none of its 6 neighbours (salt-and-pepper left
-/// where two smooth surfaces graze) by its neighbours' most common label, air excluded; labels in
-/// `keep` are left alone. Decisions use the labels before the pass, so the result does not depend on
-/// the scan order.
+/// Replace every voxel that shares its label with none of its 6 neighbours (salt and pepper left
+/// where two smooth surfaces graze, or where a layer is thinner than a voxel) by its neighbours'
+/// most common label. Labels in `keep` are left alone; the replacement avoids `keep` labels (so
+/// neither air nor skin grows inwards) unless the neighbours hold nothing else. Decisions use the
+/// labels before the pass, so the result does not depend on the scan order, and a replaced voxel
+/// joins its neighbours' label, so no new isolated voxel appears.
 fn absorb_isolated(v: &mut [u8], shape: [usize; 3], keep: &[u8]) {
     let air = keep[0];
     let old = v.to_vec();
@@ -1048,20 +1053,27 @@ fn absorb_isolated(v: &mut [u8], shape: [usize; 3], keep: &[u8]) {
             continue;
         }
         let mut counts = [0u8; 256];
+        let mut kept = [0u8; 256];
         for n in neighbours(i, shape) {
-            if old[n] != air {
-                counts[old[n] as usize] += 1;
+            let l = old[n];
+            if keep.contains(&l) {
+                if l != air {
+                    kept[l as usize] += 1;
+                }
+            } else {
+                counts[l as usize] += 1;
             }
         }
         // Most common; ties go to the lower label so the choice is deterministic.
-        let (best, c) = counts
-            .iter()
-            .enumerate()
-            .fold(
-                (me as usize, 0u8),
-                |acc, (lab, c)| if *c > acc.1 { (lab, *c) } else { acc },
-            );
-        if c > 0 {
+        let most = |c: &[u8; 256]| {
+            c.iter().enumerate().fold(
+                (0usize, 0u8),
+                |acc, (lab, n)| if *n > acc.1 { (lab, *n) } else { acc },
+            )
+        };
+        let (best, n) = most(&counts);
+        let (best, n) = if n > 0 { (best, n) } else { most(&kept) };
+        if n > 0 {
             *out = best as u8;
         }
     }
@@ -1099,8 +1111,8 @@ mod tests {
         assert!((fat_thickness_m(19.0) - 0.005).abs() < 1e-15);
         assert!((fat_thickness_m(32.0) - 0.035).abs() < 1e-15);
         assert!((fat_thickness_m(25.5) - 0.020).abs() < 1e-15);
-        assert_eq!(fat_thickness_m(10.0), 0.005);
-        assert_eq!(fat_thickness_m(40.0), 0.035);
+        assert!((fat_thickness_m(10.0) - 0.005).abs() < 1e-15);
+        assert!((fat_thickness_m(40.0) - 0.035).abs() < 1e-15);
     }
 
     #[test]

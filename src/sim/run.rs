@@ -20,6 +20,17 @@ use num_complex::{Complex32, Complex64};
 use serde::Serialize;
 use std::time::Instant;
 
+/// B1+ of magnetic flux-density phasors (e^{i omega t} convention): (Bx + i By) / 2, the component
+/// rotating counter-clockwise seen from +z (from x towards y).
+pub fn b1_plus(bx: Complex64, by: Complex64) -> Complex64 {
+    (bx + Complex64::new(0.0, 1.0) * by) * 0.5
+}
+
+/// B1- of the same phasors: ((Bx - i By) / 2)*, the component rotating clockwise seen from +z.
+pub fn b1_minus(bx: Complex64, by: Complex64) -> Complex64 {
+    ((bx - Complex64::new(0.0, 1.0) * by) * 0.5).conj()
+}
+
 /// Simulation settings.
 #[derive(Clone, Debug, Serialize)]
 pub struct SimOptions {
@@ -464,7 +475,7 @@ pub fn simulate_channel(
                 let q = dft.at(x, y, z);
                 let bxv = dft.h[0][q] * MU0 * norm;
                 let byv = dft.h[1][q] * MU0 * norm;
-                let b = (bxv + Complex64::new(0.0, 1.0) * byv) * 0.5;
+                let b = b1_plus(bxv, byv);
                 b1p[[z, y, x]] = Complex32::new(b.re as f32, b.im as f32);
                 for c in 0..3 {
                     let v = dft.e[c][q] * norm;
@@ -485,4 +496,29 @@ pub fn simulate_channel(
         elapsed_s: elapsed,
     };
     Ok(ChannelFields { b1p, e, report })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn circular_polarisation_convention() {
+        // B(t) = B0 (cos wt, sin wt): counter-clockwise from +z. Sampled in time and transformed with
+        // the crate's DFT convention X = (2/N) sum x(t) e^{-i w t}, it must give B1+ = B0, B1- = 0.
+        let (b0, n) = (2.5e-6, 64);
+        let (mut bx, mut by) = (Complex64::new(0.0, 0.0), Complex64::new(0.0, 0.0));
+        for k in 0..n {
+            let wt = 2.0 * std::f64::consts::PI * k as f64 / n as f64;
+            let ph = Complex64::from_polar(2.0 / n as f64, -wt);
+            bx += ph * b0 * wt.cos();
+            by += ph * b0 * wt.sin();
+        }
+        assert!((b1_plus(bx, by) - b0).norm() < 1e-12 * b0 * 1e6);
+        assert!(b1_minus(bx, by).norm() < 1e-12 * b0 * 1e6);
+        // The clockwise field is all B1-.
+        let by_cw = -by;
+        assert!(b1_plus(bx, by_cw).norm() < 1e-12 * b0 * 1e6);
+        assert!((b1_minus(bx, by_cw).norm() - b0).abs() < 1e-12 * b0 * 1e6);
+    }
 }

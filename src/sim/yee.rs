@@ -41,17 +41,19 @@ pub struct Port {
     pub driven: bool,
 }
 
-/// CPML state of one axis: coefficients per position along the axis and psi over the two slabs.
+/// CPML state of one slab (one face): coefficients along its axis and psi over the slab box,
+/// stored in memory order ([z][y][x] of the box) so the correction streams through memory.
 struct Cpml {
     axis: usize,
     inv_d: f32,
+    /// Box [lo, hi) (x, y, z) of the slab.
+    lo: [usize; 3],
+    hi: [usize; 3],
     be: Vec<f32>,
     ae: Vec<f32>,
     bh: Vec<f32>,
     ah: Vec<f32>,
-    /// Positions along the axis inside the PML.
-    slab: Vec<usize>,
-    /// psi for the two transverse components (b = axis+1, c = axis+2), [slab position][plane].
+    /// psi for the two transverse components (b = axis+1, c = axis+2).
     psi_e: [Vec<f32>; 2],
     psi_h: [Vec<f32>; 2],
 }
@@ -103,7 +105,10 @@ impl Yee {
         };
         for axis in 0..3 {
             if npml[axis] > 0 {
-                s.cpml.push(Cpml::new(axis, n, d[axis], dt, npml[axis]));
+                for high in [false, true] {
+                    s.cpml
+                        .push(Cpml::new(axis, high, n, d[axis], dt, npml[axis]));
+                }
             }
         }
         s
@@ -321,18 +326,21 @@ fn copy_layer(v: &mut [f32], n: [usize; 3], axis: usize, s: usize, from: usize, 
 }
 
 impl Cpml {
-    fn new(axis: usize, n: [usize; 3], d: f64, dt: f64, npml: usize) -> Self {
+    fn new(axis: usize, high: bool, n: [usize; 3], d: f64, dt: f64, npml: usize) -> Self {
         let na = n[axis];
         let m = 3.0;
         let eta0 = (MU0 / EPS0).sqrt();
-        // Optimal grading for polynomial order m (Taflove & Hagness §7.11).
+        // Optimal grading for polynomial order m (Taflove & Hagness 2005, §7.11).
         let sigma_max = 0.8 * (m + 1.0) / (eta0 * d);
         let alpha_max = 0.05;
         // Depth into the PML (0 at the interface, 1 at the wall) of a position p (in cells).
         let depth = |p: f64| -> f64 {
-            let lo = (npml as f64 - p) / npml as f64;
-            let hi = (p - (na as f64 - 1.0 - npml as f64)) / npml as f64;
-            lo.max(hi).clamp(0.0, 1.0)
+            let u = if high {
+                (p - (na as f64 - 1.0 - npml as f64)) / npml as f64
+            } else {
+                (npml as f64 - p) / npml as f64
+            };
+            u.clamp(0.0, 1.0)
         };
         let coef = |p: f64| -> (f32, f32) {
             let u = depth(p);
@@ -345,32 +353,43 @@ impl Cpml {
             let a = sigma / (sigma + alpha) * (b - 1.0);
             (b as f32, a as f32)
         };
-        let mut c = Cpml {
+        // Positions along the axis where E or H is stretched.
+        let (p0, p1) = if high {
+            (na - 1 - npml, na)
+        } else {
+            (0, npml + 1)
+        };
+        let mut lo = [0; 3];
+        let mut hi = n;
+        lo[axis] = p0;
+        hi[axis] = p1;
+        let len = p1 - p0;
+        let (mut be, mut ae, mut bh, mut ah) = (
+            vec![1.0; len],
+            vec![0.0; len],
+            vec![1.0; len],
+            vec![0.0; len],
+        );
+        for q in 0..len {
+            let p = (p0 + q) as f64;
+            (be[q], ae[q]) = coef(p);
+            (bh[q], ah[q]) = coef(p + 0.5);
+        }
+        let size = (0..3).map(|a| hi[a] - lo[a]).product();
+        Cpml {
             axis,
             inv_d: (1.0 / d) as f32,
-            be: vec![1.0; na],
-            ae: vec![0.0; na],
-            bh: vec![1.0; na],
-            ah: vec![0.0; na],
-            slab: Vec::new(),
-            psi_e: [Vec::new(), Vec::new()],
-            psi_h: [Vec::new(), Vec::new()],
-        };
-        for p in 0..na {
-            (c.be[p], c.ae[p]) = coef(p as f64);
-            (c.bh[p], c.ah[p]) = coef(p as f64 + 0.5);
-            if c.ae[p] != 0.0 || c.ah[p] != 0.0 {
-                c.slab.push(p);
-            }
+            lo,
+            hi,
+            be,
+            ae,
+            bh,
+            ah,
+            psi_e: [vec![0.0; size], vec![0.0; size]],
+            psi_h: [vec![0.0; size], vec![0.0; size]],
         }
-        let plane = n[0] * n[1] * n[2] / na;
-        let size = c.slab.len() * plane;
-        c.psi_e = [vec![0.0; size], vec![0.0; size]];
-        c.psi_h = [vec![0.0; size], vec![0.0; size]];
-        c
     }
 
-    /// Add psi terms to the two E components transverse to the axis, one slab plane per task.
     fn correct_e(
         &mut self,
         e: &mut [Vec<f32>; 3],
@@ -378,69 +397,137 @@ impl Cpml {
         cb: &[Vec<f32>; 3],
         n: [usize; 3],
     ) {
-        let a = self.axis;
-        let (b, c) = ((a + 1) % 3, (a + 2) % 3);
+        match self.axis {
+            0 => self.correct_e_axis::<0>(e, h, cb, n),
+            1 => self.correct_e_axis::<1>(e, h, cb, n),
+            _ => self.correct_e_axis::<2>(e, h, cb, n),
+        }
+    }
+
+    fn correct_h(&mut self, h: &mut [Vec<f32>; 3], e: &[Vec<f32>; 3], n: [usize; 3], ch: f32) {
+        match self.axis {
+            0 => self.correct_h_axis::<0>(h, e, n, ch),
+            1 => self.correct_h_axis::<1>(h, e, n, ch),
+            _ => self.correct_h_axis::<2>(h, e, n, ch),
+        }
+    }
+
+    /// E correction of a slab normal to axis `A` (a const so the position lookups fold away):
+    /// a memory-order sweep over contiguous x-rows, parallel over the slab's z-planes.
+    fn correct_e_axis<const A: usize>(
+        &mut self,
+        e: &mut [Vec<f32>; 3],
+        h: &[Vec<f32>; 3],
+        cb: &[Vec<f32>; 3],
+        n: [usize; 3],
+    ) {
+        let (b, c) = ((A + 1) % 3, (A + 2) % 3);
         let st = [1, n[0], n[0] * n[1]];
-        let s = st[a];
-        let plane = n[b] * n[c];
+        let s = st[A];
+        let (lo, hi) = (self.lo, self.hi);
+        let (bx, by) = (hi[0] - lo[0], hi[1] - lo[1]);
+        let (x0, x1) = (lo[0].max(1), hi[0].min(n[0] - 1));
+        let len = x1 - x0;
         let (eb, ec) = (Shared(e[b].as_mut_ptr()), Shared(e[c].as_mut_ptr()));
         let (be, ae, inv) = (&self.be, &self.ae, self.inv_d);
+        let (hb, hc, cbb, cbc) = (&h[b], &h[c], &cb[b], &cb[c]);
         let [pb, pc] = &mut self.psi_e;
-        pb.par_chunks_mut(plane)
-            .zip(pc.par_chunks_mut(plane))
-            .zip(self.slab.par_iter())
-            .for_each(|((pb, pc), &p)| {
-                if p == 0 || p + 1 >= n[a] || ae[p] == 0.0 {
+        pb.par_chunks_mut(bx * by)
+            .zip(pc.par_chunks_mut(bx * by))
+            .enumerate()
+            .for_each(|(kz, (pb, pc))| {
+                let z = lo[2] + kz;
+                if z == 0 || z + 1 >= n[2] {
                     return;
                 }
                 let (eb, ec) = (eb, ec);
-                for v in 1..n[c] - 1 {
-                    for u in 1..n[b] - 1 {
-                        let q = v * n[b] + u;
-                        let i = p * s + u * st[b] + v * st[c];
+                for y in lo[1].max(1)..hi[1].min(n[1] - 1) {
+                    let q0 = (y - lo[1]) * bx + (x0 - lo[0]);
+                    let i0 = x0 + y * st[1] + z * st[2];
+                    let (pbr, pcr) = (&mut pb[q0..q0 + len], &mut pc[q0..q0 + len]);
+                    let (hc0, hc1) = (&hc[i0..i0 + len], &hc[i0 - s..i0 - s + len]);
+                    let (hb0, hb1) = (&hb[i0..i0 + len], &hb[i0 - s..i0 - s + len]);
+                    let (cb_b, cb_c) = (&cbb[i0..i0 + len], &cbc[i0..i0 + len]);
+                    // SAFETY: the rows lie on z-plane z, which only this task touches; b != c.
+                    let (ebr, ecr) = unsafe {
+                        (
+                            std::slice::from_raw_parts_mut(eb.0.add(i0), len),
+                            std::slice::from_raw_parts_mut(ec.0.add(i0), len),
+                        )
+                    };
+                    let pos_row = match A {
+                        1 => y - lo[1],
+                        2 => z - lo[2],
+                        _ => 0,
+                    };
+                    for k in 0..len {
+                        let pos = if A == 0 { x0 - lo[0] + k } else { pos_row };
+                        let (bb, aa) = (be[pos], ae[pos]);
                         // (curl H)_b contains -d_a H_c; (curl H)_c contains +d_a H_b.
-                        pb[q] = be[p] * pb[q] + ae[p] * (h[c][i] - h[c][i - s]) * inv;
-                        pc[q] = be[p] * pc[q] + ae[p] * (h[b][i] - h[b][i - s]) * inv;
-                        // SAFETY: index i lies on plane p along the axis; planes are disjoint per task.
-                        unsafe {
-                            *eb.0.add(i) -= cb[b][i] * pb[q];
-                            *ec.0.add(i) += cb[c][i] * pc[q];
-                        }
+                        pbr[k] = bb * pbr[k] + aa * (hc0[k] - hc1[k]) * inv;
+                        pcr[k] = bb * pcr[k] + aa * (hb0[k] - hb1[k]) * inv;
+                        ebr[k] -= cb_b[k] * pbr[k];
+                        ecr[k] += cb_c[k] * pcr[k];
                     }
                 }
             });
     }
 
-    /// Add psi terms to the two H components transverse to the axis.
-    fn correct_h(&mut self, h: &mut [Vec<f32>; 3], e: &[Vec<f32>; 3], n: [usize; 3], ch: f32) {
-        let a = self.axis;
-        let (b, c) = ((a + 1) % 3, (a + 2) % 3);
+    /// H correction of a slab normal to axis `A`.
+    fn correct_h_axis<const A: usize>(
+        &mut self,
+        h: &mut [Vec<f32>; 3],
+        e: &[Vec<f32>; 3],
+        n: [usize; 3],
+        ch: f32,
+    ) {
+        let (b, c) = ((A + 1) % 3, (A + 2) % 3);
         let st = [1, n[0], n[0] * n[1]];
-        let s = st[a];
-        let plane = n[b] * n[c];
-        let (hb, hc) = (Shared(h[b].as_mut_ptr()), Shared(h[c].as_mut_ptr()));
+        let s = st[A];
+        let (lo, hi) = (self.lo, self.hi);
+        let (bx, by) = (hi[0] - lo[0], hi[1] - lo[1]);
+        // The last H layer along each axis is never updated (it would need E beyond the wall).
+        let (x0, x1) = (lo[0], hi[0].min(n[0] - 1));
+        let len = x1 - x0;
+        let (hbp, hcp) = (Shared(h[b].as_mut_ptr()), Shared(h[c].as_mut_ptr()));
         let (bh, ah, inv) = (&self.bh, &self.ah, self.inv_d);
+        let (eb, ec) = (&e[b], &e[c]);
         let [pb, pc] = &mut self.psi_h;
-        pb.par_chunks_mut(plane)
-            .zip(pc.par_chunks_mut(plane))
-            .zip(self.slab.par_iter())
-            .for_each(|((pb, pc), &p)| {
-                if p + 1 >= n[a] || ah[p] == 0.0 {
+        pb.par_chunks_mut(bx * by)
+            .zip(pc.par_chunks_mut(bx * by))
+            .enumerate()
+            .for_each(|(kz, (pb, pc))| {
+                let z = lo[2] + kz;
+                if z + 1 >= n[2] {
                     return;
                 }
-                let (hb, hc) = (hb, hc);
-                for v in 0..n[c] - 1 {
-                    for u in 0..n[b] - 1 {
-                        let q = v * n[b] + u;
-                        let i = p * s + u * st[b] + v * st[c];
+                let (hbp, hcp) = (hbp, hcp);
+                for y in lo[1]..hi[1].min(n[1] - 1) {
+                    let q0 = (y - lo[1]) * bx + (x0 - lo[0]);
+                    let i0 = x0 + y * st[1] + z * st[2];
+                    let (pbr, pcr) = (&mut pb[q0..q0 + len], &mut pc[q0..q0 + len]);
+                    let (ec0, ec1) = (&ec[i0..i0 + len], &ec[i0 + s..i0 + s + len]);
+                    let (eb0, eb1) = (&eb[i0..i0 + len], &eb[i0 + s..i0 + s + len]);
+                    // SAFETY: the rows lie on z-plane z, which only this task touches; b != c.
+                    let (hbr, hcr) = unsafe {
+                        (
+                            std::slice::from_raw_parts_mut(hbp.0.add(i0), len),
+                            std::slice::from_raw_parts_mut(hcp.0.add(i0), len),
+                        )
+                    };
+                    let pos_row = match A {
+                        1 => y - lo[1],
+                        2 => z - lo[2],
+                        _ => 0,
+                    };
+                    for k in 0..len {
+                        let pos = if A == 0 { x0 - lo[0] + k } else { pos_row };
+                        let (bb, aa) = (bh[pos], ah[pos]);
                         // (curl E)_b contains -d_a E_c; (curl E)_c contains +d_a E_b; H -= ch curl E.
-                        pb[q] = bh[p] * pb[q] + ah[p] * (e[c][i + s] - e[c][i]) * inv;
-                        pc[q] = bh[p] * pc[q] + ah[p] * (e[b][i + s] - e[b][i]) * inv;
-                        // SAFETY: index i lies on plane p along the axis; planes are disjoint per task.
-                        unsafe {
-                            *hb.0.add(i) += ch * pb[q];
-                            *hc.0.add(i) -= ch * pc[q];
-                        }
+                        pbr[k] = bb * pbr[k] + aa * (ec1[k] - ec0[k]) * inv;
+                        pcr[k] = bb * pcr[k] + aa * (eb1[k] - eb0[k]) * inv;
+                        hbr[k] += ch * pbr[k];
+                        hcr[k] -= ch * pcr[k];
                     }
                 }
             });
