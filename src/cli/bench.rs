@@ -155,13 +155,11 @@ fn fdtd(a: &BenchArgs, out: &Output) -> Result<()> {
     let w = 2.0 * std::f64::consts::PI * coil.frequency_hz;
     // Warm up (page faults, caches), then time one period.
     for n in 0..20 {
-        g.step_h();
-        g.step_e((w * n as f64 * dom.dt).sin(), None);
+        g.step((w * n as f64 * dom.dt).sin(), None);
     }
     let t = Instant::now();
     for n in 0..steps {
-        g.step_h();
-        g.step_e((w * n as f64 * dom.dt).sin(), None);
+        g.step((w * n as f64 * dom.dt).sin(), None);
     }
     let fast = cells * steps as f64 / t.elapsed().as_secs_f64();
     let mut r = dom.build(&ph, 0, 0);
@@ -175,8 +173,7 @@ fn fdtd(a: &BenchArgs, out: &Output) -> Result<()> {
         let mut q = dom.build(&ph, 0, 0);
         let t = Instant::now();
         for n in 0..ref_steps {
-            q.step_h();
-            q.step_e((w * n as f64 * dom.dt).sin(), None);
+            q.step((w * n as f64 * dom.dt).sin(), None);
         }
         out.line(format!(
             "optimised without CPML: {:.1} M cell-updates/s",

@@ -18,9 +18,13 @@ use std::time::Instant;
 /// Arguments of `b1sar simulate`.
 #[derive(Args)]
 pub struct SimulateArgs {
-    /// Subject voxel model (.npz from `b1sar phantom`, or your own: labels and/or eps_r, sigma, rho).
+    /// Subject voxel model (.npz from `b1sar phantom`, or your own: labels and/or eps_r, sigma, rho),
+    /// or a `b1sar phantom` output folder together with `--subject K`.
     #[arg(long)]
     pub phantom: PathBuf,
+    /// Subject index within the `--phantom` folder (for cluster job arrays: one subject per job).
+    #[arg(long)]
+    pub subject: Option<usize>,
     /// Coil array JSON (default: the built-in 8-dipole pelvis array, see examples/data/coil_default.json).
     #[arg(long)]
     pub coil: Option<PathBuf>,
@@ -149,7 +153,13 @@ fn load_channel(path: &Path, fp: u64) -> Option<Loaded> {
 
 pub fn run(a: SimulateArgs, out: &Output) -> Result<()> {
     let t0 = Instant::now();
-    let ph = Phantom::load(&a.phantom)?;
+    let phantom_path = match (a.phantom.is_dir(), a.subject) {
+        (true, Some(k)) => a.phantom.join(b1sar::body::cohort::subject_file_name(k)),
+        (true, None) => anyhow::bail!(b1sar::Error::invalid("--phantom", "a subject file, or a folder with --subject K", format!("folder {} without --subject", a.phantom.display()))),
+        (false, Some(_)) => anyhow::bail!(b1sar::Error::invalid("--subject", "a --phantom folder from `b1sar phantom`", format!("file {}", a.phantom.display()))),
+        (false, None) => a.phantom.clone(),
+    };
+    let ph = Phantom::load(&phantom_path)?;
     let coil = match &a.coil {
         Some(p) => CoilSpec::load(p)?,
         None => CoilSpec::default_pelvis(),
@@ -232,7 +242,7 @@ pub fn run(a: SimulateArgs, out: &Output) -> Result<()> {
         labels,
         FieldMeta {
             frequency_hz: coil.frequency_hz,
-            source: format!("b1sar FDTD of {} with {nch} channels", a.phantom.display()),
+            source: format!("b1sar FDTD of {} with {nch} channels", phantom_path.display()),
         },
     )?;
     fs.save(&a.out)?;

@@ -246,3 +246,14 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("length_m"));
     }
 }
+
+#[cfg(test)]
+mod shipped {
+    use super::*;
+
+    #[test]
+    fn shipped_default_file_is_the_built_in_default() {
+        let p = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/coil_default.json"));
+        assert_eq!(CoilSpec::load(p).unwrap(), CoilSpec::default_pelvis());
+    }
+}

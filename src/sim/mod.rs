@@ -8,3 +8,5 @@ pub mod yee;
 
 #[cfg(test)]
 mod validate;
+#[cfg(test)]
+mod validate_cylinder;

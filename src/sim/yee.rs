@@ -53,9 +53,16 @@ struct Cpml {
     ae: Vec<f32>,
     bh: Vec<f32>,
     ah: Vec<f32>,
-    /// psi for the two transverse components (b = axis+1, c = axis+2).
+    /// psi for the two transverse components (b = axis+1, c = axis+2); accessed through the
+    /// pointers below, these fields own the buffers.
+    #[allow(dead_code)]
     psi_e: [Vec<f32>; 2],
+    #[allow(dead_code)]
     psi_h: [Vec<f32>; 2],
+    /// Raw pointers into the psi buffers (stable: the vectors never grow), so per-plane corrections
+    /// can run concurrently on distinct planes through a shared reference.
+    psi_e_ptr: [Shared; 2],
+    psi_h_ptr: [Shared; 2],
 }
 
 /// A raw pointer shared across rayon tasks that write disjoint elements.
@@ -189,94 +196,150 @@ impl Yee {
         &self.ports
     }
 
-    /// Advance H from (n - 1/2) dt to (n + 1/2) dt.
-    pub fn step_h(&mut self) {
+    fn ptrs(v: &mut [Vec<f32>; 3]) -> [Shared; 3] {
+        [Shared(v[0].as_mut_ptr()), Shared(v[1].as_mut_ptr()), Shared(v[2].as_mut_ptr())]
+    }
+
+    /// H update of z-plane `k` (main scheme, no PML terms).
+    /// SAFETY: `h` points at this grid's H buffers; no other task may touch plane `k` of H meanwhile.
+    unsafe fn h_plane(&self, k: usize, h: [Shared; 3]) {
         let [nx, ny, nz] = self.n;
+        if k + 1 >= nz {
+            return;
+        }
         let [_, sy, sz] = self.strides();
         let ch = (self.dt / MU0) as f32;
         let [idx, idy, idz] = self.d.map(|v| (1.0 / v) as f32);
         let (ex, ey, ez) = (&self.e[0], &self.e[1], &self.e[2]);
-        let [hx, hy, hz] = &mut self.h;
-        hx.par_chunks_mut(sz)
-            .zip(hy.par_chunks_mut(sz))
-            .zip(hz.par_chunks_mut(sz))
-            .enumerate()
-            .take(nz - 1)
-            .for_each(|(k, ((hx, hy), hz))| {
-                let base = k * sz;
-                for j in 0..ny - 1 {
-                    let r = j * nx;
-                    let g = base + r;
-                    // Row slices let the compiler drop bounds checks and vectorise along x.
-                    let (ex0, ex_y, ex_z) = (
-                        &ex[g..g + nx],
-                        &ex[g + sy..g + sy + nx],
-                        &ex[g + sz..g + sz + nx],
-                    );
-                    let (ey0, ey_z) = (&ey[g..g + nx], &ey[g + sz..g + sz + nx]);
-                    let (ez0, ez_y) = (&ez[g..g + nx], &ez[g + sy..g + sy + nx]);
-                    let (hxr, hyr, hzr) =
-                        (&mut hx[r..r + nx], &mut hy[r..r + nx], &mut hz[r..r + nx]);
-                    for i in 0..nx - 1 {
-                        hxr[i] -= ch * ((ez_y[i] - ez0[i]) * idy - (ey_z[i] - ey0[i]) * idz);
-                        hyr[i] -= ch * ((ex_z[i] - ex0[i]) * idz - (ez0[i + 1] - ez0[i]) * idx);
-                        hzr[i] -= ch * ((ey0[i + 1] - ey0[i]) * idx - (ex_y[i] - ex0[i]) * idy);
-                    }
-                }
-            });
-        let n = self.n;
-        for p in &mut self.cpml {
-            p.correct_h(&mut self.h, &self.e, n, ch);
+        for j in 0..ny - 1 {
+            let g = k * sz + j * nx;
+            // Row slices let the compiler drop bounds checks and vectorise along x.
+            let (ex0, ex_y, ex_z) = (&ex[g..g + nx], &ex[g + sy..g + sy + nx], &ex[g + sz..g + sz + nx]);
+            let (ey0, ey_z) = (&ey[g..g + nx], &ey[g + sz..g + sz + nx]);
+            let (ez0, ez_y) = (&ez[g..g + nx], &ez[g + sy..g + sy + nx]);
+            // SAFETY: row g..g+nx of plane k, owned by this task (caller's contract).
+            let (hxr, hyr, hzr) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(h[0].0.add(g), nx),
+                    std::slice::from_raw_parts_mut(h[1].0.add(g), nx),
+                    std::slice::from_raw_parts_mut(h[2].0.add(g), nx),
+                )
+            };
+            for i in 0..nx - 1 {
+                hxr[i] -= ch * ((ez_y[i] - ez0[i]) * idy - (ey_z[i] - ey0[i]) * idz);
+                hyr[i] -= ch * ((ex_z[i] - ex0[i]) * idz - (ez0[i + 1] - ez0[i]) * idx);
+                hzr[i] -= ch * ((ey0[i + 1] - ey0[i]) * idx - (ex_y[i] - ex0[i]) * idy);
+            }
         }
+    }
+
+    /// E update of z-plane `k` (main scheme, no PML terms).
+    /// SAFETY: `e` points at this grid's E buffers; no other task may touch plane `k` of E meanwhile.
+    unsafe fn e_plane(&self, k: usize, e: [Shared; 3]) {
+        let [nx, ny, nz] = self.n;
+        if k == 0 || k + 1 >= nz {
+            return;
+        }
+        let [_, sy, sz] = self.strides();
+        let [idx, idy, idz] = self.d.map(|v| (1.0 / v) as f32);
+        let (hx, hy, hz) = (&self.h[0], &self.h[1], &self.h[2]);
+        let [cax, cay, caz] = &self.ca;
+        let [cbx, cby, cbz] = &self.cb;
+        for j in 1..ny - 1 {
+            let g = k * sz + j * nx;
+            let (hx0, hx_y, hx_z) = (&hx[g..g + nx], &hx[g - sy..g - sy + nx], &hx[g - sz..g - sz + nx]);
+            let (hy0, hy_z) = (&hy[g..g + nx], &hy[g - sz..g - sz + nx]);
+            let (hz0, hz_y) = (&hz[g..g + nx], &hz[g - sy..g - sy + nx]);
+            let (ca_x, ca_y, ca_z) = (&cax[g..g + nx], &cay[g..g + nx], &caz[g..g + nx]);
+            let (cb_x, cb_y, cb_z) = (&cbx[g..g + nx], &cby[g..g + nx], &cbz[g..g + nx]);
+            // SAFETY: row g..g+nx of plane k, owned by this task (caller's contract).
+            let (exr, eyr, ezr) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(e[0].0.add(g), nx),
+                    std::slice::from_raw_parts_mut(e[1].0.add(g), nx),
+                    std::slice::from_raw_parts_mut(e[2].0.add(g), nx),
+                )
+            };
+            for i in 1..nx - 1 {
+                exr[i] = ca_x[i] * exr[i] + cb_x[i] * ((hz0[i] - hz_y[i]) * idy - (hy0[i] - hy_z[i]) * idz);
+                eyr[i] = ca_y[i] * eyr[i] + cb_y[i] * ((hx0[i] - hx_z[i]) * idz - (hz0[i] - hz0[i - 1]) * idx);
+                ezr[i] = ca_z[i] * ezr[i] + cb_z[i] * ((hy0[i] - hy0[i - 1]) * idx - (hx0[i] - hx_y[i]) * idy);
+            }
+        }
+    }
+
+    /// H of plane k: main update plus every CPML slab's correction.
+    /// SAFETY: as [`Yee::h_plane`].
+    unsafe fn h_plane_full(&self, k: usize, h: [Shared; 3]) {
+        let ch = (self.dt / MU0) as f32;
+        unsafe {
+            self.h_plane(k, h);
+            for p in &self.cpml {
+                p.h_plane(k, h, &self.e, self.n, ch);
+            }
+        }
+    }
+
+    /// E of plane k: main update plus every CPML slab's correction.
+    /// SAFETY: as [`Yee::e_plane`].
+    unsafe fn e_plane_full(&self, k: usize, e: [Shared; 3]) {
+        unsafe {
+            self.e_plane(k, e);
+            for p in &self.cpml {
+                p.e_plane(k, e, &self.h, &self.cb, self.n);
+            }
+        }
+    }
+
+    /// Advance H from (n - 1/2) dt to (n + 1/2) dt.
+    pub fn step_h(&mut self) {
+        let h = Self::ptrs(&mut self.h);
+        let this = &*self;
+        // SAFETY: each task updates one distinct z-plane of H.
+        (0..this.n[2]).into_par_iter().for_each(|k| unsafe { this.h_plane_full(k, h) });
     }
 
     /// Advance E from n dt to (n + 1) dt. `source_v` is the source voltage of driven ports at
     /// (n + 1/2) dt; `sheet` an optional current sheet (component, x index of the plane, current
     /// density in A/m^2 at (n + 1/2) dt) spanning the whole y-z plane.
     pub fn step_e(&mut self, source_v: f64, sheet: Option<(usize, usize, f64)>) {
-        let [nx, ny, nz] = self.n;
-        let [_, sy, sz] = self.strides();
-        let [idx, idy, idz] = self.d.map(|v| (1.0 / v) as f32);
-        let (hx, hy, hz) = (&self.h[0], &self.h[1], &self.h[2]);
-        let [ex, ey, ez] = &mut self.e;
-        let [cax, cay, caz] = &self.ca;
-        let [cbx, cby, cbz] = &self.cb;
-        ex.par_chunks_mut(sz)
-            .zip(ey.par_chunks_mut(sz))
-            .zip(ez.par_chunks_mut(sz))
-            .enumerate()
-            .skip(1)
-            .take(nz - 2)
-            .for_each(|(k, ((ex, ey), ez))| {
-                let base = k * sz;
-                for j in 1..ny - 1 {
-                    let r = j * nx;
-                    let g = base + r;
-                    let (hx0, hx_y, hx_z) = (
-                        &hx[g..g + nx],
-                        &hx[g - sy..g - sy + nx],
-                        &hx[g - sz..g - sz + nx],
-                    );
-                    let (hy0, hy_z) = (&hy[g..g + nx], &hy[g - sz..g - sz + nx]);
-                    let (hz0, hz_y) = (&hz[g..g + nx], &hz[g - sy..g - sy + nx]);
-                    let (ca_x, ca_y, ca_z) = (&cax[g..g + nx], &cay[g..g + nx], &caz[g..g + nx]);
-                    let (cb_x, cb_y, cb_z) = (&cbx[g..g + nx], &cby[g..g + nx], &cbz[g..g + nx]);
-                    let (exr, eyr, ezr) =
-                        (&mut ex[r..r + nx], &mut ey[r..r + nx], &mut ez[r..r + nx]);
-                    for i in 1..nx - 1 {
-                        exr[i] = ca_x[i] * exr[i]
-                            + cb_x[i] * ((hz0[i] - hz_y[i]) * idy - (hy0[i] - hy_z[i]) * idz);
-                        eyr[i] = ca_y[i] * eyr[i]
-                            + cb_y[i] * ((hx0[i] - hx_z[i]) * idz - (hz0[i] - hz0[i - 1]) * idx);
-                        ezr[i] = ca_z[i] * ezr[i]
-                            + cb_z[i] * ((hy0[i] - hy0[i - 1]) * idx - (hx0[i] - hx_y[i]) * idy);
-                    }
+        let e = Self::ptrs(&mut self.e);
+        let this = &*self;
+        // SAFETY: each task updates one distinct z-plane of E.
+        (0..this.n[2]).into_par_iter().for_each(|k| unsafe { this.e_plane_full(k, e) });
+        self.sources(source_v, sheet);
+    }
+
+    /// Both half steps in one sweep over z-planes (H of plane k, then E of plane k, which needs H of
+    /// planes k and k - 1), so each plane's fields are reused from cache instead of read twice.
+    /// Identical to [`Yee::step_h`] followed by [`Yee::step_e`]. The z range is split into one chunk
+    /// per thread; the first E plane of each chunk needs the previous chunk's last H plane, so those
+    /// planes are updated after all chunks finish.
+    pub fn step(&mut self, source_v: f64, sheet: Option<(usize, usize, f64)>) {
+        let nz = self.n[2];
+        let threads = rayon::current_num_threads().max(1);
+        let per = nz.div_ceil(threads).max(2);
+        let chunks: Vec<(usize, usize)> = (0..nz).step_by(per).map(|z0| (z0, (z0 + per).min(nz))).collect();
+        let (h, e) = (Self::ptrs(&mut self.h), Self::ptrs(&mut self.e));
+        let this = &*self;
+        // SAFETY: chunks are disjoint ranges of planes, each run in order by one task. H of plane k
+        // reads E of planes k and k + 1, not yet updated (E of k + 1 is later in this chunk or the
+        // deferred first plane of the next chunk); E of plane k > z0 reads H of k and k - 1, both
+        // already updated in this chunk.
+        chunks.par_iter().for_each(|&(z0, z1)| unsafe {
+            for k in z0..z1 {
+                this.h_plane_full(k, h);
+                if k > z0 {
+                    this.e_plane_full(k, e);
                 }
-            });
-        let n = self.n;
-        for p in &mut self.cpml {
-            p.correct_e(&mut self.e, &self.h, &self.cb, n);
-        }
+            }
+        });
+        // SAFETY: distinct planes; every H plane is final now.
+        chunks.par_iter().for_each(|&(z0, _)| unsafe { this.e_plane_full(z0, e) });
+        self.sources(source_v, sheet);
+    }
+
+    fn sources(&mut self, source_v: f64, sheet: Option<(usize, usize, f64)>) {
         for p in &self.ports {
             if p.driven {
                 let area = self.d[(p.axis + 1) % 3] * self.d[(p.axis + 2) % 3];
@@ -285,6 +348,7 @@ impl Yee {
             }
         }
         if let Some((comp, xp, j)) = sheet {
+            let [nx, ny, nz] = self.n;
             for k in 1..nz - 1 {
                 for y in 1..ny - 1 {
                     let i = (k * ny + y) * nx + xp;
@@ -294,7 +358,6 @@ impl Yee {
         }
         self.step += 1;
     }
-
     /// Voltage across a port's edge, V = -E d (V), at the time of the current E.
     pub fn port_voltage(&self, p: &Port) -> f64 {
         -(self.e[p.axis][p.cell] as f64) * self.d[p.axis]
@@ -376,161 +439,132 @@ impl Cpml {
             (bh[q], ah[q]) = coef(p + 0.5);
         }
         let size = (0..3).map(|a| hi[a] - lo[a]).product();
-        Cpml {
-            axis,
-            inv_d: (1.0 / d) as f32,
-            lo,
-            hi,
-            be,
-            ae,
-            bh,
-            ah,
-            psi_e: [vec![0.0; size], vec![0.0; size]],
-            psi_h: [vec![0.0; size], vec![0.0; size]],
+        let mut psi_e = [vec![0.0f32; size], vec![0.0f32; size]];
+        let mut psi_h = [vec![0.0f32; size], vec![0.0f32; size]];
+        let psi_e_ptr = [Shared(psi_e[0].as_mut_ptr()), Shared(psi_e[1].as_mut_ptr())];
+        let psi_h_ptr = [Shared(psi_h[0].as_mut_ptr()), Shared(psi_h[1].as_mut_ptr())];
+        Cpml { axis, inv_d: (1.0 / d) as f32, lo, hi, be, ae, bh, ah, psi_e, psi_h, psi_e_ptr, psi_h_ptr }
+    }
+
+    /// E correction of z-plane `z` if this slab covers it.
+    /// SAFETY: `e` points at the grid's E buffers; plane `z` of E and of this slab's psi is touched
+    /// by no other task meanwhile.
+    unsafe fn e_plane(&self, z: usize, e: [Shared; 3], h: &[Vec<f32>; 3], cb: &[Vec<f32>; 3], n: [usize; 3]) {
+        if z < self.lo[2] || z >= self.hi[2] || z == 0 || z + 1 >= n[2] {
+            return;
+        }
+        unsafe {
+            match self.axis {
+                0 => self.e_plane_axis::<0>(z, e, h, cb, n),
+                1 => self.e_plane_axis::<1>(z, e, h, cb, n),
+                _ => self.e_plane_axis::<2>(z, e, h, cb, n),
+            }
         }
     }
 
-    fn correct_e(
-        &mut self,
-        e: &mut [Vec<f32>; 3],
-        h: &[Vec<f32>; 3],
-        cb: &[Vec<f32>; 3],
-        n: [usize; 3],
-    ) {
-        match self.axis {
-            0 => self.correct_e_axis::<0>(e, h, cb, n),
-            1 => self.correct_e_axis::<1>(e, h, cb, n),
-            _ => self.correct_e_axis::<2>(e, h, cb, n),
+    /// H correction of z-plane `z` if this slab covers it. SAFETY: as [`Cpml::e_plane`], for H.
+    unsafe fn h_plane(&self, z: usize, h: [Shared; 3], e: &[Vec<f32>; 3], n: [usize; 3], ch: f32) {
+        if z < self.lo[2] || z >= self.hi[2] || z + 1 >= n[2] {
+            return;
+        }
+        unsafe {
+            match self.axis {
+                0 => self.h_plane_axis::<0>(z, h, e, n, ch),
+                1 => self.h_plane_axis::<1>(z, h, e, n, ch),
+                _ => self.h_plane_axis::<2>(z, h, e, n, ch),
+            }
         }
     }
 
-    fn correct_h(&mut self, h: &mut [Vec<f32>; 3], e: &[Vec<f32>; 3], n: [usize; 3], ch: f32) {
-        match self.axis {
-            0 => self.correct_h_axis::<0>(h, e, n, ch),
-            1 => self.correct_h_axis::<1>(h, e, n, ch),
-            _ => self.correct_h_axis::<2>(h, e, n, ch),
-        }
-    }
-
-    /// E correction of a slab normal to axis `A` (a const so the position lookups fold away):
-    /// a memory-order sweep over contiguous x-rows, parallel over the slab's z-planes.
-    fn correct_e_axis<const A: usize>(
-        &mut self,
-        e: &mut [Vec<f32>; 3],
-        h: &[Vec<f32>; 3],
-        cb: &[Vec<f32>; 3],
-        n: [usize; 3],
-    ) {
+    /// E correction of one z-plane of a slab normal to axis `A` (a const so the position lookups
+    /// fold away), over contiguous x-rows.
+    unsafe fn e_plane_axis<const A: usize>(&self, z: usize, e: [Shared; 3], h: &[Vec<f32>; 3], cb: &[Vec<f32>; 3], n: [usize; 3]) {
         let (b, c) = ((A + 1) % 3, (A + 2) % 3);
         let st = [1, n[0], n[0] * n[1]];
         let s = st[A];
         let (lo, hi) = (self.lo, self.hi);
-        let (bx, by) = (hi[0] - lo[0], hi[1] - lo[1]);
+        let bx = hi[0] - lo[0];
+        let plane = bx * (hi[1] - lo[1]);
         let (x0, x1) = (lo[0].max(1), hi[0].min(n[0] - 1));
         let len = x1 - x0;
-        let (eb, ec) = (Shared(e[b].as_mut_ptr()), Shared(e[c].as_mut_ptr()));
         let (be, ae, inv) = (&self.be, &self.ae, self.inv_d);
         let (hb, hc, cbb, cbc) = (&h[b], &h[c], &cb[b], &cb[c]);
-        let [pb, pc] = &mut self.psi_e;
-        pb.par_chunks_mut(bx * by)
-            .zip(pc.par_chunks_mut(bx * by))
-            .enumerate()
-            .for_each(|(kz, (pb, pc))| {
-                let z = lo[2] + kz;
-                if z == 0 || z + 1 >= n[2] {
-                    return;
-                }
-                let (eb, ec) = (eb, ec);
-                for y in lo[1].max(1)..hi[1].min(n[1] - 1) {
-                    let q0 = (y - lo[1]) * bx + (x0 - lo[0]);
-                    let i0 = x0 + y * st[1] + z * st[2];
-                    let (pbr, pcr) = (&mut pb[q0..q0 + len], &mut pc[q0..q0 + len]);
-                    let (hc0, hc1) = (&hc[i0..i0 + len], &hc[i0 - s..i0 - s + len]);
-                    let (hb0, hb1) = (&hb[i0..i0 + len], &hb[i0 - s..i0 - s + len]);
-                    let (cb_b, cb_c) = (&cbb[i0..i0 + len], &cbc[i0..i0 + len]);
-                    // SAFETY: the rows lie on z-plane z, which only this task touches; b != c.
-                    let (ebr, ecr) = unsafe {
-                        (
-                            std::slice::from_raw_parts_mut(eb.0.add(i0), len),
-                            std::slice::from_raw_parts_mut(ec.0.add(i0), len),
-                        )
-                    };
-                    let pos_row = match A {
-                        1 => y - lo[1],
-                        2 => z - lo[2],
-                        _ => 0,
-                    };
-                    for k in 0..len {
-                        let pos = if A == 0 { x0 - lo[0] + k } else { pos_row };
-                        let (bb, aa) = (be[pos], ae[pos]);
-                        // (curl H)_b contains -d_a H_c; (curl H)_c contains +d_a H_b.
-                        pbr[k] = bb * pbr[k] + aa * (hc0[k] - hc1[k]) * inv;
-                        pcr[k] = bb * pcr[k] + aa * (hb0[k] - hb1[k]) * inv;
-                        ebr[k] -= cb_b[k] * pbr[k];
-                        ecr[k] += cb_c[k] * pcr[k];
-                    }
-                }
-            });
+        let pbase = (z - lo[2]) * plane;
+        for y in lo[1].max(1)..hi[1].min(n[1] - 1) {
+            let q0 = pbase + (y - lo[1]) * bx + (x0 - lo[0]);
+            let i0 = x0 + y * st[1] + z * st[2];
+            let (hc0, hc1) = (&hc[i0..i0 + len], &hc[i0 - s..i0 - s + len]);
+            let (hb0, hb1) = (&hb[i0..i0 + len], &hb[i0 - s..i0 - s + len]);
+            let (cb_b, cb_c) = (&cbb[i0..i0 + len], &cbc[i0..i0 + len]);
+            // SAFETY: rows of plane z (caller's contract); b != c, and the two psi buffers differ.
+            let (pbr, pcr, ebr, ecr) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(self.psi_e_ptr[0].0.add(q0), len),
+                    std::slice::from_raw_parts_mut(self.psi_e_ptr[1].0.add(q0), len),
+                    std::slice::from_raw_parts_mut(e[b].0.add(i0), len),
+                    std::slice::from_raw_parts_mut(e[c].0.add(i0), len),
+                )
+            };
+            let pos_row = match A {
+                1 => y - lo[1],
+                2 => z - lo[2],
+                _ => 0,
+            };
+            for k in 0..len {
+                let pos = if A == 0 { x0 - lo[0] + k } else { pos_row };
+                let (bb, aa) = (be[pos], ae[pos]);
+                // (curl H)_b contains -d_a H_c; (curl H)_c contains +d_a H_b.
+                pbr[k] = bb * pbr[k] + aa * (hc0[k] - hc1[k]) * inv;
+                pcr[k] = bb * pcr[k] + aa * (hb0[k] - hb1[k]) * inv;
+                ebr[k] -= cb_b[k] * pbr[k];
+                ecr[k] += cb_c[k] * pcr[k];
+            }
+        }
     }
 
-    /// H correction of a slab normal to axis `A`.
-    fn correct_h_axis<const A: usize>(
-        &mut self,
-        h: &mut [Vec<f32>; 3],
-        e: &[Vec<f32>; 3],
-        n: [usize; 3],
-        ch: f32,
-    ) {
+    /// H correction of one z-plane of a slab normal to axis `A`.
+    unsafe fn h_plane_axis<const A: usize>(&self, z: usize, h: [Shared; 3], e: &[Vec<f32>; 3], n: [usize; 3], ch: f32) {
         let (b, c) = ((A + 1) % 3, (A + 2) % 3);
         let st = [1, n[0], n[0] * n[1]];
         let s = st[A];
         let (lo, hi) = (self.lo, self.hi);
-        let (bx, by) = (hi[0] - lo[0], hi[1] - lo[1]);
+        let bx = hi[0] - lo[0];
+        let plane = bx * (hi[1] - lo[1]);
         // The last H layer along each axis is never updated (it would need E beyond the wall).
         let (x0, x1) = (lo[0], hi[0].min(n[0] - 1));
         let len = x1 - x0;
-        let (hbp, hcp) = (Shared(h[b].as_mut_ptr()), Shared(h[c].as_mut_ptr()));
         let (bh, ah, inv) = (&self.bh, &self.ah, self.inv_d);
         let (eb, ec) = (&e[b], &e[c]);
-        let [pb, pc] = &mut self.psi_h;
-        pb.par_chunks_mut(bx * by)
-            .zip(pc.par_chunks_mut(bx * by))
-            .enumerate()
-            .for_each(|(kz, (pb, pc))| {
-                let z = lo[2] + kz;
-                if z + 1 >= n[2] {
-                    return;
-                }
-                let (hbp, hcp) = (hbp, hcp);
-                for y in lo[1]..hi[1].min(n[1] - 1) {
-                    let q0 = (y - lo[1]) * bx + (x0 - lo[0]);
-                    let i0 = x0 + y * st[1] + z * st[2];
-                    let (pbr, pcr) = (&mut pb[q0..q0 + len], &mut pc[q0..q0 + len]);
-                    let (ec0, ec1) = (&ec[i0..i0 + len], &ec[i0 + s..i0 + s + len]);
-                    let (eb0, eb1) = (&eb[i0..i0 + len], &eb[i0 + s..i0 + s + len]);
-                    // SAFETY: the rows lie on z-plane z, which only this task touches; b != c.
-                    let (hbr, hcr) = unsafe {
-                        (
-                            std::slice::from_raw_parts_mut(hbp.0.add(i0), len),
-                            std::slice::from_raw_parts_mut(hcp.0.add(i0), len),
-                        )
-                    };
-                    let pos_row = match A {
-                        1 => y - lo[1],
-                        2 => z - lo[2],
-                        _ => 0,
-                    };
-                    for k in 0..len {
-                        let pos = if A == 0 { x0 - lo[0] + k } else { pos_row };
-                        let (bb, aa) = (bh[pos], ah[pos]);
-                        // (curl E)_b contains -d_a E_c; (curl E)_c contains +d_a E_b; H -= ch curl E.
-                        pbr[k] = bb * pbr[k] + aa * (ec1[k] - ec0[k]) * inv;
-                        pcr[k] = bb * pcr[k] + aa * (eb1[k] - eb0[k]) * inv;
-                        hbr[k] += ch * pbr[k];
-                        hcr[k] -= ch * pcr[k];
-                    }
-                }
-            });
+        let pbase = (z - lo[2]) * plane;
+        for y in lo[1]..hi[1].min(n[1] - 1) {
+            let q0 = pbase + (y - lo[1]) * bx + (x0 - lo[0]);
+            let i0 = x0 + y * st[1] + z * st[2];
+            let (ec0, ec1) = (&ec[i0..i0 + len], &ec[i0 + s..i0 + s + len]);
+            let (eb0, eb1) = (&eb[i0..i0 + len], &eb[i0 + s..i0 + s + len]);
+            // SAFETY: rows of plane z (caller's contract); b != c, and the two psi buffers differ.
+            let (pbr, pcr, hbr, hcr) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(self.psi_h_ptr[0].0.add(q0), len),
+                    std::slice::from_raw_parts_mut(self.psi_h_ptr[1].0.add(q0), len),
+                    std::slice::from_raw_parts_mut(h[b].0.add(i0), len),
+                    std::slice::from_raw_parts_mut(h[c].0.add(i0), len),
+                )
+            };
+            let pos_row = match A {
+                1 => y - lo[1],
+                2 => z - lo[2],
+                _ => 0,
+            };
+            for k in 0..len {
+                let pos = if A == 0 { x0 - lo[0] + k } else { pos_row };
+                let (bb, aa) = (bh[pos], ah[pos]);
+                // (curl E)_b contains -d_a E_c; (curl E)_c contains +d_a E_b; H -= ch curl E.
+                pbr[k] = bb * pbr[k] + aa * (ec1[k] - ec0[k]) * inv;
+                pcr[k] = bb * pcr[k] + aa * (eb1[k] - eb0[k]) * inv;
+                hbr[k] += ch * pbr[k];
+                hcr[k] -= ch * pcr[k];
+            }
+        }
     }
 }
 
