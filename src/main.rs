@@ -31,6 +31,8 @@ enum Command {
     Qmatrix(cli::commands::QmatrixArgs),
     /// Compress Q10g matrices into VOPs with a bounded overestimation.
     Vop(cli::commands::VopArgs),
+    /// Write parametric pelvis subjects (one .npz each, subject 0 generic) and their manifest.
+    Phantom(cli::phantom::PhantomArgs),
     /// Per-channel FDTD of a coil array around a subject -> field set (B1+, E per 1 W accepted).
     Simulate(cli::simulate::SimulateArgs),
     /// Export a field set's maps (B1+ magnitude, density, conductivity, labels) to NIfTI.
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Command::Vop(a) => cli::commands::vop(a, &out),
         Command::Export(a) => cli::commands::export(a, &out),
         Command::Simulate(a) => cli::simulate::run(a, &out),
+        Command::Phantom(a) => cli::phantom::run(a, &out),
         Command::Bench(a) => cli::bench::run(a, &out),
     };
     match result {

@@ -22,8 +22,9 @@
 //! Voxelisation: every voxel takes the tissue at its centre, so organs are as smooth as the grid
 //! allows; isolated single voxels are then absorbed into their neighbourhood, and the skin, the
 //! bladder wall and the cortical bone are made at least one voxel thick. At 5 mm the skin is
-//! therefore 5 mm thick (2.5 x real skin, ~1.5 % of the body mass moves from fat to skin); the fat
-//! layer keeps its thickness below that voxel.
+//! therefore one 5 mm voxel (2.5 x real skin); the fat keeps its own thickness below that voxel, so
+//! the muscle surface moves in by 3 mm and about 1 kg (5 % of a 30 cm section) is skin that would
+//! be muscle. Finer grids approach the real layers.
 
 use super::phantom::Phantom;
 use super::rng::Jitter;
@@ -59,6 +60,9 @@ const CROTCH_ARCH_M: f64 = 0.05;
 /// Extra half-width of the thigh gap towards the front and back of the body (m), which rounds the
 /// inner contours of the thighs.
 const THIGH_ROUNDING_M: f64 = 0.04;
+
+/// Largest phantom built (voxels): 1 GB of labels plus 24 GB of f64 properties.
+const MAX_VOXELS: usize = 1_000_000_000;
 
 /// Angular samples of a slice's outline.
 const N_THETA: usize = 1024;
@@ -155,7 +159,7 @@ impl Trunk {
         r * (1.0 + fourier(harm, theta))
     }
 
-    /// Fat thickness (m) at angle `theta` and level `z`.
+    /// Fat thickness (m) at angle `theta`, with the fat harmonics `harm` evaluated at the level.
     fn fat_at(&self, theta: f64, harm: &[[f64; 2]]) -> f64 {
         // Over the trochanters fat is thinner than over the buttocks and the lower abdomen.
         let base = 0.85 + 0.3 * theta.sin().powi(2);
@@ -202,9 +206,10 @@ impl Trunk {
 }
 
 /// The pelvic bone ring in transverse section: an elliptic annulus around the organs, in sectors
-/// with their own z extent and thickness (pubic bones anteriorly, ischium and ilium laterally, sacrum
-/// and coccyx posteriorly). Closed between the top of the coccyx sector and the top of the pubic
-/// symphysis, open anteriorly above (as the real pelvis, where the bladder rises).
+/// with their own z extent and thickness, by angle around the ring centre from +x towards +y:
+/// pubic bones 40°..140° (anterior), sacrum and coccyx -125°..-55° (posterior), ischium and ilium
+/// elsewhere (lateral). Closed between the bottom of the coccyx and the top of the pubic symphysis,
+/// open anteriorly above (as the real pelvis, where the bladder rises).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PelvicRing {
     /// Centre of the inner outline, [y, x] (m).
@@ -963,6 +968,14 @@ pub fn build_phantom(p: &SubjectParams, spec: &GridSpec) -> Result<Phantom> {
     }
     let (oy, ny) = axis_cover(y0, y1, hy, spec.margin_voxels);
     let (ox, nx) = axis_cover(x0, x1, hx, spec.margin_voxels);
+    // Refuse before allocating: a grid this large is a unit mistake (mm given as m), not a body.
+    if nz * ny * nx > MAX_VOXELS {
+        return Err(Error::invalid(
+            "spacing_m",
+            format!("a grid of at most {MAX_VOXELS} voxels"),
+            format!("{:?} voxels at {:?} m", [nz, ny, nx], spec.spacing_m),
+        ));
+    }
     let grid = Grid::new([nz, ny, nx], spec.spacing_m, [oz, oy, ox])?;
 
     let l = Labels::get();

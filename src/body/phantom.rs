@@ -3,14 +3,14 @@
 //! [`Grid`] (spacing and origin in metres). Generated subjects and users' own voxel models share
 //! this type and its `.npz` format:
 //!
-//! | array       | type      | shape     | meaning                                             |
-//! |-------------|-----------|-----------|-----------------------------------------------------|
-//! | `labels`    | u8 (or another integer type with values 0..=255) | [z, y, x] | tissue label |
-//! | `eps_r`     | f64/f32   | [z, y, x] | relative permittivity at 297.2 MHz (optional)       |
-//! | `sigma`     | f64/f32   | [z, y, x] | conductivity, S/m (optional)                        |
-//! | `rho`       | f64/f32   | [z, y, x] | density, kg/m^3; < 1 is air (optional)              |
-//! | `spacing_m` | f64       | [3]       | voxel size z, y, x (m)                              |
-//! | `origin_m`  | f64       | [3]       | world position of voxel [0, 0, 0]'s centre (m); default 0 |
+//! | array       | type                          | shape       | meaning                              |
+//! |-------------|-------------------------------|-------------|--------------------------------------|
+//! | `labels`    | u8 (or any integer, 0..=255)  | `[z, y, x]` | tissue label                         |
+//! | `eps_r`     | f64 or f32                    | `[z, y, x]` | relative permittivity (optional)     |
+//! | `sigma`     | f64 or f32                    | `[z, y, x]` | conductivity, S/m (optional)         |
+//! | `rho`       | f64 or f32                    | `[z, y, x]` | density, kg/m^3; < 1 is air (optional) |
+//! | `spacing_m` | f64                           | `[3]`       | voxel size z, y, x (m)               |
+//! | `origin_m`  | f64                           | `[3]`       | centre of voxel (0, 0, 0), z y x (m); default 0 |
 //!
 //! With `eps_r`, `sigma` and `rho` present they are used as given and `labels` only names tissues
 //! (any value); with `labels` alone the properties come from [`crate::tissue::TISSUES`] and a

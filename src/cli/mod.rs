@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod commands;
 pub mod demo;
+pub mod phantom;
 pub mod simulate;
 
 use indicatif::{ProgressBar, ProgressStyle};

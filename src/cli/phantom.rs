@@ -54,6 +54,7 @@ pub struct PhantomArgs {
     pub out: PathBuf,
 }
 
+/// Run `b1sar phantom`.
 pub fn run(a: PhantomArgs, out: &Output) -> Result<()> {
     let t = Instant::now();
     let n = a.subjects as usize;
@@ -133,19 +134,14 @@ pub fn run(a: PhantomArgs, out: &Output) -> Result<()> {
             e.shape_zyx,
         ));
     }
-    match &manifest {
-        Some(p) => out.line(format!(
-            "wrote {} in {}{}",
-            if write_npz {
-                format!("{n} subjects and {MANIFEST_FILE}")
-            } else {
-                MANIFEST_FILE.to_string()
-            },
-            a.out.display(),
-            if write_npz { "" } else { " (no subject files)" }
-        )),
-        None => out.line(format!("wrote {}", paths[0].display())),
-    }
+    out.line(match (&manifest, write_npz) {
+        (Some(_), true) => format!(
+            "wrote {n} subjects and {MANIFEST_FILE} in {}",
+            a.out.display()
+        ),
+        (Some(m), false) => format!("wrote {} (no subject files)", m.display()),
+        (None, _) => format!("wrote {}", paths[0].display()),
+    });
     out.result(json!({
         "output_paths": paths,
         "manifest": manifest,

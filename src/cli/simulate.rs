@@ -155,8 +155,16 @@ pub fn run(a: SimulateArgs, out: &Output) -> Result<()> {
     let t0 = Instant::now();
     let phantom_path = match (a.phantom.is_dir(), a.subject) {
         (true, Some(k)) => a.phantom.join(b1sar::body::cohort::subject_file_name(k)),
-        (true, None) => anyhow::bail!(b1sar::Error::invalid("--phantom", "a subject file, or a folder with --subject K", format!("folder {} without --subject", a.phantom.display()))),
-        (false, Some(_)) => anyhow::bail!(b1sar::Error::invalid("--subject", "a --phantom folder from `b1sar phantom`", format!("file {}", a.phantom.display()))),
+        (true, None) => anyhow::bail!(b1sar::Error::invalid(
+            "--phantom",
+            "a subject file, or a folder with --subject K",
+            format!("folder {} without --subject", a.phantom.display())
+        )),
+        (false, Some(_)) => anyhow::bail!(b1sar::Error::invalid(
+            "--subject",
+            "a --phantom folder from `b1sar phantom`",
+            format!("file {}", a.phantom.display())
+        )),
         (false, None) => a.phantom.clone(),
     };
     let ph = Phantom::load(&phantom_path)?;
@@ -242,7 +250,10 @@ pub fn run(a: SimulateArgs, out: &Output) -> Result<()> {
         labels,
         FieldMeta {
             frequency_hz: coil.frequency_hz,
-            source: format!("b1sar FDTD of {} with {nch} channels", phantom_path.display()),
+            source: format!(
+                "b1sar FDTD of {} with {nch} channels",
+                phantom_path.display()
+            ),
         },
     )?;
     fs.save(&a.out)?;

@@ -34,6 +34,17 @@ where
     }
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    readable(path)
+}
+
+/// Temporary files are created 0600; published results should be readable like any other file.
+fn readable(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io(path, e))?;
+    }
     Ok(())
 }
 
@@ -204,7 +215,7 @@ impl NpzOut {
         self.tmp
             .persist(&self.path)
             .map_err(|e| Error::io(&self.path, e.error))?;
-        Ok(())
+        readable(&self.path)
     }
 }
 

@@ -253,7 +253,10 @@ mod shipped {
 
     #[test]
     fn shipped_default_file_is_the_built_in_default() {
-        let p = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/coil_default.json"));
+        let p = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/data/coil_default.json"
+        ));
         assert_eq!(CoilSpec::load(p).unwrap(), CoilSpec::default_pelvis());
     }
 }

@@ -368,7 +368,12 @@ fn fused_step_equals_separate_half_steps_with_pml_and_ports() {
             }
         }
         let cell = g.idx(8, 7, 10);
-        g.add_port(Port { axis: 2, cell, resistance_ohm: 50.0, driven: true });
+        g.add_port(Port {
+            axis: 2,
+            cell,
+            resistance_ohm: 50.0,
+            driven: true,
+        });
         g
     };
     let (mut a, mut b) = (build(), build());

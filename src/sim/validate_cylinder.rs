@@ -1,7 +1,8 @@
 //! Validation of the FDTD engine ([`super::yee`]) against the exact Bessel-series solution for a lossy
 //! dielectric infinite circular cylinder in a plane wave, TM polarisation (E along the axis z), at
-//! 297.2 MHz: the FDTD interior E_z phasor must match the series within 5 % RMS at 2.5 mm resolution
-//! (the requirement: 5 mm or finer).
+//! 297.2 MHz (muscle, eps_r = 58.2, sigma = 0.77 S/m, radius 6 cm): the FDTD interior E_z phasor must
+//! match the series within 5 % RMS at 2.5 mm resolution (the requirement: 5 mm or finer), and
+//! the error must shrink from 5 mm to 2.5 mm.
 //!
 //! The FDTD problem is 2-D in effect: nz = 3 with periodic z, CPML on x and y, and a J_z current sheet
 //! across the whole y range launching the incident plane wave along +x. The incident amplitude and
@@ -238,6 +239,36 @@ fn series_for_a_vacuum_cylinder_is_the_incident_wave() {
     }
 }
 
+#[test]
+fn series_for_the_muscle_cylinder_matches_scipy() {
+    // The same 2x2 system solved with SciPy's jv, hankel2, jvp, h2vp (n = -25..25): an independent
+    // check of this file's Bessel code in the actual parameter range.
+    let (k0, a) = (2.0 * PI * F / C0, 0.06);
+    let k1 = wave_number(58.2, 0.77);
+    assert!((k1 - cx(50.744_898_426_643_85, -17.803_561_113_103_196)).norm() < 1e-9);
+    let coef = cylinder_coefficients(k0, k1, a, 25);
+    for (rho, phi, want) in [
+        (
+            0.0,
+            0.0,
+            cx(-0.196_624_782_601_365_1, -0.109_286_896_820_310_9),
+        ),
+        (
+            0.03,
+            0.5,
+            cx(-0.207_597_735_913_667_1, -0.002_414_993_636_068_0),
+        ),
+        (
+            0.05,
+            PI,
+            cx(0.265_956_457_206_810_3, -0.081_417_289_766_557_9),
+        ),
+    ] {
+        let got = interior_field(&coef, k1, rho, phi);
+        assert!((got - want).norm() < 1e-12, "{got} vs {want}");
+    }
+}
+
 /// Steady-state E_z phasors (e^{i omega t} convention) on the interior z layer k = 1 of the 2-D-in-
 /// effect problem, over the whole x-y grid (x fastest), for the last period and the one before it.
 struct Run {
@@ -251,8 +282,9 @@ struct Run {
 fn layout(dx: f64, a: f64) -> (usize, usize, usize, usize, [usize; 2]) {
     let npml = 12;
     let ra = (a / dx).ceil() as usize;
-    // Margins (cells): PML - 6 - sheet - 12 - cylinder - 16 - PML along x, 16 on both sides along y;
-    // enlarging them changes the interior field by < 0.1 % (checked while writing this test).
+    // Margins (cells): PML - 6 - sheet - 12 - cylinder - 16 - PML along x, 16 on both sides along y.
+    // Checked while writing this test: 20 more cells on every margin, or a 20-cell PML, change the
+    // RMS error by < 0.1 percentage points.
     let xs = npml + 6;
     let ic = xs + 12 + ra;
     let nx = ic + ra + 16 + npml + 1;
@@ -319,21 +351,23 @@ fn rms_rel(a: impl Fn(usize) -> Complex64, b: impl Fn(usize) -> Complex64, at: &
     (num / den).sqrt()
 }
 
-#[test]
-fn lossy_cylinder_interior_field_matches_bessel_series() {
-    // Muscle at 297.2 MHz, radius 6 cm: |k1| a ~ 3.2, so the interior field is a strongly damped
-    // standing wave, far from the incident field.
+/// Relative RMS errors of one resolution `dx` for the muscle cylinder, asserting the set-up checks on
+/// the way: (FDTD vs series, incident vs series).
+fn cylinder_errors(dx: f64) -> (f64, f64) {
+    // Muscle at 297.2 MHz, radius 6 cm: |k1| a ~ 3.2 with loss tangent ~0.8, so the interior field is
+    // a damped standing wave of about a fifth of the incident amplitude.
     let (eps_r, sigma, a) = (58.2, 0.77, 0.06);
-    let dx = 0.0025;
-    // 3 ramp periods + steady state; the cylinder's loss tangent (~0.8) damps transients in about a
-    // period and free space (lambda0 ~ 1 m) is crossed in a third of one.
+    // 3 ramp periods + steady state: the loss damps the cylinder's transients within about a period
+    // and free space (lambda0 ~ 1 m) is crossed in a third of one; the period-to-period change below
+    // is ~3e-4 after 10 periods, and 14 periods change the result by < 0.05 percentage points.
     let periods = 10;
     let (_, _, _, _, [ic, jc]) = layout(dx, a);
     let empty = run(dx, a, None, periods);
     let full = run(dx, a, Some((eps_r, sigma)), periods);
     let nx = full.nx;
 
-    // Comparison nodes: inside rho < a - 2 dx, away from the staircased surface.
+    // Comparison nodes: inside rho < a - 2 dx, away from the staircased surface. Returns (rho, phi,
+    // x - xc) of a flat index.
     let pos = |q: usize| {
         let (u, v) = ((q % nx) as f64 - ic as f64, (q / nx) as f64 - jc as f64);
         (dx * (u * u + v * v).sqrt(), v.atan2(u), dx * u)
@@ -341,7 +375,7 @@ fn lossy_cylinder_interior_field_matches_bessel_series() {
     let inside: Vec<usize> = (0..full.last.len())
         .filter(|&q| pos(q).0 < a - 2.0 * dx)
         .collect();
-    assert!(inside.len() > 1000, "{} nodes", inside.len());
+    assert!(inside.len() > 200, "{} nodes", inside.len());
 
     // Steady state: the last two periods' phasors agree (the residual transient is far below the
     // tolerance).
@@ -354,7 +388,7 @@ fn lossy_cylinder_interior_field_matches_bessel_series() {
     }
 
     // Incident field, phase referenced at the axis: E0 e^{-i k0 (x - xc)}, E0 from the empty run. The
-    // empty run must be that plane wave (a check of the sheet + y-PML set-up): < 0.5 %.
+    // empty run must be that plane wave (a check of the sheet + y-PML set-up; measured 0.03 %).
     let k0 = 2.0 * PI * F / C0;
     let e0 = empty.last[ic + jc * nx];
     let incident = |q: usize| e0 * Complex64::from_polar(1.0, -k0 * pos(q).2);
@@ -367,34 +401,39 @@ fn lossy_cylinder_interior_field_matches_bessel_series() {
     // The series has converged: the last terms are negligible.
     let (c_last, _) = coef[coef.len() - 1];
     assert!((c_last * bessel_j(nmax, k1 * a)).norm() < 1e-12);
-    let series: Vec<Complex64> = (0..full.last.len())
-        .map(|q| {
-            let (rho, phi, _) = pos(q);
-            if rho < a {
-                e0 * interior_field(&coef, k1, rho, phi)
-            } else {
-                Complex64::new(0.0, 0.0)
-            }
-        })
-        .collect();
-
-    // The test can fail: the interior field is far from the incident one.
-    let vs_incident = rms_rel(incident, |q| series[q], &inside);
-    assert!(vs_incident > 0.2, "interior ~ incident: {vs_incident}");
-
-    // The requirement: 5 % RMS. Expected error sources at dx = 2.5 mm (53 cells per interior
-    // wavelength): staircasing of the surface (the boundary nodes shift the effective radius by a
-    // fraction of dx, ~1-2 % of a) and Yee dispersion (~0.1 %).
-    let err = rms_rel(|q| full.last[q], |q| series[q], &inside);
+    let series = |q: usize| {
+        let (rho, phi, _) = pos(q);
+        e0 * interior_field(&coef, k1, rho, phi)
+    };
+    let err = rms_rel(|q| full.last[q], series, &inside);
+    let vs_incident = rms_rel(incident, series, &inside);
     eprintln!(
-        "cylinder: RMS error {:.2} %, interior vs incident {:.1} %, plane-wave check {:.2} %",
+        "cylinder at dx = {:.2} mm: FDTD vs series {:.2} % RMS, incident vs series {:.0} %",
+        1e3 * dx,
         100.0 * err,
-        100.0 * vs_incident,
-        100.0 * plane
+        100.0 * vs_incident
     );
+    (err, vs_incident)
+}
+
+#[test]
+fn lossy_cylinder_interior_field_matches_bessel_series() {
+    // The requirement: 5 % RMS at 5 mm or finer; run at 2.5 mm (53 cells per interior wavelength).
+    // Measured: 1.6 % (0.6 % at 1.25 mm, 4.7 % at 5 mm), dominated by the staircased surface, which
+    // moves the effective radius by a fraction of dx; Yee dispersion is ~0.1 %.
+    let (err, vs_incident) = cylinder_errors(0.0025);
     assert!(
         err < 0.05,
         "FDTD interior field vs Bessel series: {:.2} % RMS",
         100.0 * err
+    );
+    // The test can fail: the interior field is far from the incident one (measured 530 %, as the
+    // interior amplitude is ~0.2 of the incident).
+    assert!(vs_incident > 0.2, "interior ~ incident: {vs_incident}");
+    // And the agreement is discretisation error that shrinks with refinement (measured ratio 2.9).
+    let (err_coarse, _) = cylinder_errors(0.005);
+    assert!(
+        err < 0.6 * err_coarse,
+        "no convergence: {err} at 2.5 mm vs {err_coarse} at 5 mm"
     );
 }

@@ -197,7 +197,11 @@ impl Yee {
     }
 
     fn ptrs(v: &mut [Vec<f32>; 3]) -> [Shared; 3] {
-        [Shared(v[0].as_mut_ptr()), Shared(v[1].as_mut_ptr()), Shared(v[2].as_mut_ptr())]
+        [
+            Shared(v[0].as_mut_ptr()),
+            Shared(v[1].as_mut_ptr()),
+            Shared(v[2].as_mut_ptr()),
+        ]
     }
 
     /// H update of z-plane `k` (main scheme, no PML terms).
@@ -214,7 +218,11 @@ impl Yee {
         for j in 0..ny - 1 {
             let g = k * sz + j * nx;
             // Row slices let the compiler drop bounds checks and vectorise along x.
-            let (ex0, ex_y, ex_z) = (&ex[g..g + nx], &ex[g + sy..g + sy + nx], &ex[g + sz..g + sz + nx]);
+            let (ex0, ex_y, ex_z) = (
+                &ex[g..g + nx],
+                &ex[g + sy..g + sy + nx],
+                &ex[g + sz..g + sz + nx],
+            );
             let (ey0, ey_z) = (&ey[g..g + nx], &ey[g + sz..g + sz + nx]);
             let (ez0, ez_y) = (&ez[g..g + nx], &ez[g + sy..g + sy + nx]);
             // SAFETY: row g..g+nx of plane k, owned by this task (caller's contract).
@@ -247,7 +255,11 @@ impl Yee {
         let [cbx, cby, cbz] = &self.cb;
         for j in 1..ny - 1 {
             let g = k * sz + j * nx;
-            let (hx0, hx_y, hx_z) = (&hx[g..g + nx], &hx[g - sy..g - sy + nx], &hx[g - sz..g - sz + nx]);
+            let (hx0, hx_y, hx_z) = (
+                &hx[g..g + nx],
+                &hx[g - sy..g - sy + nx],
+                &hx[g - sz..g - sz + nx],
+            );
             let (hy0, hy_z) = (&hy[g..g + nx], &hy[g - sz..g - sz + nx]);
             let (hz0, hz_y) = (&hz[g..g + nx], &hz[g - sy..g - sy + nx]);
             let (ca_x, ca_y, ca_z) = (&cax[g..g + nx], &cay[g..g + nx], &caz[g..g + nx]);
@@ -261,9 +273,12 @@ impl Yee {
                 )
             };
             for i in 1..nx - 1 {
-                exr[i] = ca_x[i] * exr[i] + cb_x[i] * ((hz0[i] - hz_y[i]) * idy - (hy0[i] - hy_z[i]) * idz);
-                eyr[i] = ca_y[i] * eyr[i] + cb_y[i] * ((hx0[i] - hx_z[i]) * idz - (hz0[i] - hz0[i - 1]) * idx);
-                ezr[i] = ca_z[i] * ezr[i] + cb_z[i] * ((hy0[i] - hy0[i - 1]) * idx - (hx0[i] - hx_y[i]) * idy);
+                exr[i] = ca_x[i] * exr[i]
+                    + cb_x[i] * ((hz0[i] - hz_y[i]) * idy - (hy0[i] - hy_z[i]) * idz);
+                eyr[i] = ca_y[i] * eyr[i]
+                    + cb_y[i] * ((hx0[i] - hx_z[i]) * idz - (hz0[i] - hz0[i - 1]) * idx);
+                ezr[i] = ca_z[i] * ezr[i]
+                    + cb_z[i] * ((hy0[i] - hy0[i - 1]) * idx - (hx0[i] - hx_y[i]) * idy);
             }
         }
     }
@@ -296,7 +311,9 @@ impl Yee {
         let h = Self::ptrs(&mut self.h);
         let this = &*self;
         // SAFETY: each task updates one distinct z-plane of H.
-        (0..this.n[2]).into_par_iter().for_each(|k| unsafe { this.h_plane_full(k, h) });
+        (0..this.n[2])
+            .into_par_iter()
+            .for_each(|k| unsafe { this.h_plane_full(k, h) });
     }
 
     /// Advance E from n dt to (n + 1) dt. `source_v` is the source voltage of driven ports at
@@ -306,7 +323,9 @@ impl Yee {
         let e = Self::ptrs(&mut self.e);
         let this = &*self;
         // SAFETY: each task updates one distinct z-plane of E.
-        (0..this.n[2]).into_par_iter().for_each(|k| unsafe { this.e_plane_full(k, e) });
+        (0..this.n[2])
+            .into_par_iter()
+            .for_each(|k| unsafe { this.e_plane_full(k, e) });
         self.sources(source_v, sheet);
     }
 
@@ -319,7 +338,10 @@ impl Yee {
         let nz = self.n[2];
         let threads = rayon::current_num_threads().max(1);
         let per = nz.div_ceil(threads).max(2);
-        let chunks: Vec<(usize, usize)> = (0..nz).step_by(per).map(|z0| (z0, (z0 + per).min(nz))).collect();
+        let chunks: Vec<(usize, usize)> = (0..nz)
+            .step_by(per)
+            .map(|z0| (z0, (z0 + per).min(nz)))
+            .collect();
         let (h, e) = (Self::ptrs(&mut self.h), Self::ptrs(&mut self.e));
         let this = &*self;
         // SAFETY: chunks are disjoint ranges of planes, each run in order by one task. H of plane k
@@ -335,7 +357,9 @@ impl Yee {
             }
         });
         // SAFETY: distinct planes; every H plane is final now.
-        chunks.par_iter().for_each(|&(z0, _)| unsafe { this.e_plane_full(z0, e) });
+        chunks
+            .par_iter()
+            .for_each(|&(z0, _)| unsafe { this.e_plane_full(z0, e) });
         self.sources(source_v, sheet);
     }
 
@@ -443,13 +467,33 @@ impl Cpml {
         let mut psi_h = [vec![0.0f32; size], vec![0.0f32; size]];
         let psi_e_ptr = [Shared(psi_e[0].as_mut_ptr()), Shared(psi_e[1].as_mut_ptr())];
         let psi_h_ptr = [Shared(psi_h[0].as_mut_ptr()), Shared(psi_h[1].as_mut_ptr())];
-        Cpml { axis, inv_d: (1.0 / d) as f32, lo, hi, be, ae, bh, ah, psi_e, psi_h, psi_e_ptr, psi_h_ptr }
+        Cpml {
+            axis,
+            inv_d: (1.0 / d) as f32,
+            lo,
+            hi,
+            be,
+            ae,
+            bh,
+            ah,
+            psi_e,
+            psi_h,
+            psi_e_ptr,
+            psi_h_ptr,
+        }
     }
 
     /// E correction of z-plane `z` if this slab covers it.
     /// SAFETY: `e` points at the grid's E buffers; plane `z` of E and of this slab's psi is touched
     /// by no other task meanwhile.
-    unsafe fn e_plane(&self, z: usize, e: [Shared; 3], h: &[Vec<f32>; 3], cb: &[Vec<f32>; 3], n: [usize; 3]) {
+    unsafe fn e_plane(
+        &self,
+        z: usize,
+        e: [Shared; 3],
+        h: &[Vec<f32>; 3],
+        cb: &[Vec<f32>; 3],
+        n: [usize; 3],
+    ) {
         if z < self.lo[2] || z >= self.hi[2] || z == 0 || z + 1 >= n[2] {
             return;
         }
@@ -478,7 +522,14 @@ impl Cpml {
 
     /// E correction of one z-plane of a slab normal to axis `A` (a const so the position lookups
     /// fold away), over contiguous x-rows.
-    unsafe fn e_plane_axis<const A: usize>(&self, z: usize, e: [Shared; 3], h: &[Vec<f32>; 3], cb: &[Vec<f32>; 3], n: [usize; 3]) {
+    unsafe fn e_plane_axis<const A: usize>(
+        &self,
+        z: usize,
+        e: [Shared; 3],
+        h: &[Vec<f32>; 3],
+        cb: &[Vec<f32>; 3],
+        n: [usize; 3],
+    ) {
         let (b, c) = ((A + 1) % 3, (A + 2) % 3);
         let st = [1, n[0], n[0] * n[1]];
         let s = st[A];
@@ -523,7 +574,14 @@ impl Cpml {
     }
 
     /// H correction of one z-plane of a slab normal to axis `A`.
-    unsafe fn h_plane_axis<const A: usize>(&self, z: usize, h: [Shared; 3], e: &[Vec<f32>; 3], n: [usize; 3], ch: f32) {
+    unsafe fn h_plane_axis<const A: usize>(
+        &self,
+        z: usize,
+        h: [Shared; 3],
+        e: &[Vec<f32>; 3],
+        n: [usize; 3],
+        ch: f32,
+    ) {
         let (b, c) = ((A + 1) % 3, (A + 2) % 3);
         let st = [1, n[0], n[0] * n[1]];
         let s = st[A];

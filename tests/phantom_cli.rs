@@ -1,0 +1,109 @@
+//! `b1sar phantom` end to end: the JSON contract, files and manifest, `--subject K` rewriting a
+//! subject identically, `--manifest-only`, and bad arguments exiting with status 2.
+
+use b1sar::body::Phantom;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+fn b1sar(args: &[&str]) -> (i32, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_b1sar"))
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("binary runs");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "stdout must be one JSON line, got {stdout:?}"
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_str(lines[0]).expect("stdout is JSON"),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+fn phantom_cohort_subject_rewrite_and_manifest_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cohort");
+    let common = [
+        "phantom",
+        "--subjects",
+        "4",
+        "--seed",
+        "5",
+        "--spacing-mm",
+        "12",
+        "--out",
+    ];
+    let mut args = common.to_vec();
+    args.push(s(&out));
+    let (rc, j) = b1sar(&args);
+    assert_eq!(rc, 0, "{j}");
+    assert_eq!(
+        j["output_paths"].as_array().unwrap().len(),
+        5,
+        "4 subjects + manifest"
+    );
+    assert_eq!(j["generic_subject"], 0);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["subjects"].as_array().unwrap().len(), 4);
+
+    // --subject 2 into another directory, with a different --subjects: the same file content.
+    let one = dir.path().join("one");
+    let (rc, j) = b1sar(&[
+        "phantom",
+        "--subjects",
+        "10",
+        "--seed",
+        "5",
+        "--spacing-mm",
+        "12",
+        "--subject",
+        "2",
+        "--out",
+        s(&one),
+    ]);
+    assert_eq!(rc, 0, "{j}");
+    assert!(j["manifest"].is_null() && !one.join("manifest.json").exists());
+    let a = Phantom::load(&out.join("subject_002.npz")).unwrap();
+    let b = Phantom::load(&one.join("subject_002.npz")).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(
+        std::fs::read(out.join("subject_002.npz")).unwrap(),
+        std::fs::read(one.join("subject_002.npz")).unwrap(),
+        "identical bytes"
+    );
+
+    // --manifest-only writes the same manifest without subject files.
+    let mo = dir.path().join("mo");
+    let mut args = common.to_vec();
+    args.extend([s(&mo), "--manifest-only"]);
+    let (rc, _) = b1sar(&args);
+    assert_eq!(rc, 0);
+    let m2: Value =
+        serde_json::from_str(&std::fs::read_to_string(mo.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m2["subjects"], manifest["subjects"]);
+    assert_eq!(std::fs::read_dir(&mo).unwrap().count(), 1);
+
+    // Bad input exits 2 with a JSON error.
+    let (rc, j) = b1sar(&[
+        "phantom",
+        "--subjects",
+        "3",
+        "--subject",
+        "3",
+        "--out",
+        s(&one),
+    ]);
+    assert_eq!(rc, 2, "{j}");
+    assert!(j["error"].as_str().unwrap().contains("--subject"));
+}
