@@ -76,7 +76,8 @@ pub struct Dipole {
     pub axis: AxisName,
     /// Total length (m).
     pub length_m: f64,
-    /// Feed gap (m), at least one cell.
+    /// Feed gap (m); the FDTD feeds every dipole across a single edge (the gap is below the
+    /// resolution), so this is only checked for consistency.
     #[serde(default = "default_gap")]
     pub gap_m: f64,
     /// Port (reference) impedance (ohm).

@@ -209,8 +209,11 @@ impl Domain {
                 };
             }
             let half_edges = ((e.length_m / 2.0) / d[ax]).round() as usize;
-            let gap_edges = ((e.gap_m / d[ax]).round() as usize).max(1);
-            if half_edges < gap_edges || half_edges == 0 {
+            // The feed is always one edge: a gap of several edges with the port on one of them would
+            // put open air gaps in series with the port (a large series capacitance). A physical gap
+            // of a few mm is below the resolution anyway.
+            let gap_edges = 1;
+            if half_edges < 2 {
                 return Err(Error::invalid(
                     format!("coil element {}", k + 1),
                     format!("a length of several cells ({:.1} mm)", d[ax] * 1e3),
