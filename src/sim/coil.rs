@@ -83,6 +83,10 @@ pub struct Dipole {
     /// Port (reference) impedance (ohm).
     #[serde(default = "default_z0")]
     pub port_impedance_ohm: f64,
+    /// Wire radius (m) for the thin-wire model (below half a cell); absent: the plain line of PEC
+    /// edges, which acts as a wire of radius ~0.135 cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire_radius_m: Option<f64>,
     /// Surface placement side.
     #[serde(default)]
     pub side: Option<Side>,
@@ -186,6 +190,15 @@ impl CoilSpec {
                     format!("{s}"),
                 ));
             }
+            if let Some(r) = d.wire_radius_m
+                && !(r.is_finite() && r > 0.0)
+            {
+                return Err(Error::invalid(
+                    format!("{name} wire_radius_m"),
+                    "> 0 m",
+                    format!("{r}"),
+                ));
+            }
             if d.side.is_some() && d.axis == AxisName::Y {
                 return Err(Error::invalid(
                     format!("{name} axis"),
@@ -212,6 +225,7 @@ impl CoilSpec {
                     port_impedance_ohm: 50.0,
                     side: Some(side),
                     standoff_m: Some(0.03),
+                    wire_radius_m: None,
                 }));
             }
         }

@@ -73,8 +73,8 @@ pub struct Domain {
     pub d: [f64; 3],
     /// FDTD cell of subject voxel (0, 0, 0), (x, y, z).
     pub offset: [usize; 3],
-    /// Per element: axis, PEC edge cells, port edge cell, port impedance.
-    pub elements: Vec<(usize, Vec<usize>, usize, f64)>,
+    /// Per element: axis, PEC edge cells, port edge cell, port impedance, thin-wire radius.
+    pub elements: Vec<(usize, Vec<usize>, usize, f64, Option<f64>)>,
     /// Time step (s) and steps per period.
     pub dt: f64,
     /// Steps per period.
@@ -255,7 +255,19 @@ impl Domain {
             let mut idx = p;
             idx[ax] = centre_edge;
             let port = idx[0] * strides[0] + idx[1] * strides[1] + idx[2] * strides[2];
-            elements.push((ax, pec, port, e.port_impedance_ohm));
+            if let Some(r) = e.wire_radius_m
+                && r >= 0.5 * d.iter().cloned().fold(f64::INFINITY, f64::min)
+            {
+                return Err(Error::invalid(
+                    format!("coil element {} wire_radius_m", k + 1),
+                    format!(
+                        "below half a cell ({:.2} mm)",
+                        0.5e3 * d[0].min(d[1]).min(d[2])
+                    ),
+                    format!("{:.2} mm", r * 1e3),
+                ));
+            }
+            elements.push((ax, pec, port, e.port_impedance_ohm, e.wire_radius_m));
         }
         Ok(Domain {
             n,
@@ -342,9 +354,10 @@ impl Domain {
                 }
             }
         }
-        for (k, (ax, pec, port, z0)) in self.elements.iter().enumerate() {
-            for c in pec {
-                g.set_pec(*ax, *c);
+        for (k, (ax, pec, port, z0, radius)) in self.elements.iter().enumerate() {
+            match radius {
+                Some(r) => g.add_thin_wire(*ax, pec, *r),
+                None => pec.iter().for_each(|c| g.set_pec(*ax, *c)),
             }
             g.add_port(Port {
                 axis: *ax,

@@ -142,6 +142,16 @@ pub(crate) fn dipole_impedance_arms(
     lower: usize,
     upper: usize,
 ) -> Complex64 {
+    dipole_impedance_wire(cells_per_lambda, lower, upper, None)
+}
+
+/// As [`dipole_impedance_arms`], optionally as a thin wire of radius `r0` (m).
+pub(crate) fn dipole_impedance_wire(
+    cells_per_lambda: usize,
+    lower: usize,
+    upper: usize,
+    r0: Option<f64>,
+) -> Complex64 {
     let lambda = C0 / F;
     let dx = lambda / cells_per_lambda as f64;
     let half = lower.max(upper);
@@ -153,11 +163,13 @@ pub(crate) fn dipole_impedance_arms(
     let mut g = Yee::new([nxy, nxy, nz], [dx; 3], [npml; 3], dt);
     let (cx, cy, cz) = (nxy / 2, nxy / 2, nz / 2);
     // Ez edges cz - half .. cz + half - 1 span the dipole (2 half edges = lambda / 2), gap at cz.
-    for k in cz - lower..=cz + upper {
-        if k != cz {
-            let i = g.idx(cx, cy, k);
-            g.set_pec(2, i);
-        }
+    let wire: Vec<usize> = (cz - lower..=cz + upper)
+        .filter(|k| *k != cz)
+        .map(|k| g.idx(cx, cy, k))
+        .collect();
+    match r0 {
+        Some(r) => g.add_thin_wire(2, &wire, r),
+        None => wire.iter().for_each(|i| g.set_pec(2, *i)),
     }
     let port = Port {
         axis: 2,
@@ -389,4 +401,23 @@ fn fused_step_equals_separate_half_steps_with_pml_and_ports() {
         assert_eq!(a.e[c], b.e[c], "E{c}");
         assert_eq!(a.h[c], b.h[c], "H{c}");
     }
+}
+
+#[test]
+fn thin_wire_model_at_the_staircase_radius_reproduces_the_plain_wire() {
+    // A line of PEC edges behaves as a wire of radius ~0.135 d (Taflove & Hagness 2005, §10.3): the
+    // thin-wire model at that radius must give the same impedance (the correction factor is then
+    // 2 / ln(1 / 0.135) = 1.0); a ten times thinner wire must have a clearly different impedance.
+    let dx = C0 / F / 30.0;
+    let plain = dipole_impedance_wire(30, 7, 7, None);
+    let same = dipole_impedance_wire(30, 7, 7, Some(0.1353 * dx));
+    let thin = dipole_impedance_wire(30, 7, 7, Some(0.01353 * dx));
+    assert!(
+        (plain - same).norm() < 0.01 * plain.norm(),
+        "{plain} vs {same}"
+    );
+    assert!(
+        (plain - thin).norm() > 0.1 * plain.norm(),
+        "{plain} vs {thin}"
+    );
 }
