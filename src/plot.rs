@@ -107,6 +107,7 @@ pub fn map_png(
         cb.configure_mesh()
             .disable_mesh()
             .disable_x_axis()
+            .y_label_style(("sans-serif", 13))
             .draw()
             .map_err(|e| e.to_string())?;
         let steps = 100;
