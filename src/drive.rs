@@ -16,7 +16,7 @@ pub struct Drive {
 
 /// JSON forms of a drive: `{"re": [..], "im": [..]}` (sqrt(W)) or `{"mag_w": [..], "phase_deg": [..]}`
 /// (per-channel power in W and phase in degrees).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum DriveJson {
     /// Real and imaginary parts, sqrt(W).

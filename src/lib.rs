@@ -6,11 +6,13 @@
 //! file formats. Axis order is [channel, z, y, x] (field components [channel, 3, z, y, x]) throughout.
 
 pub mod body;
+pub mod dataset;
 pub mod drive;
 pub mod error;
 pub mod field;
 pub mod grid;
 pub mod io;
+pub mod net;
 pub mod plot;
 pub mod sar;
 pub mod sim;

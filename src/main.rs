@@ -35,6 +35,8 @@ enum Command {
     Phantom(cli::phantom::PhantomArgs),
     /// Per-channel FDTD of a coil array around a subject -> field set (B1+, E per 1 W accepted).
     Simulate(cli::simulate::SimulateArgs),
+    /// Training and validation samples (measured-map inputs, exact SAR10g targets) per subject.
+    Dataset(cli::dataset::DatasetArgs),
     /// Export a field set's maps (B1+ magnitude, density, conductivity, labels) to NIfTI.
     Export(cli::commands::ExportArgs),
     /// Measure throughput figures (10 g averaging, Q10g, batched SAR, VOP compression).
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Export(a) => cli::commands::export(a, &out),
         Command::Simulate(a) => cli::simulate::run(a, &out),
         Command::Phantom(a) => cli::phantom::run(a, &out),
+        Command::Dataset(a) => cli::dataset::run(a, &out),
         Command::Bench(a) => cli::bench::run(a, &out),
     };
     match result {

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod commands;
+pub mod dataset;
 pub mod demo;
 pub mod phantom;
 pub mod simulate;

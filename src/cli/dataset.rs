@@ -1,0 +1,106 @@
+//! `b1sar dataset`: training and validation samples per subject (sharded, checksummed).
+
+use super::{Output, bar, spinner};
+use anyhow::Result;
+use b1sar::FieldSet;
+use b1sar::dataset::{DatasetConfig, build_shard, describe, write_shard};
+use b1sar::sar::{Averager, Q10g};
+use clap::Args;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `b1sar dataset`.
+#[derive(Args)]
+pub struct DatasetArgs {
+    /// Field sets with E, one per subject (subject ids are their positions in this list, from 0).
+    #[arg(long, num_args = 1.., required = true)]
+    pub fields: Vec<PathBuf>,
+    /// Output folder (one `subject_KKK/` shard per subject).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Only build subject K (for cluster job arrays).
+    #[arg(long)]
+    pub subject: Option<usize>,
+    /// Random-phase drives per subject.
+    #[arg(long, default_value_t = 250)]
+    pub drives: usize,
+    /// Seed of drives and noise.
+    #[arg(long, default_value_t = 2020)]
+    pub seed: u64,
+    /// In-plane sample size H,W (pixels; divisible by 2^depth of the network).
+    #[arg(long, default_value = "96,96", value_parser = parse_hw)]
+    pub size: [usize; 2],
+    /// Noise on Re/Im as a fraction of the nominal |B1+|.
+    #[arg(long, default_value_t = 0.02)]
+    pub noise_fraction: f64,
+    /// Nominal |B1+| of the DREAM range at the drives' power (µT); default: calibrated per subject.
+    #[arg(long)]
+    pub nominal_ut: Option<f64>,
+    /// Validation slices (5 mm apart around the target) and how many drives get them.
+    #[arg(long, default_value_t = 40)]
+    pub val_slices: usize,
+    /// Drives that also get the validation slices.
+    #[arg(long, default_value_t = 10)]
+    pub val_drives: usize,
+}
+
+fn parse_hw(s: &str) -> std::result::Result<[usize; 2], String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|x| x.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("expected H,W: {e}"))?;
+    match v.as_slice() {
+        [h, w] if *h > 0 && *w > 0 => Ok([*h, *w]),
+        _ => Err("expected two positive sizes H,W".into()),
+    }
+}
+
+pub fn run(a: DatasetArgs, out: &Output) -> Result<()> {
+    let t0 = Instant::now();
+    let cfg = DatasetConfig {
+        drives: a.drives,
+        seed: a.seed,
+        size_hw: a.size,
+        noise_fraction: a.noise_fraction,
+        nominal_t: a.nominal_ut.map(|v| v * 1e-6),
+        val_slices: a.val_slices,
+        val_drives: a.val_drives.min(a.drives),
+        ..DatasetConfig::default()
+    };
+    cfg.validate()?;
+    let ids: Vec<usize> = match a.subject {
+        Some(k) if k < a.fields.len() => vec![k],
+        Some(k) => anyhow::bail!(b1sar::Error::invalid(
+            "--subject",
+            format!("an index below the number of --fields ({})", a.fields.len()),
+            format!("{k}")
+        )),
+        None => (0..a.fields.len()).collect(),
+    };
+    let mut dirs = Vec::new();
+    let mut counts = Vec::new();
+    for k in ids {
+        let path = &a.fields[k];
+        let pb = spinner(&format!(
+            "subject {k}: loading {} and computing Q10g",
+            path.display()
+        ));
+        let f = FieldSet::load(path)?;
+        let av = Averager::new(*f.grid(), f.rho().view())?;
+        let q = Q10g::compute(&f, &av, &|_, _| {})?;
+        pb.finish_and_clear();
+        let pb = bar(cfg.drives as u64, &format!("subject {k} samples"));
+        let shard = build_shard(k, &f, &q, &cfg, &|d, _| pb.set_position(d as u64))?;
+        pb.finish_and_clear();
+        let dir = write_shard(&a.out, &shard)?;
+        out.line(format!("{} -> {}", describe(&shard), dir.display()));
+        counts.push(json!({"subject": k, "train": shard.train.len(), "val": shard.val.len(), "nominal_ut": shard.manifest.nominal_t * 1e6}));
+        dirs.push(dir);
+    }
+    out.result(
+        json!({"output_paths": dirs, "subjects": counts, "elapsed_s": t0.elapsed().as_secs_f64()}),
+    );
+    Ok(())
+}

@@ -1,0 +1,824 @@
+//! Training data for the cGAN (Meliadò 2020): per subject, random-phase drives; per drive and target
+//! slice, the network input (5 adjacent transverse slices 5 mm apart x (Re B1+, Im B1+, DREAM mask) =
+//! 15 channels, made exactly as a measurement would be: phase relative to channel 1, Gaussian noise on
+//! Re/Im, the DREAM range mask) and the target (exact SAR10g of the centre slice from Q10g).
+//!
+//! Layouts: inputs [sample, 15, H, W] f32 with channel 3 s + {0, 1, 2} = (Re, Im, mask) of stack slice
+//! s (s = 0..5, inferior to superior); targets [sample, 1, H, W] f32. Inputs are B1+ divided by the
+//! nominal |B1+| (so ~1 in the body), targets are W/kg for the drive's power (8 x 1 W by default),
+//! divided by `sar_unit_w_per_kg`. Rows of the image are y, columns x; the crop window is recorded.
+//! Shards are `.npy` files per subject with a JSON manifest carrying shapes and checksums, so a
+//! truncated, corrupted or mismatched shard is detected on load.
+
+use crate::drive::Drive;
+use crate::error::{Error, Result};
+use crate::field::{FieldSet, MeasurementModel};
+use crate::io;
+use crate::sar::Q10g;
+use crate::units::{AIR_DENSITY_KG_M3, DREAM_RANGE};
+use ndarray::{Array4, ArrayView3, Axis, s};
+use num_complex::{Complex32, Complex64};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// How samples are made.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DatasetConfig {
+    /// Random-phase drives per subject (paper: 250).
+    pub drives: usize,
+    /// Power per channel of the drives (W; paper: 1 W).
+    pub power_per_channel_w: f64,
+    /// Seed of the drives and the noise (each subject offsets it by its id).
+    pub seed: u64,
+    /// Stack of adjacent slices per sample (paper: 5).
+    pub n_stack: usize,
+    /// Distance between stack slices (m; paper: 5 mm).
+    pub slice_spacing_m: f64,
+    /// In-plane size [H, W] of every sample (crop or zero-pad around the body's in-plane centre).
+    pub size_hw: [usize; 2],
+    /// Noise standard deviation on Re and Im as a fraction of the nominal |B1+|.
+    pub noise_fraction: f64,
+    /// Nominal |B1+| (T) of the DREAM range at the drives' power; `None`: calibrate per subject to
+    /// the mean |B1+| in the prostate (or the body) over the drives, as a scanner's transmit
+    /// calibration would.
+    pub nominal_t: Option<f64>,
+    /// Validation slice positions: this many, `slice_spacing_m` apart, centred on the target slice
+    /// (paper: 40 over 20 cm).
+    pub val_slices: usize,
+    /// Drives (the first ones of the set) that also get validation slices.
+    pub val_drives: usize,
+    /// Target divisor (W/kg).
+    pub sar_unit_w_per_kg: f64,
+}
+
+impl Default for DatasetConfig {
+    fn default() -> Self {
+        DatasetConfig {
+            drives: 250,
+            power_per_channel_w: 1.0,
+            seed: 2020,
+            n_stack: 5,
+            slice_spacing_m: 0.005,
+            size_hw: [96, 96],
+            noise_fraction: 0.02,
+            nominal_t: None,
+            val_slices: 40,
+            val_drives: 10,
+            sar_unit_w_per_kg: 1.0,
+        }
+    }
+}
+
+impl DatasetConfig {
+    /// Check the numbers.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str, exp: &str, found: String| Err(Error::invalid(what, exp, found));
+        if self.drives == 0 {
+            return bad("drives", ">= 1", "0".into());
+        }
+        if !(self.power_per_channel_w.is_finite() && self.power_per_channel_w > 0.0) {
+            return bad(
+                "power_per_channel_w",
+                "> 0 W",
+                format!("{}", self.power_per_channel_w),
+            );
+        }
+        if self.n_stack == 0 || self.n_stack % 2 == 0 {
+            return bad(
+                "n_stack",
+                "an odd number of slices (paper: 5)",
+                format!("{}", self.n_stack),
+            );
+        }
+        if !(self.slice_spacing_m.is_finite() && self.slice_spacing_m > 0.0) {
+            return bad(
+                "slice_spacing_m",
+                "> 0 m",
+                format!("{}", self.slice_spacing_m),
+            );
+        }
+        if self.size_hw.contains(&0) {
+            return bad("size_hw", "non-zero H and W", format!("{:?}", self.size_hw));
+        }
+        if !(self.noise_fraction.is_finite() && self.noise_fraction >= 0.0) {
+            return bad("noise_fraction", ">= 0", format!("{}", self.noise_fraction));
+        }
+        if let Some(n) = self.nominal_t
+            && !(n.is_finite() && n > 0.0)
+        {
+            return bad("nominal_t", "> 0 T", format!("{n}"));
+        }
+        if self.val_drives > self.drives {
+            return bad("val_drives", "<= drives", format!("{}", self.val_drives));
+        }
+        if !(self.sar_unit_w_per_kg.is_finite() && self.sar_unit_w_per_kg > 0.0) {
+            return bad(
+                "sar_unit_w_per_kg",
+                "> 0 W/kg",
+                format!("{}", self.sar_unit_w_per_kg),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Where a sample comes from.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SampleInfo {
+    /// Drive index within the subject's drive set.
+    pub drive: usize,
+    /// Grid z index of the target (centre) slice.
+    pub slice_z: usize,
+}
+
+/// One subject's samples.
+#[derive(Clone, Debug)]
+pub struct Shard {
+    /// Subject id.
+    pub subject: usize,
+    /// Training inputs [n, 15, H, W].
+    pub x_train: Array4<f32>,
+    /// Training targets [n, 1, H, W].
+    pub y_train: Array4<f32>,
+    /// Which drive and slice each training sample is.
+    pub train: Vec<SampleInfo>,
+    /// Validation inputs.
+    pub x_val: Array4<f32>,
+    /// Validation targets.
+    pub y_val: Array4<f32>,
+    /// Which drive and slice each validation sample is.
+    pub val: Vec<SampleInfo>,
+    /// Manifest of the shard.
+    pub manifest: ShardManifest,
+}
+
+/// Per-shard metadata, stored as `manifest.json` beside the arrays.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ShardManifest {
+    /// Format tag.
+    pub format: String,
+    /// Subject id.
+    pub subject: usize,
+    /// Field set the samples come from.
+    pub source: String,
+    /// The configuration used.
+    pub config: DatasetConfig,
+    /// Nominal |B1+| (T) the inputs are divided by.
+    pub nominal_t: f64,
+    /// Target slice (grid z index) of the training samples.
+    pub target_z: usize,
+    /// Crop window: grid (y, x) of sample pixel (0, 0); pixels outside the grid are zero padding.
+    pub crop_origin_yx: [isize; 2],
+    /// Grid shape (z, y, x) and spacing (m) of the subject.
+    pub grid_shape_zyx: [usize; 3],
+    /// Voxel spacing (m), z y x.
+    pub spacing_m: [f64; 3],
+    /// Samples.
+    pub train: Vec<SampleInfo>,
+    /// Validation samples.
+    pub val: Vec<SampleInfo>,
+    /// Drives (re, im of every channel), one per index.
+    pub drives: Vec<crate::drive::DriveJson>,
+    /// Array files with shape and checksum.
+    pub files: Vec<FileEntry>,
+}
+
+/// A stored array and what it must look like.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FileEntry {
+    /// File name in the shard folder.
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// FNV-1a 64 of the file bytes (hex).
+    pub fnv1a64: String,
+}
+
+/// FNV-1a 64: a fast checksum of shard files (detects truncation and corruption, not tampering).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h = 0xcbf29ce484222325u64;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// Grid z index nearest to `z_m` (world, m), if inside the grid.
+fn z_index(f: &FieldSet, z_m: f64) -> Option<usize> {
+    let g = f.grid();
+    let k = ((z_m - g.origin_m[0]) / g.spacing_m[0]).round();
+    (k >= 0.0 && k < g.shape[0] as f64).then_some(k as usize)
+}
+
+/// The target slice: the prostate centroid's z (labels), else the grid's centre.
+pub fn target_slice(f: &FieldSet) -> usize {
+    if let (Some(labels), Ok(t)) = (f.labels(), crate::tissue::by_name("prostate")) {
+        let (mut sum, mut n) = (0usize, 0usize);
+        for ((z, _, _), l) in labels.indexed_iter() {
+            if *l == t.label {
+                sum += z;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            return (sum as f64 / n as f64).round() as usize;
+        }
+    }
+    f.grid().shape[0] / 2
+}
+
+/// Stack z indices around `centre` (inferior to superior), `None` if a slice falls outside the grid.
+fn stack(f: &FieldSet, centre: usize, cfg: &DatasetConfig) -> Option<Vec<usize>> {
+    let g = f.grid();
+    let zc = g.origin_m[0] + centre as f64 * g.spacing_m[0];
+    let half = (cfg.n_stack / 2) as isize;
+    (-half..=half)
+        .map(|k| z_index(f, zc + k as f64 * cfg.slice_spacing_m))
+        .collect()
+}
+
+/// In-plane crop origin (y, x) centring the body's bounding box in an H x W window.
+fn crop_origin(f: &FieldSet, hw: [usize; 2]) -> [isize; 2] {
+    let rho = f.rho();
+    let (mut y0, mut y1, mut x0, mut x1) = (usize::MAX, 0, usize::MAX, 0);
+    for ((_, y, x), r) in rho.indexed_iter() {
+        if *r >= AIR_DENSITY_KG_M3 {
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+        }
+    }
+    if y0 == usize::MAX {
+        return [0, 0];
+    }
+    let cy = (y0 + y1) as isize / 2;
+    let cx = (x0 + x1) as isize / 2;
+    [cy - hw[0] as isize / 2, cx - hw[1] as isize / 2]
+}
+
+/// Copy grid slice `z` of a [z, y, x] map into an H x W window at `origin` (zero outside the grid).
+fn window<T: Copy + Default>(
+    map: ArrayView3<'_, T>,
+    z: usize,
+    origin: [isize; 2],
+    hw: [usize; 2],
+    mut put: impl FnMut(usize, usize, T),
+) {
+    let (ny, nx) = (map.shape()[1] as isize, map.shape()[2] as isize);
+    for r in 0..hw[0] {
+        let y = origin[0] + r as isize;
+        if y < 0 || y >= ny {
+            continue;
+        }
+        for c in 0..hw[1] {
+            let x = origin[1] + c as isize;
+            if x < 0 || x >= nx {
+                continue;
+            }
+            put(r, c, map[[z, y as usize, x as usize]]);
+        }
+    }
+}
+
+/// Build one subject's samples from its field set and Q10g. `progress(done, total)` per drive.
+pub fn build_shard(
+    subject: usize,
+    f: &FieldSet,
+    q: &Q10g,
+    cfg: &DatasetConfig,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Shard> {
+    cfg.validate()?;
+    if q.grid() != f.grid() || q.n_channels() != f.n_channels() {
+        return Err(Error::invalid(
+            "Q10g",
+            "the field set's grid and channel count",
+            "another grid or channel count",
+        ));
+    }
+    let n = f.n_channels();
+    let grid = *f.grid();
+    let target_z = target_slice(f);
+    stack(f, target_z, cfg).ok_or_else(|| {
+        Error::invalid(
+            "target slice",
+            format!(
+                "{} slices {} mm apart inside the grid",
+                cfg.n_stack,
+                cfg.slice_spacing_m * 1e3
+            ),
+            format!("target z index {target_z} of {}", grid.shape[0]),
+        )
+    })?;
+    // Validation slice centres: val_slices positions slice_spacing apart around the target; those
+    // whose stack does not fit in the grid are skipped.
+    let zc = grid.origin_m[0] + target_z as f64 * grid.spacing_m[0];
+    let mut val_centres = Vec::new();
+    for k in 0..cfg.val_slices {
+        let off = (k as f64 - (cfg.val_slices as f64 - 1.0) / 2.0) * cfg.slice_spacing_m;
+        if let Some(z) = z_index(f, zc + off)
+            && stack(f, z, cfg).is_some()
+            && !val_centres.contains(&z)
+        {
+            val_centres.push(z);
+        }
+    }
+    let seed = cfg.seed.wrapping_add(1_000_003 * subject as u64);
+    let drives = Drive::random_phase_set(n, cfg.power_per_channel_w, cfg.drives, seed)?;
+    let rel = f.b1p_relative();
+    let body = f.body_mask();
+    let hw = cfg.size_hw;
+    let origin = crop_origin(f, hw);
+
+    // Nominal |B1+|: given, or the mean over drives of the mean |B1+| in the prostate (else body).
+    let nominal_t = match cfg.nominal_t {
+        Some(v) => v,
+        None => {
+            let roi: Vec<usize> = match (f.labels(), crate::tissue::by_name("prostate")) {
+                (Some(l), Ok(t)) if l.iter().any(|v| *v == t.label) => l
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| **v == t.label)
+                    .map(|(i, _)| i)
+                    .collect(),
+                _ => body
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b)
+                    .map(|(i, _)| i)
+                    .collect(),
+            };
+            let flat = f.b1p().as_slice().expect("owned B1+ array is contiguous");
+            let nv = grid.len();
+            let mut acc = 0.0;
+            for d in &drives {
+                let s = d.amplitudes();
+                let m: f64 = roi
+                    .iter()
+                    .map(|&v| {
+                        let c: Complex64 = (0..n)
+                            .map(|ch| {
+                                let b = flat[ch * nv + v];
+                                Complex64::new(b.re as f64, b.im as f64) * s[ch]
+                            })
+                            .sum();
+                        c.norm()
+                    })
+                    .sum::<f64>()
+                    / roi.len().max(1) as f64;
+                acc += m;
+            }
+            acc / drives.len() as f64
+        }
+    };
+    if !(nominal_t.is_finite() && nominal_t > 0.0) {
+        return Err(Error::Computation(
+            "the field set has no B1+ in the region used to calibrate the DREAM nominal".into(),
+        ));
+    }
+    let model = MeasurementModel {
+        noise_t: cfg.noise_fraction * nominal_t,
+        nominal_t,
+        reference_power_w: cfg.power_per_channel_w * n as f64,
+        range: DREAM_RANGE,
+    };
+
+    let n_val = cfg.val_drives * val_centres.len();
+    let mut x_train = Array4::<f32>::zeros((cfg.drives, 3 * cfg.n_stack, hw[0], hw[1]));
+    let mut y_train = Array4::<f32>::zeros((cfg.drives, 1, hw[0], hw[1]));
+    let mut x_val = Array4::<f32>::zeros((n_val, 3 * cfg.n_stack, hw[0], hw[1]));
+    let mut y_val = Array4::<f32>::zeros((n_val, 1, hw[0], hw[1]));
+    let mut train = Vec::new();
+    let mut val = Vec::new();
+    for (di, d) in drives.iter().enumerate() {
+        let sar = q.sar_map(d)?;
+        let sample = |centre: usize,
+                      xs: &mut ndarray::ArrayViewMut3<'_, f32>,
+                      ys: &mut ndarray::ArrayViewMut3<'_, f32>,
+                      noise_seed: u64|
+         -> Result<()> {
+            let zs = stack(f, centre, cfg).expect("stack checked when the slice was chosen");
+            // Measured relative-phase B1+ of the stack slices.
+            let nz = zs.len();
+            let mut b1 = ndarray::Array3::<Complex64>::zeros((nz, grid.shape[1], grid.shape[2]));
+            for (k, z) in zs.iter().enumerate() {
+                for ch in 0..n {
+                    let sc = d.amplitudes()[ch];
+                    let m = rel.slice(s![ch, *z, .., ..]);
+                    b1.index_axis_mut(Axis(0), k)
+                        .zip_mut_with(&m, |o, b: &Complex32| {
+                            *o += Complex64::new(b.re as f64, b.im as f64) * sc
+                        });
+                }
+            }
+            let body_stack =
+                ndarray::Array3::from_shape_fn((nz, grid.shape[1], grid.shape[2]), |(k, y, x)| {
+                    body[[zs[k], y, x]]
+                });
+            let meas = model.measure(b1.view(), body_stack.view(), d, noise_seed)?;
+            for k in 0..nz {
+                let (bm, mm) = (
+                    meas.b1.index_axis(Axis(0), k),
+                    meas.mask.index_axis(Axis(0), k),
+                );
+                window(
+                    bm.insert_axis(Axis(0)),
+                    0,
+                    origin,
+                    hw,
+                    |r, c, v: Complex64| {
+                        xs[[3 * k, r, c]] = (v.re / nominal_t) as f32;
+                        xs[[3 * k + 1, r, c]] = (v.im / nominal_t) as f32;
+                    },
+                );
+                window(mm.insert_axis(Axis(0)), 0, origin, hw, |r, c, v: bool| {
+                    xs[[3 * k + 2, r, c]] = f32::from(u8::from(v))
+                });
+            }
+            window(sar.view(), centre, origin, hw, |r, c, v: f64| {
+                ys[[0, r, c]] = (v / cfg.sar_unit_w_per_kg) as f32
+            });
+            Ok(())
+        };
+        let nseed = |z: usize| seed ^ ((di as u64) << 20) ^ (z as u64);
+        {
+            let mut xs = x_train.index_axis_mut(Axis(0), di);
+            let mut ys = y_train.index_axis_mut(Axis(0), di);
+            sample(target_z, &mut xs, &mut ys, nseed(target_z))?;
+            train.push(SampleInfo {
+                drive: di,
+                slice_z: target_z,
+            });
+        }
+        if di < cfg.val_drives {
+            for (vi, z) in val_centres.iter().enumerate() {
+                let row = di * val_centres.len() + vi;
+                let mut xs = x_val.index_axis_mut(Axis(0), row);
+                let mut ys = y_val.index_axis_mut(Axis(0), row);
+                sample(*z, &mut xs, &mut ys, nseed(*z))?;
+                val.push(SampleInfo {
+                    drive: di,
+                    slice_z: *z,
+                });
+            }
+        }
+        progress(di + 1, drives.len());
+    }
+    let manifest = ShardManifest {
+        format: "b1sar-dataset-shard-1".into(),
+        subject,
+        source: f.meta().source.clone(),
+        config: cfg.clone(),
+        nominal_t,
+        target_z,
+        crop_origin_yx: origin,
+        grid_shape_zyx: grid.shape,
+        spacing_m: grid.spacing_m,
+        train: train.clone(),
+        val: val.clone(),
+        drives: drives.iter().map(|d| d.to_json()).collect(),
+        files: Vec::new(),
+    };
+    Ok(Shard {
+        subject,
+        x_train,
+        y_train,
+        train,
+        x_val,
+        y_val,
+        val,
+        manifest,
+    })
+}
+
+/// Folder of subject `k`'s shard.
+pub fn shard_dir(root: &Path, subject: usize) -> PathBuf {
+    root.join(format!("subject_{subject:03}"))
+}
+
+fn npy_bytes(a: &Array4<f32>) -> Result<Vec<u8>> {
+    use ndarray_npy::WriteNpyExt;
+    let mut v = Vec::new();
+    a.write_npy(&mut v)
+        .map_err(|e| Error::Computation(format!("serialising an array: {e}")))?;
+    Ok(v)
+}
+
+/// Write a shard (arrays first, manifest last, each atomically): a shard without its manifest is
+/// incomplete and is never loaded.
+pub fn write_shard(root: &Path, shard: &Shard) -> Result<PathBuf> {
+    let dir = shard_dir(root, shard.subject);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut files = Vec::new();
+    for (name, a) in [
+        ("x_train.npy", &shard.x_train),
+        ("y_train.npy", &shard.y_train),
+        ("x_val.npy", &shard.x_val),
+        ("y_val.npy", &shard.y_val),
+    ] {
+        let bytes = npy_bytes(a)?;
+        let p = dir.join(name);
+        io::write_atomic(&p, |w| std::io::Write::write_all(w, &bytes))?;
+        files.push(FileEntry {
+            name: name.into(),
+            shape: a.shape().to_vec(),
+            fnv1a64: format!("{:016x}", fnv1a64(&bytes)),
+        });
+    }
+    let mut m = shard.manifest.clone();
+    m.files = files;
+    io::write_json(&dir.join("manifest.json"), &m)?;
+    Ok(dir)
+}
+
+/// Load and verify a shard: every file present, its checksum and shape as in the manifest.
+pub fn load_shard(dir: &Path) -> Result<Shard> {
+    let mpath = dir.join("manifest.json");
+    let m: ShardManifest = io::read_json(&mpath, "dataset shard manifest")?;
+    if m.format != "b1sar-dataset-shard-1" {
+        return Err(Error::format(
+            &mpath,
+            "dataset shard manifest",
+            format!("unknown format `{}`", m.format),
+        ));
+    }
+    let mut arrays = Vec::new();
+    for name in ["x_train.npy", "y_train.npy", "x_val.npy", "y_val.npy"] {
+        let entry = m
+            .files
+            .iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| Error::Missing {
+                path: mpath.clone(),
+                name: name.into(),
+                what: "shard array entry".into(),
+            })?;
+        let p = dir.join(name);
+        let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+        let sum = format!("{:016x}", fnv1a64(&bytes));
+        if sum != entry.fnv1a64 {
+            return Err(Error::format(
+                &p,
+                "dataset shard array",
+                format!(
+                    "checksum {sum} differs from the manifest's {} (corrupt or replaced file)",
+                    entry.fnv1a64
+                ),
+            ));
+        }
+        use ndarray_npy::ReadNpyExt;
+        let a = Array4::<f32>::read_npy(std::io::Cursor::new(bytes))
+            .map_err(|e| Error::format(&p, "f32 array [n, c, H, W]", e))?;
+        if a.shape() != entry.shape.as_slice() {
+            return Err(Error::format(
+                &p,
+                "dataset shard array",
+                format!("shape {:?}, manifest says {:?}", a.shape(), entry.shape),
+            ));
+        }
+        arrays.push(a);
+    }
+    let [x_train, y_train, x_val, y_val]: [Array4<f32>; 4] =
+        arrays.try_into().expect("four arrays were read");
+    if x_train.shape()[0] != m.train.len()
+        || x_val.shape()[0] != m.val.len()
+        || y_train.shape()[0] != m.train.len()
+        || y_val.shape()[0] != m.val.len()
+    {
+        return Err(Error::format(
+            &mpath,
+            "dataset shard manifest",
+            "sample lists do not match the array lengths",
+        ));
+    }
+    let hw = m.config.size_hw;
+    if x_train.shape()[1..] != [3 * m.config.n_stack, hw[0], hw[1]] {
+        return Err(Error::format(
+            &mpath,
+            "dataset shard",
+            format!(
+                "inputs of shape {:?} do not match the config",
+                x_train.shape()
+            ),
+        ));
+    }
+    Ok(Shard {
+        subject: m.subject,
+        x_train,
+        y_train,
+        train: m.train.clone(),
+        x_val,
+        y_val,
+        val: m.val.clone(),
+        manifest: m,
+    })
+}
+
+/// Flat f32 copy of an array (row-major), for feeding a network.
+pub fn flat(a: &Array4<f32>) -> Vec<f32> {
+    a.iter().cloned().collect()
+}
+
+/// Sample count helper for messages.
+pub fn describe(shard: &Shard) -> String {
+    format!(
+        "subject {}: {} training samples (slice z {}), {} validation samples, {}x{} pixels, nominal |B1+| {:.3} uT",
+        shard.subject,
+        shard.train.len(),
+        shard.manifest.target_z,
+        shard.val.len(),
+        shard.manifest.config.size_hw[0],
+        shard.manifest.config.size_hw[1],
+        shard.manifest.nominal_t * 1e6
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sar::Averager;
+    use crate::synth::{SynthSpec, pelvis_fieldset};
+
+    fn subject() -> (FieldSet, Q10g) {
+        let f = pelvis_fieldset(&SynthSpec::pelvis([16, 24, 28], 0.006)).unwrap();
+        let av = Averager::new(*f.grid(), f.rho().view()).unwrap();
+        let q = Q10g::compute(&f, &av, &|_, _| {}).unwrap();
+        (f, q)
+    }
+
+    fn small_cfg() -> DatasetConfig {
+        DatasetConfig {
+            drives: 3,
+            size_hw: [32, 32],
+            val_slices: 4,
+            val_drives: 2,
+            slice_spacing_m: 0.006,
+            ..DatasetConfig::default()
+        }
+    }
+
+    #[test]
+    fn sample_equals_independent_recomputation() {
+        let (f, q) = subject();
+        let cfg = DatasetConfig {
+            noise_fraction: 0.0,
+            ..small_cfg()
+        };
+        let shard = build_shard(3, &f, &q, &cfg, &|_, _| {}).unwrap();
+        assert_eq!(shard.x_train.shape(), &[3, 15, 32, 32]);
+        assert_eq!(shard.x_val.shape()[0], shard.val.len());
+        let m = &shard.manifest;
+        let di = 1;
+        let d = Drive::from_json(m.drives[di].clone(), "manifest").unwrap();
+        // Independent: relative-phase per-channel maps combined by hand, DREAM range on the noiseless
+        // magnitude at the manifest's nominal, SAR10g from the Q10g map.
+        let rel = f.b1p_relative();
+        let sar = q.sar_map(&d).unwrap();
+        let z0 = m.target_z;
+        let [oy, ox] = m.crop_origin_yx;
+        let (lo, hi) = (0.25 * m.nominal_t, 1.75 * m.nominal_t);
+        let mut checked = 0;
+        for (k, dz) in [-2isize, -1, 0, 1, 2].iter().enumerate() {
+            let z = (z0 as isize + dz) as usize;
+            for r in 0..32 {
+                for c in 0..32 {
+                    let (y, x) = (oy + r as isize, ox + c as isize);
+                    let inside = y >= 0
+                        && x >= 0
+                        && (y as usize) < f.grid().shape[1]
+                        && (x as usize) < f.grid().shape[2];
+                    let (mut b, mut body) = (Complex64::new(0.0, 0.0), false);
+                    if inside {
+                        let (y, x) = (y as usize, x as usize);
+                        for ch in 0..8 {
+                            let v = rel[[ch, z, y, x]];
+                            b += Complex64::new(v.re as f64, v.im as f64) * d.amplitudes()[ch];
+                        }
+                        body = f.rho()[[z, y, x]] >= 1.0;
+                    }
+                    let mask = body && b.norm() >= lo && b.norm() <= hi;
+                    let got = shard.x_train.slice(s![di, 3 * k..3 * k + 3, r, c]).to_vec();
+                    let want = if mask {
+                        [
+                            (b.re / m.nominal_t) as f32,
+                            (b.im / m.nominal_t) as f32,
+                            1.0,
+                        ]
+                    } else {
+                        [0.0, 0.0, 0.0]
+                    };
+                    for (g, w) in got.iter().zip(want) {
+                        // f32 storage of the fields: 1e-5 of the unit scale.
+                        assert!(
+                            (g - w).abs() < 1e-5,
+                            "slice {k} pixel ({r}, {c}): {got:?} vs {want:?}"
+                        );
+                    }
+                    if k == 2 {
+                        let t = if inside {
+                            sar[[z, y as usize, x as usize]] as f32
+                        } else {
+                            0.0
+                        };
+                        assert!(
+                            (shard.y_train[[di, 0, r, c]] - t).abs() <= 1e-6 * t.abs().max(1.0)
+                        );
+                    }
+                    checked += usize::from(mask);
+                }
+            }
+        }
+        assert!(
+            checked > 100,
+            "the DREAM mask must keep a good part of the body ({checked} pixels)"
+        );
+    }
+
+    #[test]
+    fn noise_is_seeded_and_masked_pixels_are_zero() {
+        let (f, q) = subject();
+        let a = build_shard(1, &f, &q, &small_cfg(), &|_, _| {}).unwrap();
+        let b = build_shard(1, &f, &q, &small_cfg(), &|_, _| {}).unwrap();
+        assert_eq!(a.x_train, b.x_train);
+        let c = build_shard(2, &f, &q, &small_cfg(), &|_, _| {}).unwrap();
+        assert_ne!(
+            a.x_train, c.x_train,
+            "another subject id draws other drives and noise"
+        );
+        for s in 0..3 {
+            for k in 0..5 {
+                for r in 0..32 {
+                    for col in 0..32 {
+                        if a.x_train[[s, 3 * k + 2, r, col]] == 0.0 {
+                            assert_eq!(a.x_train[[s, 3 * k, r, col]], 0.0);
+                            assert_eq!(a.x_train[[s, 3 * k + 1, r, col]], 0.0);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shards_round_trip_and_corruption_is_detected() {
+        let (f, q) = subject();
+        let shard = build_shard(0, &f, &q, &small_cfg(), &|_, _| {}).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let sd = write_shard(dir.path(), &shard).unwrap();
+        let back = load_shard(&sd).unwrap();
+        assert_eq!(back.x_train, shard.x_train);
+        assert_eq!(back.y_val, shard.y_val);
+        assert_eq!(back.train, shard.train);
+        // Flip one byte of the inputs.
+        let p = sd.join("x_train.npy");
+        let mut bytes = std::fs::read(&p).unwrap();
+        let i = bytes.len() - 7;
+        bytes[i] ^= 0x40;
+        std::fs::write(&p, &bytes).unwrap();
+        let e = load_shard(&sd).unwrap_err().to_string();
+        assert!(e.contains("checksum") && e.contains("x_train.npy"), "{e}");
+        // Truncate the targets.
+        write_shard(dir.path(), &shard).unwrap();
+        let p = sd.join("y_train.npy");
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(load_shard(&sd).is_err());
+        // No manifest: not a shard.
+        std::fs::remove_file(sd.join("manifest.json")).unwrap();
+        assert!(load_shard(&sd).is_err());
+    }
+
+    #[test]
+    fn bad_configs_are_rejected() {
+        for c in [
+            DatasetConfig {
+                drives: 0,
+                ..small_cfg()
+            },
+            DatasetConfig {
+                n_stack: 4,
+                ..small_cfg()
+            },
+            DatasetConfig {
+                size_hw: [0, 32],
+                ..small_cfg()
+            },
+            DatasetConfig {
+                val_drives: 9,
+                ..small_cfg()
+            },
+            DatasetConfig {
+                nominal_t: Some(-1.0),
+                ..small_cfg()
+            },
+            DatasetConfig {
+                noise_fraction: f64::NAN,
+                ..small_cfg()
+            },
+        ] {
+            assert!(c.validate().is_err(), "{c:?}");
+        }
+    }
+}
