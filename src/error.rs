@@ -74,6 +74,22 @@ impl Error {
         }
     }
 
+    /// Prefix the input name of an [`Error::Invalid`] with the file it came from.
+    pub fn in_file(self, path: &std::path::Path) -> Self {
+        match self {
+            Error::Invalid {
+                input,
+                expected,
+                found,
+            } => Error::Invalid {
+                input: format!("{}: {input}", path.display()),
+                expected,
+                found,
+            },
+            other => other,
+        }
+    }
+
     /// True when the error is the user's input (exit status 2), false for runtime failures (1).
     pub fn is_bad_input(&self) -> bool {
         match self {

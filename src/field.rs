@@ -278,8 +278,8 @@ impl FieldSet {
             arr3(&spacing, "spacing_m")?,
             arr3(&origin, "origin_m")?,
         )
-        .map_err(|e| prefix(path, e))?;
-        FieldSet::new(grid, b1p, e, sigma, rho, labels, meta).map_err(|e| prefix(path, e))
+        .map_err(|e| e.in_file(path))?;
+        FieldSet::new(grid, b1p, e, sigma, rho, labels, meta).map_err(|e| e.in_file(path))
     }
 
     /// Save as `.npz` (f32 fields, f64 tissue properties), atomically.
@@ -381,21 +381,6 @@ impl FieldSet {
             .collect();
         Ok(Array3::from_shape_vec(self.grid.shape, out)
             .expect("point SAR map has the grid's length"))
-    }
-}
-
-fn prefix(path: &Path, e: Error) -> Error {
-    match e {
-        Error::Invalid {
-            input,
-            expected,
-            found,
-        } => Error::Invalid {
-            input: format!("{}: {input}", path.display()),
-            expected,
-            found,
-        },
-        other => other,
     }
 }
 

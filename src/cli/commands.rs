@@ -14,17 +14,25 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Parse "Z,Y,X".
-fn parse_shape(s: &str) -> std::result::Result<[usize; 3], String> {
+/// Parse N comma-separated positive integers ("Z,Y,X", "H,W").
+pub(crate) fn parse_usizes<const N: usize>(s: &str) -> std::result::Result<[usize; N], String> {
     let v: Vec<usize> = s
         .split(',')
         .map(|x| x.trim().parse::<usize>())
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| format!("expected Z,Y,X voxel counts: {e}"))?;
-    match v.as_slice() {
-        [z, y, x] if *z > 0 && *y > 0 && *x > 0 => Ok([*z, *y, *x]),
-        _ => Err("expected three positive voxel counts Z,Y,X".into()),
+        .map_err(|e| format!("expected {N} comma-separated integers: {e}"))?;
+    let arr: [usize; N] = v
+        .try_into()
+        .map_err(|v: Vec<usize>| format!("expected {N} values, got {}", v.len()))?;
+    if arr.contains(&0) {
+        return Err(format!("expected {N} positive values, got {arr:?}"));
     }
+    Ok(arr)
+}
+
+/// Parse "Z,Y,X".
+fn parse_shape(s: &str) -> std::result::Result<[usize; 3], String> {
+    parse_usizes::<3>(s)
 }
 
 fn positive(s: &str) -> std::result::Result<f64, String> {

@@ -46,15 +46,7 @@ pub struct DatasetArgs {
 }
 
 fn parse_hw(s: &str) -> std::result::Result<[usize; 2], String> {
-    let v: Vec<usize> = s
-        .split(',')
-        .map(|x| x.trim().parse::<usize>())
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| format!("expected H,W: {e}"))?;
-    match v.as_slice() {
-        [h, w] if *h > 0 && *w > 0 => Ok([*h, *w]),
-        _ => Err("expected two positive sizes H,W".into()),
-    }
+    super::commands::parse_usizes::<2>(s)
 }
 
 pub fn run(a: DatasetArgs, out: &Output) -> Result<()> {

@@ -146,6 +146,17 @@ impl NpzIn {
         }
     }
 
+    /// A required scalar stored as a one-element u32 array (e.g. `n_channels`).
+    pub fn require_u32_scalar(&mut self, name: &str, what: &str) -> Result<u32> {
+        self.get::<u32, ndarray::Ix1>(name)?
+            .and_then(|a| a.first().copied())
+            .ok_or_else(|| Error::Missing {
+                path: self.path.clone(),
+                name: name.into(),
+                what: what.into(),
+            })
+    }
+
     /// Like [`NpzIn::get_f64`] but the array must be present.
     pub fn require_f64<D: Dimension>(&mut self, name: &str, what: &str) -> Result<Array<f64, D>> {
         self.get_f64(name)?.ok_or_else(|| Error::Missing {

@@ -485,14 +485,7 @@ impl Q10g {
         };
         let packed =
             z.require_f64::<ndarray::Ix2>("q_packed", "packed Q10g matrices [matrix, n^2]")?;
-        let n_ch = z
-            .get::<u32, ndarray::Ix1>("n_channels")?
-            .and_then(|a| a.first().copied())
-            .ok_or_else(|| Error::Missing {
-                path: path.into(),
-                name: "n_channels".into(),
-                what: "channel count".into(),
-            })? as usize;
+        let n_ch = z.require_u32_scalar("n_channels", "channel count")? as usize;
         if n_ch == 0 || packed.shape()[1] != packed_len(n_ch) {
             return Err(bad(
                 "q_packed",

@@ -325,14 +325,7 @@ impl VopSet {
         let mut z = NpzIn::open(path)?;
         let packed =
             z.require_f64::<ndarray::Ix2>("vop_packed", "packed VOP matrices [vop, n^2]")?;
-        let n_ch = z
-            .get::<u32, ndarray::Ix1>("n_channels")?
-            .and_then(|a| a.first().copied())
-            .ok_or_else(|| Error::Missing {
-                path: path.into(),
-                name: "n_channels".into(),
-                what: "channel count".into(),
-            })? as usize;
+        let n_ch = z.require_u32_scalar("n_channels", "channel count")? as usize;
         let mut set = VopSet::new(n_ch, packed, AmplitudeUnit::SqrtWatt)
             .map_err(|e| Error::format(path, "VOP file", e))?;
         let scalar = |z: &mut NpzIn, name: &str| -> Result<f64> {

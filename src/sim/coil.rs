@@ -116,18 +116,7 @@ impl CoilSpec {
     /// Read and validate a coil file.
     pub fn load(path: &Path) -> Result<Self> {
         let c: CoilSpec = crate::io::read_json(path, "coil array JSON")?;
-        c.validate().map_err(|e| match e {
-            Error::Invalid {
-                input,
-                expected,
-                found,
-            } => Error::Invalid {
-                input: format!("{}: {input}", path.display()),
-                expected,
-                found,
-            },
-            other => other,
-        })?;
+        c.validate().map_err(|e| e.in_file(path))?;
         Ok(c)
     }
 
