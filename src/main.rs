@@ -37,6 +37,8 @@ enum Command {
     Simulate(cli::simulate::SimulateArgs),
     /// Training and validation samples (measured-map inputs, exact SAR10g targets) per subject.
     Dataset(cli::dataset::DatasetArgs),
+    /// Train the cGAN on dataset shards (subject-wise split, checkpoints, resume, metrics).
+    Train(cli::train::TrainArgs),
     /// Export a field set's maps (B1+ magnitude, density, conductivity, labels) to NIfTI.
     Export(cli::commands::ExportArgs),
     /// Measure throughput figures (10 g averaging, Q10g, batched SAR, VOP compression).
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Simulate(a) => cli::simulate::run(a, &out),
         Command::Phantom(a) => cli::phantom::run(a, &out),
         Command::Dataset(a) => cli::dataset::run(a, &out),
+        Command::Train(a) => cli::train::run(a, &out),
         Command::Bench(a) => cli::bench::run(a, &out),
     };
     match result {

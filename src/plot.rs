@@ -186,6 +186,86 @@ pub fn scatter_png(
     })
 }
 
+/// Line plot of named series of (x, y) points; `log_y` plots log10(y) (values <= 0 are skipped).
+pub fn lines_png(
+    path: &Path,
+    series: &[(&str, Vec<(f64, f64)>)],
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    log_y: bool,
+) -> Result<()> {
+    let tr = |v: f64| if log_y { v.log10() } else { v };
+    let pts: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.1.iter().cloned())
+        .filter(|p| p.0.is_finite() && p.1.is_finite() && (!log_y || p.1 > 0.0))
+        .collect();
+    if pts.is_empty() {
+        return Err(Error::invalid(
+            "line plot",
+            "at least one finite point",
+            "none",
+        ));
+    }
+    let (x0, x1) = pts
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.0), b.max(p.0))
+        });
+    let (y0, y1) = pts
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(tr(p.1)), b.max(tr(p.1)))
+        });
+    let (x1, y1) = (
+        if x1 > x0 { x1 } else { x0 + 1.0 },
+        if y1 > y0 { y1 } else { y0 + 1.0 },
+    );
+    let pad = 0.05 * (y1 - y0);
+    let y_desc = if log_y {
+        format!("log10 {y_label}")
+    } else {
+        y_label.to_string()
+    };
+    atomic_png(path, (640, 420), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_desc.as_str())
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, (name, s)) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let data: Vec<(f64, f64)> = s
+                .iter()
+                .filter(|p| !log_y || p.1 > 0.0)
+                .map(|p| (p.0, tr(p.1)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(data, color.stroke_width(2)))
+                .map_err(|e| e.to_string())?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}
+
 /// Histogram of `values` in `bins` equal bins.
 pub fn histogram_png(
     path: &Path,

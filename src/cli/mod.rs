@@ -6,6 +6,7 @@ pub mod dataset;
 pub mod demo;
 pub mod phantom;
 pub mod simulate;
+pub mod train;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
