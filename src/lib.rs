@@ -14,6 +14,7 @@ pub mod grid;
 pub mod io;
 pub mod net;
 pub mod plot;
+pub mod predict;
 pub mod sar;
 pub mod sim;
 pub mod synth;

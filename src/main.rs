@@ -39,6 +39,8 @@ enum Command {
     Dataset(cli::dataset::DatasetArgs),
     /// Train the cGAN on dataset shards (subject-wise split, checkpoints, resume, metrics).
     Train(cli::train::TrainArgs),
+    /// SAR10g from measurable B1+ maps with a trained network (emulated measurement of a field set).
+    Predict(cli::predict::PredictArgs),
     /// Export a field set's maps (B1+ magnitude, density, conductivity, labels) to NIfTI.
     Export(cli::commands::ExportArgs),
     /// Measure throughput figures (10 g averaging, Q10g, batched SAR, VOP compression).
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Phantom(a) => cli::phantom::run(a, &out),
         Command::Dataset(a) => cli::dataset::run(a, &out),
         Command::Train(a) => cli::train::run(a, &out),
+        Command::Predict(a) => cli::predict::run(a, &out),
         Command::Bench(a) => cli::bench::run(a, &out),
     };
     match result {

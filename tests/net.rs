@@ -1,6 +1,12 @@
 //! Integration tests of the SAR cGAN (`b1sar::net`): shapes, input errors, seeding, save/load,
 //! resumable training and a small learning problem. Sizes are tiny (base 8, depth 3, 16-32 px) so
 //! the file runs in well under a minute in release mode on two cores.
+//!
+//! burn's CPU backend has one random generator per process and tests run in parallel threads:
+//! every network here is built through `init_seeded` (which draws all weights under a lock), so
+//! no test's draws land inside another test's seeded initialisation.
+
+use std::f32::consts::TAU;
 
 use b1sar::Error;
 use b1sar::net::{
@@ -90,7 +96,7 @@ fn output_shapes_for_several_configs() {
         ),
     ];
     for (cfg, [n, c, h, w]) in cases {
-        let g = cfg.init(&device);
+        let g = init_seeded(&device, 1, |d| cfg.init(d));
         let x = tensor(&rng.vec(n * c * h * w), [n, c, h, w], &device);
         let y = g.try_forward(x).unwrap();
         assert_eq!(y.dims(), [n, cfg.out_channels, h, w], "{cfg:?}");
@@ -111,7 +117,7 @@ fn output_shapes_for_several_configs() {
         ),
     ];
     for (cfg, [n, c, h, w], [ph, pw]) in cases {
-        let d = cfg.init(&device);
+        let d = init_seeded(&device, 2, |dev| cfg.init(dev));
         let x = tensor(&rng.vec(n * c * h * w), [n, c, h, w], &device);
         let y = tensor(&rng.vec(n * h * w), [n, 1, h, w], &device);
         let logits = d.try_forward(x, y).unwrap();
@@ -133,7 +139,7 @@ fn paper_sizes_come_from_the_same_code() {
 #[test]
 fn bad_inputs_are_errors_not_panics() {
     let device = cpu_device();
-    let g = tiny_generator().init(&device);
+    let g = init_seeded(&device, 1, |d| tiny_generator().init(d));
     // 36 is not a multiple of 2^3.
     let x = Tensor::<4>::zeros([1, 15, 36, 32], &device);
     assert_invalid(g.try_forward(x), "2^depth = 8");
@@ -151,7 +157,9 @@ fn bad_inputs_are_errors_not_panics() {
         "target",
     );
 
-    let d = DiscriminatorConfig::new().with_base(8).init(&device);
+    let d = init_seeded(&device, 2, |dev| {
+        DiscriminatorConfig::new().with_base(8).init(dev)
+    });
     let x = Tensor::<4>::zeros([1, 15, 16, 16], &device);
     let y = Tensor::<4>::zeros([1, 1, 16, 16], &device);
     assert_invalid(d.try_forward(x.clone(), y), "3 * 2^layers");
@@ -191,6 +199,12 @@ fn save_load_round_trip_is_bit_identical() {
     let a = predict(&g, &x, 2, 32, 32, &device).unwrap();
     let b = predict(&loaded, &x, 2, 32, 32, &device).unwrap();
     assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
+    // Plain burnpack: burn's own reader takes the file too.
+    let via_burn = tiny_generator()
+        .init(&device)
+        .load_file(model.join("generator.bpk"));
+    let c = predict(&via_burn, &x, 2, 32, 32, &device).unwrap();
+    assert!(a.iter().zip(&c).all(|(p, q)| p.to_bits() == q.to_bits()));
 
     // Only the two final files: the temporary ones were renamed.
     let mut names: Vec<String> = std::fs::read_dir(&model)
@@ -209,7 +223,7 @@ fn loading_errors_name_the_file() {
     assert!(matches!(missing, Error::Io { .. }), "{missing:?}");
 
     // Weights of a base-8 network under a base-4 configuration.
-    let g = tiny_generator().init(&device);
+    let g = init_seeded(&device, 1, |d| tiny_generator().init(d));
     save_generator(&g, dir.path()).unwrap();
     let config = dir.path().join("generator.json");
     let text = std::fs::read_to_string(&config).unwrap();
@@ -236,11 +250,11 @@ fn synthetic_batch(rng: &mut Rng, n: usize, h: usize, w: usize) -> (Vec<f32>, Ve
             .map(|_| {
                 let r = rng.vec(5);
                 [
-                    r[0] - 0.5,
+                    (r[0] - 0.5) * 0.5,
                     r[1] * 2.0,
                     r[2] * 2.0,
-                    r[3] * 6.28,
-                    r[4] * 0.3 - 0.15,
+                    r[3] * TAU,
+                    (r[4] - 0.5) * 0.1,
                 ]
             })
             .collect();
@@ -253,7 +267,7 @@ fn synthetic_batch(rng: &mut Rng, n: usize, h: usize, w: usize) -> (Vec<f32>, Ve
                         modes[3 * part..3 * part + 3]
                             .iter()
                             .map(|m| {
-                                (m[0] + m[4] * dz) * (6.28 * (m[1] * u + m[2] * v) + m[3]).cos()
+                                (m[0] + m[4] * dz) * (TAU * (m[1] * u + m[2] * v) + m[3]).cos()
                             })
                             .sum::<f32>()
                             + if part == 0 { 0.8 } else { 0.0 }
@@ -315,8 +329,29 @@ fn a_few_steps_reduce_the_generators_wl1() {
     }
     let after = wl1(trainer.generator(), &x, &y, [n, 15, h, w]);
     eprintln!("WL1 {before} -> {after} in {STEPS} steps");
-    assert!(after < 0.9 * before, "WL1 {before} -> {after}");
+    assert!(after < 0.97 * before, "WL1 {before} -> {after}");
     assert_eq!(trainer.steps(), STEPS as u64);
+}
+
+#[test]
+fn a_step_updates_both_networks() {
+    let (n, h, w) = (2, 16, 16);
+    let (x, y) = synthetic_batch(&mut Rng(7), n, h, w);
+    let mut trainer = Trainer::new(tiny_trainer(7), &cpu_device()).unwrap();
+    let dev = trainer.device().clone();
+    let xs = tensor(&x, [n, 15, h, w], &dev);
+    let ys = tensor(&y, [n, 1, h, w], &dev);
+    let d_out = |t: &Trainer| to_vec(t.discriminator().valid().forward(xs.clone(), ys.clone()));
+    let g_out = |t: &Trainer| predict(t.generator(), &x, n, h, w, &cpu_device()).unwrap();
+    let (mut d_before, mut g_before) = (d_out(&trainer), g_out(&trainer));
+    // Twice: the first step must leave D trainable (G's pass uses a frozen copy of it).
+    for step in 0..2 {
+        trainer.step(xs.clone(), ys.clone()).unwrap();
+        let (d_after, g_after) = (d_out(&trainer), g_out(&trainer));
+        assert_ne!(d_before, d_after, "D unchanged by step {step}");
+        assert_ne!(g_before, g_after, "G unchanged by step {step}");
+        (d_before, g_before) = (d_after, g_after);
+    }
 }
 
 #[test]
@@ -359,8 +394,9 @@ fn a_resumed_checkpoint_continues_the_run_exactly() {
 
 #[test]
 fn learns_a_synthetic_sar_like_map() {
+    const STEPS: usize = 1000;
     let (h, w) = (16, 16);
-    let (n_train, n_test, batch) = (32, 16, 8);
+    let (n_train, n_test, batch) = (64, 16, 8);
     let mut rng = Rng(6);
     let (x_train, y_train) = synthetic_batch(&mut rng, n_train, h, w);
     let (x_test, y_test) = synthetic_batch(&mut rng, n_test, h, w);
@@ -369,7 +405,7 @@ fn learns_a_synthetic_sar_like_map() {
     let mut trainer = Trainer::new(config, &cpu_device()).unwrap();
     let dev = trainer.device().clone();
     let (xs, ys) = (h * w * 15, h * w);
-    for step in 0..200 {
+    for step in 0..STEPS {
         let k = step % (n_train / batch);
         let xb = &x_train[k * batch * xs..(k + 1) * batch * xs];
         let yb = &y_train[k * batch * ys..(k + 1) * batch * ys];
@@ -383,8 +419,8 @@ fn learns_a_synthetic_sar_like_map() {
 
     // Trivial predictor: the mean training target map.
     let mut mean_map = vec![0.0f32; ys];
-    for s in 0..n_train {
-        for (m, v) in mean_map.iter_mut().zip(&y_train[s * ys..(s + 1) * ys]) {
+    for sample in y_train.chunks(ys) {
+        for (m, v) in mean_map.iter_mut().zip(sample) {
             *m += v / n_train as f32;
         }
     }
@@ -392,8 +428,9 @@ fn learns_a_synthetic_sar_like_map() {
     let pred = predict(trainer.generator(), &x_test, n_test, h, w, &cpu_device()).unwrap();
     let (e_net, e_trivial) = (nrmse(&pred, &y_test), nrmse(&trivial, &y_test));
     eprintln!("NRMSE network {e_net:.3}, mean map {e_trivial:.3}");
+    // Measured here: 0.10 against 0.37; the network must cut the mean map's error by 60 % at least.
     assert!(
-        e_net < 0.5 * e_trivial,
+        e_net < 0.4 * e_trivial,
         "network {e_net}, mean map {e_trivial}"
     );
 }
@@ -418,6 +455,8 @@ fn timing() {
     let device = cpu_device();
     let g = init_seeded(&device, 1, |d| GeneratorConfig::new().init(d));
     println!("generator base 32 depth 4: {} parameters", g.num_params());
+    let paper = GeneratorConfig::paper().init(&device).num_params();
+    println!("generator base 64 depth 8 (paper): {paper} parameters");
     let g_valid = g.valid();
     for n in [1usize, 8, 32] {
         let x = Rng(9).vec(n * 15 * 128 * 128);

@@ -5,6 +5,7 @@ pub mod commands;
 pub mod dataset;
 pub mod demo;
 pub mod phantom;
+pub mod predict;
 pub mod simulate;
 pub mod train;
 

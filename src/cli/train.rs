@@ -366,10 +366,27 @@ pub fn run(a: TrainArgs, out: &Output) -> Result<()> {
     let step_s = t_train.elapsed().as_secs_f64() / steps_run.max(1) as f64;
     let model_dir = a.out.join("model");
     net::save_generator(trainer.generator(), &model_dir)?;
+    // Safety factor of this model on the held-out subjects: SF = max(true / predicted pSAR).
+    let sf = if val.n > 0 {
+        let p = predict(trainer.generator(), &val.x, val.n, hw[0], hw[1], &device)?;
+        let m = hw[0] * hw[1];
+        (0..val.n)
+            .map(|i| {
+                let t = val.y[i * m..(i + 1) * m]
+                    .iter()
+                    .cloned()
+                    .fold(0.0f32, f32::max) as f64;
+                let q = p[i * m..(i + 1) * m].iter().cloned().fold(0.0f32, f32::max) as f64;
+                t / q.max(1e-12)
+            })
+            .fold(0.0, f64::max)
+    } else {
+        f64::NAN
+    };
     let info = json!({
         "variant": format!("{:?}", a.variant), "size_hw": hw, "input": "5 slices x (Re, Im B1+ / nominal |B1+|, DREAM mask)",
-        "sar_unit_w_per_kg": shards[0].manifest.config.sar_unit_w_per_kg, "train_subjects": train_shards.iter().map(|s| s.subject).collect::<Vec<_>>(),
-        "holdout_subjects": holdout, "epochs": a.epochs, "steps": trainer.steps(), "dataset": a.data,
+        "sar_unit_w_per_kg": shards[0].manifest.config.sar_unit_w_per_kg, "dataset_config": shards[0].manifest.config, "train_subjects": train_shards.iter().map(|s| s.subject).collect::<Vec<_>>(),
+        "holdout_subjects": holdout, "safety_factor": if sf.is_finite() { Some(sf) } else { None }, "epochs": a.epochs, "steps": trainer.steps(), "dataset": a.data,
     });
     io::write_json(&model_dir.join("model.json"), &info)?;
     let curve = |f: fn(&EpochMetrics) -> f64| {
@@ -399,7 +416,7 @@ pub fn run(a: TrainArgs, out: &Output) -> Result<()> {
         model_dir.display()
     ));
     out.result(json!({
-        "steps": trainer.steps(), "step_s": step_s, "samples_per_s": a.batch as f64 / step_s,
+        "steps": trainer.steps(), "step_s": step_s, "samples_per_s": a.batch as f64 / step_s, "safety_factor": if sf.is_finite() { Some(sf) } else { None },
         "nrmse": last.as_ref().map(|m| m.nrmse), "mean_overestimation": last.as_ref().map(|m| m.mean_overestimation),
         "p_underestimation": last.as_ref().map(|m| m.p_underestimation), "output_paths": paths, "elapsed_s": t0.elapsed().as_secs_f64(),
     }));

@@ -282,6 +282,179 @@ fn window<T: Copy + Default>(
     }
 }
 
+/// Nominal |B1+| (T) as a scanner's transmit calibration would set it: the mean over `drives` of
+/// the mean |B1+| in the prostate (or, without a prostate label, in the body).
+pub fn calibrate_nominal(f: &FieldSet, drives: &[Drive]) -> f64 {
+    let grid = *f.grid();
+    let n = f.n_channels();
+    let body = f.body_mask();
+    let roi: Vec<usize> = match (f.labels(), crate::tissue::by_name("prostate")) {
+        (Some(l), Ok(t)) if l.iter().any(|v| *v == t.label) => l
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v == t.label)
+            .map(|(i, _)| i)
+            .collect(),
+        _ => body
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b)
+            .map(|(i, _)| i)
+            .collect(),
+    };
+    let flat = f.b1p().as_slice().expect("owned B1+ array is contiguous");
+    let nv = grid.len();
+    let mut acc = 0.0;
+    for d in drives {
+        let s = d.amplitudes();
+        let m: f64 = roi
+            .iter()
+            .map(|&v| {
+                let c: Complex64 = (0..n)
+                    .map(|ch| {
+                        let b = flat[ch * nv + v];
+                        Complex64::new(b.re as f64, b.im as f64) * s[ch]
+                    })
+                    .sum();
+                c.norm()
+            })
+            .sum::<f64>()
+            / roi.len().max(1) as f64;
+        acc += m;
+    }
+    acc / drives.len().max(1) as f64
+}
+
+/// Makes network inputs (and targets) of one subject exactly as [`build_shard`] does: for any drive
+/// and target slice, from the relative-phase per-channel maps, the measurement model and the crop.
+pub struct SampleMaker<'a> {
+    f: &'a FieldSet,
+    cfg: &'a DatasetConfig,
+    rel: ndarray::Array4<Complex32>,
+    body: ndarray::Array3<bool>,
+    model: MeasurementModel,
+    /// Grid (y, x) of sample pixel (0, 0).
+    pub origin: [isize; 2],
+    /// Nominal |B1+| (T) the inputs are divided by.
+    pub nominal_t: f64,
+}
+
+impl<'a> SampleMaker<'a> {
+    /// Prepare for a subject with the given nominal |B1+| (T).
+    pub fn new(f: &'a FieldSet, cfg: &'a DatasetConfig, nominal_t: f64) -> Self {
+        let model = MeasurementModel {
+            noise_t: cfg.noise_fraction * nominal_t,
+            nominal_t,
+            reference_power_w: cfg.power_per_channel_w * f.n_channels() as f64,
+            range: DREAM_RANGE,
+        };
+        SampleMaker {
+            f,
+            cfg,
+            rel: f.b1p_relative(),
+            body: f.body_mask(),
+            model,
+            origin: crop_origin(f, cfg.size_hw),
+            nominal_t,
+        }
+    }
+
+    /// Whether the slice stack around `centre` fits in the grid.
+    pub fn fits(&self, centre: usize) -> bool {
+        stack(self.f, centre, self.cfg).is_some()
+    }
+
+    /// The 15-channel input [15, H, W] for `drive` around slice `centre` into `xs`.
+    pub fn input_into(
+        &self,
+        d: &Drive,
+        centre: usize,
+        noise_seed: u64,
+        xs: &mut ndarray::ArrayViewMut3<'_, f32>,
+    ) -> Result<()> {
+        let grid = *self.f.grid();
+        let zs = stack(self.f, centre, self.cfg).ok_or_else(|| {
+            Error::invalid(
+                "slice",
+                format!("a stack of {} slices inside the grid", self.cfg.n_stack),
+                format!("centre z index {centre}"),
+            )
+        })?;
+        d.expect_channels(self.f.n_channels(), "the field set")?;
+        let nz = zs.len();
+        let mut b1 = ndarray::Array3::<Complex64>::zeros((nz, grid.shape[1], grid.shape[2]));
+        for (k, z) in zs.iter().enumerate() {
+            for (ch, sc) in d.amplitudes().iter().enumerate() {
+                let m = self.rel.slice(s![ch, *z, .., ..]);
+                b1.index_axis_mut(Axis(0), k)
+                    .zip_mut_with(&m, |o, b: &Complex32| {
+                        *o += Complex64::new(b.re as f64, b.im as f64) * sc
+                    });
+            }
+        }
+        let body_stack =
+            ndarray::Array3::from_shape_fn((nz, grid.shape[1], grid.shape[2]), |(k, y, x)| {
+                self.body[[zs[k], y, x]]
+            });
+        let meas = self
+            .model
+            .measure(b1.view(), body_stack.view(), d, noise_seed)?;
+        let (origin, hw, nominal_t) = (self.origin, self.cfg.size_hw, self.nominal_t);
+        xs.fill(0.0);
+        for k in 0..nz {
+            let (bm, mm) = (
+                meas.b1.index_axis(Axis(0), k),
+                meas.mask.index_axis(Axis(0), k),
+            );
+            window(
+                bm.insert_axis(Axis(0)),
+                0,
+                origin,
+                hw,
+                |r, c, v: Complex64| {
+                    xs[[3 * k, r, c]] = (v.re / nominal_t) as f32;
+                    xs[[3 * k + 1, r, c]] = (v.im / nominal_t) as f32;
+                },
+            );
+            window(mm.insert_axis(Axis(0)), 0, origin, hw, |r, c, v: bool| {
+                xs[[3 * k + 2, r, c]] = f32::from(u8::from(v))
+            });
+        }
+        Ok(())
+    }
+
+    /// The target [1, H, W]: slice `centre` of a SAR10g map (W/kg) in target units.
+    pub fn target_into(
+        &self,
+        sar: &ndarray::Array3<f64>,
+        centre: usize,
+        ys: &mut ndarray::ArrayViewMut3<'_, f32>,
+    ) {
+        let unit = self.cfg.sar_unit_w_per_kg;
+        ys.fill(0.0);
+        window(
+            sar.view(),
+            centre,
+            self.origin,
+            self.cfg.size_hw,
+            |r, c, v: f64| ys[[0, r, c]] = (v / unit) as f32,
+        );
+    }
+
+    /// Place an [H, W] network output (target units) back on the grid's slice (W/kg, [y, x]).
+    pub fn to_grid(&self, pixels: ndarray::ArrayView2<'_, f32>) -> ndarray::Array2<f64> {
+        let g = self.f.grid();
+        let mut out = ndarray::Array2::<f64>::zeros((g.shape[1], g.shape[2]));
+        for ((r, c), v) in pixels.indexed_iter() {
+            let (y, x) = (self.origin[0] + r as isize, self.origin[1] + c as isize);
+            if y >= 0 && x >= 0 && (y as usize) < g.shape[1] && (x as usize) < g.shape[2] {
+                out[[y as usize, x as usize]] = *v as f64 * self.cfg.sar_unit_w_per_kg;
+            }
+        }
+        out
+    }
+}
+
 /// Build one subject's samples from its field set and Q10g. `progress(done, total)` per drive.
 pub fn build_shard(
     subject: usize,
@@ -327,64 +500,18 @@ pub fn build_shard(
     }
     let seed = cfg.seed.wrapping_add(1_000_003 * subject as u64);
     let drives = Drive::random_phase_set(n, cfg.power_per_channel_w, cfg.drives, seed)?;
-    let rel = f.b1p_relative();
-    let body = f.body_mask();
     let hw = cfg.size_hw;
-    let origin = crop_origin(f, hw);
 
-    // Nominal |B1+|: given, or the mean over drives of the mean |B1+| in the prostate (else body).
     let nominal_t = match cfg.nominal_t {
         Some(v) => v,
-        None => {
-            let roi: Vec<usize> = match (f.labels(), crate::tissue::by_name("prostate")) {
-                (Some(l), Ok(t)) if l.iter().any(|v| *v == t.label) => l
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, v)| **v == t.label)
-                    .map(|(i, _)| i)
-                    .collect(),
-                _ => body
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, b)| **b)
-                    .map(|(i, _)| i)
-                    .collect(),
-            };
-            let flat = f.b1p().as_slice().expect("owned B1+ array is contiguous");
-            let nv = grid.len();
-            let mut acc = 0.0;
-            for d in &drives {
-                let s = d.amplitudes();
-                let m: f64 = roi
-                    .iter()
-                    .map(|&v| {
-                        let c: Complex64 = (0..n)
-                            .map(|ch| {
-                                let b = flat[ch * nv + v];
-                                Complex64::new(b.re as f64, b.im as f64) * s[ch]
-                            })
-                            .sum();
-                        c.norm()
-                    })
-                    .sum::<f64>()
-                    / roi.len().max(1) as f64;
-                acc += m;
-            }
-            acc / drives.len() as f64
-        }
+        None => calibrate_nominal(f, &drives),
     };
     if !(nominal_t.is_finite() && nominal_t > 0.0) {
         return Err(Error::Computation(
             "the field set has no B1+ in the region used to calibrate the DREAM nominal".into(),
         ));
     }
-    let model = MeasurementModel {
-        noise_t: cfg.noise_fraction * nominal_t,
-        nominal_t,
-        reference_power_w: cfg.power_per_channel_w * n as f64,
-        range: DREAM_RANGE,
-    };
-
+    let maker = SampleMaker::new(f, cfg, nominal_t);
     let n_val = cfg.val_drives * val_centres.len();
     let mut x_train = Array4::<f32>::zeros((cfg.drives, 3 * cfg.n_stack, hw[0], hw[1]));
     let mut y_train = Array4::<f32>::zeros((cfg.drives, 1, hw[0], hw[1]));
@@ -399,47 +526,8 @@ pub fn build_shard(
                       ys: &mut ndarray::ArrayViewMut3<'_, f32>,
                       noise_seed: u64|
          -> Result<()> {
-            let zs = stack(f, centre, cfg).expect("stack checked when the slice was chosen");
-            // Measured relative-phase B1+ of the stack slices.
-            let nz = zs.len();
-            let mut b1 = ndarray::Array3::<Complex64>::zeros((nz, grid.shape[1], grid.shape[2]));
-            for (k, z) in zs.iter().enumerate() {
-                for ch in 0..n {
-                    let sc = d.amplitudes()[ch];
-                    let m = rel.slice(s![ch, *z, .., ..]);
-                    b1.index_axis_mut(Axis(0), k)
-                        .zip_mut_with(&m, |o, b: &Complex32| {
-                            *o += Complex64::new(b.re as f64, b.im as f64) * sc
-                        });
-                }
-            }
-            let body_stack =
-                ndarray::Array3::from_shape_fn((nz, grid.shape[1], grid.shape[2]), |(k, y, x)| {
-                    body[[zs[k], y, x]]
-                });
-            let meas = model.measure(b1.view(), body_stack.view(), d, noise_seed)?;
-            for k in 0..nz {
-                let (bm, mm) = (
-                    meas.b1.index_axis(Axis(0), k),
-                    meas.mask.index_axis(Axis(0), k),
-                );
-                window(
-                    bm.insert_axis(Axis(0)),
-                    0,
-                    origin,
-                    hw,
-                    |r, c, v: Complex64| {
-                        xs[[3 * k, r, c]] = (v.re / nominal_t) as f32;
-                        xs[[3 * k + 1, r, c]] = (v.im / nominal_t) as f32;
-                    },
-                );
-                window(mm.insert_axis(Axis(0)), 0, origin, hw, |r, c, v: bool| {
-                    xs[[3 * k + 2, r, c]] = f32::from(u8::from(v))
-                });
-            }
-            window(sar.view(), centre, origin, hw, |r, c, v: f64| {
-                ys[[0, r, c]] = (v / cfg.sar_unit_w_per_kg) as f32
-            });
+            maker.input_into(d, centre, noise_seed, xs)?;
+            maker.target_into(&sar, centre, ys);
             Ok(())
         };
         let nseed = |z: usize| seed ^ ((di as u64) << 20) ^ (z as u64);
@@ -473,7 +561,7 @@ pub fn build_shard(
         config: cfg.clone(),
         nominal_t,
         target_z,
-        crop_origin_yx: origin,
+        crop_origin_yx: maker.origin,
         grid_shape_zyx: grid.shape,
         spacing_m: grid.spacing_m,
         train: train.clone(),

@@ -243,7 +243,7 @@ impl Generator {
                 &dims,
             ));
         }
-        if h == 0 || w == 0 || h % step != 0 || w % step != 0 {
+        if h == 0 || w == 0 || !h.is_multiple_of(step) || !w.is_multiple_of(step) {
             return Err(shape_error(
                 "generator input",
                 format!(

@@ -115,14 +115,21 @@ static RNG_LOCK: Mutex<()> = Mutex::new(());
 ///
 /// burn initialises parameters lazily (at first use); this forces them while holding a
 /// process-wide lock, so initialisations in other threads that also go through this function
-/// cannot interleave their draws. Random draws elsewhere (dropout during training) are not
-/// covered by the lock.
+/// cannot interleave their draws. Random draws outside it (a module built with a plain `init`
+/// and drawn at its first forward pass, dropout during training) are not covered by the lock.
 pub fn init_seeded<M: Module>(device: &Device, seed: u64, init: impl FnOnce(&Device) -> M) -> M {
     let _guard = RNG_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
     device.seed(seed);
     let module = init(device);
     module.visit(&mut Materialize);
     module
+}
+
+/// Seed the device's random generator (used by dropout), without cutting into an
+/// [`init_seeded`] running in another thread.
+pub fn seed_device(device: &Device, seed: u64) {
+    let _guard = RNG_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    device.seed(seed);
 }
 
 /// Touches every float parameter, which makes burn draw its lazily initialised value.
@@ -143,4 +150,24 @@ fn level_width(base: usize, level: usize) -> usize {
 /// Map a tensor shape to the error that names the input.
 fn shape_error(input: &str, expected: impl Into<String>, dims: &[usize]) -> Error {
     Error::invalid(input, expected, format!("shape {dims:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_by_name() {
+        assert!(device_by_name("cpu").is_ok());
+        for bad in ["tpu", "cpu:1", "cuda:x", ""] {
+            assert!(device_by_name(bad).is_err(), "{bad}");
+        }
+        #[cfg(not(feature = "gpu"))]
+        assert!(
+            device_by_name("wgpu:0")
+                .unwrap_err()
+                .to_string()
+                .contains("`gpu` feature")
+        );
+    }
 }
