@@ -107,9 +107,19 @@ impl NetworkSar {
                 .map_err(|e| Error::Computation(format!("network output shape: {e}")))?;
             let g = f.grid();
             let mut maps = Array3::<f64>::zeros((slices.len(), g.shape[1], g.shape[2]));
-            for k in 0..slices.len() {
+            for (k, z) in slices.iter().enumerate() {
                 let m = maker.to_grid(y.index_axis(Axis(0), k));
-                maps.index_axis_mut(Axis(0), k).assign(&(m / (a * a)));
+                // Air has no SAR: the network's output there (never exactly 0 with a softplus
+                // output, and untrained since the WL1 weight is 0 in air) is discarded.
+                let body = f.rho().index_axis(Axis(0), *z).mapv(|r| {
+                    if r >= crate::units::AIR_DENSITY_KG_M3 {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                });
+                maps.index_axis_mut(Axis(0), k)
+                    .assign(&(m * body / (a * a)));
             }
             out.push(maps);
         }

@@ -64,3 +64,57 @@ fn generic_vops_bound_their_own_kind_of_drive() {
     // Never above the worst case for 8 W (every VOP's largest eigenvalue <= (1 + eps) lambda_max).
     assert!(bound > 0.0 && bound <= v.worst_case * (1.0 + v.epsilon) * 8.0 * (1.0 + 1e-9));
 }
+
+#[test]
+fn shipped_network_is_within_its_safety_factor_and_silent_in_air() {
+    use b1sar::predict::NetworkSar;
+    let f = FieldSet::load(&data("subject_small.npz")).unwrap();
+    let model = NetworkSar::load(&data("model"), &b1sar::net::cpu_device()).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data("model/model.json")).unwrap()).unwrap();
+    let sf = info["safety_factor"].as_f64().unwrap();
+    assert!(sf >= 1.0 && sf < 5.0, "a usable safety factor: {sf}");
+    let av = Averager::new(*f.grid(), f.rho().view()).unwrap();
+    let q = Q10g::compute(&f, &av, &|_, _| {}).unwrap();
+    let z = b1sar::dataset::target_slice(&f);
+    // Drives the model never saw (another seed than the dataset's).
+    let drives = Drive::random_phase_set(8, 1.0, 12, 99).unwrap();
+    let preds = model.predict(&f, &drives, &[z], 5).unwrap();
+    for (d, p) in drives.iter().zip(&preds) {
+        let exact = q
+            .sar_map(d)
+            .unwrap()
+            .index_axis(ndarray::Axis(0), z)
+            .iter()
+            .cloned()
+            .fold(0.0, f64::max);
+        let pred = p.iter().cloned().fold(0.0, f64::max);
+        assert!(
+            pred * sf >= exact,
+            "SF-scaled prediction {} below exact {exact}",
+            pred * sf
+        );
+        // Same order of magnitude as the truth (a broken model would be far off).
+        assert!(
+            pred > 0.3 * exact && pred < 3.0 * exact,
+            "predicted {pred} vs exact {exact}"
+        );
+        for ((y, x), v) in p.index_axis(ndarray::Axis(0), 0).indexed_iter() {
+            if f.rho()[[z, y, x]] < 1.0 {
+                assert_eq!(*v, 0.0, "air voxel ({y}, {x}) must have no SAR");
+            }
+        }
+    }
+    // SAR scales with the square of the drive amplitude through the network too.
+    let p1 = model.predict(&f, &drives[..1], &[z], 5).unwrap().remove(0);
+    let p4 = model
+        .predict(&f, &[drives[0].scaled(2.0)], &[z], 5)
+        .unwrap()
+        .remove(0);
+    for (a, b) in p1.iter().zip(p4.iter()) {
+        assert!(
+            (4.0 * a - b).abs() <= 1e-6 * b.abs().max(1e-6),
+            "{a} x 4 vs {b}"
+        );
+    }
+}

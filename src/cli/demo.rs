@@ -8,10 +8,11 @@
 use super::{Output, bar, spinner};
 use anyhow::Result;
 use b1sar::field::MeasurementModel;
+use b1sar::predict::NetworkSar;
 use b1sar::sar::{self, Averager, Q10g, VopSet};
 use b1sar::synth::{SynthSpec, pelvis_fieldset};
 use b1sar::units::{LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, T_TO_UT, WHOLE_BODY_SAR_LIMIT_W_PER_KG};
-use b1sar::{Drive, FieldSet, io, plot};
+use b1sar::{Drive, FieldSet, io, net, plot};
 use clap::Args;
 use ndarray::{Array2, Axis};
 use num_complex::Complex64;
@@ -324,7 +325,93 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
         p("psar_hist.png"),
     ]);
 
-    // 5. Report.
+    // 5. The network: SAR10g of the prostate slice from the emulated measured maps, against exact.
+    let model_dir = data.join("model");
+    let mut net_json = serde_json::Value::Null;
+    let mut net_row: Option<(String, String)> = None;
+    if shipped && model_dir.join("model.json").exists() {
+        let pb = spinner("network prediction (cGAN, CPU)");
+        let model = NetworkSar::load(&model_dir, &net::cpu_device())?;
+        let info: serde_json::Value =
+            io::read_json(&model_dir.join("model.json"), "model description")?;
+        let sf = info["safety_factor"].as_f64().unwrap_or(f64::NAN);
+        let z = b1sar::dataset::target_slice(&f);
+        let n_net = drives.len().min(40);
+        let t = Instant::now();
+        let preds = model.predict(&f, &drives[..n_net], &[z], 11)?;
+        let per_drive_ms = t.elapsed().as_secs_f64() * 1e3 / n_net as f64;
+        let shim_pred = model
+            .predict(&f, std::slice::from_ref(&shim), &[z], 11)?
+            .remove(0);
+        pb.finish_and_clear();
+        let slice_peak = |m: &ndarray::Array3<f64>| m.iter().cloned().fold(0.0, f64::max);
+        let mut pairs = Vec::new();
+        for (d, pm) in drives[..n_net].iter().zip(&preds) {
+            let e = q
+                .sar_map(d)?
+                .index_axis(Axis(0), z)
+                .iter()
+                .cloned()
+                .fold(0.0, f64::max);
+            pairs.push((e, slice_peak(pm)));
+        }
+        let ratio: Vec<f64> = pairs.iter().map(|(e, p)| e / p.max(1e-12)).collect();
+        let sf_here = ratio.iter().cloned().fold(0.0, f64::max);
+        let over = pairs.iter().map(|(e, p)| p / e - 1.0).sum::<f64>() / pairs.len() as f64;
+        let under = ratio.iter().filter(|r| **r > 1.0).count() as f64 / ratio.len() as f64;
+        let covered = ratio.iter().filter(|r| **r <= sf).count();
+        let exact_slice = sar_q.index_axis(Axis(0), z).to_owned();
+        let hi = exact_slice
+            .iter()
+            .cloned()
+            .fold(0.0, f64::max)
+            .max(slice_peak(&shim_pred));
+        plot::map_png(
+            &p("net_predicted.png"),
+            shim_pred.index_axis(Axis(0), 0),
+            &format!("cGAN-predicted SAR10g of the shim, slice z = {z}"),
+            "W/kg",
+            px,
+            Some((0.0, hi)),
+        )?;
+        plot::map_png(
+            &p("net_exact.png"),
+            exact_slice.view(),
+            &format!("Exact SAR10g of the shim, slice z = {z}"),
+            "W/kg",
+            px,
+            Some((0.0, hi)),
+        )?;
+        plot::scatter_png(
+            &p("net_vs_exact.png"),
+            &pairs,
+            "cGAN vs exact pSAR10g on the prostate slice",
+            "exact (W/kg)",
+            "predicted (W/kg)",
+            &[("1 / SF", 1.0 / sf)],
+        )?;
+        files.extend([
+            p("net_predicted.png"),
+            p("net_exact.png"),
+            p("net_vs_exact.png"),
+        ]);
+        out.line(format!(
+            "cGAN on the prostate slice ({n_net} drives, {per_drive_ms:.1} ms each): pSAR over-estimation {:+.1} %, P(under) {:.0} %; with the model's SF {sf:.2}: {covered}/{n_net} drives covered",
+            100.0 * over,
+            100.0 * under
+        ));
+        net_row = Some((
+            "cGAN on the prostate slice: over-est.; P(under); SF (model / here)".into(),
+            format!(
+                "{:+.1} %; {:.0} %; {sf:.2} / {sf_here:.2}",
+                100.0 * over,
+                100.0 * under
+            ),
+        ));
+        net_json = json!({"drives": n_net, "mean_overestimation": over, "p_underestimation": under, "safety_factor_model": sf, "safety_factor_here": sf_here, "covered_by_sf": covered, "ms_per_prediction": per_drive_ms});
+    }
+
+    // 6. Report.
     let summary = json!({
         "subject": {"shape_zyx": grid.shape, "spacing_mm": grid.spacing_m[0] * 1e3, "tissue_mass_kg": av.total_mass_kg(), "voxel_counts": counts, "source": f.meta().source},
         "q10g": {"n_matrices": q.len(), "worst_case_w_per_kg_per_w": vops.worst_case},
@@ -334,6 +421,7 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
                  "max_power_local_limit_w": power_local, "max_power_whole_body_limit_w": power_wb},
         "random_drives": {"n": drives.len(), "psar10g_mean_w_per_kg": e_mean, "psar10g_min_w_per_kg": e_min, "psar10g_max_w_per_kg": e_max, "psar10g_p99_9_w_per_kg": p999},
         "conventional": {"safety_factor": sf_conv, "p_underestimation": p_under_conv},
+        "network": net_json,
         "elapsed_s": t0.elapsed().as_secs_f64(),
     });
     io::write_json(&p("summary.json"), &summary)?;
@@ -410,7 +498,11 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
             ),
         ),
     ];
-    for (k, v) in rows {
+    for (k, v) in rows
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .chain(net_row)
+    {
         let _ = writeln!(md, "| {k} | {v} |");
     }
     let _ = writeln!(md, "\n## Figures\n");

@@ -144,7 +144,18 @@ fn collect(shards: &[&Shard], cap: Option<usize>) -> Samples {
     Samples { x, y, n, hw }
 }
 
-/// NRMSE, pSAR over-estimation and P(under) of predictions against targets ([n, H*W] each).
+/// Peak of a prediction over the pixels where the target is positive (tissue: air has SAR 0 and the
+/// network's output there is untrained).
+fn tissue_peak(p: &[f32], t: &[f32]) -> f64 {
+    p.iter()
+        .zip(t)
+        .filter(|(_, t)| **t > 0.0)
+        .map(|(p, _)| *p)
+        .fold(0.0f32, f32::max) as f64
+}
+
+/// NRMSE, pSAR over-estimation and P(under) of predictions against targets ([n, H*W] each); NRMSE
+/// over tissue pixels, normalised by the true peak.
 pub fn metrics(pred: &[f32], truth: &[f32], n: usize) -> (f64, f64, f64) {
     if n == 0 {
         return (f64::NAN, f64::NAN, f64::NAN);
@@ -154,13 +165,15 @@ pub fn metrics(pred: &[f32], truth: &[f32], n: usize) -> (f64, f64, f64) {
     for i in 0..n {
         let (p, t) = (&pred[i * m..(i + 1) * m], &truth[i * m..(i + 1) * m]);
         let tmax = t.iter().cloned().fold(0.0f32, f32::max) as f64;
-        let pmax = p.iter().cloned().fold(0.0f32, f32::max) as f64;
+        let pmax = tissue_peak(p, t);
+        let tissue = t.iter().filter(|v| **v > 0.0).count().max(1);
         let mse = p
             .iter()
             .zip(t)
+            .filter(|(_, b)| **b > 0.0)
             .map(|(a, b)| ((a - b) as f64).powi(2))
             .sum::<f64>()
-            / m as f64;
+            / tissue as f64;
         nrmse += mse.sqrt() / tmax.max(1e-12);
         over += pmax / tmax.max(1e-12) - 1.0;
         under += usize::from(pmax < tmax);
@@ -372,12 +385,9 @@ pub fn run(a: TrainArgs, out: &Output) -> Result<()> {
         let m = hw[0] * hw[1];
         (0..val.n)
             .map(|i| {
-                let t = val.y[i * m..(i + 1) * m]
-                    .iter()
-                    .cloned()
-                    .fold(0.0f32, f32::max) as f64;
-                let q = p[i * m..(i + 1) * m].iter().cloned().fold(0.0f32, f32::max) as f64;
-                t / q.max(1e-12)
+                let (ps, ts) = (&p[i * m..(i + 1) * m], &val.y[i * m..(i + 1) * m]);
+                let t = ts.iter().cloned().fold(0.0f32, f32::max) as f64;
+                t / tissue_peak(ps, ts).max(1e-12)
             })
             .fold(0.0, f64::max)
     } else {
