@@ -82,7 +82,7 @@ impl NetworkSar {
         let mut out = Vec::with_capacity(drives.len());
         for (di, d) in drives.iter().enumerate() {
             let p = d.total_power_w();
-            if !(p > 0.0) {
+            if p.is_nan() || p <= 0.0 {
                 return Err(Error::invalid(
                     format!("drive {}", di + 1),
                     "a total power > 0 W",

@@ -672,7 +672,7 @@ fn vop_compression_metadata_and_sizes() {
     for eps in [0.05, 0.2] {
         let v = vops(eps);
         // Greedy clustering is not monotone in eps in general; only the sizes are guaranteed.
-        assert!(v.len() >= 1 && v.len() <= f.q.len(), "{} VOPs", v.len());
+        assert!(!v.is_empty() && v.len() <= f.q.len(), "{} VOPs", v.len());
         assert_eq!(v.n_channels(), 8);
         assert_eq!(v.epsilon, eps);
         assert_eq!(v.unit, AmplitudeUnit::SqrtWatt);
@@ -776,7 +776,7 @@ fn compress_packed_on_random_psd_matrices() {
     }
     let packed = ndarray::Array2::from_shape_vec((count, n * n), flat).unwrap();
     let v = VopSet::compress_packed(n, packed.view(), 0.1, &|_, _| {}).unwrap();
-    assert!(v.len() >= 1 && v.len() < count, "{} VOPs", v.len());
+    assert!(!v.is_empty() && v.len() < count, "{} VOPs", v.len());
     let vm: Vec<Vec<Complex64>> = (0..v.len())
         .map(|k| b1sar::sar::q10g::unpack(n, &v.packed().row(k).to_vec()))
         .collect();

@@ -73,7 +73,7 @@ fn shipped_network_is_within_its_safety_factor_and_silent_in_air() {
     let info: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(data("model/model.json")).unwrap()).unwrap();
     let sf = info["safety_factor"].as_f64().unwrap();
-    assert!(sf >= 1.0 && sf < 5.0, "a usable safety factor: {sf}");
+    assert!((1.0..5.0).contains(&sf), "a usable safety factor: {sf}");
     let av = Averager::new(*f.grid(), f.rho().view()).unwrap();
     let q = Q10g::compute(&f, &av, &|_, _| {}).unwrap();
     let z = b1sar::dataset::target_slice(&f);

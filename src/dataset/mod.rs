@@ -83,7 +83,7 @@ impl DatasetConfig {
                 format!("{}", self.power_per_channel_w),
             );
         }
-        if self.n_stack == 0 || self.n_stack % 2 == 0 {
+        if self.n_stack == 0 || self.n_stack.is_multiple_of(2) {
             return bad(
                 "n_stack",
                 "an odd number of slices (paper: 5)",

@@ -165,7 +165,7 @@ impl CoilSpec {
             }
             if d.side.is_some() != d.standoff_m.is_some() {
                 return Err(Error::invalid(
-                    format!("{name}"),
+                    name.clone(),
                     "both `side` and `standoff_m`, or neither",
                     "only one of them",
                 ));

@@ -64,6 +64,10 @@ impl Default for SimOptions {
     }
 }
 
+/// One element on the grid: axis, PEC edge cells, port edge cell, port impedance (ohm), thin-wire
+/// radius (m).
+pub type ElementLayout = (usize, Vec<usize>, usize, f64, Option<f64>);
+
 /// The FDTD domain of a subject and coil: sizes, offsets and element edges.
 #[derive(Clone, Debug)]
 pub struct Domain {
@@ -74,7 +78,7 @@ pub struct Domain {
     /// FDTD cell of subject voxel (0, 0, 0), (x, y, z).
     pub offset: [usize; 3],
     /// Per element: axis, PEC edge cells, port edge cell, port impedance, thin-wire radius.
-    pub elements: Vec<(usize, Vec<usize>, usize, f64, Option<f64>)>,
+    pub elements: Vec<ElementLayout>,
     /// Time step (s) and steps per period.
     pub dt: f64,
     /// Steps per period.
@@ -128,7 +132,7 @@ fn surface_y(ph: &Phantom, x_m: f64, z_m: f64, side: Side) -> Result<f64> {
     if xi < 0.0 || zi < 0.0 || xi >= g.shape[2] as f64 || zi >= g.shape[0] as f64 {
         return Err(Error::invalid(
             "coil element placement",
-            format!("x, z inside the subject grid to find the skin"),
+            "x, z inside the subject grid to find the skin",
             format!("x {x_m} m, z {z_m} m"),
         ));
     }

@@ -99,6 +99,7 @@ fn plane_wave_in_muscle_matches_analytic_propagation_constant() {
 }
 
 #[test]
+#[allow(clippy::needless_range_loop)] // i is also the x position of the sample
 fn cpml_reflects_less_than_minus_40_db_at_normal_incidence() {
     let dx = 0.01;
     let npml = 12;

@@ -26,6 +26,9 @@ pub fn time_step(d: [f64; 3], courant: f64, freq_hz: f64) -> (f64, usize) {
     (period / steps as f64, steps)
 }
 
+/// A thin-wire correction: (H component, H cell, E component, E cell, coefficient).
+type ThinEntry = (usize, usize, usize, usize, f32);
+
 /// A lumped port on one E edge: a resistor in series with a voltage source (zero for a matched
 /// termination). The port voltage is V = -E_axis d_axis, so a positive source drives current in the
 /// +axis direction through the edge.
@@ -89,7 +92,7 @@ pub struct Yee {
     cpml: Vec<Cpml>,
     ports: Vec<Port>,
     /// Thin-wire corrections per z-plane: (H component, H cell, E component, E cell, coefficient).
-    thin: Vec<Vec<(usize, usize, usize, usize, f32)>>,
+    thin: Vec<Vec<ThinEntry>>,
     /// Steps taken.
     pub step: u64,
 }
