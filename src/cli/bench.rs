@@ -17,6 +17,8 @@ pub enum BenchWhat {
     /// FDTD cell-update rate on the generic subject with the default coil, against a plain
     /// single-thread reference implementation.
     Fdtd,
+    /// Network inference throughput (4-level base-32 U-Net at 128 x 128) at batch 1..128.
+    Infer,
 }
 
 /// Arguments of `b1sar bench`.
@@ -37,14 +39,19 @@ pub struct BenchArgs {
     /// VOP overestimation (fraction of the worst case).
     #[arg(long, default_value_t = 0.05)]
     pub epsilon: f64,
+    /// Device for `infer`: cpu, wgpu[:i] (feature gpu), cuda[:i] (feature cuda).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Skip VOP compression.
     #[arg(long)]
     pub no_vop: bool,
 }
 
 pub fn run(a: BenchArgs, out: &Output) -> Result<()> {
-    if let BenchWhat::Fdtd = a.what {
-        return fdtd(&a, out);
+    match a.what {
+        BenchWhat::Fdtd => return fdtd(&a, out),
+        BenchWhat::Infer => return infer(&a, out),
+        BenchWhat::Sar => {}
     }
     let threads = rayon::current_num_threads();
     let pb = spinner(&format!(
@@ -185,5 +192,39 @@ fn fdtd(a: &BenchArgs, out: &Output) -> Result<()> {
     out.line(format!("one period ({steps} steps) takes {period_s:.2} s"));
     out.result(json!({"cells": dom.cells(), "domain_xyz": dom.n, "spacing_mm": a.spacing_mm, "threads": threads, "steps_per_period": steps,
         "cell_updates_per_s": fast, "reference_cell_updates_per_s": naive, "speedup": fast / naive, "period_s": period_s}));
+    Ok(())
+}
+
+fn infer(a: &BenchArgs, out: &Output) -> Result<()> {
+    use b1sar::net::{self, GeneratorConfig, init_seeded, predict};
+    let device = net::device_by_name(&a.device)?;
+    let cfg = GeneratorConfig::new().with_base(32).with_depth(4);
+    let g = init_seeded(&device, 1, |d| cfg.init(d));
+    let (h, w) = (128, 128);
+    let sample = 15 * h * w;
+    out.line(format!(
+        "4-level base-32 U-Net, {h} x {w}, device {}",
+        a.device
+    ));
+    let mut rows = Vec::new();
+    for batch in [1usize, 8, 32, 128] {
+        let x: Vec<f32> = (0..batch * sample)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+            .collect();
+        predict(&g, &x[..sample], 1, h, w, &device)?; // warm-up
+        let reps = (64 / batch).max(1);
+        let t = Instant::now();
+        for _ in 0..reps {
+            predict(&g, &x, batch, h, w, &device)?;
+        }
+        let per = t.elapsed().as_secs_f64() / (reps * batch) as f64;
+        out.line(format!(
+            "batch {batch:>3}: {:.1} ms per sample, {:.1} samples/s",
+            per * 1e3,
+            1.0 / per
+        ));
+        rows.push(json!({"batch": batch, "ms_per_sample": per * 1e3, "samples_per_s": 1.0 / per}));
+    }
+    out.result(json!({"device": a.device, "size_hw": [h, w], "batches": rows}));
     Ok(())
 }
