@@ -148,6 +148,48 @@ impl FieldSet {
         })
     }
 
+    /// A B1+-only field set from acquired per-channel maps, assembled as in vivo (Meliadò 2020,
+    /// Eq. 9-10): B1+_n = |B1+_n| exp(i phi_n) with phi_n the phase of channel n relative to channel 1
+    /// (radians) and |B1+_n| in T/sqrt(W). `body` marks the voxels with signal (tissue); they get a
+    /// nominal density of 1000 kg/m^3 so the measurement model knows where the body is (no SAR is
+    /// computed from such a set: it has no E).
+    pub fn from_magnitude_phase(
+        grid: Grid,
+        magnitude: &Array4<f64>,
+        phase_rel_rad: &Array4<f64>,
+        body: &Array3<bool>,
+        meta: FieldMeta,
+    ) -> Result<Self> {
+        if magnitude.shape() != phase_rel_rad.shape() {
+            return Err(Error::invalid(
+                "relative phase maps",
+                format!("shape {:?} as the magnitude maps", magnitude.shape()),
+                format!("{:?}", phase_rel_rad.shape()),
+            ));
+        }
+        if body.shape() != grid.shape {
+            return Err(Error::invalid(
+                "body mask",
+                format!("shape {:?}", grid.shape),
+                format!("{:?}", body.shape()),
+            ));
+        }
+        if let Some(v) = magnitude.iter().find(|v| !v.is_finite() || **v < 0.0) {
+            return Err(Error::invalid(
+                "B1+ magnitude maps",
+                "finite values >= 0 (T/sqrt(W))",
+                format!("{v}"),
+            ));
+        }
+        check_finite("relative phase maps", phase_rel_rad.iter())?;
+        let b1p = Zip::from(magnitude).and(phase_rel_rad).map_collect(|m, p| {
+            let c = Complex64::from_polar(*m, *p);
+            Complex32::new(c.re as f32, c.im as f32)
+        });
+        let rho = body.mapv(|b| if b { 1000.0 } else { 0.0 });
+        FieldSet::new(grid, b1p, None, Array3::zeros(grid.shape), rho, None, meta)
+    }
+
     /// Grid geometry.
     pub fn grid(&self) -> &Grid {
         &self.grid

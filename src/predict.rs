@@ -17,6 +17,9 @@ pub struct NetworkSar {
     device: Device,
     /// Sample settings of the training data (size, stack, noise, units, drive power).
     pub config: DatasetConfig,
+    /// Nominal |B1+| (T, at the training power) of the measurement, when known (e.g. from the
+    /// scanner's DREAM settings); otherwise calibrated from the maps like the dataset.
+    pub nominal_override: Option<f64>,
 }
 
 /// Drives used to calibrate a subject's nominal |B1+| (as the dataset does with its drive set).
@@ -41,6 +44,7 @@ impl NetworkSar {
             g,
             device: device.clone(),
             config,
+            nominal_override: None,
         })
     }
 
@@ -53,8 +57,8 @@ impl NetworkSar {
             7,
         )?;
         Ok(self
-            .config
-            .nominal_t
+            .nominal_override
+            .or(self.config.nominal_t)
             .unwrap_or_else(|| calibrate_nominal(f, &drives)))
     }
 

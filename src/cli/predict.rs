@@ -19,8 +19,16 @@ pub struct PredictArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// Subject field set (B1+ per channel; with E the exact SAR10g is printed beside the prediction).
+    #[arg(long, required_unless_present = "maps", conflicts_with = "maps")]
+    pub fields: Option<PathBuf>,
+    /// Acquired maps instead of a field set (.npz): `b1_mag` [channel, z, y, x] (T/sqrt(W)),
+    /// `b1_phase_rel` [channel, z, y, x] (rad, relative to channel 1), `body` u8 [z, y, x] (1 where
+    /// there is signal), `spacing_m` [3]; needs `--slice`.
     #[arg(long)]
-    pub fields: PathBuf,
+    pub maps: Option<PathBuf>,
+    /// Target slice (z index); default the prostate slice of a labelled field set.
+    #[arg(long)]
+    pub slice: Option<usize>,
     /// Drive: JSON file, JSON object, `P@PHASE,...` (W, degrees) or `uniform:N[:P]`.
     #[arg(long)]
     pub drive: String,
@@ -33,6 +41,9 @@ pub struct PredictArgs {
     /// Also write a PNG of the predicted (and exact) map of the target slice.
     #[arg(long)]
     pub png: Option<PathBuf>,
+    /// Nominal |B1+| of the DREAM measurement at the training power (µT); default: calibrated.
+    #[arg(long)]
+    pub nominal_ut: Option<f64>,
     /// Device: cpu, wgpu[:i] (feature gpu), cuda[:i] (feature cuda).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -41,14 +52,78 @@ pub struct PredictArgs {
     pub seed: u64,
 }
 
+/// Acquired per-channel magnitude and relative-phase maps -> a B1+-only field set.
+fn load_maps(path: &std::path::Path) -> Result<FieldSet> {
+    let mut z = b1sar::io::NpzIn::open(path)?;
+    let mag = z.require_f64::<ndarray::Ix4>(
+        "b1_mag",
+        "|B1+| per channel, T/sqrt(W), [channel, z, y, x]",
+    )?;
+    let ph = z.require_f64::<ndarray::Ix4>(
+        "b1_phase_rel",
+        "phase relative to channel 1, rad, [channel, z, y, x]",
+    )?;
+    let body = z
+        .get::<u8, ndarray::Ix3>("body")?
+        .ok_or_else(|| b1sar::Error::Missing {
+            path: path.into(),
+            name: "body".into(),
+            what: "u8 mask of voxels with signal".into(),
+        })?;
+    let sp = z.require_f64::<ndarray::Ix1>("spacing_m", "voxel size z y x (m)")?;
+    if sp.len() != 3 {
+        anyhow::bail!(b1sar::Error::invalid(
+            format!("{}: spacing_m", path.display()),
+            "3 values",
+            format!("{}", sp.len())
+        ));
+    }
+    let shape = [mag.shape()[1], mag.shape()[2], mag.shape()[3]];
+    let grid = b1sar::Grid::new(shape, [sp[0], sp[1], sp[2]], [0.0; 3])?;
+    let meta = b1sar::field::FieldMeta {
+        source: format!("acquired maps {}", path.display()),
+        ..Default::default()
+    };
+    Ok(
+        FieldSet::from_magnitude_phase(grid, &mag, &ph, &body.mapv(|b| b != 0), meta)
+            .map_err(|e| e.in_file(path))?,
+    )
+}
+
 pub fn run(a: PredictArgs, out: &Output) -> Result<()> {
     let t0 = Instant::now();
     let device = net::device_by_name(&a.device)?;
-    let model = NetworkSar::load(&a.model, &device)?;
-    let f = FieldSet::load(&a.fields)?;
+    let mut model = NetworkSar::load(&a.model, &device)?;
+    if let Some(n) = a.nominal_ut {
+        if !(n.is_finite() && n > 0.0) {
+            anyhow::bail!(b1sar::Error::invalid(
+                "--nominal-ut",
+                "> 0 µT",
+                format!("{n}")
+            ));
+        }
+        model.nominal_override = Some(n * 1e-6);
+    }
+    let (f, source) = match (&a.fields, &a.maps) {
+        (Some(p), _) => (FieldSet::load(p)?, p.clone()),
+        (None, Some(p)) => (load_maps(p)?, p.clone()),
+        (None, None) => anyhow::bail!(b1sar::Error::invalid(
+            "--fields/--maps",
+            "one of them",
+            "neither"
+        )),
+    };
     let d = Drive::parse_cli(&a.drive)?;
-    d.expect_channels(f.n_channels(), &a.fields.display().to_string())?;
-    let target = target_slice(&f);
+    d.expect_channels(f.n_channels(), &source.display().to_string())?;
+    let target = match (a.slice, a.maps.is_some()) {
+        (Some(z), _) => z,
+        (None, false) => target_slice(&f),
+        (None, true) => anyhow::bail!(b1sar::Error::invalid(
+            "--slice",
+            "a target slice (z index) for acquired maps",
+            "none"
+        )),
+    };
     let slices: Vec<usize> = if a.all_slices {
         let maker_cfg = &model.config;
         let maker = b1sar::dataset::SampleMaker::new(&f, maker_cfg, 1.0);
