@@ -19,6 +19,9 @@ pub enum BenchWhat {
     Fdtd,
     /// Network inference throughput (4-level base-32 U-Net at 128 x 128) at batch 1..128.
     Infer,
+    /// Training-step time (G + D, batch 1) of the small, base-32 and paper-size networks, and the
+    /// projected time of the paper's schedule (25 epochs x 5500 samples).
+    Train,
 }
 
 /// Arguments of `b1sar bench`.
@@ -51,6 +54,7 @@ pub fn run(a: BenchArgs, out: &Output) -> Result<()> {
     match a.what {
         BenchWhat::Fdtd => return fdtd(&a, out),
         BenchWhat::Infer => return infer(&a, out),
+        BenchWhat::Train => return train_step(&a, out),
         BenchWhat::Sar => {}
     }
     let threads = rayon::current_num_threads();
@@ -226,5 +230,52 @@ fn infer(a: &BenchArgs, out: &Output) -> Result<()> {
         rows.push(json!({"batch": batch, "ms_per_sample": per * 1e3, "samples_per_s": 1.0 / per}));
     }
     out.result(json!({"device": a.device, "size_hw": [h, w], "batches": rows}));
+    Ok(())
+}
+
+fn train_step(a: &BenchArgs, out: &Output) -> Result<()> {
+    use b1sar::net::{self, GeneratorConfig, Trainer, TrainerConfig, input_tensor};
+    let device = net::device_by_name(&a.device)?;
+    let variants = [
+        (
+            "small (base 16, depth 3)",
+            GeneratorConfig::small(),
+            128usize,
+        ),
+        (
+            "base 32, depth 4",
+            GeneratorConfig::new().with_base(32).with_depth(4),
+            128,
+        ),
+        ("paper (base 64, depth 8)", GeneratorConfig::paper(), 256),
+    ];
+    let mut rows = Vec::new();
+    for (name, g, hw) in variants {
+        let mut t = Trainer::new(TrainerConfig::new().with_generator(g), &device)?;
+        let dev = t.device().clone();
+        let x: Vec<f32> = (0..15 * hw * hw)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+            .collect();
+        let y: Vec<f32> = (0..hw * hw)
+            .map(|i| ((i * 104729) % 1000) as f32 / 500.0)
+            .collect();
+        let step = |t: &mut Trainer| -> Result<()> {
+            let xt = input_tensor("x", &x, [1, 15, hw, hw], &dev)?;
+            let yt = input_tensor("y", &y, [1, 1, hw, hw], &dev)?;
+            t.step(xt, yt)?;
+            Ok(())
+        };
+        step(&mut t)?; // warm-up
+        let reps = 3;
+        let t0 = Instant::now();
+        for _ in 0..reps {
+            step(&mut t)?;
+        }
+        let s = t0.elapsed().as_secs_f64() / reps as f64;
+        let schedule_h = s * 25.0 * 5500.0 / 3600.0;
+        out.line(format!("{name} at {hw} x {hw}: {:.0} ms per G + D step (batch 1), {:.2} samples/s; paper schedule (25 x 5500 steps): {schedule_h:.1} h", s * 1e3, 1.0 / s));
+        rows.push(json!({"variant": name, "size": hw, "step_s": s, "samples_per_s": 1.0 / s, "paper_schedule_h": schedule_h}));
+    }
+    out.result(json!({"device": a.device, "variants": rows}));
     Ok(())
 }
