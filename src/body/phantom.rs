@@ -114,16 +114,7 @@ impl Phantom {
                 ));
             }
         }
-        let lossy_air = Zip::from(&sigma).and(&rho).fold(0usize, |n, s, r| {
-            n + usize::from(*s > 0.0 && *r < AIR_DENSITY_KG_M3)
-        });
-        if lossy_air > 0 {
-            return Err(Error::invalid(
-                "sigma/rho",
-                "sigma = 0 wherever rho < 1 kg/m^3 (air has no mass, so it may not absorb power)",
-                format!("{lossy_air} voxels with sigma > 0 and rho < 1 kg/m^3"),
-            ));
-        }
+        crate::field::check_no_lossy_air(&sigma, &rho)?;
         Ok(Phantom {
             grid,
             labels,
