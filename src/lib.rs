@@ -9,6 +9,7 @@ pub mod body;
 pub mod dataset;
 pub mod drive;
 pub mod error;
+pub mod eval;
 pub mod field;
 pub mod grid;
 pub mod io;

@@ -84,18 +84,6 @@ fn stats(v: &[f64]) -> (f64, f64, f64) {
     (mean, min, max)
 }
 
-fn percentile(v: &[f64], p: f64) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let pos = p * (s.len() - 1) as f64;
-    let (i, f) = (pos.floor() as usize, pos - pos.floor());
-    if i + 1 < s.len() {
-        s[i] * (1.0 - f) + s[i + 1] * f
-    } else {
-        s[i]
-    }
-}
-
 pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
     let t0 = Instant::now();
     let dir = &a.out;
@@ -280,15 +268,10 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
     pb.finish_and_clear();
     let over: Vec<f64> = bound.iter().zip(&exact).map(|(b, e)| b / e - 1.0).collect();
     let under_vop = bound.iter().zip(&exact).filter(|(b, e)| *b < *e).count();
-    let ratio: Vec<f64> = exact
-        .iter()
-        .zip(&conventional)
-        .map(|(e, c)| e / c)
-        .collect();
-    let sf_conv = ratio.iter().cloned().fold(0.0, f64::max);
-    let p_under_conv = ratio.iter().filter(|r| **r > 1.0).count() as f64 / ratio.len() as f64;
+    let conv_stats = b1sar::eval::safety_stats(&exact, &conventional)?;
+    let (sf_conv, p_under_conv) = (conv_stats.safety_factor, conv_stats.p_underestimation);
     let (e_mean, e_min, e_max) = stats(&exact);
-    let p999 = percentile(&exact, 0.999);
+    let p999 = b1sar::eval::quantile(&exact, 0.999)?;
     let (o_mean, _, o_max) = stats(&over);
     let scatter_vop: Vec<(f64, f64)> = exact.iter().cloned().zip(bound.iter().cloned()).collect();
     plot::scatter_png(
@@ -355,10 +338,14 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
                 .fold(0.0, f64::max);
             pairs.push((e, slice_peak(pm)));
         }
-        let ratio: Vec<f64> = pairs.iter().map(|(e, p)| e / p.max(1e-12)).collect();
-        let sf_here = ratio.iter().cloned().fold(0.0, f64::max);
-        let over = pairs.iter().map(|(e, p)| p / e - 1.0).sum::<f64>() / pairs.len() as f64;
-        let under = ratio.iter().filter(|r| **r > 1.0).count() as f64 / ratio.len() as f64;
+        let (truth, pred): (Vec<f64>, Vec<f64>) = pairs.iter().cloned().unzip();
+        let st = b1sar::eval::safety_stats(&truth, &pred)?;
+        let (sf_here, over, under) = (
+            st.safety_factor,
+            st.mean_overestimation,
+            st.p_underestimation,
+        );
+        let ratio: Vec<f64> = pairs.iter().map(|(e, p)| e / p).collect();
         let covered = ratio.iter().filter(|r| **r <= sf).count();
         let exact_slice = sar_q.index_axis(Axis(0), z).to_owned();
         let hi = exact_slice
@@ -420,7 +407,7 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
                  "vop_bound_w_per_kg": vop_bound, "whole_body_sar_w_per_kg": wb, "q_vs_direct_max_abs_diff_w_per_kg": max_diff,
                  "max_power_local_limit_w": power_local, "max_power_whole_body_limit_w": power_wb},
         "random_drives": {"n": drives.len(), "psar10g_mean_w_per_kg": e_mean, "psar10g_min_w_per_kg": e_min, "psar10g_max_w_per_kg": e_max, "psar10g_p99_9_w_per_kg": p999},
-        "conventional": {"safety_factor": sf_conv, "p_underestimation": p_under_conv},
+        "conventional": conv_stats,
         "network": net_json,
         "elapsed_s": t0.elapsed().as_secs_f64(),
     });
