@@ -321,6 +321,9 @@ pub fn run(a: TrainArgs, out: &Output) -> Result<()> {
         let (x, y) = train.gather(&idx);
         let n = idx.len();
         let dev = trainer.device().clone();
+        // Dropout draws from the backend's random generator, which a checkpoint cannot hold: seed it
+        // from (seed, step) before every step, so a resumed run draws exactly what a straight run does.
+        net::seed_device(&dev, a.seed ^ s.wrapping_mul(0xd1b54a32d192ed03));
         let xt = input_tensor("training input", &x, [n, 15, hw[0], hw[1]], &dev)?;
         let yt = input_tensor("training target", &y, [n, 1, hw[0], hw[1]], &dev)?;
         let l = trainer.step(xt, yt)?;
