@@ -16,6 +16,7 @@ pub mod io;
 pub mod net;
 pub mod plot;
 pub mod predict;
+pub mod pulse;
 pub mod sar;
 pub mod sim;
 pub mod synth;

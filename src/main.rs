@@ -41,6 +41,10 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// SAR10g from measurable B1+ maps with a trained network (emulated measurement of a field set).
     Predict(cli::predict::PredictArgs),
+    /// Time-averaged SAR10g of a pulse over a TR (exact Q10g or VOPs; covariance or per-step).
+    PulseSar(cli::pulse::PulseSarArgs),
+    /// Write an amplitude-modulated sinc pulse with a per-channel shim (pulse JSON).
+    PulseSinc(cli::pulse::PulseSincArgs),
     /// Export a field set's maps (B1+ magnitude, density, conductivity, labels) to NIfTI.
     Export(cli::commands::ExportArgs),
     /// Measure throughput figures (10 g averaging, Q10g, batched SAR, VOP compression).
@@ -63,6 +67,8 @@ fn main() -> ExitCode {
         Command::Dataset(a) => cli::dataset::run(a, &out),
         Command::Train(a) => cli::train::run(a, &out),
         Command::Predict(a) => cli::predict::run(a, &out),
+        Command::PulseSar(a) => cli::pulse::sar(a, &out),
+        Command::PulseSinc(a) => cli::pulse::sinc(a, &out),
         Command::Bench(a) => cli::bench::run(a, &out),
     };
     match result {

@@ -6,6 +6,7 @@ pub mod dataset;
 pub mod demo;
 pub mod phantom;
 pub mod predict;
+pub mod pulse;
 pub mod simulate;
 pub mod train;
 
