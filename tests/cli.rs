@@ -408,3 +408,54 @@ fn training_is_deterministic_and_resumes() {
         "resumed run ends where the straight run ends"
     );
 }
+
+#[test]
+fn pulse_sar_paths_agree_and_scale_with_tr() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fields = data.join("examples/data/subject_small.npz");
+    let pulse = data.join("pulses/sinc_phase_shim.json");
+    let q = dir.path().join("q.npz");
+    assert_eq!(
+        b1sar(&["qmatrix", "--fields", s(&fields), "--out", s(&q)]).0,
+        0
+    );
+    let run = |tr: &str, method: &str| {
+        let (rc, j, e) = b1sar(&[
+            "pulse-sar",
+            "--q",
+            s(&q),
+            "--pulse",
+            s(&pulse),
+            "--tr-ms",
+            tr,
+            "--method",
+            method,
+        ]);
+        assert_eq!(rc, 0, "{e}");
+        j["psar10g_w_per_kg"].as_f64().unwrap()
+    };
+    let (c10, p10, c20) = (
+        run("10", "covariance"),
+        run("10", "per-step"),
+        run("20", "covariance"),
+    );
+    assert!(
+        c10 > 0.0 && (c10 - p10).abs() <= 1e-6 * c10,
+        "{c10} vs {p10}"
+    );
+    // Averaging over a twice longer TR halves the time-averaged SAR.
+    assert!((c20 - 0.5 * c10).abs() <= 1e-9 * c10);
+    // A TR shorter than the pulse is refused.
+    let (rc, j, _) = b1sar(&[
+        "pulse-sar",
+        "--q",
+        s(&q),
+        "--pulse",
+        s(&pulse),
+        "--tr-ms",
+        "1",
+    ]);
+    assert_eq!(rc, 2);
+    assert!(j["error"].as_str().unwrap().contains("TR"));
+}
