@@ -4,7 +4,7 @@ use super::{Output, bar, spinner};
 use anyhow::Result;
 use b1sar::FieldSet;
 use b1sar::dataset::{DatasetConfig, build_shard, describe, write_shard};
-use b1sar::sar::{Averager, Q10g};
+use b1sar::sar::Q10g;
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
@@ -80,8 +80,7 @@ pub fn run(a: DatasetArgs, out: &Output) -> Result<()> {
             path.display()
         ));
         let f = FieldSet::load(path)?;
-        let av = Averager::new(*f.grid(), f.rho().view())?;
-        let q = Q10g::compute(&f, &av, &|_, _| {})?;
+        let q = Q10g::from_fields(&f)?;
         pb.finish_and_clear();
         let pb = bar(cfg.drives as u64, &format!("subject {k} samples"));
         let shard = build_shard(k, &f, &q, &cfg, &|d, _| pb.set_position(d as u64))?;

@@ -4,7 +4,7 @@ use super::{Output, spinner};
 use anyhow::Result;
 use b1sar::dataset::target_slice;
 use b1sar::predict::NetworkSar;
-use b1sar::sar::{Averager, Q10g};
+use b1sar::sar::Q10g;
 use b1sar::{Drive, FieldSet, io, net, plot};
 use clap::Args;
 use ndarray::Axis;
@@ -149,8 +149,7 @@ pub fn run(a: PredictArgs, out: &Output) -> Result<()> {
     let mut paths = vec![a.out.clone()];
     // Exact reference on the same slices where E is available.
     let exact = if f.e().is_some() {
-        let av = Averager::new(*f.grid(), f.rho().view())?;
-        let q = Q10g::compute(&f, &av, &|_, _| {})?;
+        let q = Q10g::from_fields(&f)?;
         let m = q.sar_map(&d)?;
         let e = slices
             .iter()

@@ -5,7 +5,7 @@ use super::Output;
 use anyhow::Result;
 use b1sar::predict::SarPredictor;
 use b1sar::pulse::{Pulse, psar_covariance, psar_per_step, sinc_shimmed};
-use b1sar::sar::{Averager, Q10g, VopSet};
+use b1sar::sar::{Q10g, VopSet};
 use b1sar::units::LOCAL_SAR_LIMIT_TRUNK_W_PER_KG;
 use b1sar::{Drive, FieldSet, io};
 use clap::{Args, ValueEnum};
@@ -55,8 +55,7 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
     let tr = a.tr_ms * 1e-3;
     let model: Box<dyn SarPredictor> = if let Some(p) = &a.fields {
         let f = FieldSet::load(p)?;
-        let av = Averager::new(*f.grid(), f.rho().view())?;
-        Box::new(Q10g::compute(&f, &av, &|_, _| {})?)
+        Box::new(Q10g::from_fields(&f)?)
     } else if let Some(p) = &a.q {
         Box::new(Q10g::load(p)?)
     } else {

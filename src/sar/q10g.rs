@@ -259,6 +259,12 @@ impl Q10g {
         })
     }
 
+    /// Q10g of a field set with its own averaging cubes (when the cubes are not needed otherwise).
+    pub fn from_fields(fields: &FieldSet) -> Result<Self> {
+        let av = Averager::new(*fields.grid(), fields.rho().view())?;
+        Q10g::compute(fields, &av, &|_, _| {})
+    }
+
     /// Number of channels.
     pub fn n_channels(&self) -> usize {
         self.n_ch
