@@ -398,7 +398,28 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
         net_json = json!({"drives": n_net, "mean_overestimation": over, "p_underestimation": under, "safety_factor_model": sf, "safety_factor_here": sf_here, "covered_by_sf": covered, "ms_per_prediction": per_drive_ms});
     }
 
-    // 6. Report.
+    // 6. Time-averaged SAR of the shipped pulses (TR 10 ms): exact Q10g and VOPs, covariance path.
+    let mut pulse_rows = Vec::new();
+    let pulse_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pulses");
+    if let Ok(entries) = std::fs::read_dir(&pulse_dir) {
+        let mut files: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        files.sort();
+        for path in files {
+            let pulse = b1sar::pulse::Pulse::load(&path, 40.0)?;
+            if pulse.n_channels() != f.n_channels() {
+                continue;
+            }
+            let exact = b1sar::pulse::psar_covariance(&q, &pulse, 10e-3)?.unwrap_or(f64::NAN);
+            let bound = b1sar::pulse::psar_covariance(&vops, &pulse, 10e-3)?.unwrap_or(f64::NAN);
+            out.line(format!("pulse {}: time-averaged pSAR10g over TR 10 ms {exact:.4} W/kg (VOP bound {bound:.4})", pulse.name));
+            pulse_rows.push(json!({"pulse": pulse.name, "tr_ms": 10.0, "psar10g_w_per_kg": exact, "vop_bound_w_per_kg": bound}));
+        }
+    }
+
+    // 7. Report.
     let summary = json!({
         "subject": {"shape_zyx": grid.shape, "spacing_mm": grid.spacing_m[0] * 1e3, "tissue_mass_kg": av.total_mass_kg(), "voxel_counts": counts, "source": f.meta().source},
         "q10g": {"n_matrices": q.len(), "worst_case_w_per_kg_per_w": vops.worst_case},
@@ -409,6 +430,7 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
         "random_drives": {"n": drives.len(), "psar10g_mean_w_per_kg": e_mean, "psar10g_min_w_per_kg": e_min, "psar10g_max_w_per_kg": e_max, "psar10g_p99_9_w_per_kg": p999},
         "conventional": conv_stats,
         "network": net_json,
+        "pulses": pulse_rows,
         "elapsed_s": t0.elapsed().as_secs_f64(),
     });
     io::write_json(&p("summary.json"), &summary)?;
@@ -491,6 +513,21 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
         .chain(net_row)
     {
         let _ = writeln!(md, "| {k} | {v} |");
+    }
+    if !pulse_rows.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Pulses (time-averaged over TR 10 ms)\n\n| pulse | exact pSAR10g (W/kg) | VOP bound (W/kg) |\n|---|---|---|"
+        );
+        for r in &pulse_rows {
+            let _ = writeln!(
+                md,
+                "| {} | {:.4} | {:.4} |",
+                r["pulse"].as_str().unwrap_or(""),
+                r["psar10g_w_per_kg"].as_f64().unwrap_or(f64::NAN),
+                r["vop_bound_w_per_kg"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
     }
     let _ = writeln!(md, "\n## Figures\n");
     for f in &files {
