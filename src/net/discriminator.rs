@@ -11,17 +11,13 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{InstanceNorm, InstanceNormConfig, PaddingConfig2d};
-use burn::tensor::activation::leaky_relu;
+use burn::nn::{InstanceNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
-use super::generator::PIX2PIX_INIT;
+use super::generator::{Down, PIX2PIX_INIT};
 use super::{INPUT_CHANNELS, level_width, shape_error};
 // Not `Result` itself: the `Config` derive expands to code that names `Result<T, E>`.
 use crate::error::{self, Error};
-
-/// Negative slope of the LeakyReLU (pix2pix).
-const LEAKY_SLOPE: f64 = 0.2;
 
 /// Configuration of the PatchGAN [`Discriminator`].
 #[derive(Config, Debug)]
@@ -82,7 +78,7 @@ impl DiscriminatorConfig {
                 let in_ch = if i == 0 { self.in_channels } else { w(i - 1) };
                 let stride = if i < self.layers { 2 } else { 1 };
                 let normed = i > 0;
-                Block {
+                Down {
                     conv: conv(in_ch, w(i), stride, !normed),
                     norm: normed.then(|| InstanceNormConfig::new(w(i)).init(device)),
                 }
@@ -109,28 +105,10 @@ impl DiscriminatorConfig {
     }
 }
 
-/// One level: Conv k4 -> (InstanceNorm) -> LeakyReLU(0.2).
-#[derive(Module, Debug)]
-struct Block {
-    conv: Conv2d,
-    norm: Option<InstanceNorm>,
-}
-
-impl Block {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.conv.forward(x);
-        let x = match &self.norm {
-            Some(norm) => norm.forward(x),
-            None => x,
-        };
-        leaky_relu(x, LEAKY_SLOPE)
-    }
-}
-
 /// Conditional PatchGAN: `(x [N, C_x, H, W], y [N, C_y, H, W])` -> patch logits `[N, 1, h', w']`.
 #[derive(Module, Debug)]
 pub struct Discriminator {
-    blocks: Vec<Block>,
+    blocks: Vec<Down>,
     out: Conv2d,
     #[module(skip)]
     config: DiscriminatorConfig,

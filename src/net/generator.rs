@@ -176,15 +176,16 @@ impl GeneratorConfig {
     }
 }
 
-/// One encoder level: Conv k4 s2 p1 -> (InstanceNorm) -> LeakyReLU(0.2).
+/// One encoder level: Conv k4 (s2 p1 in the generator) -> (InstanceNorm) -> LeakyReLU(0.2). The
+/// PatchGAN's levels are the same block.
 #[derive(Module, Debug)]
-struct Down {
-    conv: Conv2d,
-    norm: Option<InstanceNorm>,
+pub(super) struct Down {
+    pub(super) conv: Conv2d,
+    pub(super) norm: Option<InstanceNorm>,
 }
 
 impl Down {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    pub(super) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.conv.forward(x);
         let x = match &self.norm {
             Some(norm) => norm.forward(x),
