@@ -18,6 +18,7 @@ pub mod plot;
 pub mod predict;
 pub mod pulse;
 pub mod sar;
+pub mod scanner;
 pub mod sim;
 pub mod synth;
 pub mod tissue;

@@ -35,3 +35,16 @@ pub const WHOLE_BODY_SAR_LIMIT_W_PER_KG: f64 = 2.0;
 
 /// Tesla to microtesla.
 pub const T_TO_UT: f64 = 1e6;
+
+/// Default reference impedance (ohm) relating a drive in peak volts at the coil plug to one in sqrt(W)
+/// of forward power: the 50 ohm of the RF chain.
+pub const REFERENCE_IMPEDANCE_OHM: f64 = 50.0;
+
+/// Peak volts per sqrt(W) at reference impedance `z_ohm`: a sinusoid of peak amplitude V into a
+/// matched load Z carries P = V^2 / (2 Z), so V = sqrt(2 Z) sqrt(P) (10 V per sqrt(W) at 50 ohm).
+/// The one place where b1sar converts between the two amplitude units: a drive in sqrt(W) times this
+/// factor is the drive in volts; a B1+ map or VOP matrix per volt scales the other way (B1+ per V =
+/// B1+ per sqrt(W) / factor, SAR per V^2 = SAR per W / factor^2).
+pub fn volts_per_sqrt_watt(z_ohm: f64) -> f64 {
+    (2.0 * z_ohm).sqrt()
+}

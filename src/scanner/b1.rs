@@ -1,0 +1,530 @@
+//! Measured per-channel B1+ maps ([`B1Maps`]) from NIfTI: a 4-D complex image (x y slice channel,
+//! complex64 or complex128, e.g. Siemens `tfl_rfmap` "complex uncombined" maps converted by dcm2niix),
+//! a magnitude + phase pair, or the in vivo assembly of Meliadò 2020 (Eq. 9-10).
+//!
+//! Stored unit: complex **T per V**, V the peak voltage of the channel's RF at the coil plug, so that
+//! B1+(r) = sum_n b_n(r) V_n for a drive V in peak volts (the unit of a scanner's VOPs). Axis order
+//! [channel, z, y, x] (z = slice k, y = j, x = i of the file). Other units convert once on reading,
+//! see [`B1Unit`]; sqrt(W) <-> V uses [`crate::units::volts_per_sqrt_watt`] at a stated reference
+//! impedance.
+
+use super::nifti::{NiftiGeometry, NiftiImage, NiftiValues, read_nifti, to_channels_zyx};
+use crate::error::{Error, Result};
+use crate::units::{REFERENCE_IMPEDANCE_OHM, volts_per_sqrt_watt};
+use ndarray::{Array3, Array4, ArrayView3, Axis, Zip};
+use num_complex::{Complex32, Complex64};
+use std::f64::consts::PI;
+use std::path::Path;
+
+/// Unit of the values in a B1+ map file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum B1Unit {
+    /// nT per volt: B1+ (nT) per peak volt at the coil plug (Siemens complex uncombined maps).
+    NtPerV,
+    /// T per sqrt(W): B1+ (T) per sqrt of the channel's forward power (b1sar field sets); converted
+    /// to T/V by dividing by sqrt(2 Z) at the reference impedance Z.
+    TPerSqrtW,
+    /// µT at the nominal drive: B1+ (µT) measured with every channel driven at the nominal peak
+    /// voltage [`B1Options::nominal_drive_v`] (required for this unit); T/V = 1e-6 value / V_nominal.
+    Ut,
+}
+
+/// How non-finite voxels (NaN, Inf) in a map file are handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum NonFinite {
+    /// An error naming the file, channel and voxel (the default).
+    #[default]
+    Error,
+    /// The voxel is set to 0 in every channel and marked invalid ([`B1Maps::valid`]): it is
+    /// excluded from every ROI, with a warning ([`super::RoiMask::warnings`]).
+    MaskOut,
+}
+
+/// Integer or radian phase images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum PhaseScale {
+    /// Phase in radians.
+    Radians,
+    /// Scanner integer phase: -4096..4095 maps linearly to -pi..pi (rad = value pi / 4096), the
+    /// Siemens convention (values outside the range are an error).
+    SiemensInteger,
+}
+
+impl PhaseScale {
+    /// Phase in radians of one stored value; `None` when outside the scale's range.
+    pub fn to_radians(self, v: f64) -> Option<f64> {
+        match self {
+            PhaseScale::Radians => v.is_finite().then_some(v),
+            PhaseScale::SiemensInteger => {
+                (v.is_finite() && (-4096.0..=4095.0).contains(&v)).then_some(v * PI / 4096.0)
+            }
+        }
+    }
+}
+
+/// How to read a B1+ map file.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct B1Options {
+    /// Unit of the stored values.
+    pub unit: B1Unit,
+    /// Reference impedance for sqrt(W) <-> V (ohm), default 50.
+    pub reference_impedance_ohm: f64,
+    /// Nominal peak drive per channel (V) of a map in [`B1Unit::Ut`].
+    pub nominal_drive_v: Option<f64>,
+    /// Handling of NaN/Inf voxels.
+    pub non_finite: NonFinite,
+}
+
+impl Default for B1Options {
+    fn default() -> Self {
+        B1Options {
+            unit: B1Unit::NtPerV,
+            reference_impedance_ohm: REFERENCE_IMPEDANCE_OHM,
+            nominal_drive_v: None,
+            non_finite: NonFinite::Error,
+        }
+    }
+}
+
+impl B1Options {
+    /// Options for a file in `unit`, everything else default.
+    pub fn new(unit: B1Unit) -> Self {
+        B1Options {
+            unit,
+            ..B1Options::default()
+        }
+    }
+
+    /// Factor from the file's values to T/V.
+    pub fn to_t_per_v(&self) -> Result<f64> {
+        let z = self.reference_impedance_ohm;
+        if !(z.is_finite() && z > 0.0) {
+            return Err(Error::invalid(
+                "reference impedance",
+                "a finite value > 0 (ohm)",
+                format!("{z}"),
+            ));
+        }
+        Ok(match self.unit {
+            B1Unit::NtPerV => 1e-9,
+            B1Unit::TPerSqrtW => 1.0 / volts_per_sqrt_watt(z),
+            B1Unit::Ut => match self.nominal_drive_v {
+                Some(v) if v.is_finite() && v > 0.0 => 1e-6 / v,
+                other => {
+                    return Err(Error::invalid(
+                        "nominal drive for B1+ maps in µT",
+                        "a peak voltage per channel > 0 (V)",
+                        format!("{other:?}"),
+                    ));
+                }
+            },
+        })
+    }
+}
+
+/// Measured per-channel B1+ maps, complex T/V, [channel, z, y, x], with the file's geometry.
+#[derive(Clone, Debug)]
+pub struct B1Maps {
+    b1: Array4<Complex64>,
+    geometry: NiftiGeometry,
+    valid: Array3<bool>,
+    source: String,
+}
+
+impl B1Maps {
+    /// Maps already in T/V ([channel, z, y, x]) on `geometry`; every value must be finite.
+    pub fn from_t_per_v(
+        b1_t_per_v: Array4<Complex64>,
+        geometry: NiftiGeometry,
+        source: &str,
+    ) -> Result<Self> {
+        let valid = Array3::from_elem(geometry.shape_zyx(), true);
+        let mut m = B1Maps {
+            b1: b1_t_per_v,
+            geometry,
+            valid,
+            source: source.to_string(),
+        };
+        m.check(NonFinite::Error, 1)?;
+        Ok(m)
+    }
+
+    /// Read a 4-D complex NIfTI (complex64/complex128, x y slice channel) in `opts.unit`.
+    pub fn load(path: &Path, opts: &B1Options) -> Result<Self> {
+        let scale = opts.to_t_per_v().map_err(|e| e.in_file(path))?;
+        let img = read_nifti(path)?;
+        let NiftiValues::Complex(values) = img.values else {
+            return Err(Error::invalid(
+                path.display().to_string(),
+                "a complex (complex64 or complex128) B1+ map x y slice channel; for magnitude and phase files use the magnitude + phase form",
+                format!("datatype {}", img.datatype),
+            ));
+        };
+        let b1 = to_channels_zyx(values, path, "B1+ maps")?;
+        let mut m = B1Maps {
+            valid: Array3::from_elem(img.geometry.shape_zyx(), true),
+            b1,
+            geometry: img.geometry,
+            source: path.display().to_string(),
+        };
+        m.check(opts.non_finite, 1)?;
+        m.b1.mapv_inplace(|c| c * scale);
+        Ok(m)
+    }
+
+    /// Read a magnitude file (x y slice channel, in `opts.unit`) and a phase file (same grid, in
+    /// `phase`'s scale): b = |b| exp(i phase), the phase used as stored.
+    pub fn from_magnitude_phase_files(
+        magnitude: &Path,
+        phase_file: &Path,
+        phase: PhaseScale,
+        opts: &B1Options,
+    ) -> Result<Self> {
+        let scale = opts.to_t_per_v().map_err(|e| e.in_file(magnitude))?;
+        let (mag, geometry) = real_channels(magnitude, "B1+ magnitude")?;
+        let ph_img = read_nifti(phase_file)?;
+        same_grid(&geometry, &ph_img, magnitude)?;
+        let ph = match ph_img.values {
+            NiftiValues::Real(v) => to_channels_zyx(v, phase_file, "phase")?,
+            NiftiValues::Complex(_) => {
+                return Err(Error::invalid(
+                    phase_file.display().to_string(),
+                    "a real phase image",
+                    "a complex image",
+                ));
+            }
+        };
+        let phase_rad = phase_radians(&ph, phase, phase_file)?;
+        Self::assemble(
+            mag,
+            phase_rad,
+            geometry,
+            scale,
+            opts,
+            format!("{} + {}", magnitude.display(), phase_file.display()),
+            magnitude,
+        )
+    }
+
+    /// In vivo assembly (Meliadò 2020, Eq. 9-10): |b_n| from a per-channel magnitude map file (x y
+    /// slice channel, `opts.unit`) and the phase of channel n relative to channel 1 from per-channel
+    /// images acquired with one channel transmitting at a time: phi_n = arg(I_n conj(I_1)), so the
+    /// unknown receive phase cancels. `images` is complex (its argument is used) or real phase images in
+    /// `phase`'s scale. The result's channel 1 has phase 0 (a common phase does not change |B1+|).
+    pub fn from_in_vivo(
+        magnitude: &Path,
+        images: &Path,
+        phase: PhaseScale,
+        opts: &B1Options,
+    ) -> Result<Self> {
+        let scale = opts.to_t_per_v().map_err(|e| e.in_file(magnitude))?;
+        let (mag, geometry) = real_channels(magnitude, "B1+ magnitude")?;
+        let img = read_nifti(images)?;
+        same_grid(&geometry, &img, magnitude)?;
+        let absolute = match img.values {
+            NiftiValues::Complex(v) => {
+                let c = to_channels_zyx(v, images, "per-channel images")?;
+                if let Some((i, v)) = c
+                    .indexed_iter()
+                    .find(|(_, v)| !v.re.is_finite() || !v.im.is_finite())
+                {
+                    return Err(non_finite_error(
+                        images,
+                        i.0,
+                        [i.1, i.2, i.3],
+                        v.to_string(),
+                    ));
+                }
+                c.mapv(|v| v.arg())
+            }
+            NiftiValues::Real(v) => {
+                phase_radians(&to_channels_zyx(v, images, "phase images")?, phase, images)?
+            }
+        };
+        let rel = relative_phase(&absolute);
+        Self::assemble(
+            mag,
+            rel,
+            geometry,
+            scale,
+            opts,
+            format!(
+                "{} + relative phase of {}",
+                magnitude.display(),
+                images.display()
+            ),
+            magnitude,
+        )
+    }
+
+    fn assemble(
+        mag: Array4<f64>,
+        phase_rad: Array4<f64>,
+        geometry: NiftiGeometry,
+        scale: f64,
+        opts: &B1Options,
+        source: String,
+        mag_path: &Path,
+    ) -> Result<Self> {
+        if mag.shape() != phase_rad.shape() {
+            return Err(Error::invalid(
+                format!("{}: phase", source),
+                format!("shape {:?} (channel z y x) as the magnitude", mag.shape()),
+                format!("{:?}", phase_rad.shape()),
+            ));
+        }
+        if let Some((i, v)) = mag.indexed_iter().find(|(_, v)| **v < 0.0) {
+            return Err(Error::invalid(
+                format!(
+                    "{}: channel {} voxel (x {}, y {}, slice {})",
+                    mag_path.display(),
+                    i.0 + 1,
+                    i.3,
+                    i.2,
+                    i.1
+                ),
+                "a magnitude >= 0",
+                format!("{v}"),
+            ));
+        }
+        let b1 = Zip::from(&mag)
+            .and(&phase_rad)
+            .map_collect(|m, p| Complex64::from_polar(*m, *p));
+        let mut m = B1Maps {
+            valid: Array3::from_elem(geometry.shape_zyx(), true),
+            b1,
+            geometry,
+            source,
+        };
+        m.check(opts.non_finite, 1)?;
+        m.b1.mapv_inplace(|c| c * scale);
+        Ok(m)
+    }
+
+    /// Channel count >= `min_channels`, and non-finite voxels per `policy`.
+    fn check(&mut self, policy: NonFinite, min_channels: usize) -> Result<()> {
+        let sh = self.b1.shape().to_vec();
+        if sh[0] < min_channels || sh[1..] != self.geometry.shape_zyx() {
+            return Err(Error::invalid(
+                format!("{}: B1+ maps", self.source),
+                format!(
+                    "[channel >= {min_channels}] x {:?} (z y x of the grid)",
+                    self.geometry.shape_zyx()
+                ),
+                format!("{sh:?}"),
+            ));
+        }
+        let bad = |c: &Complex64| !c.re.is_finite() || !c.im.is_finite();
+        match policy {
+            NonFinite::Error => {
+                if let Some((i, v)) = self.b1.indexed_iter().find(|(_, c)| bad(c)) {
+                    return Err(non_finite_error(
+                        Path::new(&self.source),
+                        i.0,
+                        [i.1, i.2, i.3],
+                        v.to_string(),
+                    ));
+                }
+            }
+            NonFinite::MaskOut => {
+                for ch in self.b1.axis_iter(Axis(0)) {
+                    Zip::from(&mut self.valid)
+                        .and(&ch)
+                        .for_each(|ok, c| *ok &= !bad(c));
+                }
+                let valid = &self.valid;
+                for mut ch in self.b1.axis_iter_mut(Axis(0)) {
+                    Zip::from(&mut ch).and(valid).for_each(|c, ok| {
+                        if !ok {
+                            *c = Complex64::new(0.0, 0.0);
+                        }
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of transmit channels.
+    pub fn n_channels(&self) -> usize {
+        self.b1.shape()[0]
+    }
+    /// Grid shape [z, y, x].
+    pub fn shape_zyx(&self) -> [usize; 3] {
+        self.geometry.shape_zyx()
+    }
+    /// Grid and affine of the source file.
+    pub fn geometry(&self) -> &NiftiGeometry {
+        &self.geometry
+    }
+    /// Per-channel B1+ (T per peak volt), [channel, z, y, x].
+    pub fn t_per_v(&self) -> &Array4<Complex64> {
+        &self.b1
+    }
+    /// Per-channel B1+ in T per sqrt(W) at reference impedance `z_ohm`.
+    pub fn t_per_sqrt_w(&self, z_ohm: f64) -> Array4<Complex64> {
+        let f = volts_per_sqrt_watt(z_ohm);
+        self.b1.mapv(|c| c * f)
+    }
+    /// Voxels with finite values in every channel ([`NonFinite::MaskOut`] clears the others).
+    pub fn valid(&self) -> &Array3<bool> {
+        &self.valid
+    }
+    /// The file(s) the maps came from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The maps' channel count must equal `n` (of `what`, e.g. a VOP file): an error naming both.
+    pub fn expect_channels(&self, n: usize, what: &str) -> Result<()> {
+        if self.n_channels() != n {
+            return Err(Error::invalid(
+                format!("{}: B1+ maps", self.source),
+                format!("{n} channels (as in {what})"),
+                format!("{} channels", self.n_channels()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Combined B1+ (T) over the whole grid for weights in peak volts (Eq. 1 of Meliadò 2020 with
+    /// per-volt maps), [z, y, x].
+    pub fn combine(&self, weights_v: &[Complex64]) -> Result<Array3<Complex64>> {
+        if weights_v.len() != self.n_channels() {
+            return Err(Error::invalid(
+                "shim weights",
+                format!("{} channels (as in {})", self.n_channels(), self.source),
+                format!("{} channels", weights_v.len()),
+            ));
+        }
+        let mut out = Array3::<Complex64>::zeros(self.shape_zyx());
+        for (ch, w) in self.b1.axis_iter(Axis(0)).zip(weights_v) {
+            Zip::from(&mut out).and(&ch).for_each(|o, b| *o += b * w);
+        }
+        Ok(out)
+    }
+
+    /// Write the maps as a 4-D complex64 NIfTI in nT/V (x y slice channel, the scanner layout) with
+    /// the source affine, atomically.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let nt = self
+            .b1
+            .mapv(|c| Complex32::new((c.re * 1e9) as f32, (c.im * 1e9) as f32));
+        super::nifti::write_complex_channels(
+            path,
+            nt.view(),
+            &self.geometry,
+            "b1sar B1+ per channel (nT/V)",
+        )
+    }
+
+    /// Write a [z, y, x] map (e.g. a shimmed |B1+| in µT) with the source affine, atomically.
+    pub fn write_map(
+        &self,
+        path: &Path,
+        map_zyx: ArrayView3<'_, f64>,
+        description: &str,
+    ) -> Result<()> {
+        super::nifti::write_map(
+            path,
+            map_zyx.mapv(|v| v as f32).view(),
+            &self.geometry,
+            description,
+        )
+    }
+
+    /// Write |B1+| (µT) of the shim `weights_v` (peak volts) over the whole grid with the source
+    /// affine, atomically.
+    pub fn write_shimmed_ut(&self, path: &Path, weights_v: &[Complex64]) -> Result<()> {
+        let b = self.combine(weights_v)?;
+        self.write_map(
+            path,
+            b.mapv(|c| c.norm() * crate::units::T_TO_UT).view(),
+            "b1sar shimmed |B1+| (uT)",
+        )
+    }
+}
+
+/// Phase of each channel relative to channel 1, wrapped to (-pi, pi] (Meliadò 2020, Eq. 10).
+pub fn relative_phase(phase_rad: &Array4<f64>) -> Array4<f64> {
+    let first = phase_rad.index_axis(Axis(0), 0).to_owned();
+    let mut out = phase_rad.clone();
+    for mut ch in out.axis_iter_mut(Axis(0)) {
+        Zip::from(&mut ch).and(&first).for_each(|p, p1| {
+            *p = Complex64::from_polar(1.0, *p - *p1).arg();
+        });
+    }
+    out
+}
+
+fn non_finite_error(path: &Path, ch: usize, zyx: [usize; 3], v: String) -> Error {
+    Error::invalid(
+        format!(
+            "{}: channel {} voxel (x {}, y {}, slice {})",
+            path.display(),
+            ch + 1,
+            zyx[2],
+            zyx[1],
+            zyx[0]
+        ),
+        "finite values (or the documented mask-out of non-finite voxels)",
+        v,
+    )
+}
+
+/// A real 4-D image as [channel, z, y, x] with its geometry.
+fn real_channels(path: &Path, what: &str) -> Result<(Array4<f64>, NiftiGeometry)> {
+    let img = read_nifti(path)?;
+    match img.values {
+        NiftiValues::Real(v) => Ok((to_channels_zyx(v, path, what)?, img.geometry)),
+        NiftiValues::Complex(_) => Err(Error::invalid(
+            path.display().to_string(),
+            format!("a real {what} image"),
+            format!("datatype {}", img.datatype),
+        )),
+    }
+}
+
+fn same_grid(g: &NiftiGeometry, other: &NiftiImage, first: &Path) -> Result<()> {
+    if !g.same_grid(&other.geometry) {
+        return Err(Error::invalid(
+            other.path.display().to_string(),
+            format!(
+                "the grid of {} (shape z y x {:?}, affine within {} mm)",
+                first.display(),
+                g.shape_zyx(),
+                super::nifti::SAME_GRID_TOLERANCE_MM
+            ),
+            format!(
+                "shape {:?}, affine differing by {:.4} mm",
+                other.geometry.shape_zyx(),
+                g.affine_difference_mm(&other.geometry)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn phase_radians(values: &Array4<f64>, scale: PhaseScale, path: &Path) -> Result<Array4<f64>> {
+    if let Some((i, v)) = values
+        .indexed_iter()
+        .find(|(_, v)| scale.to_radians(**v).is_none())
+    {
+        return Err(Error::invalid(
+            format!(
+                "{}: channel {} voxel (x {}, y {}, slice {})",
+                path.display(),
+                i.0 + 1,
+                i.3,
+                i.2,
+                i.1
+            ),
+            match scale {
+                PhaseScale::Radians => "a finite phase (radians)",
+                PhaseScale::SiemensInteger => "an integer phase in -4096..4095",
+            },
+            format!("{v}"),
+        ));
+    }
+    Ok(values.mapv(|v| scale.to_radians(v).expect("range checked above")))
+}
