@@ -5,6 +5,7 @@
 //! measured-map emulation, on the project's field-set format. See README.md for the method, units and
 //! file formats. Axis order is [channel, z, y, x] (field components [channel, 3, z, y, x]) throughout.
 
+pub mod bloch;
 pub mod body;
 pub mod dataset;
 pub mod drive;

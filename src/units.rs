@@ -48,3 +48,7 @@ pub const REFERENCE_IMPEDANCE_OHM: f64 = 50.0;
 pub fn volts_per_sqrt_watt(z_ohm: f64) -> f64 {
     (2.0 * z_ohm).sqrt()
 }
+
+/// Gyromagnetic ratio of 1H divided by 2 pi (Hz/T): gamma = 2 pi x 42.577 MHz/T (CODATA 2018,
+/// 42.577478518 MHz/T).
+pub const GAMMA_BAR_HZ_PER_T: f64 = 42.577_478_518e6;
