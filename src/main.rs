@@ -41,10 +41,16 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// SAR10g from measurable B1+ maps with a trained network (emulated measurement of a field set).
     Predict(cli::predict::PredictArgs),
-    /// Time-averaged SAR10g of a pulse over a TR (exact Q10g or VOPs; covariance or per-step).
+    /// Time-averaged SAR10g of a pulse over a TR (exact, VOP, generic or network predictor; covariance/eigen or per-step), limits, plots, flip angles.
     PulseSar(cli::pulse::PulseSarArgs),
     /// Write an amplitude-modulated sinc pulse with a per-channel shim (pulse JSON).
     PulseSinc(cli::pulse::PulseSincArgs),
+    /// Write a generated pulse: spokes, kT-points, SPINS, sinc, Gaussian or hard, with shims.
+    PulseGen(cli::pulse::PulseGenArgs),
+    /// Import the RF events of a Pulseq .seq file with a per-channel shim as a pulse JSON.
+    PulseImport(cli::pulse::PulseImportArgs),
+    /// Export one channel of a pulse as a Pulseq .seq file (one RF event per period).
+    PulseExportSeq(cli::pulse::PulseExportArgs),
     /// Export a field set's maps (B1+ magnitude, density, conductivity, labels) to NIfTI.
     Export(cli::commands::ExportArgs),
     /// Measure throughput figures (10 g averaging, Q10g, batched SAR, VOP compression).
@@ -69,6 +75,9 @@ fn main() -> ExitCode {
         Command::Predict(a) => cli::predict::run(a, &out),
         Command::PulseSar(a) => cli::pulse::sar(a, &out),
         Command::PulseSinc(a) => cli::pulse::sinc(a, &out),
+        Command::PulseGen(a) => cli::pulse::gen_cmd(a, &out),
+        Command::PulseImport(a) => cli::pulse::import_cmd(a, &out),
+        Command::PulseExportSeq(a) => cli::pulse::export_cmd(a, &out),
         Command::Bench(a) => cli::bench::run(a, &out),
     };
     match result {

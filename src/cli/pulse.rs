@@ -1,14 +1,25 @@
-//! `b1sar pulse-sar` (time-averaged SAR of a pulse over a TR) and `b1sar pulse-sinc` (write a shimmed
-//! sinc pulse).
+//! Pulse commands: `b1sar pulse-sar` (time-averaged SAR of a pulse over a TR with any predictor, limits,
+//! plots, flip-angle homogeneity), `b1sar pulse-gen` (write a generated pulse), `b1sar pulse-sinc` (the
+//! shimmed sinc, kept for scripts), `b1sar pulse-import` (Pulseq RF -> pulse JSON) and
+//! `b1sar pulse-export-seq` (one channel of a pulse -> Pulseq).
 
-use super::Output;
-use anyhow::Result;
-use b1sar::predict::SarPredictor;
-use b1sar::pulse::{Pulse, psar_covariance, psar_per_step, sinc_shimmed};
+use super::{Output, spinner};
+use anyhow::{Context, Result};
+use b1sar::bloch::{self, Model, Voxels};
+use b1sar::predict::{NetworkPredictor, NetworkSar};
+use b1sar::pulse::generate::{
+    KtSpec, SpinsSpec, SpokesSpec, gauss_shimmed, hard_shimmed, kt_points, spins, spokes,
+};
+use b1sar::pulse::integrate::{
+    QuadraticMaps, SarMapPredictor, TimeAveraged, covariance_eigen, sar_eigen, sar_per_step_maps,
+};
+use b1sar::pulse::pulseq::{self, Calibration, SeqFile};
+use b1sar::pulse::{HardwareLimits, Pulse, sinc_shimmed};
 use b1sar::sar::{Q10g, VopSet};
-use b1sar::units::LOCAL_SAR_LIMIT_TRUNK_W_PER_KG;
-use b1sar::{Drive, FieldSet, io};
+use b1sar::units::{LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, WHOLE_BODY_SAR_LIMIT_W_PER_KG};
+use b1sar::{Drive, Error, FieldSet, io, plot};
 use clap::{Args, ValueEnum};
+use ndarray::{Array2, Array3, Axis};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -16,77 +27,880 @@ use std::time::Instant;
 /// Integration method.
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
 pub enum Method {
-    /// tr(Q S) with the drive covariance S (exact for quadratic predictors).
+    /// tr(Q S) with the drive covariance S (exact for quadratic predictors); the eigen fast path
+    /// (<= N_channels evaluations) for the network.
     Covariance,
-    /// Accumulate every step.
+    /// Accumulate every step (batched).
     PerStep,
+}
+
+/// Which SAR predictor.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
+pub enum PredictorKind {
+    /// Exact Q10g (from --q, or computed from --fields with E).
+    Exact,
+    /// VOPs of the subject (--vop): a bound.
+    Vop,
+    /// A generic subject's VOPs (--vop) with a population safety factor (--safety-factor).
+    Generic,
+    /// The trained network (--model) on the subject's B1+ maps (--fields).
+    Net,
+}
+
+/// Bloch model.
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum BlochModel {
+    /// Full rotation per step.
+    Full,
+    /// Small-tip linear model.
+    SmallTip,
 }
 
 /// Arguments of `b1sar pulse-sar`.
 #[derive(Args)]
-#[command(group(clap::ArgGroup::new("model").required(true).args(["fields", "q", "vop"])))]
 pub struct PulseSarArgs {
-    /// Field set with E (Q10g is computed).
+    /// Field set: B1+ (Bloch, network input) and, with E, the exact Q10g.
     #[arg(long)]
     pub fields: Option<PathBuf>,
-    /// Q10g file.
+    /// Q10g file (exact predictor).
     #[arg(long)]
     pub q: Option<PathBuf>,
-    /// VOP file (.npz, sqrt(W) drives).
+    /// VOP file (.npz, sqrt(W) drives): the subject's VOPs, or the generic subject's with
+    /// `--predictor generic`.
     #[arg(long)]
     pub vop: Option<PathBuf>,
+    /// Trained network folder (`OUT/model` of `b1sar train`, e.g. examples/data/model); needs --fields.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Predictor (default: net with --model, else exact with --q, vop with --vop, exact from --fields).
+    #[arg(long, value_enum)]
+    pub predictor: Option<PredictorKind>,
+    /// Safety factor of the estimate (required for `generic`; default: the model's for `net`, 1 otherwise).
+    #[arg(long)]
+    pub safety_factor: Option<f64>,
     /// Pulse JSON (see `pulses/`).
     #[arg(long)]
     pub pulse: PathBuf,
     /// Repetition time (ms): SAR is averaged over it.
     #[arg(long)]
     pub tr_ms: f64,
+    /// Times the pulse is played per TR (e.g. several slices per TR).
+    #[arg(long, default_value_t = 1)]
+    pub pulses_per_tr: usize,
+    /// Scan duration (s), when shorter than the averaging windows: the 10 s and 6 min averages then
+    /// include the idle rest of the window. Default: the sequence runs longer than 6 min.
+    #[arg(long)]
+    pub scan_duration_s: Option<f64>,
     /// Integration method.
     #[arg(long, value_enum, default_value_t = Method::Covariance)]
     pub method: Method,
+    /// Steps per batch of the per-step path (network: batched inference).
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
     /// Amplifier peak amplitude per channel (sqrt(W)) the pulse must respect.
     #[arg(long, default_value_t = 40.0)]
     pub max_amplitude_sqrt_w: f64,
+    /// Gradient amplitude limit (mT/m).
+    #[arg(long, default_value_t = 40.0)]
+    pub max_grad_mt_per_m: f64,
+    /// Gradient slew-rate limit (T/m/s).
+    #[arg(long, default_value_t = 200.0)]
+    pub max_slew_t_per_m_per_s: f64,
+    /// Tissue whose voxels are the flip-angle region of interest (needs --fields with labels);
+    /// default prostate when the field set has it.
+    #[arg(long)]
+    pub roi_label: Option<String>,
+    /// Bloch model of the flip-angle map.
+    #[arg(long, value_enum, default_value_t = BlochModel::Full)]
+    pub bloch: BlochModel,
+    /// Off-resonance map (.npy, f64 [z, y, x], Hz) for the Bloch simulation.
+    #[arg(long)]
+    pub off_resonance: Option<PathBuf>,
+    /// Network slices (z indices; default the prostate slice).
+    #[arg(long, value_delimiter = ',')]
+    pub slices: Vec<usize>,
+    /// Device of the network: cpu, wgpu[:i] (feature gpu), cuda[:i] (feature cuda).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Output folder for plots (pSAR vs time, time-averaged SAR10g slice and MIP, flip angles) and
+    /// summary.json.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn bad(input: &str, expected: &str, found: impl Into<String>) -> anyhow::Error {
+    Error::invalid(input, expected, found).into()
+}
+
+fn limits(a: f64, g_mt: f64, slew: f64) -> HardwareLimits {
+    HardwareLimits {
+        max_amplitude_sqrt_w: a,
+        max_grad_t_per_m: g_mt * 1e-3,
+        max_slew_t_per_m_per_s: slew,
+    }
+}
+
+/// Label id of a tissue name for a region of interest.
+fn roi_label(name: &str) -> Result<u8> {
+    Ok(b1sar::tissue::by_name(name)?.label)
 }
 
 pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
     let t0 = Instant::now();
-    let pulse = Pulse::load(&a.pulse, a.max_amplitude_sqrt_w)?;
-    let tr = a.tr_ms * 1e-3;
-    let model: Box<dyn SarPredictor> = if let Some(p) = &a.fields {
-        let f = FieldSet::load(p)?;
-        Box::new(Q10g::from_fields(&f)?)
-    } else if let Some(p) = &a.q {
-        Box::new(Q10g::load(p)?)
-    } else {
-        let p = a.vop.as_ref().expect("clap requires one model");
-        Box::new(VopSet::load(p)?)
-    };
-    let t = Instant::now();
-    let psar = match a.method {
-        Method::Covariance => psar_covariance(model.as_ref(), &pulse, tr)?,
-        Method::PerStep => psar_per_step(model.as_ref(), &pulse, tr)?,
+    let pulse = Pulse::load_with(
+        &a.pulse,
+        &limits(
+            a.max_amplitude_sqrt_w,
+            a.max_grad_mt_per_m,
+            a.max_slew_t_per_m_per_s,
+        ),
+    )?;
+    if a.pulses_per_tr == 0 {
+        return Err(bad("--pulses-per-tr", ">= 1", "0"));
     }
-    .ok_or_else(|| {
-        b1sar::Error::invalid(
-            "SAR model",
-            "a quadratic model (Q10g or VOPs)",
-            model.name(),
-        )
-    })?;
+    if let Some(d) = a.scan_duration_s
+        && !(d.is_finite() && d > 0.0)
+    {
+        return Err(bad("--scan-duration-s", "a duration > 0 s", format!("{d}")));
+    }
+    let tr = a.tr_ms * 1e-3;
+    // One pulse every TR / pulses_per_tr: averaging over that period is the TR average of all
+    // pulses_per_tr pulses.
+    let period = tr / a.pulses_per_tr as f64;
+    let fields = a.fields.as_ref().map(|p| FieldSet::load(p)).transpose()?;
+    let kind = a.predictor.unwrap_or(if a.model.is_some() {
+        PredictorKind::Net
+    } else if a.q.is_some() {
+        PredictorKind::Exact
+    } else if a.vop.is_some() {
+        PredictorKind::Vop
+    } else {
+        PredictorKind::Exact
+    });
+    let pb = spinner("loading the SAR model");
+    // Exact Q10g whenever it is available (the exact predictor, or the reference and the
+    // whole-body SAR for the others).
+    let q = match (&a.q, &fields) {
+        (Some(p), _) => Some(Q10g::load(p)?),
+        (None, Some(f)) if f.e().is_some() => Some(Q10g::from_fields(f)?),
+        _ => None,
+    };
+    let vops = match (&a.vop, kind) {
+        (Some(p), _) => Some(VopSet::load(p)?),
+        (None, PredictorKind::Vop | PredictorKind::Generic) => {
+            return Err(bad(
+                "--vop",
+                "a VOP file for --predictor vop/generic",
+                "none",
+            ));
+        }
+        _ => None,
+    };
+    let net = match (&a.model, kind) {
+        (Some(dir), PredictorKind::Net) => {
+            let device = b1sar::net::device_by_name(&a.device)?;
+            let net = NetworkSar::load(dir, &device)?;
+            let info: serde_json::Value =
+                io::read_json(&dir.join("model.json"), "model description")?;
+            let sf = a
+                .safety_factor
+                .or(info["safety_factor"].as_f64())
+                .unwrap_or(1.0);
+            Some((net, sf))
+        }
+        (None, PredictorKind::Net) => {
+            return Err(bad(
+                "--model",
+                "a trained network folder for --predictor net",
+                "none",
+            ));
+        }
+        _ => None,
+    };
+    pb.finish_and_clear();
+    let slices: Vec<usize> = match (&fields, a.slices.is_empty()) {
+        (Some(f), true) => vec![b1sar::dataset::target_slice(f)],
+        _ => a.slices.clone(),
+    };
+    let netpred = match (&net, &fields) {
+        (Some((n, sf)), Some(f)) => Some(NetworkPredictor {
+            net: n,
+            fields: f,
+            slices: slices.clone(),
+            sf: *sf,
+            noise_seed: 0,
+        }),
+        (Some(_), None) => {
+            return Err(bad(
+                "--fields",
+                "the subject's field set (B1+ maps) for the network",
+                "none",
+            ));
+        }
+        _ => None,
+    };
+    let quad: Option<QuadraticMaps<'_>> = match kind {
+        PredictorKind::Exact => Some(q.as_ref().and_then(|q| QuadraticMaps::of(q)).ok_or_else(
+            || {
+                bad(
+                    "--q/--fields",
+                    "a Q10g file or a field set with E",
+                    "neither",
+                )
+            },
+        )?),
+        PredictorKind::Vop | PredictorKind::Generic => {
+            let v = vops.as_ref().expect("checked above: --vop given");
+            let m = QuadraticMaps::of(v).ok_or_else(|| {
+                bad(
+                    "--vop",
+                    "VOPs for drives in sqrt(W)",
+                    "a scanner file in volts",
+                )
+            })?;
+            Some(if kind == PredictorKind::Generic {
+                let sf = a.safety_factor.ok_or_else(|| {
+                    bad(
+                        "--safety-factor",
+                        "the generic subject's safety factor",
+                        "none",
+                    )
+                })?;
+                m.named("generic subject (conventional)", sf)
+            } else {
+                m.named(format!("{} VOPs", v.len()), a.safety_factor.unwrap_or(1.0))
+            })
+        }
+        PredictorKind::Net => None,
+    };
+    let pred: &dyn SarMapPredictor = match (&quad, &netpred) {
+        (Some(m), _) => m,
+        (None, Some(n)) => n,
+        (None, None) => unreachable!("every predictor kind was built above"),
+    };
+    let quadratic = quad.is_some();
+
+    // Time-averaged SAR.
+    let t = Instant::now();
+    let pb = spinner("integrating SAR over the pulse");
+    let main: TimeAveraged = match (a.method, &quad) {
+        (Method::Covariance, Some(m)) => m.covariance(&pulse, period)?,
+        (Method::Covariance, None) => sar_eigen(pred, &pulse, period)?,
+        (Method::PerStep, _) => sar_per_step_maps(pred, &pulse, period, a.batch)?,
+    };
     let integrate_s = t.elapsed().as_secs_f64();
-    let duty = pulse.duration_s() / tr;
-    let margin = LOCAL_SAR_LIMIT_TRUNK_W_PER_KG / psar;
+    // The per-step path as well for the network (its fast-path difference) and for the
+    // pSAR-vs-time plot.
+    let per_step = if a.method == Method::PerStep {
+        None
+    } else if !quadratic || a.out.is_some() {
+        Some(sar_per_step_maps(pred, &pulse, period, a.batch)?)
+    } else {
+        None
+    };
+    let eigen_vs_per_step = match (a.method, quadratic) {
+        (Method::PerStep, false) => {
+            let e = sar_eigen(pred, &pulse, period)?;
+            Some((e.psar_w_per_kg - main.psar_w_per_kg) / main.psar_w_per_kg)
+        }
+        (Method::Covariance, false) => per_step
+            .as_ref()
+            .map(|p| (main.psar_w_per_kg - p.psar_w_per_kg) / p.psar_w_per_kg),
+        _ => None,
+    };
+    pb.finish_and_clear();
+    let steps: &[f64] = match &per_step {
+        Some(p) => &p.step_psar_w_per_kg,
+        None => &main.step_psar_w_per_kg,
+    };
+
+    let psar = main.psar_w_per_kg;
+    let sf = pred.safety_factor();
+    let location: Option<[usize; 3]> = match kind {
+        PredictorKind::Exact => q
+            .as_ref()
+            .map(|q| q.grid().unflat(q.voxels()[main.argmax] as usize)),
+        PredictorKind::Net => fields.as_ref().map(|f| {
+            let (ny, nx) = (f.grid().shape[1], f.grid().shape[2]);
+            let i = main.argmax;
+            [slices[i / (ny * nx)], (i / nx) % ny, i % nx]
+        }),
+        _ => None,
+    };
+    // Exact reference and whole-body SAR from the covariance's eigen drives (both linear in S).
+    let eig_drives: Vec<Drive> = covariance_eigen(&pulse, period)
+        .iter()
+        .map(|(l, v)| Drive::new(v.iter().map(|x| x * l.sqrt()).collect()))
+        .collect::<b1sar::Result<_>>()?;
+    let (exact, whole_body) = match &q {
+        Some(q) => (
+            b1sar::pulse::psar_covariance(q, &pulse, period)?,
+            Some(
+                eig_drives
+                    .iter()
+                    .map(|d| q.whole_body_sar(d))
+                    .sum::<b1sar::Result<f64>>()?,
+            ),
+        ),
+        None => (None, None),
+    };
+    // 10 s and 6 min averages: a periodic sequence gives the TR average in every window; a scan
+    // shorter than the window is averaged with the idle rest of it.
+    let window = |w_s: f64| a.scan_duration_s.map_or(1.0, |d| (d / w_s).min(1.0));
+    let (f10, f360) = (window(10.0), window(360.0));
+    let (avg10, avg6) = (psar * f10, psar * f360);
+    let margin_local = LOCAL_SAR_LIMIT_TRUNK_W_PER_KG / (avg6 * sf);
+    let margin_10s = 2.0 * LOCAL_SAR_LIMIT_TRUNK_W_PER_KG / (avg10 * sf);
+    let margin_wb = whole_body.map(|w| WHOLE_BODY_SAR_LIMIT_W_PER_KG / (w * f360));
+    let duty = pulse.duration_s() / period;
+
+    // Flip angles in a region of interest.
+    let mut flip_json = serde_json::Value::Null;
+    let mut flip_slice: Option<(usize, Array2<f64>)> = None;
+    if let Some(f) = &fields {
+        let prostate = b1sar::tissue::by_name("prostate")?.label;
+        let roi_name = match (&a.roi_label, f.labels()) {
+            (Some(n), _) => Some(n.clone()),
+            (None, Some(l)) if l.iter().any(|v| *v == prostate) => Some("prostate".to_string()),
+            _ => None,
+        };
+        if let Some(name) = roi_name {
+            let idx = bloch::label_voxels(f, roi_label(&name)?)?;
+            let off = match &a.off_resonance {
+                Some(p) => Some(ndarray_npy::read_npy::<_, Array3<f64>>(p).map_err(|e| {
+                    Error::format(p, "off-resonance map (.npy, f64 [z, y, x], Hz)", e)
+                })?),
+                None => None,
+            };
+            let (model, model_name) = match a.bloch {
+                BlochModel::Full => (Model::FullRotation, "full_rotation"),
+                BlochModel::SmallTip => (Model::SmallTip, "small_tip"),
+            };
+            let vox = Voxels::from_fields(f, &idx, off.as_ref())?;
+            let fa = bloch::flip_angles_deg(&pulse, &vox, model)?;
+            let st = bloch::flip_stats(&fa)?;
+            out.line(format!(
+                "flip angle in {name} ({} voxels, {model_name}): mean {:.2}°, CV {:.1} %, range {:.2}..{:.2}°",
+                st.n_voxels,
+                st.mean_deg,
+                100.0 * st.cv,
+                st.min_deg,
+                st.max_deg
+            ));
+            flip_json = json!({"roi": name, "model": model_name, "n_voxels": st.n_voxels, "mean_deg": st.mean_deg,
+                "cv": st.cv, "min_deg": st.min_deg, "max_deg": st.max_deg});
+            if a.out.is_some() {
+                let g = f.grid();
+                let z = (idx.iter().map(|i| g.unflat(*i)[0]).sum::<usize>() as f64
+                    / idx.len() as f64)
+                    .round() as usize;
+                let plane = g.shape[1] * g.shape[2];
+                let rho = f.rho();
+                let body: Vec<usize> = (z * plane..(z + 1) * plane)
+                    .filter(|i| {
+                        let [zz, y, x] = g.unflat(*i);
+                        rho[[zz, y, x]] >= b1sar::units::AIR_DENSITY_KG_M3
+                    })
+                    .collect();
+                let vs = Voxels::from_fields(f, &body, off.as_ref())?;
+                let fs = bloch::flip_angles_deg(&pulse, &vs, model)?;
+                let mut m = Array2::<f64>::zeros((g.shape[1], g.shape[2]));
+                for (i, v) in body.iter().zip(fs) {
+                    let [_, y, x] = g.unflat(*i);
+                    m[[y, x]] = v;
+                }
+                flip_slice = Some((z, m));
+            }
+        }
+    }
+
+    // Plots and summary.
+    let mut paths: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = &a.out {
+        let p = |n: &str| dir.join(n);
+        if steps.iter().any(|v| *v > 0.0) {
+            let pts: Vec<(f64, f64)> = steps
+                .iter()
+                .enumerate()
+                .map(|(k, v)| ((k as f64 + 0.5) * pulse.dt_s * 1e3, *v))
+                .collect();
+            plot::lines_png(
+                &p("psar_vs_time.png"),
+                &[("instantaneous pSAR10g of each step", pts)],
+                &format!("pulse `{}`: pSAR10g per step ({})", pulse.name, pred.name()),
+                "time (ms)",
+                "pSAR10g (W/kg)",
+                false,
+            )?;
+            paths.push(p("psar_vs_time.png"));
+        }
+        // Time-averaged maps: exact Q10g as the sum of the eigen drives' maps (exact on valid-cube
+        // voxels, an upper bound on the rule-3/4 voxels whose value is a maximum over cubes); the
+        // network's accumulated slices.
+        let maps: Option<(Array3<f64>, (f64, f64), Vec<usize>)> = match (kind, &q, &fields) {
+            (PredictorKind::Exact, Some(q), _) => {
+                let mut m = Array3::<f64>::zeros(q.grid().shape);
+                for d in &eig_drives {
+                    m += &q.sar_map(d)?;
+                }
+                let g = q.grid();
+                Some((
+                    m,
+                    (g.spacing_m[1] * 1e3, g.spacing_m[2] * 1e3),
+                    (0..g.shape[0]).collect(),
+                ))
+            }
+            (PredictorKind::Net, _, Some(f)) => {
+                let g = f.grid();
+                let m = Array3::from_shape_vec(
+                    (slices.len(), g.shape[1], g.shape[2]),
+                    main.values.clone(),
+                )?;
+                Some((
+                    m,
+                    (g.spacing_m[1] * 1e3, g.spacing_m[2] * 1e3),
+                    slices.clone(),
+                ))
+            }
+            _ => None,
+        };
+        if let Some((m, px, zs)) = maps {
+            let z_at = location.map(|l| l[0]).unwrap_or(zs[0]);
+            let k = zs.iter().position(|z| *z == z_at).unwrap_or(0);
+            let hi = m.iter().cloned().fold(0.0, f64::max);
+            plot::map_png(
+                &p("sar_tavg_slice.png"),
+                m.index_axis(Axis(0), k),
+                &format!(
+                    "time-averaged SAR10g over TR {} ms, slice z = {z_at}",
+                    a.tr_ms
+                ),
+                "W/kg",
+                px,
+                Some((0.0, hi)),
+            )?;
+            let mip = m.fold_axis(Axis(0), 0.0f64, |a, b| a.max(*b));
+            plot::map_png(
+                &p("sar_tavg_mip.png"),
+                mip.view(),
+                &format!("time-averaged SAR10g, maximum over z ({} slices)", zs.len()),
+                "W/kg",
+                px,
+                Some((0.0, hi)),
+            )?;
+            paths.extend([p("sar_tavg_slice.png"), p("sar_tavg_mip.png")]);
+        }
+        if let (Some((z, m)), Some(f)) = (&flip_slice, &fields) {
+            let g = f.grid();
+            plot::map_png(
+                &p("flip_angle.png"),
+                m.view(),
+                &format!("flip angle ({}), slice z = {z}", pulse.name),
+                "degrees",
+                (g.spacing_m[1] * 1e3, g.spacing_m[2] * 1e3),
+                None,
+            )?;
+            paths.push(p("flip_angle.png"));
+        }
+    }
+
     out.line(format!(
-        "pulse `{}`: {} steps x {:.1} µs, {} channels, duty cycle {:.1} %",
+        "pulse `{}`: {} steps x {:.1} µs, {} channels, {} per TR of {:.1} ms, duty cycle {:.2} %",
         pulse.name,
         pulse.len(),
         pulse.dt_s * 1e6,
         pulse.n_channels(),
+        a.pulses_per_tr,
+        a.tr_ms,
         100.0 * duty
     ));
-    out.line(format!("time-averaged pSAR10g over TR {:.1} ms ({}): {psar:.4} W/kg; {:.1}x below the 10 W/kg local limit", a.tr_ms, model.name(), margin));
-    out.result(json!({"psar10g_w_per_kg": psar, "tr_ms": a.tr_ms, "duty_cycle": duty, "limit_margin": margin, "model": model.name(), "integration_s": integrate_s, "elapsed_s": t0.elapsed().as_secs_f64()}));
+    out.line(format!(
+        "time-averaged pSAR10g over the TR ({}, {}): {psar:.4} W/kg{}{}",
+        pred.name(),
+        if a.method == Method::PerStep {
+            "per step"
+        } else if quadratic {
+            "covariance"
+        } else {
+            "eigen fast path"
+        },
+        location
+            .map(|l| format!(" at voxel (z, y, x) {l:?}"))
+            .unwrap_or_default(),
+        if sf != 1.0 {
+            format!(" (x safety factor {sf:.2} = {:.4} W/kg)", psar * sf)
+        } else {
+            String::new()
+        }
+    ));
+    if let Some(d) = eigen_vs_per_step {
+        out.line(format!(
+            "network: eigen fast path vs per-step pSAR10g {:+.2} %",
+            100.0 * d
+        ));
+    }
+    out.line(format!(
+        "10 s average {avg10:.4} W/kg, 6 min average {avg6:.4} W/kg ({}): {margin_local:.1}x below the 10 W/kg local limit, {margin_10s:.1}x below the 20 W/kg 10 s limit (with the safety factor)",
+        a.scan_duration_s
+            .map(|d| format!("scan of {d} s"))
+            .unwrap_or_else(|| "periodic sequence: both equal the TR average".into())
+    ));
+    if let (Some(w), Some(m)) = (whole_body, margin_wb) {
+        out.line(format!(
+            "whole-body SAR {w:.4} W/kg over the TR: {m:.1}x below the 2 W/kg limit"
+        ));
+    }
+    if let (Some(e), false) = (exact, kind == PredictorKind::Exact) {
+        out.line(format!("exact pSAR10g (Q10g) for comparison: {e:.4} W/kg"));
+    }
+    let mut summary = json!({
+        "psar10g_w_per_kg": psar, "psar10g_index_zyx": location, "safety_factor": sf,
+        "psar10g_bound_w_per_kg": psar * sf, "exact_psar10g_w_per_kg": exact,
+        "whole_body_sar_w_per_kg": whole_body,
+        "sar10g_10s_w_per_kg": avg10, "sar10g_6min_w_per_kg": avg6,
+        "whole_body_sar_6min_w_per_kg": whole_body.map(|w| w * f360),
+        "limit_margin": margin_local, "limit_margin_10s": margin_10s, "whole_body_limit_margin": margin_wb,
+        "local_limit_w_per_kg": LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, "whole_body_limit_w_per_kg": WHOLE_BODY_SAR_LIMIT_W_PER_KG,
+        "tr_ms": a.tr_ms, "pulses_per_tr": a.pulses_per_tr, "duty_cycle": duty,
+        "model": pred.name(), "method": if a.method == Method::PerStep { "per_step" } else { "covariance" },
+        "evaluations": main.evaluations, "eigen_vs_per_step_rel_diff": eigen_vs_per_step,
+        "peak_step_psar10g_w_per_kg": steps.iter().cloned().fold(0.0, f64::max),
+        "flip_angle": flip_json, "integration_s": integrate_s,
+    });
+    if let Some(dir) = &a.out {
+        paths.push(dir.join("summary.json"));
+        summary["output_paths"] = json!(paths);
+        summary["elapsed_s"] = json!(t0.elapsed().as_secs_f64());
+        io::write_json(&dir.join("summary.json"), &summary)?;
+    } else {
+        summary["output_paths"] = json!(paths);
+    }
+    summary["elapsed_s"] = json!(t0.elapsed().as_secs_f64());
+    out.result(summary);
+    Ok(())
+}
+
+/// Pulse kinds of `b1sar pulse-gen`.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
+pub enum GenKind {
+    /// Spokes: sinc sub-pulses under alternating slice-select gradients, (kx, ky) blips.
+    Spokes,
+    /// kT-points: hard sub-pulses at 3-D k-space points, gradient blips.
+    Kt,
+    /// Spiral nonselective (SPINS, Malik 2012).
+    Spins,
+    /// Amplitude-modulated sinc.
+    Sinc,
+    /// Amplitude-modulated Gaussian.
+    Gauss,
+    /// Hard (rectangular).
+    Hard,
+}
+
+/// Arguments of `b1sar pulse-gen`.
+#[derive(Args)]
+pub struct PulseGenArgs {
+    /// Pulse kind.
+    #[arg(value_enum)]
+    pub kind: GenKind,
+    /// Per-channel shim (peak amplitudes, sqrt(W)): JSON file/object, `P@PHASE,...` (W, degrees) or
+    /// `uniform:N[:P]`; used for every sub-pulse.
+    #[arg(long, required_unless_present = "shims")]
+    pub shim: Option<String>,
+    /// Per-sub-pulse shims (spokes, kT-points): JSON array of drive objects, one per sub-pulse.
+    #[arg(long, conflicts_with = "shim")]
+    pub shims: Option<PathBuf>,
+    /// Name of the pulse (default: the kind).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Output pulse JSON.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Duration (ms) of sinc/gauss/hard pulses and of the SPINS RF.
+    #[arg(long, default_value_t = 2.0)]
+    pub duration_ms: f64,
+    /// Steps of sinc/gauss/hard pulses.
+    #[arg(long, default_value_t = 200)]
+    pub steps: usize,
+    /// Time-bandwidth product (sinc: default 4; spokes sub-pulses: default 2).
+    #[arg(long)]
+    pub tbw: Option<f64>,
+    /// Gaussian truncation (standard deviations each side).
+    #[arg(long, default_value_t = 3.0)]
+    pub sigmas: f64,
+    /// Step length (µs) of spokes, kT-points and SPINS.
+    #[arg(long, default_value_t = 10.0)]
+    pub dt_us: f64,
+    /// Number of spokes (placed on a ring of radius --k-radius, the last at the centre).
+    #[arg(long, default_value_t = 2)]
+    pub spokes: usize,
+    /// Spokes (kx, ky) positions instead of the ring: `kx,ky;kx,ky;...` (cycles/m).
+    #[arg(long)]
+    pub k_xy: Option<String>,
+    /// kT-points positions `kx,ky,kz;...` (cycles/m); default 5 points: +-k on x and y, then the centre.
+    #[arg(long)]
+    pub k_points: Option<String>,
+    /// k-space radius (cycles/m) of the default spokes ring and kT-points cross.
+    #[arg(long, default_value_t = 3.0)]
+    pub k_radius: f64,
+    /// Sub-pulse duration (ms): spokes default 0.8, kT-points default 0.2.
+    #[arg(long)]
+    pub sub_ms: Option<f64>,
+    /// Slice thickness of spokes (mm).
+    #[arg(long, default_value_t = 5.0)]
+    pub slice_mm: f64,
+    /// SPINS kmax (cycles/m).
+    #[arg(long, default_value_t = 8.0)]
+    pub kmax: f64,
+    /// SPINS alpha.
+    #[arg(long, default_value_t = 10.0)]
+    pub alpha: f64,
+    /// SPINS beta.
+    #[arg(long, default_value_t = 0.5)]
+    pub beta: f64,
+    /// SPINS polar rate u (rad/ms).
+    #[arg(long, default_value_t = 25.0)]
+    pub u: f64,
+    /// SPINS azimuthal rate v (rad/ms).
+    #[arg(long, default_value_t = 5.0)]
+    pub v: f64,
+    /// Gradient amplitude limit (mT/m).
+    #[arg(long, default_value_t = 40.0)]
+    pub max_grad_mt_per_m: f64,
+    /// Gradient slew-rate limit (T/m/s).
+    #[arg(long, default_value_t = 200.0)]
+    pub max_slew_t_per_m_per_s: f64,
+    /// Significant digits kept in the file.
+    #[arg(long, default_value_t = 6)]
+    pub digits: i32,
+}
+
+fn parse_points<const N: usize>(flag: &str, text: &str) -> Result<Vec<[f64; N]>> {
+    text.split(';')
+        .filter(|s| !s.trim().is_empty())
+        .enumerate()
+        .map(|(i, item)| {
+            let what = format!("{flag} point {}", i + 1);
+            let expected = format!("{N} numbers (cycles/m) separated by commas");
+            let v: Vec<f64> = item
+                .split(',')
+                .map(|x| x.trim().parse::<f64>())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|_| bad(&what, &expected, item))?;
+            <[f64; N]>::try_from(v.as_slice()).map_err(|_| bad(&what, &expected, item))
+        })
+        .collect()
+}
+
+/// The pulse that `b1sar pulse-gen` makes from its arguments (rounded to `--digits`).
+pub fn generate(a: &PulseGenArgs) -> Result<Pulse> {
+    let shims: Vec<Drive> = match (&a.shim, &a.shims) {
+        (Some(s), _) => vec![Drive::parse_cli(s)?],
+        (None, Some(p)) => {
+            let list: Vec<b1sar::drive::DriveJson> =
+                io::read_json(p, "per-sub-pulse shims (JSON array of drives)")?;
+            list.into_iter()
+                .enumerate()
+                .map(|(i, j)| Drive::from_json(j, &format!("{} shim {}", p.display(), i + 1)))
+                .collect::<b1sar::Result<_>>()?
+        }
+        (None, None) => return Err(bad("--shim", "a shim", "none")),
+    };
+    let one = || -> Result<&Drive> {
+        if shims.len() != 1 {
+            return Err(bad(
+                "--shims",
+                "a single shim for this pulse kind (use --shim)",
+                format!("{} shims", shims.len()),
+            ));
+        }
+        Ok(&shims[0])
+    };
+    let lim = limits(f64::INFINITY, a.max_grad_mt_per_m, a.max_slew_t_per_m_per_s);
+    let name = a
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{:?}", a.kind).to_lowercase());
+    let (dur, dt) = (a.duration_ms * 1e-3, a.dt_us * 1e-6);
+    let p = match a.kind {
+        GenKind::Sinc => sinc_shimmed(&name, dur, a.steps, a.tbw.unwrap_or(4.0), one()?)?,
+        GenKind::Gauss => gauss_shimmed(&name, dur, a.steps, a.sigmas, one()?)?,
+        GenKind::Hard => hard_shimmed(&name, dur, a.steps, one()?)?,
+        GenKind::Spokes => {
+            let k = match &a.k_xy {
+                Some(t) => parse_points::<2>("--k-xy", t)?,
+                None => SpokesSpec::ring(a.spokes, a.k_radius),
+            };
+            let spec = SpokesSpec {
+                k_xy_cycles_per_m: k,
+                sub_duration_s: a.sub_ms.unwrap_or(0.8) * 1e-3,
+                tbw: a.tbw.unwrap_or(2.0),
+                slice_thickness_m: a.slice_mm * 1e-3,
+                dt_s: dt,
+                limits: lim,
+            };
+            spokes(&name, &spec, &shims)?
+        }
+        GenKind::Kt => {
+            let k = match &a.k_points {
+                Some(t) => parse_points::<3>("--k-points", t)?,
+                None => KtSpec::cross5(a.k_radius),
+            };
+            let spec = KtSpec {
+                points_cycles_per_m: k,
+                sub_duration_s: a.sub_ms.unwrap_or(0.2) * 1e-3,
+                dt_s: dt,
+                limits: lim,
+            };
+            kt_points(&name, &spec, &shims)?
+        }
+        GenKind::Spins => {
+            let spec = SpinsSpec {
+                kmax_cycles_per_m: a.kmax,
+                alpha: a.alpha,
+                beta: a.beta,
+                u_rad_per_ms: a.u,
+                v_rad_per_ms: a.v,
+                duration_s: dur,
+                dt_s: dt,
+                limits: lim,
+            };
+            spins(&name, &spec, one()?)?
+        }
+    };
+    Ok(p.rounded(a.digits))
+}
+
+pub fn gen_cmd(a: PulseGenArgs, out: &Output) -> Result<()> {
+    let p = generate(&a)?;
+    io::write_json(&a.out, &p)?;
+    let peak = (0..p.len())
+        .flat_map(|k| (0..p.n_channels()).map(move |c| (k, c)))
+        .map(|(k, c)| p.sample(k, c).norm())
+        .fold(0.0, f64::max);
+    out.line(format!("wrote {} ({})", a.out.display(), p.description));
+    out.result(
+        json!({"output_paths": [a.out], "steps": p.len(), "duration_ms": p.duration_s() * 1e3,
+        "dt_us": p.dt_s * 1e6, "channels": p.n_channels(), "peak_amplitude_sqrt_w": peak,
+        "has_gradients": p.grad_t_per_m.is_some()}),
+    );
+    Ok(())
+}
+
+/// Arguments of `b1sar pulse-import`.
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("calibration").required(true).args(["sqrt_w_per_hz", "b1_ut_per_sqrt_w", "fields"])))]
+pub struct PulseImportArgs {
+    /// Pulseq sequence (.seq, v1.4.x).
+    #[arg(long)]
+    pub seq: PathBuf,
+    /// Per-channel shim w (sqrt(W)): JSON file/object, `P@PHASE,...` or `uniform:N[:P]`; channel n
+    /// plays k w_n rf_hz(t).
+    #[arg(long)]
+    pub shim: String,
+    /// Calibration k (sqrt(W) per Hz of Pulseq RF amplitude).
+    #[arg(long)]
+    pub sqrt_w_per_hz: Option<f64>,
+    /// Calibration by the |B1+| (µT) that the shim produces in the region of interest:
+    /// k = 1 / (gamma_bar B1), so the sequence's nominal B1 = rf_hz / gamma_bar is reached there.
+    #[arg(long)]
+    pub b1_ut_per_sqrt_w: Option<f64>,
+    /// Calibration from a field set: the mean |B1+| of the shim in --roi-label (as --b1-ut-per-sqrt-w).
+    #[arg(long)]
+    pub fields: Option<PathBuf>,
+    /// Region of interest of the --fields calibration (tissue name).
+    #[arg(long, default_value = "prostate")]
+    pub roi_label: String,
+    /// Name of the pulse.
+    #[arg(long, default_value = "pulseq_import")]
+    pub name: String,
+    /// Amplifier peak amplitude per channel (sqrt(W)) the imported pulse must respect.
+    #[arg(long, default_value_t = 40.0)]
+    pub max_amplitude_sqrt_w: f64,
+    /// Output pulse JSON.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn import_cmd(a: PulseImportArgs, out: &Output) -> Result<()> {
+    let seq = SeqFile::read(&a.seq)?;
+    let shim = Drive::parse_cli(&a.shim)?;
+    let (cal, b1) = match (a.sqrt_w_per_hz, a.b1_ut_per_sqrt_w, &a.fields) {
+        (Some(k), _, _) => (Calibration::SqrtWPerHz(k), None),
+        (None, Some(b), _) => (Calibration::B1PerShim(b * 1e-6), Some(b * 1e-6)),
+        (None, None, Some(p)) => {
+            let f = FieldSet::load(p)?;
+            shim.expect_channels(f.n_channels(), &p.display().to_string())?;
+            let idx = bloch::label_voxels(&f, roi_label(&a.roi_label)?)?;
+            let b = f.combine(&shim)?;
+            let flat = b.as_slice().context("combined B1+ is contiguous")?;
+            let mean = idx.iter().map(|i| flat[*i].norm()).sum::<f64>() / idx.len() as f64;
+            (Calibration::B1PerShim(mean), Some(mean))
+        }
+        (None, None, None) => unreachable!("clap requires one calibration"),
+    };
+    let imp = pulseq::import(&seq, &shim, cal, &a.name)?;
+    imp.pulse
+        .validate(a.max_amplitude_sqrt_w)
+        .map_err(|e| e.in_file(&a.seq))?;
+    io::write_json(&a.out, &imp.pulse)?;
+    let k = cal.sqrt_w_per_hz()?;
+    out.line(format!(
+        "{}: {} RF events, {} steps of {} µs, sequence duration {:.3} ms; k = {k:.4e} sqrt(W)/Hz{} -> {}",
+        a.seq.display(),
+        imp.n_rf_events,
+        imp.pulse.len(),
+        imp.pulse.dt_s * 1e6,
+        imp.sequence_duration_s * 1e3,
+        b1.map(|b| format!(" (shim B1+ {:.3} µT)", b * 1e6))
+            .unwrap_or_default(),
+        a.out.display()
+    ));
+    out.line(format!(
+        "SAR of the whole sequence: b1sar pulse-sar --pulse {} --tr-ms {} ...",
+        a.out.display(),
+        imp.sequence_duration_s * 1e3
+    ));
+    out.result(json!({"output_paths": [a.out], "n_rf_events": imp.n_rf_events, "steps": imp.pulse.len(),
+        "dt_us": imp.pulse.dt_s * 1e6, "sequence_duration_s": imp.sequence_duration_s, "sqrt_w_per_hz": k,
+        "shim_b1_ut": b1.map(|b| b * 1e6)}));
+    Ok(())
+}
+
+/// Arguments of `b1sar pulse-export-seq`.
+#[derive(Args)]
+pub struct PulseExportArgs {
+    /// Pulse JSON.
+    #[arg(long)]
+    pub pulse: PathBuf,
+    /// Channel to export (1-based).
+    #[arg(long, default_value_t = 1)]
+    pub channel: usize,
+    /// Pulseq RF amplitude (Hz) per sqrt(W).
+    #[arg(long)]
+    pub hz_per_sqrt_w: f64,
+    /// Sequence period (ms): an empty block fills the time after the RF.
+    #[arg(long)]
+    pub tr_ms: f64,
+    /// Output .seq.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn export_cmd(a: PulseExportArgs, out: &Output) -> Result<()> {
+    let p = Pulse::load(&a.pulse, f64::INFINITY)?;
+    if a.channel == 0 {
+        return Err(bad("--channel", "1..=N (1-based)", "0"));
+    }
+    let text = pulseq::export(&p, a.channel - 1, a.hz_per_sqrt_w, a.tr_ms * 1e-3)?;
+    io::write_atomic(&a.out, |w| std::io::Write::write_all(w, text.as_bytes()))?;
+    out.line(format!(
+        "wrote {} (channel {} of `{}`)",
+        a.out.display(),
+        a.channel,
+        p.name
+    ));
+    out.result(json!({"output_paths": [a.out], "bytes": text.len()}));
     Ok(())
 }
 

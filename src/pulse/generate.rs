@@ -342,6 +342,7 @@ pub fn spokes(name: &str, spec: &SpokesSpec, shims: &[Drive]) -> Result<Pulse> {
     if n == 0 {
         return Err(Error::invalid("spokes", ">= 1 spoke", "0"));
     }
+    let n_shims = shims.len();
     let shims = shims_for("spokes", shims, n)?;
     check_positive("spokes sub-pulse duration", spec.sub_duration_s, "s")?;
     check_positive("spokes time-bandwidth", spec.tbw, "")?;
@@ -415,7 +416,7 @@ pub fn spokes(name: &str, spec: &SpokesSpec, shims: &[Drive]) -> Result<Pulse> {
             dt * 1e6,
             spec.limits.max_grad_t_per_m * 1e3,
             spec.limits.max_slew_t_per_m_per_s,
-            if shims.len() == 1 { 1 } else { n },
+            n_shims,
         ),
         dt,
         true,
@@ -458,6 +459,7 @@ pub fn kt_points(name: &str, spec: &KtSpec, shims: &[Drive]) -> Result<Pulse> {
     if n == 0 {
         return Err(Error::invalid("kT-points", ">= 1 point", "0"));
     }
+    let n_shims = shims.len();
     let shims = shims_for("kT-points", shims, n)?;
     check_positive("kT-points sub-pulse duration", spec.sub_duration_s, "s")?;
     check_positive("kT-points dt", spec.dt_s, "s")?;
@@ -503,7 +505,7 @@ pub fn kt_points(name: &str, spec: &KtSpec, shims: &[Drive]) -> Result<Pulse> {
             dt * 1e6,
             spec.limits.max_grad_t_per_m * 1e3,
             spec.limits.max_slew_t_per_m_per_s,
-            if shims.len() == 1 { 1 } else { n },
+            n_shims,
         ),
         dt,
         true,

@@ -61,6 +61,23 @@ impl<'a> QuadraticMaps<'a> {
     }
 }
 
+impl QuadraticMaps<'_> {
+    /// The same matrices under another name and safety factor (e.g. a generic subject's VOPs used
+    /// for every subject, the conventional approach).
+    pub fn named(mut self, name: impl Into<String>, safety_factor: f64) -> Self {
+        self.name = name.into();
+        self.sf = safety_factor;
+        self
+    }
+
+    /// Covariance path: Q . features(S), one matrix-vector product for any number of steps.
+    pub fn covariance(&self, pulse: &Pulse, tr_s: f64) -> Result<TimeAveraged> {
+        check(self, pulse, tr_s)?;
+        let f = Array1::from(pulse.covariance_features(tr_s)?);
+        Ok(finish(self.q.dot(&f).to_vec(), Vec::new(), 0))
+    }
+}
+
 impl SarMapPredictor for QuadraticMaps<'_> {
     fn name(&self) -> String {
         self.name.clone()

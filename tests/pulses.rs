@@ -1,0 +1,350 @@
+//! Pulses end to end: the shipped pulses are what their README commands make, Pulseq import of the
+//! shipped example gives back the pulse it was exported from, bad sequences are refused with the
+//! line named, and `pulse-sar` reports limits, averages, plots and flip angles consistently for the
+//! exact, VOP and network predictors.
+
+use b1sar::pulse::Pulse;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn b1sar(args: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_b1sar"))
+        .current_dir(root())
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("binary runs");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
+    let stderr = String::from_utf8(out.stderr).expect("utf-8 stderr");
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one JSON line, got {stdout:?} ({stderr})");
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_str(lines[0]).expect("stdout is JSON"),
+        stderr,
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// The `b1sar ...` commands in the "made by" column of pulses/README.md.
+fn readme_commands() -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(root().join("pulses/README.md")).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("| `"))
+        .filter_map(|l| {
+            let cell = l.rsplit('|').nth(1)?.trim();
+            let cmd = cell.strip_prefix("`b1sar ")?.strip_suffix('`')?;
+            Some(cmd.split_whitespace().map(String::from).collect())
+        })
+        .collect()
+}
+
+#[test]
+fn shipped_pulses_are_what_their_readme_commands_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let cmds = readme_commands();
+    assert!(cmds.len() >= 6, "{cmds:?}");
+    for mut cmd in cmds {
+        let i = cmd.iter().position(|a| a == "--out").unwrap() + 1;
+        let shipped = root().join(&cmd[i]);
+        let fresh = dir.path().join(shipped.file_name().unwrap());
+        cmd[i] = s(&fresh).to_string();
+        let args: Vec<&str> = cmd.iter().map(|a| a.as_str()).collect();
+        let (rc, _, e) = b1sar(&args);
+        assert_eq!(rc, 0, "{cmd:?}: {e}");
+        if shipped.extension().unwrap() == "seq" {
+            assert_eq!(
+                std::fs::read_to_string(&fresh).unwrap(),
+                std::fs::read_to_string(&shipped).unwrap(),
+                "{shipped:?}"
+            );
+            continue;
+        }
+        let (a, b) = (
+            Pulse::load(&fresh, 40.0).unwrap(),
+            Pulse::load(&shipped, 40.0).unwrap(),
+        );
+        assert_eq!(
+            (a.len(), a.n_channels(), a.dt_s),
+            (b.len(), b.n_channels(), b.dt_s)
+        );
+        assert_eq!(a.description, b.description);
+        // Same code, same rounding: equal to the 6th significant digit of the peak.
+        let peak = (0..a.len())
+            .map(|k| a.step(k).unwrap().total_power_w().sqrt())
+            .fold(0.0, f64::max);
+        for k in 0..a.len() {
+            for c in 0..a.n_channels() {
+                assert!(
+                    (a.sample(k, c) - b.sample(k, c)).norm() <= 1e-6 * peak,
+                    "{shipped:?} step {k}"
+                );
+            }
+        }
+        assert_eq!(a.grad_t_per_m.is_some(), b.grad_t_per_m.is_some());
+        if let (Some(ga), Some(gb)) = (&a.grad_t_per_m, &b.grad_t_per_m) {
+            for (x, y) in ga.iter().flatten().zip(gb.iter().flatten()) {
+                assert!((x - y).abs() <= 1e-9, "{shipped:?}");
+            }
+        }
+    }
+    // The whole folder stays small.
+    let total: u64 = std::fs::read_dir(root().join("pulses"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(total < 1_000_000, "{total} bytes");
+}
+
+#[test]
+fn pulseq_example_imports_back_to_its_source_and_bad_files_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("imp.json");
+    let seq = root().join("pulses/example_sinc.seq");
+    let shim = "1@0,1@45,1@90,1@135,1@180,1@225,1@270,1@315";
+    let (rc, j, e) = b1sar(&[
+        "pulse-import",
+        "--seq",
+        s(&seq),
+        "--shim",
+        shim,
+        "--sqrt-w-per-hz",
+        "0.004",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(rc, 0, "{e}");
+    assert_eq!(j["n_rf_events"], 1);
+    assert!((j["sequence_duration_s"].as_f64().unwrap() - 0.010).abs() < 1e-12);
+    let (a, b) = (
+        Pulse::load(&out, 40.0).unwrap(),
+        Pulse::load(&root().join("pulses/sinc_phase_shim.json"), 40.0).unwrap(),
+    );
+    assert_eq!((a.len(), a.dt_s), (b.len(), b.dt_s));
+    for k in 0..a.len() {
+        for c in 0..8 {
+            // The .seq keeps 9 significant digits of the amplitude and the magnitude shape.
+            assert!(
+                (a.sample(k, c) - b.sample(k, c)).norm() < 1e-7,
+                "step {k} channel {c}"
+            );
+        }
+    }
+    // Truncated inside [SHAPES] and corrupt [RF]: exit 2, the file and a line named.
+    let text = std::fs::read_to_string(&seq).unwrap();
+    let cut = dir.path().join("cut.seq");
+    std::fs::write(&cut, &text[..text.len() * 2 / 3]).unwrap();
+    let (rc, j, _) = b1sar(&[
+        "pulse-import",
+        "--seq",
+        s(&cut),
+        "--shim",
+        shim,
+        "--sqrt-w-per-hz",
+        "0.004",
+        "--out",
+        s(&out),
+    ]);
+    let msg = j["error"].as_str().unwrap();
+    assert_eq!(rc, 2, "{msg}");
+    assert!(
+        msg.contains("cut.seq") && msg.contains("line") && msg.contains("shape 1"),
+        "{msg}"
+    );
+    let corrupt = dir.path().join("corrupt.seq");
+    let line = text.lines().position(|l| l == "[RF]").unwrap() + 2;
+    let bad: Vec<&str> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i + 1 == line {
+                "1 abc 1 2 0 0 0 0"
+            } else {
+                l
+            }
+        })
+        .collect();
+    std::fs::write(&corrupt, bad.join("\n")).unwrap();
+    let (rc, j, _) = b1sar(&[
+        "pulse-import",
+        "--seq",
+        s(&corrupt),
+        "--shim",
+        shim,
+        "--sqrt-w-per-hz",
+        "0.004",
+        "--out",
+        s(&out),
+    ]);
+    let msg = j["error"].as_str().unwrap();
+    assert_eq!(rc, 2, "{msg}");
+    assert!(
+        msg.contains(&format!("line {line}:")) && msg.contains("abc"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn pulse_sar_limits_averages_plots_and_flip_angles() {
+    let dir = tempfile::tempdir().unwrap();
+    let fields = root().join("examples/data/subject_small.npz");
+    let pulse = root().join("pulses/kt5_cp.json");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "pulse-sar",
+            "--fields",
+            s(&fields),
+            "--pulse",
+            s(&pulse),
+            "--tr-ms",
+            "20",
+        ];
+        args.extend_from_slice(extra);
+        let (rc, j, e) = b1sar(&args);
+        assert_eq!(rc, 0, "{e}");
+        j
+    };
+    let out = dir.path().join("report");
+    let a = run(&["--out", s(&out)]);
+    let p = a["psar10g_w_per_kg"].as_f64().unwrap();
+    assert!(p > 0.5 && p < 10.0, "a few W/kg: {p}");
+    assert_eq!(a["exact_psar10g_w_per_kg"].as_f64().unwrap(), p);
+    // Periodic sequence: 10 s and 6 min averages equal the TR average; margins against IEC limits.
+    assert_eq!(a["sar10g_6min_w_per_kg"].as_f64().unwrap(), p);
+    assert!((a["limit_margin"].as_f64().unwrap() - 10.0 / p).abs() < 1e-9 * (10.0 / p));
+    let wb = a["whole_body_sar_w_per_kg"].as_f64().unwrap();
+    assert!(wb > 0.0 && wb < p);
+    assert!((a["whole_body_limit_margin"].as_f64().unwrap() - 2.0 / wb).abs() < 1e-9 * (2.0 / wb));
+    // Flip angle in the prostate.
+    let fa = &a["flip_angle"];
+    assert_eq!(fa["roi"], "prostate");
+    assert!(fa["mean_deg"].as_f64().unwrap() > 1.0 && fa["cv"].as_f64().unwrap() < 0.5);
+    for name in [
+        "psar_vs_time.png",
+        "sar_tavg_slice.png",
+        "sar_tavg_mip.png",
+        "flip_angle.png",
+        "summary.json",
+    ] {
+        let f = out.join(name);
+        assert!(f.is_file(), "{f:?}");
+        if name.ends_with(".png") {
+            assert_eq!(&std::fs::read(&f).unwrap()[1..4], b"PNG");
+        }
+    }
+    // Per-step peaks: the peak step is a step's own pSAR, above the time average (duty cycle < 1).
+    assert!(a["peak_step_psar10g_w_per_kg"].as_f64().unwrap() > p);
+    // Two pulses per TR double the average; a 5 s scan halves the 10 s average and gives 5/360 of
+    // the 6 min average.
+    let b = run(&[
+        "--pulses-per-tr",
+        "2",
+        "--method",
+        "per-step",
+        "--batch",
+        "7",
+    ]);
+    assert!((b["psar10g_w_per_kg"].as_f64().unwrap() - 2.0 * p).abs() <= 1e-6 * p);
+    let c = run(&["--scan-duration-s", "5"]);
+    assert!((c["sar10g_10s_w_per_kg"].as_f64().unwrap() - 0.5 * p).abs() <= 1e-12 * p);
+    assert!((c["sar10g_6min_w_per_kg"].as_f64().unwrap() - p * 5.0 / 360.0).abs() <= 1e-12 * p);
+    // VOPs of the generic subject with a safety factor: the bound is the estimate x SF.
+    let g = run(&[
+        "--vop",
+        s(&root().join("examples/data/generic_vops.npz")),
+        "--predictor",
+        "generic",
+        "--safety-factor",
+        "2",
+    ]);
+    let gp = g["psar10g_w_per_kg"].as_f64().unwrap();
+    assert!((g["psar10g_bound_w_per_kg"].as_f64().unwrap() - 2.0 * gp).abs() < 1e-12 * gp);
+    // Without a safety factor, generic is refused (bad input).
+    let (rc, j, _) = b1sar(&[
+        "pulse-sar",
+        "--fields",
+        s(&fields),
+        "--pulse",
+        s(&pulse),
+        "--tr-ms",
+        "20",
+        "--vop",
+        s(&root().join("examples/data/generic_vops.npz")),
+        "--predictor",
+        "generic",
+    ]);
+    assert_eq!(rc, 2);
+    assert!(j["error"].as_str().unwrap().contains("--safety-factor"));
+}
+
+#[test]
+fn network_pulse_sar_reports_the_eigen_fast_path_difference() {
+    let fields = root().join("examples/data/subject_small.npz");
+    let (rc, j, e) = b1sar(&[
+        "pulse-sar",
+        "--fields",
+        s(&fields),
+        "--model",
+        s(&root().join("examples/data/model")),
+        "--pulse",
+        s(&root().join("pulses/spokes2_cp.json")),
+        "--tr-ms",
+        "20",
+        "--method",
+        "per-step",
+        "--batch",
+        "32",
+    ]);
+    assert_eq!(rc, 0, "{e}");
+    let p = j["psar10g_w_per_kg"].as_f64().unwrap();
+    let d = j["eigen_vs_per_step_rel_diff"].as_f64().unwrap();
+    assert!(p > 0.0 && d.is_finite());
+    assert_eq!(j["model"], "cGAN");
+    // The model's safety factor (model.json) is applied to the bound.
+    let sf = j["safety_factor"].as_f64().unwrap();
+    assert!(sf > 1.0 && (j["psar10g_bound_w_per_kg"].as_f64().unwrap() - sf * p).abs() < 1e-9 * p);
+    // Every RF step of the 2 spokes (2 x 80) was predicted once.
+    assert_eq!(j["evaluations"], 160);
+}
+
+#[test]
+fn volt_pulses_give_the_same_sar_as_their_sqrt_w_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = root().join("pulses/sinc_phase_shim.json");
+    let mut p: Value = serde_json::from_str(&std::fs::read_to_string(&src).unwrap()).unwrap();
+    // 1 sqrt(W) = 10 V at 50 ohm.
+    for key in ["rf_re", "rf_im"] {
+        for row in p[key].as_array_mut().unwrap() {
+            for v in row.as_array_mut().unwrap() {
+                *v = Value::from(v.as_f64().unwrap() * 10.0);
+            }
+        }
+    }
+    p["amplitude_unit"] = Value::from("volt");
+    let volt = dir.path().join("volt.json");
+    std::fs::write(&volt, serde_json::to_string(&p).unwrap()).unwrap();
+    let fields = root().join("examples/data/subject_small.npz");
+    let sar = |f: &Path| {
+        let (rc, j, e) = b1sar(&[
+            "pulse-sar",
+            "--fields",
+            s(&fields),
+            "--pulse",
+            s(f),
+            "--tr-ms",
+            "10",
+        ]);
+        assert_eq!(rc, 0, "{e}");
+        j["psar10g_w_per_kg"].as_f64().unwrap()
+    };
+    let (a, b) = (sar(&src), sar(&volt));
+    assert!((a - b).abs() <= 1e-12 * a, "{a} vs {b}");
+}
