@@ -15,6 +15,7 @@ pub mod field;
 pub mod grid;
 pub mod io;
 pub mod net;
+pub mod optim;
 pub mod plot;
 pub mod predict;
 pub mod pulse;

@@ -55,6 +55,8 @@ enum Command {
     Export(cli::commands::ExportArgs),
     /// Measure throughput figures (10 g averaging, Q10g, batched SAR, VOP compression).
     Bench(cli::bench::BenchArgs),
+    /// RF shim for B1+ homogeneity in a region of interest under a predicted-SAR limit.
+    Optimize(cli::optimize::OptimizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
         Command::PulseImport(a) => cli::pulse::import_cmd(a, &out),
         Command::PulseExportSeq(a) => cli::pulse::export_cmd(a, &out),
         Command::Bench(a) => cli::bench::run(a, &out),
+        Command::Optimize(a) => cli::optimize::run(a, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@ pub mod commands;
 pub mod dataset;
 pub mod demo;
 pub mod phantom;
+pub mod optimize;
 pub mod predict;
 pub mod pulse;
 pub mod simulate;

@@ -427,6 +427,11 @@ impl Q10g {
         Ok(out)
     }
 
+    /// The packed whole-body matrix (W/kg per W): whole-body SAR = pack . features(s).
+    pub fn whole_body_packed(&self) -> &[f64] {
+        &self.whole_body
+    }
+
     /// Whole-body SAR (W/kg) of a drive: absorbed power / tissue mass.
     pub fn whole_body_sar(&self, drive: &Drive) -> Result<f64> {
         self.check(drive)?;

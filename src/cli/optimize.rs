@@ -1,0 +1,552 @@
+//! `b1sar optimize`: RF shim for homogeneity (or SAR efficiency) in a region of interest under a
+//! predicted-SAR limit, with any predictor (exact Q10g, VOPs, the generic subject, the network).
+
+use super::{Output, spinner};
+use anyhow::{Context, Result, bail};
+use b1sar::optim::{
+    Limit, Objective, OptimizeReport, PredictorLimit, QuadraticLimit, Settings, ShimSystem, Start,
+    optimize, pareto, roi_from_fields,
+};
+use b1sar::predict::{NetworkPredictor, NetworkSar};
+use b1sar::sar::{Q10g, VopSet};
+use b1sar::units::{LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, T_TO_UT, WHOLE_BODY_SAR_LIMIT_W_PER_KG};
+use b1sar::{Drive, Error, FieldSet, io, net, plot};
+use clap::{Args, ValueEnum};
+use ndarray::{Array2, Axis};
+use num_complex::Complex64;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// What is optimised.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
+pub enum ObjectiveArg {
+    /// Coefficient of variation of |B1+| in the ROI (magnitude and phase).
+    Cv,
+    /// Coefficient of variation, phases only (magnitudes fixed, equal).
+    PhaseOnly,
+    /// Magnitude least squares to the target |B1+|.
+    Mls,
+    /// Largest mean |B1+| per sqrt(pSAR10g).
+    Efficiency,
+}
+
+/// The SAR model of the local-SAR limit.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
+pub enum PredictorArg {
+    /// Exact Q10g of the field set (needs E).
+    Exact,
+    /// VOPs of this subject (`--vop`, sqrt(W)).
+    Vop,
+    /// The generic subject's VOPs (`--vop`) with the conventional safety factor.
+    Generic,
+    /// The trained network (`--model`) with its safety factor.
+    Net,
+    /// No local-SAR limit (power limits only).
+    None,
+}
+
+/// Arguments of `b1sar optimize`.
+#[derive(Args)]
+pub struct OptimizeArgs {
+    /// Field set: per-channel B1+ (T/sqrt(W)); with E the exact pSAR10g of the result is reported.
+    #[arg(long)]
+    pub fields: PathBuf,
+    /// Region of interest: a tissue name of the field set's labels (e.g. prostate).
+    #[arg(long, conflicts_with = "roi_mask")]
+    pub roi: Option<String>,
+    /// Region of interest as a mask (.npy, u8 or bool, [z, y, x] on the field set's grid).
+    #[arg(long)]
+    pub roi_mask: Option<PathBuf>,
+    /// Objective.
+    #[arg(long, value_enum, default_value_t = ObjectiveArg::Cv)]
+    pub objective: ObjectiveArg,
+    /// SAR model of the local-SAR limit.
+    #[arg(long, value_enum, default_value_t = PredictorArg::Exact)]
+    pub predictor: PredictorArg,
+    /// VOP file for `--predictor vop|generic` (.npz, drives in sqrt(W)).
+    #[arg(long)]
+    pub vop: Option<PathBuf>,
+    /// Trained model folder for `--predictor net`.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Local SAR10g limit (W/kg); the predicted value times the safety factor must stay below it.
+    #[arg(long, default_value_t = LOCAL_SAR_LIMIT_TRUNK_W_PER_KG)]
+    pub sar_limit: f64,
+    /// Safety factor of the predictor (default: 1 for exact/vop, the model's for net; required for
+    /// generic).
+    #[arg(long)]
+    pub safety_factor: Option<f64>,
+    /// Whole-body SAR limit (W/kg), enforced when E is available (exact Q10g).
+    #[arg(long, default_value_t = WHOLE_BODY_SAR_LIMIT_W_PER_KG)]
+    pub wb_limit: f64,
+    /// Per-channel power limit (W).
+    #[arg(long)]
+    pub max_channel_power_w: Option<f64>,
+    /// Total power limit (W).
+    #[arg(long)]
+    pub max_total_power_w: Option<f64>,
+    /// Target mean |B1+| in the ROI (µT): limits are judged at this mean (cv, efficiency) and MLS
+    /// aims at it. Default: the zero-phase shim's mean at 1 W per channel.
+    #[arg(long)]
+    pub target_ut: Option<f64>,
+    /// Phase-only multi-starts (start 0 all phases zero; the others random, seeded).
+    #[arg(long, default_value_t = 8)]
+    pub starts: usize,
+    /// Seed of the random starts.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Also sweep the local-SAR limit over N values and write the Pareto front of objective vs pSAR.
+    #[arg(long)]
+    pub pareto: Option<usize>,
+    /// Device for the network predictor.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Output folder: drive.json, report.json, PNGs.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+fn load_mask(path: &Path) -> Result<ndarray::Array3<bool>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    use ndarray_npy::ReadNpyExt;
+    if let Ok(m) = ndarray::Array3::<u8>::read_npy(&file) {
+        return Ok(m.mapv(|v| v != 0));
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let m = ndarray::Array3::<bool>::read_npy(file).map_err(|e| {
+        Error::format(
+            path,
+            "ROI mask (.npy, u8 or bool, [z, y, x])",
+            e.to_string(),
+        )
+    })?;
+    Ok(m)
+}
+
+pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
+    if !(a.sar_limit.is_finite() && a.sar_limit > 0.0) {
+        bail!(Error::invalid(
+            "--sar-limit",
+            "a finite limit > 0 (W/kg)",
+            format!("{}", a.sar_limit)
+        ));
+    }
+    if let Some(sf) = a.safety_factor
+        && !(sf.is_finite() && sf >= 1.0)
+    {
+        bail!(Error::invalid(
+            "--safety-factor",
+            "a finite factor >= 1",
+            format!("{sf}")
+        ));
+    }
+    let f = super::commands::load_fields(&a.fields)?;
+    let (idx, amat) = match (&a.roi, &a.roi_mask) {
+        (Some(name), None) => {
+            let label = b1sar::tissue::by_name(name)?.label;
+            roi_from_fields(&f, Some(label), None)?
+        }
+        (None, Some(p)) => {
+            roi_from_fields(&f, None, Some(&load_mask(p)?)).map_err(|e| e.in_file(p))?
+        }
+        _ => bail!(Error::invalid(
+            "region of interest",
+            "--roi TISSUE or --roi-mask FILE",
+            "neither"
+        )),
+    };
+    let n = f.n_channels();
+    let sys = ShimSystem::static_shim(amat)?;
+    let target_t = match a.target_ut {
+        Some(t) => t / T_TO_UT,
+        None => sys.stats(&vec![Complex64::new(1.0, 0.0); n]).mean_t,
+    };
+    let obj = match a.objective {
+        ObjectiveArg::Cv | ObjectiveArg::PhaseOnly => Objective::Cv { target_t },
+        ObjectiveArg::Mls => Objective::Mls { target_t },
+        ObjectiveArg::Efficiency => Objective::Efficiency { target_t },
+    };
+    let w = [1.0];
+
+    // The exact model, when the field set has E: for the whole-body limit and the exact report.
+    let q_exact = if f.e().is_some() {
+        let pb = spinner("Q10g matrices (exact SAR10g)");
+        let q = Q10g::from_fields(&f)?;
+        pb.finish_and_clear();
+        Some(q)
+    } else {
+        None
+    };
+    let model = match a.predictor {
+        PredictorArg::Net => {
+            let dir = a
+                .model
+                .as_ref()
+                .context("--predictor net needs --model DIR")?;
+            let device = net::device_by_name(&a.device)?;
+            Some(NetworkSar::load(dir, &device)?)
+        }
+        _ => None,
+    };
+    let net_sf = match (&a.predictor, &a.model) {
+        (PredictorArg::Net, Some(dir)) => {
+            let info: serde_json::Value =
+                io::read_json(&dir.join("model.json"), "model description")?;
+            match (a.safety_factor, info["safety_factor"].as_f64()) {
+                (Some(sf), _) | (None, Some(sf)) => sf,
+                (None, None) => bail!(Error::invalid(
+                    "--safety-factor",
+                    "a safety factor (the model has none recorded)",
+                    "none"
+                )),
+            }
+        }
+        _ => 1.0,
+    };
+    let net_pred = model.as_ref().map(|m| NetworkPredictor {
+        net: m,
+        fields: &f,
+        slices: (0..f.grid().shape[0])
+            .filter(|z| *z >= 2 && *z + 2 < f.grid().shape[0])
+            .collect(),
+        sf: net_sf,
+        noise_seed: 0,
+    });
+    let vop_path = || -> Result<&PathBuf> {
+        a.vop
+            .as_ref()
+            .context("--predictor vop|generic needs --vop FILE")
+    };
+    let local: Option<QuadraticLimit> = match a.predictor {
+        PredictorArg::Exact => {
+            let q = q_exact.as_ref().ok_or_else(|| {
+                Error::invalid(
+                    "--predictor exact",
+                    "a field set with E (or use --predictor vop|generic|net)",
+                    "a field set without E",
+                )
+            })?;
+            Some(QuadraticLimit::new(
+                "local SAR10g (exact Q10g)",
+                q.packed().to_owned(),
+                a.safety_factor.unwrap_or(1.0),
+                a.sar_limit,
+                &w,
+            )?)
+        }
+        PredictorArg::Vop | PredictorArg::Generic => {
+            let p = vop_path()?;
+            let v = VopSet::load(p)?;
+            if v.n_channels() != n {
+                bail!(Error::invalid(
+                    format!("{}", p.display()),
+                    format!("VOPs for {n} channels (the field set's)"),
+                    format!("{}", v.n_channels())
+                ));
+            }
+            let sf = match (a.predictor, a.safety_factor) {
+                (_, Some(sf)) => sf,
+                (PredictorArg::Generic, None) => bail!(Error::invalid(
+                    "--safety-factor",
+                    "the conventional approach's safety factor (from `b1sar cv` or the demo)",
+                    "none"
+                )),
+                _ => 1.0,
+            };
+            let name = if a.predictor == PredictorArg::Generic {
+                "local SAR10g (generic-subject VOPs)"
+            } else {
+                "local SAR10g (VOPs)"
+            };
+            Some(QuadraticLimit::new(
+                name,
+                v.packed().to_owned(),
+                sf,
+                a.sar_limit,
+                &w,
+            )?)
+        }
+        PredictorArg::Net | PredictorArg::None => None,
+    };
+    let net_limit = net_pred.as_ref().map(|p| PredictorLimit {
+        predictor: p,
+        limit_w_per_kg: a.sar_limit,
+    });
+    let wb = match &q_exact {
+        Some(q) => Some(QuadraticLimit::new(
+            "whole-body SAR (W/kg)",
+            Array2::from_shape_vec((1, n * n), q.whole_body_packed().to_vec())?,
+            1.0,
+            a.wb_limit,
+            &w,
+        )?),
+        None => None,
+    };
+    let chan = a
+        .max_channel_power_w
+        .map(|p| QuadraticLimit::per_channel_power(n, p, &w))
+        .transpose()?;
+    let total = a
+        .max_total_power_w
+        .map(|p| QuadraticLimit::total_power(n, p, &w))
+        .transpose()?;
+    let mut others: Vec<&dyn Limit> = Vec::new();
+    if let Some(l) = &wb {
+        others.push(l);
+    }
+    if let Some(l) = &chan {
+        others.push(l);
+    }
+    if let Some(l) = &total {
+        others.push(l);
+    }
+    let mut limits: Vec<&dyn Limit> = Vec::new();
+    if let Some(l) = &local {
+        limits.push(l);
+    }
+    if let Some(l) = &net_limit {
+        limits.push(l);
+    }
+    if obj == (Objective::Efficiency { target_t }) && limits.is_empty() {
+        bail!(Error::invalid(
+            "--objective efficiency",
+            "a local-SAR predictor (exact, vop, generic or net)",
+            "--predictor none"
+        ));
+    }
+    limits.extend(others.iter().copied());
+    let settings = Settings {
+        start: if a.objective == ObjectiveArg::PhaseOnly {
+            Start::PhaseOnly
+        } else {
+            Start::MagnitudePhase
+        },
+        starts: a.starts,
+        seed: a.seed,
+        ..Settings::default()
+    };
+    let pb = spinner(&format!(
+        "optimising ({} ROI voxels, {} starts, {})",
+        sys.n_voxels(),
+        a.starts,
+        limits
+            .first()
+            .map(|l| l.name())
+            .unwrap_or_else(|| "no SAR limit".into())
+    ));
+    let r = optimize(&obj, &sys, &limits, &settings)?;
+    pb.finish_and_clear();
+    let drive = Drive::new(r.amplitudes.clone())?;
+    let exact = match &q_exact {
+        Some(q) => Some((q.psar(&drive)?.value_w_per_kg, q.whole_body_sar(&drive)?)),
+        None => None,
+    };
+    let predicted = limits.first().map(|l| l.exact(&r.amplitudes)).transpose()?;
+    let psar_report = exact.map(|e| e.0).or(predicted);
+    let efficiency = psar_report.map(|p| r.stats.mean_t * T_TO_UT / p.sqrt());
+
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    io::write_json(&a.out.join("drive.json"), &drive.to_json())?;
+    let mut paths = vec![a.out.join("drive.json")];
+    write_plots(&a.out, &f, &idx, &drive, q_exact.as_ref(), &r, &mut paths)?;
+
+    let mut pareto_json = serde_json::Value::Null;
+    if let Some(np) = a.pareto {
+        let local = local.as_ref().ok_or_else(|| {
+            Error::invalid(
+                "--pareto",
+                "a quadratic local-SAR predictor (exact, vop or generic)",
+                format!("{:?}", a.predictor),
+            )
+        })?;
+        if np < 2 {
+            bail!(Error::invalid("--pareto", ">= 2 points", format!("{np}")));
+        }
+        let pb = super::bar(np as u64 + 2, "Pareto sweep");
+        // Ends: the least pSAR reachable at the target (efficiency optimum) and the pSAR of the
+        // unconstrained homogeneity optimum.
+        let eff = optimize(
+            &Objective::Efficiency { target_t },
+            &sys,
+            &[local as &dyn Limit],
+            &settings,
+        )?;
+        pb.inc(1);
+        let free = optimize(&obj, &sys, &others, &settings)?;
+        pb.inc(1);
+        let (lo, hi) = (eff.limits[0].value, local.exact(&free.amplitudes)?);
+        let values: Vec<f64> = (0..np)
+            .map(|k| lo * (hi / lo).powf(k as f64 / (np - 1) as f64))
+            .collect();
+        let mut front = Vec::new();
+        for v in &values {
+            let p = pareto(&obj, &sys, local, &others, &[*v], &settings)?;
+            front.extend(p);
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+        let pts: Vec<(f64, f64)> = front
+            .iter()
+            .filter(|(_, r)| r.feasible)
+            .map(|(_, r)| (r.limits[0].value, r.objective))
+            .collect();
+        let path = a.out.join("pareto.png");
+        plot::lines_png(
+            &path,
+            &[(obj.name(), pts.clone())],
+            &format!(
+                "Pareto front: {} vs pSAR10g at mean |B1+| {:.3} µT",
+                obj.name(),
+                target_t * T_TO_UT
+            ),
+            &format!("{} x SF (W/kg)", local.name()),
+            obj.name(),
+            false,
+        )?;
+        paths.push(path);
+        pareto_json = json!(
+            front
+                .iter()
+                .map(|(l, r)| json!({"limit_w_per_kg": l, "psar_w_per_kg": r.limits[0].value, "objective": r.objective, "feasible": r.feasible}))
+                .collect::<Vec<_>>()
+        );
+    }
+    let report = json!({
+        "objective_name": r.objective_name,
+        "objective": r.objective,
+        "zero_phase_objective": r.zero_phase_objective,
+        "zero_phase_feasible": r.zero_phase_feasible,
+        "phase_only_objective": r.phase_only_objective,
+        "feasible": r.feasible,
+        "limits": r.limits,
+        "roi_voxels": sys.n_voxels(),
+        "roi_cv": r.stats.cv,
+        "roi_mean_b1_ut": r.stats.mean_t * T_TO_UT,
+        "target_b1_ut": target_t * T_TO_UT,
+        "psar10g_w_per_kg": psar_report,
+        "psar10g_exact_w_per_kg": exact.map(|e| e.0),
+        "psar10g_predicted_w_per_kg": predicted,
+        "whole_body_sar_w_per_kg": exact.map(|e| e.1),
+        "sar_efficiency_ut_per_sqrt_w_per_kg": efficiency,
+        "total_power_w": drive.total_power_w(),
+        "evaluations": r.evaluations,
+        "seconds": r.seconds,
+        "pareto": pareto_json,
+        "trace": r.trace,
+    });
+    io::write_json(&a.out.join("report.json"), &report)?;
+    paths.push(a.out.join("report.json"));
+
+    out.line(format!(
+        "{}: ROI ({} voxels) CV {:.2} % at mean |B1+| {:.3} µT; zero-phase start {:.4}, best phase-only {:.4}, result {:.4}",
+        r.objective_name,
+        sys.n_voxels(),
+        100.0 * r.stats.cv,
+        r.stats.mean_t * T_TO_UT,
+        r.zero_phase_objective,
+        r.phase_only_objective,
+        r.objective
+    ));
+    for l in &r.limits {
+        out.line(format!(
+            "  {}: {:.4} of limit {:.4} {}",
+            l.name,
+            l.value,
+            l.limit,
+            if l.value <= l.limit { "ok" } else { "EXCEEDED" }
+        ));
+    }
+    if let Some((p, wbv)) = exact {
+        out.line(format!(
+            "  exact pSAR10g {p:.3} W/kg, whole-body {wbv:.3} W/kg, total power {:.2} W",
+            drive.total_power_w()
+        ));
+    }
+    out.line(format!(
+        "{} in {:.2} s ({} evaluations); wrote {}",
+        if r.feasible { "feasible" } else { "INFEASIBLE" },
+        r.seconds,
+        r.evaluations,
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let mut result = report;
+    result["outputs"] = json!(paths);
+    result.as_object_mut().map(|o| o.remove("trace"));
+    out.result(result);
+    if !r.feasible {
+        bail!(Error::Computation(
+            "no shim satisfies every limit at the target |B1+| (see report.json); lower --target-ut or relax a limit".into()
+        ));
+    }
+    Ok(())
+}
+
+/// |B1+| of the shim and (with E) its exact SAR10g on the ROI's central slice, and the history.
+fn write_plots(
+    dir: &Path,
+    f: &FieldSet,
+    idx: &[usize],
+    drive: &Drive,
+    q: Option<&Q10g>,
+    r: &OptimizeReport,
+    paths: &mut Vec<PathBuf>,
+) -> Result<()> {
+    let g = f.grid();
+    let zs: Vec<usize> = idx.iter().map(|i| g.unflat(*i)[0]).collect();
+    let z = zs[zs.len() / 2];
+    let px = (g.spacing_m[1] * 1e3, g.spacing_m[2] * 1e3);
+    let b1 = f
+        .combine(drive)?
+        .index_axis(Axis(0), z)
+        .mapv(|v| v.norm() * T_TO_UT);
+    let p = dir.join("b1_shimmed.png");
+    plot::map_png(
+        &p,
+        b1.view(),
+        &format!("|B1+| of the shim, slice z = {z}"),
+        "µT",
+        px,
+        None,
+    )?;
+    paths.push(p);
+    if let Some(q) = q {
+        let sar = q.sar_map(drive)?;
+        let p = dir.join("sar10g_exact.png");
+        plot::map_png(
+            &p,
+            sar.index_axis(Axis(0), z),
+            &format!("exact SAR10g of the shim, slice z = {z}"),
+            "W/kg",
+            px,
+            None,
+        )?;
+        paths.push(p);
+    }
+    let obj: Vec<(f64, f64)> = r
+        .trace
+        .iter()
+        .enumerate()
+        .map(|(k, t)| (k as f64, t.objective))
+        .collect();
+    let ratio: Vec<(f64, f64)> = r
+        .trace
+        .iter()
+        .enumerate()
+        .map(|(k, t)| (k as f64, t.max_limit_ratio))
+        .collect();
+    let p = dir.join("history.png");
+    plot::lines_png(
+        &p,
+        &[("objective", obj), ("largest value / limit", ratio)],
+        "optimisation history (outer iterations of the winning stages)",
+        "outer iteration",
+        "value",
+        false,
+    )?;
+    paths.push(p);
+    Ok(())
+}

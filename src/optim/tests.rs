@@ -1,0 +1,310 @@
+use super::*;
+use crate::sar::{Averager, Q10g};
+use crate::synth::{SynthSpec, pelvis_fieldset};
+use rand::{RngExt, SeedableRng};
+
+fn c(re: f64, im: f64) -> Complex64 {
+    Complex64::new(re, im)
+}
+
+fn random_system(nv: usize, n: usize, seed: u64) -> Array2<Complex64> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    Array2::from_shape_fn((nv, n), |_| {
+        c(rng.random_range(-1.0..1.0), rng.random_range(-1.0..1.0)) * 1e-7
+    })
+}
+
+fn random_psd(n: usize, m: usize, seed: u64) -> Array2<f64> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut out = Array2::zeros((m, n * n));
+    for k in 0..m {
+        // Q = B^H B with a random 3 x n B: PSD, rank 3 like an E-field density.
+        let b: Vec<Complex64> = (0..3 * n)
+            .map(|_| c(rng.random_range(-1.0..1.0), rng.random_range(-1.0..1.0)))
+            .collect();
+        let mut q = vec![c(0.0, 0.0); n * n];
+        for i in 0..n {
+            for j in 0..n {
+                q[i * n + j] = (0..3).map(|r| b[r * n + i].conj() * b[r * n + j]).sum();
+            }
+        }
+        out.row_mut(k)
+            .assign(&Array1::from(crate::sar::q10g::pack(n, &q)));
+    }
+    out
+}
+
+fn random_drive(n: usize, seed: u64) -> Vec<Complex64> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| c(rng.random_range(-1.0..1.0), rng.random_range(-1.0..1.0)))
+        .collect()
+}
+
+/// Central differences of a real function of complex amplitudes, as a complex gradient.
+fn fd(f: &dyn Fn(&[Complex64]) -> f64, s: &[Complex64], h: f64) -> Vec<Complex64> {
+    (0..s.len())
+        .map(|k| {
+            let d = |dir: Complex64| {
+                let (mut a, mut b) = (s.to_vec(), s.to_vec());
+                a[k] += dir * h;
+                b[k] -= dir * h;
+                (f(&a) - f(&b)) / (2.0 * h)
+            };
+            c(d(c(1.0, 0.0)), d(c(0.0, 1.0)))
+        })
+        .collect()
+}
+
+fn assert_grad_close(analytic: &[Complex64], numeric: &[Complex64], rtol: f64, what: &str) {
+    let scale = numeric.iter().map(|v| v.norm()).fold(0.0, f64::max);
+    for (k, (a, b)) in analytic.iter().zip(numeric).enumerate() {
+        assert!(
+            (a - b).norm() <= rtol * scale,
+            "{what}: d/ds_{k} analytic {a} vs finite differences {b} (scale {scale})"
+        );
+    }
+}
+
+#[test]
+fn objective_gradients_match_finite_differences() {
+    let sys = ShimSystem::static_shim(random_system(40, 4, 1)).unwrap();
+    let lim = QuadraticLimit::new("local", random_psd(4, 30, 2), 1.3, 5.0, &[1.0]).unwrap();
+    let limits: Vec<&dyn Limit> = vec![&lim];
+    let s = random_drive(4, 3);
+    for obj in [
+        Objective::Cv { target_t: 1e-6 },
+        Objective::Mls { target_t: 1.5e-7 },
+        Objective::Efficiency { target_t: 1e-6 },
+    ] {
+        let p = 64.0;
+        let (_, g) = objective_value(&obj, &sys, &limits, &s, p).unwrap();
+        let num = fd(
+            &|x| objective_value(&obj, &sys, &limits, x, p).unwrap().0,
+            &s,
+            1e-6,
+        );
+        assert_grad_close(&g, &num, 1e-5, obj.name());
+        // The limit after normalisation (scale-free objectives) or as is (MLS).
+        let (_, g) = limit_value(&obj, &sys, &lim, &s, p).unwrap();
+        let num = fd(
+            &|x| limit_value(&obj, &sys, &lim, x, p).unwrap().0,
+            &s,
+            1e-6,
+        );
+        assert_grad_close(&g, &num, 1e-5, &format!("limit under {}", obj.name()));
+    }
+}
+
+#[test]
+fn smooth_limit_bounds_the_maximum_and_its_gradient_is_right_for_blocks() {
+    let w = [0.3, 0.7];
+    let lim = QuadraticLimit::new("local", random_psd(3, 50, 5), 1.0, 1.0, &w).unwrap();
+    let s = random_drive(6, 6);
+    let exact = lim.exact(&s).unwrap();
+    // Direct: max_m sum_k w_k s_k^H Q_m s_k.
+    let direct = (0..50)
+        .map(|m| {
+            let q = unpack(3, lim.packed.row(m).as_slice().unwrap());
+            s.chunks(3)
+                .zip(w)
+                .map(|(b, wk)| {
+                    let mut v = c(0.0, 0.0);
+                    for i in 0..3 {
+                        for j in 0..3 {
+                            v += b[i].conj() * q[i * 3 + j] * b[j];
+                        }
+                    }
+                    wk * v.re
+                })
+                .sum::<f64>()
+        })
+        .fold(0.0, f64::max);
+    assert!(
+        (exact - direct).abs() <= 1e-12 * direct,
+        "{exact} vs {direct}"
+    );
+    for p in [8.0, 64.0, 1024.0] {
+        let (v, g) = lim.smooth(&s, p).unwrap();
+        // p-norm >= max, and <= M^(1/p) max.
+        assert!(v >= exact * (1.0 - 1e-12) && v <= exact * 50f64.powf(1.0 / p) * (1.0 + 1e-12));
+        let num = fd(&|x| lim.smooth(x, p).unwrap().0, &s, 1e-6);
+        assert_grad_close(&g, &num, 1e-5, &format!("p = {p}"));
+    }
+}
+
+#[test]
+fn phase_only_and_full_parameter_gradients_chain_correctly() {
+    use super::solve::tests_support::lagrangian_gradient_check;
+    let sys = ShimSystem::static_shim(random_system(30, 4, 7)).unwrap();
+    let lim = QuadraticLimit::new("local", random_psd(4, 20, 8), 1.0, 1e-3, &[1.0]).unwrap();
+    let worst = lagrangian_gradient_check(&Objective::Cv { target_t: 1e-6 }, &sys, &[&lim]);
+    assert!(worst < 1e-5, "relative gradient error {worst}");
+}
+
+/// A system with a known perfect shim: rows scaled so |A s*| is uniform.
+fn perfect_system(nv: usize, n: usize, s_star: &[Complex64]) -> ShimSystem {
+    let mut a = random_system(nv, n, 11);
+    let b = a.dot(&ndarray::ArrayView1::from(s_star));
+    for (mut row, bi) in a.rows_mut().into_iter().zip(&b) {
+        row.mapv_inplace(|v| v * (1e-6 / bi.norm()));
+    }
+    ShimSystem::static_shim(a).unwrap()
+}
+
+#[test]
+fn finds_a_known_perfect_shim() {
+    // Phase-only: unit magnitudes, random phases.
+    let s_star: Vec<Complex64> = random_drive(4, 12)
+        .iter()
+        .map(|v| Complex64::from_polar(1.0, v.arg()))
+        .collect();
+    let sys = perfect_system(60, 4, &s_star);
+    assert!(sys.stats(&s_star).cv < 1e-12);
+    let settings = Settings {
+        start: Start::PhaseOnly,
+        ..Settings::default()
+    };
+    let r = optimize(&Objective::Cv { target_t: 1e-6 }, &sys, &[], &settings).unwrap();
+    assert!(r.objective < 1e-5, "phase-only CV {}", r.objective);
+    assert!(r.zero_phase_objective > 0.05, "{}", r.zero_phase_objective);
+    assert!(r.feasible);
+    // Normalised to the target mean.
+    assert!((r.stats.mean_t - 1e-6).abs() < 1e-9);
+    // Magnitude + phase with unequal magnitudes.
+    let s_star: Vec<Complex64> = random_drive(4, 13);
+    let sys = perfect_system(60, 4, &s_star);
+    let r = optimize(
+        &Objective::Cv { target_t: 1e-6 },
+        &sys,
+        &[],
+        &Settings::default(),
+    )
+    .unwrap();
+    assert!(r.objective < 1e-4, "magnitude+phase CV {}", r.objective);
+    assert!(r.objective <= r.phase_only_objective);
+    // MLS reaches the target exactly.
+    let r = optimize(
+        &Objective::Mls { target_t: 1e-6 },
+        &sys,
+        &[],
+        &Settings::default(),
+    )
+    .unwrap();
+    assert!(r.objective < 1e-8, "MLS {}", r.objective);
+    assert!((r.stats.mean_t - 1e-6).abs() < 1e-9);
+}
+
+fn prostate_problem() -> (ShimSystem, Q10g, Vec<usize>) {
+    let f = pelvis_fieldset(&SynthSpec::pelvis([12, 20, 24], 0.008)).unwrap();
+    let av = Averager::new(*f.grid(), f.rho().view()).unwrap();
+    let q = Q10g::compute(&f, &av, &|_, _| {}).unwrap();
+    // The body in the three central slices: large enough that no shim is perfectly homogeneous.
+    let mut mask = f.body_mask();
+    for (z, mut plane) in mask.outer_iter_mut().enumerate() {
+        if z.abs_diff(6) > 1 {
+            plane.fill(false);
+        }
+    }
+    let (idx, a) = roi_from_fields(&f, None, Some(&mask)).unwrap();
+    (ShimSystem::static_shim(a).unwrap(), q, idx)
+}
+
+#[test]
+fn sar_constraint_is_loose_or_binding_as_it_should_be() {
+    let (sys, q, idx) = prostate_problem();
+    assert!(idx.len() >= 300, "{} ROI voxels", idx.len());
+    let obj = Objective::Cv { target_t: 1e-6 };
+    let settings = Settings {
+        starts: 4,
+        ..Settings::default()
+    };
+    let free = optimize(&obj, &sys, &[], &settings).unwrap();
+    let free_sar = q
+        .psar(&Drive::new(free.amplitudes.clone()).unwrap())
+        .unwrap()
+        .value_w_per_kg;
+    // Loose: 3x the unconstrained optimum's pSAR -> the same optimum.
+    let loose =
+        QuadraticLimit::new("local", q.packed().to_owned(), 1.0, 3.0 * free_sar, &[1.0]).unwrap();
+    let r = optimize(&obj, &sys, &[&loose], &settings).unwrap();
+    assert!(r.feasible);
+    assert!(
+        (r.objective - free.objective).abs() <= 1e-3 * free.objective.max(1e-3),
+        "loose {} vs free {}",
+        r.objective,
+        free.objective
+    );
+    // Tight: half the unconstrained optimum's pSAR, above the minimum achievable.
+    let eff = optimize(
+        &Objective::Efficiency { target_t: 1e-6 },
+        &sys,
+        &[&loose],
+        &settings,
+    )
+    .unwrap();
+    let min_sar = eff.limits[0].value;
+    assert!(min_sar < free_sar, "{min_sar} vs {free_sar}");
+    let limit = 0.5 * (min_sar + free_sar);
+    let tight = loose.with_limit(limit).unwrap();
+    let r = optimize(&obj, &sys, &[&tight], &settings).unwrap();
+    let exact = q
+        .psar(&Drive::new(r.amplitudes.clone()).unwrap())
+        .unwrap()
+        .value_w_per_kg;
+    assert!(r.feasible && exact <= limit, "{exact} > {limit}");
+    assert!(
+        exact >= 0.97 * limit,
+        "constraint not binding: {exact} vs {limit}"
+    );
+    assert!(
+        r.objective > free.objective,
+        "{} vs {}",
+        r.objective,
+        free.objective
+    );
+    // Better than the zero-phase start whenever that start is feasible, and than a random start.
+    if r.zero_phase_feasible {
+        assert!(r.objective <= r.zero_phase_objective);
+    }
+    let random = normalise(&obj, &sys, &random_drive(8, 99));
+    assert!(r.objective <= sys.stats(&random).cv);
+    // Mean |B1+| at the target.
+    assert!((r.stats.mean_t - 1e-6).abs() < 1e-9);
+}
+
+#[test]
+fn bad_problems_are_named() {
+    let e = ShimSystem::static_shim(Array2::zeros((0, 8))).unwrap_err();
+    assert!(e.to_string().contains("region of interest"), "{e}");
+    let mut a = random_system(5, 3, 1);
+    a[[2, 1]] = c(f64::NAN, 0.0);
+    assert!(ShimSystem::static_shim(a).is_err());
+    assert!(QuadraticLimit::new("x", random_psd(3, 2, 1), 1.0, -1.0, &[1.0]).is_err());
+    let f = pelvis_fieldset(&SynthSpec::pelvis([8, 10, 12], 0.01)).unwrap();
+    let e = roi_from_fields(
+        &f,
+        None,
+        Some(&ndarray::Array3::from_elem([8, 10, 12], false)),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("empty"), "{e}");
+    let e = roi_from_fields(
+        &f,
+        None,
+        Some(&ndarray::Array3::from_elem([8, 10, 11], true)),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("shape"), "{e}");
+    // A limit of the wrong channel count is reported, not a failed line search.
+    let sys = ShimSystem::static_shim(random_system(5, 3, 1)).unwrap();
+    let lim = QuadraticLimit::new("x", random_psd(4, 2, 1), 1.0, 1.0, &[1.0]).unwrap();
+    let e = optimize(
+        &Objective::Cv { target_t: 1e-6 },
+        &sys,
+        &[&lim],
+        &Settings::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("amplitudes"), "{e}");
+}
