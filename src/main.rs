@@ -53,6 +53,8 @@ enum Command {
     PulseExportSeq(cli::pulse::PulseExportArgs),
     /// Export a field set's maps (B1+ magnitude, density, conductivity, labels) to NIfTI.
     Export(cli::commands::ExportArgs),
+    /// Summarise an input file (B1+ maps, masks, VOP files, field sets, drives...) as b1sar reads it.
+    Inspect(cli::inspect::InspectArgs),
     /// Measure throughput figures (10 g averaging, Q10g, batched SAR, VOP compression).
     Bench(cli::bench::BenchArgs),
     /// RF shim for B1+ homogeneity in a region of interest under a predicted-SAR limit.
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::PulseImport(a) => cli::pulse::import_cmd(a, &out),
         Command::PulseExportSeq(a) => cli::pulse::export_cmd(a, &out),
         Command::Bench(a) => cli::bench::run(a, &out),
+        Command::Inspect(a) => cli::inspect::run(a, &out),
         Command::Optimize(a) => cli::optimize::run(a, &out),
     };
     match result {

@@ -7,7 +7,7 @@ use b1sar::sar::vop::AmplitudeUnit;
 use b1sar::sar::{self, Averager, Q10g, VopSet};
 use b1sar::synth::{SynthSpec, pelvis_fieldset};
 use b1sar::units::T_TO_UT;
-use b1sar::{Drive, Error, FieldSet, io};
+use b1sar::{Drive, Error, FieldSet, io, scanner};
 use clap::{Args, ValueEnum};
 use ndarray::{Array3, Array4, Axis};
 use serde_json::json;
@@ -256,12 +256,16 @@ pub struct SarArgs {
     /// Drive: JSON file, JSON object, `P@PHASE,...` (W, degrees) or `uniform:N[:P]`.
     #[arg(long)]
     pub drive: String,
-    /// Units of the drive amplitudes (only differs for volt VOP files).
+    /// Units of the drive amplitudes: sqrt(W) of forward power, or peak volts at the coil plug
+    /// (converted to the VOP file's unit at the reference impedance).
     #[arg(long, value_enum, default_value_t = DriveUnits::SqrtW)]
     pub drive_units: DriveUnits,
-    /// Reference impedance converting sqrt(W) to peak volts, V = sqrt(2 Z0 P) (ohm).
-    #[arg(long, value_parser = positive, default_value_t = 50.0)]
-    pub z0_ohm: f64,
+    /// Reference impedance converting sqrt(W) to peak volts, V = sqrt(2 Z P) (ohm).
+    #[arg(long, alias = "z0-ohm", value_parser = positive, default_value_t = b1sar::units::REFERENCE_IMPEDANCE_OHM)]
+    pub reference_impedance_ohm: f64,
+    /// Only the VOPs of these scanner types (`ZZtype`), e.g. `6,8`; a type absent from the file is an error.
+    #[arg(long, value_delimiter = ',')]
+    pub vop_types: Option<Vec<i32>>,
     /// Output SAR10g map (.npy, f32 [z, y, x], W/kg).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -272,6 +276,13 @@ pub struct SarArgs {
 
 pub fn sar(a: SarArgs, out: &Output) -> Result<()> {
     let t = Instant::now();
+    if a.vop_types.is_some() && a.vop.is_none() {
+        bail!(Error::invalid(
+            "--vop-types",
+            "a VOP file (--vop) whose types to select",
+            "--fields or --q"
+        ));
+    }
     let d = load_drive(&a.drive)?;
     if let Some(vp) = &a.vop {
         if a.out.is_some() || a.nifti.is_some() {
@@ -282,22 +293,54 @@ pub fn sar(a: SarArgs, out: &Output) -> Result<()> {
             ));
         }
         let v = VopSet::load(vp)?;
-        let scale = match (v.unit, a.drive_units) {
-            (AmplitudeUnit::Volt, DriveUnits::SqrtW) => (2.0 * a.z0_ohm).sqrt(),
-            (AmplitudeUnit::SqrtWatt, DriveUnits::Volts) => 1.0 / (2.0 * a.z0_ohm).sqrt(),
-            _ => 1.0,
+        let unit = match a.drive_units {
+            DriveUnits::SqrtW => AmplitudeUnit::SqrtWatt,
+            DriveUnits::Volts => AmplitudeUnit::Volt,
         };
-        let (bound, k) = v.psar(&d.scaled(scale))?;
+        let b = scanner::vop_bound(
+            &v,
+            &d,
+            unit,
+            a.reference_impedance_ohm,
+            a.vop_types.as_deref(),
+        )?;
+        for t in &b.per_type {
+            out.line(format!(
+                "type {}: {:.4} W/kg (VOP {} of the file; {} VOPs of this type){}",
+                t.vop_type,
+                t.psar_w_per_kg,
+                t.vop_index + 1,
+                t.n_vops,
+                t.limit_w_per_kg.map_or(String::new(), |l| format!(
+                    ", limit {l} W/kg ({:.1} % of it)",
+                    100.0 * t.psar_w_per_kg / l
+                ))
+            ));
+        }
+        for w in &b.warnings {
+            eprintln!("warning: {w}");
+        }
         out.line(format!(
-            "VOP pSAR10g bound: {bound:.4} W/kg (VOP {} of {})",
-            k + 1,
-            v.len()
+            "VOP pSAR10g bound: {:.4} W/kg (VOP {} of {}{}){}",
+            b.psar_w_per_kg,
+            b.vop_index + 1,
+            v.len(),
+            b.vop_type.map_or(String::new(), |t| format!(", type {t}")),
+            match (b.limit_w_per_kg, b.margin_w_per_kg) {
+                (Some(l), Some(m)) => format!("; limit {l} W/kg, margin {m:.4} W/kg"),
+                _ => String::new(),
+            }
         ));
         if v.epsilon.is_finite() {
-            out.line(format!("overestimation at most {:.1} % of the worst case ({:.3} W/kg for this drive's power)", 100.0 * v.epsilon, v.epsilon * v.worst_case * d.total_power_w()));
+            let power_w = scanner::drive_in_vop_unit(&v, &d, unit, a.reference_impedance_ohm)?
+                .total_power_w();
+            out.line(format!("overestimation at most {:.1} % of the worst case ({:.3} W/kg for this drive's power)", 100.0 * v.epsilon, v.epsilon * v.worst_case * power_w));
         }
-        let vtype = v.types.as_ref().map(|t| t[k]);
-        out.result(json!({"psar10g_w_per_kg": bound, "vop_index": k, "vop_type": vtype, "n_vops": v.len(), "epsilon": v.epsilon, "elapsed_s": t.elapsed().as_secs_f64()}));
+        out.result(json!({"psar10g_w_per_kg": b.psar_w_per_kg, "vop_index": b.vop_index, "vop_type": b.vop_type,
+            "vop_type_limit_w_per_kg": b.limit_w_per_kg, "margin_w_per_kg": b.margin_w_per_kg,
+            "per_type": b.per_type, "warnings": b.warnings, "n_vops": v.len(), "epsilon": v.epsilon,
+            "drive_units": unit, "reference_impedance_ohm": a.reference_impedance_ohm,
+            "elapsed_s": t.elapsed().as_secs_f64()}));
         return Ok(());
     }
     let (map, wb, counts, grid) = if let Some(qp) = &a.q {

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod commands;
 pub mod dataset;
 pub mod demo;
+pub mod inspect;
 pub mod phantom;
 pub mod optimize;
 pub mod predict;

@@ -440,18 +440,36 @@ impl VopSet {
             }
             set.types = Some(t);
         }
-        if let (Some(id), Some(MatData::Real(lim))) = (
+        match (
             ints("VOPTypeLimitID"),
             mat.get("VOPTypeLimit").map(|v| &v.data),
         ) {
-            if id.len() != lim.len() {
+            (Some(id), Some(MatData::Real(lim))) => {
+                if id.len() != lim.len() {
+                    return Err(Error::format(
+                        path,
+                        "VOPTypeLimit/VOPTypeLimitID",
+                        format!("{} limits for {} type ids", lim.len(), id.len()),
+                    ));
+                }
+                if let Some(l) = lim.iter().find(|l| !(l.is_finite() && **l > 0.0)) {
+                    return Err(Error::format(
+                        path,
+                        "variable VOPTypeLimit",
+                        format!("limits must be finite and > 0 W/kg, found {l}"),
+                    ));
+                }
+                set.type_limits = id.into_iter().zip(lim.iter().cloned()).collect();
+            }
+            (None, None) => {}
+            // One without the other (or non-numeric): limits that cannot be matched to types.
+            _ => {
                 return Err(Error::format(
                     path,
                     "VOPTypeLimit/VOPTypeLimitID",
-                    "lengths differ",
+                    "both numeric (limits in W/kg and their type ids) or neither",
                 ));
             }
-            set.type_limits = id.into_iter().zip(lim.iter().cloned()).collect();
         }
         Ok(set)
     }

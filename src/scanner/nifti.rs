@@ -16,7 +16,7 @@
 //! in the target directory, then rename), like every b1sar writer.
 
 use crate::error::{Error, Result};
-use ndarray::{Array3, Array4, ArrayD, ArrayView3, ArrayView4, Axis, Ix4, IxDyn};
+use ndarray::{Array3, Array4, ArrayD, ArrayView3, ArrayView4, Axis, Ix4};
 use nifti::{IntoNdArray, NiftiObject, NiftiType};
 use num_complex::{Complex32, Complex64};
 use std::path::{Path, PathBuf};
@@ -395,12 +395,14 @@ pub fn to_zyx<T: Clone>(a: ArrayD<T>, path: &Path, what: &str) -> Result<Array3<
             format!("{}-D dims {dims:?}", dims.len()),
         ));
     }
-    let a = a
-        .into_shape_with_order(IxDyn(&dims[..3]))
-        .map_err(|e| Error::format(path, what, e))?;
+    let mut a = a;
+    while a.ndim() > 3 {
+        let last = a.ndim() - 1;
+        a = a.index_axis_move(Axis(last), 0);
+    }
     let a = a
         .into_dimensionality::<ndarray::Ix3>()
-        .expect("reshaped to 3 axes above");
+        .expect("trailing singleton axes removed above");
     Ok(a.permuted_axes([2, 1, 0]).as_standard_layout().into_owned())
 }
 
@@ -534,14 +536,16 @@ mod tests {
     #[test]
     fn qform_affine_matches_hand_rotation() {
         // 90 degrees about z: quaternion (a, b, c, d) = (cos 45, 0, 0, sin 45).
-        let mut h = nifti::NiftiHeader::default();
-        h.qform_code = 1;
-        h.sform_code = 0;
-        h.quatern_d = std::f32::consts::FRAC_1_SQRT_2;
-        h.pixdim = [-1.0, 2.0, 3.0, 4.0, 1.0, 1.0, 1.0, 1.0];
-        h.quatern_x = 10.0;
-        h.quatern_y = 20.0;
-        h.quatern_z = 30.0;
+        let h = nifti::NiftiHeader {
+            qform_code: 1,
+            sform_code: 0,
+            quatern_d: std::f32::consts::FRAC_1_SQRT_2,
+            pixdim: [-1.0, 2.0, 3.0, 4.0, 1.0, 1.0, 1.0, 1.0],
+            quatern_x: 10.0,
+            quatern_y: 20.0,
+            quatern_z: 30.0,
+            ..Default::default()
+        };
         let (m, src) = header_affine(&h);
         assert_eq!(src, XformSource::Qform);
         // R = [[0,-1,0],[1,0,0],[0,0,1]], scaled by (2, 3, -4) (qfac -1): f32 quaternion -> 1e-6.

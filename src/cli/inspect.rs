@@ -1,0 +1,465 @@
+//! `b1sar inspect FILE`: what b1sar understands of an input before a user trusts a number from it.
+//! Field sets, Q10g and VOP `.npz`, phantoms, scanner `.mat` VOP files, NIfTI images (B1+ maps,
+//! masks, phase), drive, pulse and coil JSON. The kind is chosen by extension and, for `.npz` and
+//! `.json`, by content; anything else is an error naming the file.
+
+use super::Output;
+use anyhow::Result;
+use b1sar::body::phantom::{Phantom, label_name};
+use b1sar::io::mat::{MatData, MatFile};
+use b1sar::sar::{Q10g, VopSet};
+use b1sar::scanner::vops::min_max_eigenvalues;
+use b1sar::scanner::{NiftiValues, read_nifti};
+use b1sar::units::T_TO_UT;
+use b1sar::{Drive, Error, FieldSet};
+use clap::Args;
+use num_complex::Complex64;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+/// Arguments of `b1sar inspect`.
+#[derive(Args)]
+pub struct InspectArgs {
+    /// File to summarise: .nii/.nii.gz, .mat, .npz or .json.
+    pub file: PathBuf,
+}
+
+pub fn run(a: InspectArgs, out: &Output) -> Result<()> {
+    let p = &a.file;
+    if !p.exists() {
+        return Err(Error::io(p, std::io::Error::from(std::io::ErrorKind::NotFound)).into());
+    }
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let (lines, mut j) = if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+        nifti(p)?
+    } else if name.ends_with(".mat") {
+        mat(p)?
+    } else if name.ends_with(".npz") {
+        npz(p)?
+    } else if name.ends_with(".json") {
+        json_file(p)?
+    } else {
+        return Err(Error::invalid(
+            p.display().to_string(),
+            "a file b1sar reads: .nii/.nii.gz (B1+ maps, masks), .mat (scanner VOPs), .npz (field set, Q10g, VOPs, phantom) or .json (drive, pulse, coil)",
+            "an unknown extension",
+        )
+        .into());
+    };
+    j["path"] = json!(p);
+    for l in lines {
+        out.line(l);
+    }
+    out.result(j);
+    Ok(())
+}
+
+type Summary = (Vec<String>, Value);
+
+fn nifti(p: &Path) -> Result<Summary> {
+    let img = read_nifti(p)?;
+    let g = &img.geometry;
+    let dims = &img.dims;
+    // Channels: the 4th axis, or the 5th when the 4th is a singleton (x y slice 1 channel).
+    let n_channels = match dims.len() {
+        0..=3 => 1,
+        4 => dims[3],
+        _ if dims[3] == 1 => dims[4],
+        _ => dims[3],
+    };
+    let mut lines = vec![
+        format!(
+            "{}: NIfTI-1 {} dims {:?} (x y slice{})",
+            p.display(),
+            img.datatype,
+            dims,
+            if dims.len() > 3 { " channel" } else { "" }
+        ),
+        format!(
+            "voxel size {:.3?} {}, affine from the {:?} (voxel i j k -> world):",
+            g.voxel_size_mm(),
+            img.spatial_unit,
+            g.xform_source()
+        ),
+    ];
+    for r in g.affine().iter().take(3) {
+        lines.push(format!(
+            "    [{:10.4} {:10.4} {:10.4} {:10.4}]",
+            r[0], r[1], r[2], r[3]
+        ));
+    }
+    let mut j = json!({
+        "kind": "nifti", "datatype": img.datatype, "dims": dims, "n_channels": n_channels,
+        "shape_zyx": g.shape_zyx(), "voxel_size_mm": g.voxel_size_mm(), "affine": g.affine(),
+        "xform_source": g.xform_source(), "spatial_unit": img.spatial_unit,
+        "description": img.description,
+    });
+    let guess;
+    match &img.values {
+        NiftiValues::Complex(v) => {
+            let non_finite = v
+                .iter()
+                .filter(|c| !c.re.is_finite() || !c.im.is_finite())
+                .count();
+            let mut mags: Vec<f64> = v
+                .iter()
+                .map(|c| c.norm())
+                .filter(|m| m.is_finite())
+                .collect();
+            let (lo, hi) = min_max(&mags);
+            mags.retain(|m| *m > 0.0);
+            let median = median(&mut mags);
+            guess = if dims.len() >= 4 {
+                complex_unit_guess(median)
+            } else {
+                "complex image (a single channel: b1sar needs per-channel maps x y slice channel)"
+                    .into()
+            };
+            lines.push(format!(
+                "|value| {lo:.4e} .. {hi:.4e}, median of non-zero {median:.4e}; {} non-zero, {non_finite} non-finite",
+                mags.len()
+            ));
+            j["abs_min"] = json!(lo);
+            j["abs_max"] = json!(hi);
+            j["abs_median_nonzero"] = json!(median);
+            j["n_nonzero"] = json!(mags.len());
+            j["n_non_finite"] = json!(non_finite);
+        }
+        NiftiValues::Real(v) => {
+            let non_finite = v.iter().filter(|x| !x.is_finite()).count();
+            let finite: Vec<f64> = v.iter().cloned().filter(|x| x.is_finite()).collect();
+            let (lo, hi) = min_max(&finite);
+            let nonzero = finite.iter().filter(|x| **x != 0.0).count();
+            let integer = finite.iter().all(|x| x.fract() == 0.0);
+            guess = real_unit_guess(lo, hi, integer, dims.len());
+            lines.push(format!(
+                "values {lo} .. {hi}; {nonzero} non-zero, {non_finite} non-finite{}",
+                if integer { ", all integers" } else { "" }
+            ));
+            j["min"] = json!(lo);
+            j["max"] = json!(hi);
+            j["n_nonzero"] = json!(nonzero);
+            j["n_non_finite"] = json!(non_finite);
+        }
+    }
+    lines.push(format!("channels {n_channels}; units (a guess): {guess}"));
+    j["units_guess"] = json!(guess);
+    Ok((lines, j))
+}
+
+fn complex_unit_guess(median: f64) -> String {
+    if (0.5..=500.0).contains(&median) {
+        "nT/V (as Siemens complex uncombined B1+ maps; --b1-units nT-per-V)".into()
+    } else if (1e-10..1e-5).contains(&median) {
+        "SI: T/V or T/sqrt(W) (b1sar field sets are T/sqrt(W); --b1-units T-per-sqrtW)".into()
+    } else if (1e-3..0.5).contains(&median) {
+        "µT at a nominal drive? (--b1-units uT with the nominal voltage)".into()
+    } else {
+        "unknown (no usual B1+ scale)".into()
+    }
+}
+
+fn real_unit_guess(lo: f64, hi: f64, integer: bool, rank: usize) -> String {
+    if integer && lo >= 0.0 && hi <= 1.0 {
+        "mask (0/1)".into()
+    } else if integer && lo >= -4096.0 && hi <= 4095.0 && lo < 0.0 {
+        "scanner integer phase (-4096..4095 -> -pi..pi)?".into()
+    } else if lo >= -std::f64::consts::PI - 1e-6 && hi <= std::f64::consts::PI + 1e-6 && lo < 0.0 {
+        "phase in radians?".into()
+    } else if integer && lo >= 0.0 && rank <= 3 {
+        "label map or mask (non-zero = inside)".into()
+    } else if lo >= 0.0 && rank >= 4 {
+        "per-channel magnitude (state its unit with --b1-units)".into()
+    } else {
+        "unknown".into()
+    }
+}
+
+fn min_max(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(*x), b.max(*x))
+        })
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn mat(p: &Path) -> Result<Summary> {
+    let m = MatFile::read(p)?;
+    let vars: Vec<Value> = m
+        .vars
+        .iter()
+        .map(|v| json!({"name": v.name, "class": v.class.to_string(), "dims": v.dims}))
+        .collect();
+    let mut lines = vec![format!("{}: MAT v5, {} variables", p.display(), vars.len())];
+    for v in &m.vars {
+        let kind = match &v.data {
+            MatData::Complex { .. } => " complex",
+            _ => "",
+        };
+        lines.push(format!("    {} {}{} {:?}", v.name, v.class, kind, v.dims));
+    }
+    if m.get("ZZ").is_none() {
+        lines.push("no `ZZ`: not a scanner VOP file".into());
+        return Ok((lines, json!({"kind": "mat", "variables": vars})));
+    }
+    let v = VopSet::load_mat(p)?;
+    let ev = min_max_eigenvalues(&v);
+    let lam_min = ev.iter().map(|e| e.0).fold(f64::INFINITY, f64::min);
+    let lam_max = ev.iter().map(|e| e.1).fold(f64::NEG_INFINITY, f64::max);
+    lines.push(format!(
+        "scanner VOPs: {} channels, {} VOPs (W/kg per V^2, peak volts at the coil plug), Hermitian; eigenvalues {lam_min:.4e} .. {lam_max:.4e}{}",
+        v.n_channels(),
+        v.len(),
+        if lam_min < -1e-9 * lam_max {
+            " (NEGATIVE: not positive semi-definite)"
+        } else {
+            ""
+        }
+    ));
+    let (types, warn) = type_table(&v);
+    lines.extend(types.iter().map(|t| {
+        format!(
+            "    type {}: {} VOPs, limit {}",
+            t["vop_type"],
+            t["n_vops"],
+            t["limit_w_per_kg"]
+                .as_f64()
+                .map_or("none in the file".into(), |l| format!("{l} W/kg"))
+        )
+    }));
+    lines.extend(warn);
+    Ok((
+        lines,
+        json!({"kind": "scanner_vop_mat", "variables": vars, "n_channels": v.n_channels(), "n_vops": v.len(),
+               "amplitude_unit": v.unit, "hermitian": true, "min_eigenvalue": lam_min, "max_eigenvalue": lam_max,
+               "worst_case_w_per_kg_per_v2": lam_max, "types": types, "type_limits": v.type_limits}),
+    ))
+}
+
+/// Per type: count and limit; plus warnings for types without limits and limits without VOPs.
+fn type_table(v: &VopSet) -> (Vec<Value>, Vec<String>) {
+    let mut warn = Vec::new();
+    let Some(tags) = &v.types else {
+        return (Vec::new(), vec!["no VOP types (ZZtype) in the file".into()]);
+    };
+    let mut kinds = tags.clone();
+    kinds.sort();
+    kinds.dedup();
+    let rows = kinds
+        .iter()
+        .map(|t| {
+            let limit = v.type_limits.iter().find(|l| l.0 == *t).map(|l| l.1);
+            if limit.is_none() {
+                warn.push(format!("type {t} has no limit in the file"));
+            }
+            json!({"vop_type": t, "n_vops": tags.iter().filter(|x| *x == t).count(), "limit_w_per_kg": limit})
+        })
+        .collect();
+    for (id, _) in &v.type_limits {
+        if !tags.contains(id) {
+            warn.push(format!("a limit is listed for type {id}, which has no VOP"));
+        }
+    }
+    (rows, warn)
+}
+
+fn npz(p: &Path) -> Result<Summary> {
+    let names = {
+        let f = std::fs::File::open(p).map_err(|e| Error::io(p, e))?;
+        ndarray_npy::NpzReader::new(f)
+            .and_then(|mut r| r.names())
+            .map_err(|e| Error::format(p, "NPZ archive", e))?
+    };
+    let has = |n: &str| names.iter().any(|x| x == n || x == &format!("{n}.npy"));
+    if has("b1p_re") {
+        let f = FieldSet::load(p)?;
+        let g = f.grid();
+        let body = f.body_mask();
+        let mass: f64 = f.rho().iter().filter(|r| **r >= 1.0).sum::<f64>() * g.voxel_volume_m3();
+        let (lo, hi) = min_max(
+            &f.b1p()
+                .iter()
+                .map(|c| f64::from(c.norm()) * T_TO_UT)
+                .collect::<Vec<_>>(),
+        );
+        let lines = vec![
+            format!(
+                "{}: field set, {} channels, grid z y x {:?} at {:?} mm, origin {:?} mm",
+                p.display(),
+                f.n_channels(),
+                g.shape,
+                g.spacing_m.map(|s| s * 1e3),
+                g.origin_m.map(|s| s * 1e3)
+            ),
+            format!(
+                "B1+ (µT per sqrt(W)) {lo:.4} .. {hi:.4}; E fields: {}; tissue {} voxels, {mass:.2} kg; source {}",
+                if f.e().is_some() { "yes" } else { "no" },
+                body.iter().filter(|b| **b).count(),
+                f.meta().source
+            ),
+        ];
+        return Ok((
+            lines,
+            json!({"kind": "field_set", "n_channels": f.n_channels(), "shape_zyx": g.shape, "spacing_m": g.spacing_m,
+                   "origin_m": g.origin_m, "has_e": f.e().is_some(), "has_labels": f.labels().is_some(),
+                   "b1_min_ut_per_sqrt_w": lo, "b1_max_ut_per_sqrt_w": hi, "tissue_mass_kg": mass,
+                   "frequency_hz": f.meta().frequency_hz, "source": f.meta().source}),
+        ));
+    }
+    if has("q_packed") {
+        let q = Q10g::load(p)?;
+        let lines = vec![format!(
+            "{}: Q10g, {} matrices of {} channels, worst case {:.4} W/kg per W, tissue {:.2} kg, grid z y x {:?}",
+            p.display(),
+            q.len(),
+            q.n_channels(),
+            q.worst_case_w_per_kg_per_w(),
+            q.total_mass_kg(),
+            q.grid().shape
+        )];
+        return Ok((
+            lines,
+            json!({"kind": "q10g", "n_matrices": q.len(), "n_channels": q.n_channels(),
+                   "worst_case_w_per_kg_per_w": q.worst_case_w_per_kg_per_w(), "total_mass_kg": q.total_mass_kg(),
+                   "shape_zyx": q.grid().shape}),
+        ));
+    }
+    if has("vop_packed") {
+        let v = VopSet::load(p)?;
+        let (types, warn) = type_table(&v);
+        let mut lines = vec![format!(
+            "{}: VOP set, {} VOPs of {} channels, drives in {:?}, epsilon {}, worst case {:.4} W/kg per unit^2",
+            p.display(),
+            v.len(),
+            v.n_channels(),
+            v.unit,
+            v.epsilon,
+            v.worst_case
+        )];
+        if v.types.is_some() {
+            lines.extend(warn);
+        }
+        return Ok((
+            lines,
+            json!({"kind": "vop_npz", "n_vops": v.len(), "n_channels": v.n_channels(), "amplitude_unit": v.unit,
+                   "epsilon": v.epsilon, "worst_case": v.worst_case, "types": types}),
+        ));
+    }
+    if has("eps_r") && has("labels") {
+        let ph = Phantom::load(p)?;
+        let g = ph.grid();
+        let mut counts = std::collections::BTreeMap::<u8, usize>::new();
+        for l in ph.labels().iter() {
+            *counts.entry(*l).or_default() += 1;
+        }
+        let tissues: Vec<Value> = counts
+            .iter()
+            .map(|(l, n)| json!({"label": l, "name": label_name(*l), "voxels": n}))
+            .collect();
+        let lines = vec![format!(
+            "{}: phantom, grid z y x {:?} at {:?} mm, {} labels",
+            p.display(),
+            g.shape,
+            g.spacing_m.map(|s| s * 1e3),
+            counts.len()
+        )];
+        return Ok((
+            lines,
+            json!({"kind": "phantom", "shape_zyx": g.shape, "spacing_m": g.spacing_m, "origin_m": g.origin_m, "tissues": tissues}),
+        ));
+    }
+    Err(Error::invalid(
+        p.display().to_string(),
+        "an NPZ b1sar reads: field set (b1p_re, ...), Q10g (q_packed), VOPs (vop_packed) or phantom (labels, eps_r)",
+        format!("arrays {names:?}"),
+    )
+    .into())
+}
+
+fn json_file(p: &Path) -> Result<Summary> {
+    let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::invalid(p.display().to_string(), "valid JSON", e.to_string()))?;
+    let has = |k: &str| v.get(k).is_some();
+    if has("mag_w") || (has("re") && has("im")) {
+        let d = Drive::from_json_str(&text, &p.display().to_string())?;
+        let power: Vec<f64> = d.amplitudes().iter().map(|a| a.norm_sqr()).collect();
+        let phase: Vec<f64> = d
+            .amplitudes()
+            .iter()
+            .map(|a| a.arg().to_degrees())
+            .collect();
+        let lines = vec![
+            format!(
+                "{}: drive, {} channels, sum |s|^2 = {:.4} (W for sqrt(W) drives; V^2 for volt drives)",
+                p.display(),
+                d.len(),
+                d.total_power_w()
+            ),
+            format!("    |s|^2 per channel {power:.4?}, phase (deg) {phase:.1?}"),
+        ];
+        return Ok((
+            lines,
+            json!({"kind": "drive", "n_channels": d.len(), "total_power_w": d.total_power_w(),
+                   "power_w": power, "phase_deg": phase}),
+        ));
+    }
+    if has("rf_re") {
+        // Read without the hardware checks (inspect reports what is there; `pulse-sar` validates).
+        let pulse: b1sar::pulse::Pulse = b1sar::io::read_json(p, "pulse JSON")?;
+        let pulse = pulse.into_sqrt_w().map_err(|e| e.in_file(p))?;
+        let peak = pulse
+            .rf_re
+            .iter()
+            .zip(&pulse.rf_im)
+            .flat_map(|(re, im)| {
+                re.iter()
+                    .zip(im)
+                    .map(|(r, i)| Complex64::new(*r, *i).norm())
+            })
+            .fold(0.0, f64::max);
+        let lines = vec![format!(
+            "{}: pulse `{}`, {} channels, {} steps of {:.3} µs ({:.3} ms), peak amplitude {peak:.4} sqrt(W)",
+            p.display(),
+            pulse.name,
+            pulse.n_channels(),
+            pulse.len(),
+            pulse.dt_s * 1e6,
+            pulse.duration_s() * 1e3
+        )];
+        return Ok((
+            lines,
+            json!({"kind": "pulse", "name": pulse.name, "n_channels": pulse.n_channels(), "n_steps": pulse.len(),
+                   "dt_s": pulse.dt_s, "duration_s": pulse.duration_s(), "peak_amplitude_sqrt_w": peak}),
+        ));
+    }
+    if has("elements") {
+        let c = b1sar::sim::coil::CoilSpec::load(p)?;
+        let lines = vec![format!(
+            "{}: coil array, {} elements at {:.2} MHz",
+            p.display(),
+            c.elements.len(),
+            c.frequency_hz / 1e6
+        )];
+        return Ok((
+            lines,
+            json!({"kind": "coil", "n_elements": c.elements.len(), "frequency_hz": c.frequency_hz}),
+        ));
+    }
+    Err(Error::invalid(
+        p.display().to_string(),
+        r#"a JSON b1sar reads: a drive ({"re","im"} or {"mag_w","phase_deg"}), a pulse (rf_re, rf_im, dt_s) or a coil array (elements)"#,
+        "none of their keys",
+    )
+    .into())
+}
