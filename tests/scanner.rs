@@ -911,6 +911,21 @@ fn shipped_example_set_loads_and_matches_its_sources() {
         assert_eq!(b.vop_index, kw);
         assert_eq!(b.limit_w_per_kg, Some(10.0));
     }
+    // The same maps through B1Maps::from_field_set (f64 all the way, so within f32 rounding of the
+    // file), on the field set's grid.
+    let f = FieldSet::load(&data("subject_small.npz")).unwrap();
+    let fs = B1Maps::from_field_set(&f, 50.0).unwrap();
+    for ((c, zz, y, x), v) in b1.t_per_v().indexed_iter() {
+        let w = fs.t_per_v()[[c, zz + 7, y, x]];
+        assert!((v - w).norm() <= 1e-7 * w.norm() + 1e-20);
+    }
+    let g = fs.geometry().axis_aligned_grid().unwrap();
+    assert_eq!(g.shape, f.grid().shape);
+    for a in 0..3 {
+        assert!((g.spacing_m[a] - f.grid().spacing_m[a]).abs() < 1e-9);
+        assert!((g.origin_m[a] - f.grid().origin_m[a]).abs() < 1e-9);
+    }
+    assert!(oblique([1, 1, 1]).axis_aligned_grid().is_none());
     // Regenerating gives the same content (decoded; compression bytes may differ across versions).
     let tmp = tempfile::tempdir().unwrap();
     make_example_set(tmp.path());

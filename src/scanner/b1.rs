@@ -149,6 +149,22 @@ impl B1Maps {
         Ok(m)
     }
 
+    /// The B1+ maps of a simulated field set (T/sqrt(W)) as per-volt maps at reference impedance
+    /// `z_ohm`, on an axis-aligned geometry from the field set's grid: simulated and measured maps then
+    /// go through the same code.
+    pub fn from_field_set(fields: &crate::FieldSet, z_ohm: f64) -> Result<Self> {
+        let opts = B1Options {
+            unit: B1Unit::TPerSqrtW,
+            reference_impedance_ohm: z_ohm,
+            ..B1Options::default()
+        };
+        let scale = opts.to_t_per_v()?;
+        let b1 = fields
+            .b1p()
+            .mapv(|c| Complex64::new(c.re.into(), c.im.into()) * scale);
+        Self::from_t_per_v(b1, NiftiGeometry::from_grid(fields.grid())?, "field set")
+    }
+
     /// Read a 4-D complex NIfTI (complex64/complex128, x y slice channel) in `opts.unit`.
     pub fn load(path: &Path, opts: &B1Options) -> Result<Self> {
         let scale = opts.to_t_per_v().map_err(|e| e.in_file(path))?;

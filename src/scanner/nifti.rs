@@ -137,6 +137,21 @@ impl NiftiGeometry {
     pub fn world_mm(&self, zyx: [usize; 3]) -> [f64; 3] {
         apply(&self.affine, [zyx[2] as f64, zyx[1] as f64, zyx[0] as f64])
     }
+    /// b1sar's [`crate::Grid`] (m, [z, y, x]) when the affine is axis-aligned with positive voxel
+    /// sizes (no rotation, no flip), as for maps b1sar wrote; `None` for oblique or flipped grids.
+    pub fn axis_aligned_grid(&self) -> Option<crate::Grid> {
+        let a = &self.affine;
+        let off_diagonal = (0..3).any(|r| (0..3).any(|c| r != c && a[r][c] != 0.0));
+        if off_diagonal || (0..3).any(|d| a[d][d] <= 0.0) {
+            return None;
+        }
+        crate::Grid::new(
+            self.shape_zyx,
+            [a[2][2], a[1][1], a[0][0]].map(|v| v * 1e-3),
+            [a[2][3], a[1][3], a[0][3]].map(|v| v * 1e-3),
+        )
+        .ok()
+    }
     /// Largest difference between two affines' entries (mm).
     pub fn affine_difference_mm(&self, other: &NiftiGeometry) -> f64 {
         self.affine
