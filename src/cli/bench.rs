@@ -22,6 +22,10 @@ pub enum BenchWhat {
     /// Training-step time (G + D, batch 1) of the small, base-32 and paper-size networks, and the
     /// projected time of the paper's schedule (25 epochs x 5500 samples).
     Train,
+    /// Time-averaged SAR of a 1000-step 8-channel SPINS pulse: covariance and per-step paths over
+    /// `--voxels` random PSD Q matrices; the shipped network's batched per-step throughput and the
+    /// eigen fast path.
+    Pulse,
 }
 
 /// Arguments of `b1sar bench`.
@@ -48,6 +52,9 @@ pub struct BenchArgs {
     /// Skip VOP compression.
     #[arg(long)]
     pub no_vop: bool,
+    /// Q matrices in the `pulse` benchmark.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub voxels: usize,
 }
 
 pub fn run(a: BenchArgs, out: &Output) -> Result<()> {
@@ -55,6 +62,7 @@ pub fn run(a: BenchArgs, out: &Output) -> Result<()> {
         BenchWhat::Fdtd => return fdtd(&a, out),
         BenchWhat::Infer => return infer(&a, out),
         BenchWhat::Train => return train_step(&a, out),
+        BenchWhat::Pulse => return super::pulse::bench(a.voxels, &a.device, out),
         BenchWhat::Sar => {}
     }
     let threads = rayon::current_num_threads();

@@ -61,7 +61,31 @@ impl<'a> QuadraticMaps<'a> {
     }
 }
 
-impl QuadraticMaps<'_> {
+impl<'a> QuadraticMaps<'a> {
+    /// Packed matrices (rows of n^2 reals, W/kg per W) given directly, e.g. for benchmarks.
+    pub fn from_packed(
+        name: impl Into<String>,
+        n_channels: usize,
+        q: ArrayView2<'a, f64>,
+    ) -> Result<Self> {
+        if q.shape()[1] != packed_len(n_channels) {
+            return Err(Error::invalid(
+                "packed matrices",
+                format!(
+                    "{} columns for {n_channels} channels",
+                    packed_len(n_channels)
+                ),
+                format!("{}", q.shape()[1]),
+            ));
+        }
+        Ok(QuadraticMaps {
+            name: name.into(),
+            n_ch: n_channels,
+            q,
+            sf: 1.0,
+        })
+    }
+
     /// The same matrices under another name and safety factor (e.g. a generic subject's VOPs used
     /// for every subject, the conventional approach).
     pub fn named(mut self, name: impl Into<String>, safety_factor: f64) -> Self {
