@@ -353,10 +353,17 @@ fn bad_maps_give_errors_naming_file_and_channel() {
     assert!(e.to_string().contains("none.nii") && e.is_bad_input());
     let junk = dir.path().join("junk.nii");
     std::fs::write(&junk, b"not a nifti file at all").unwrap();
-    let e = B1Maps::load(&junk, &B1Options::default())
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("junk.nii"), "{e}");
+    let e = B1Maps::load(&junk, &B1Options::default()).unwrap_err();
+    assert!(
+        e.to_string().contains("junk.nii") && e.is_bad_input(),
+        "{e}"
+    );
+    // A truncated file (header and half the data): a format error naming the file.
+    let whole = std::fs::read(&p3c).unwrap();
+    let cut = dir.path().join("cut.nii");
+    std::fs::write(&cut, &whole[..whole.len() - 40]).unwrap();
+    let e = B1Maps::load(&cut, &B1Options::default()).unwrap_err();
+    assert!(e.to_string().contains("cut.nii") && e.is_bad_input(), "{e}");
     // Channel count against a VOP set.
     let ok = B1Maps::load(&p, &opts).unwrap();
     let e = ok

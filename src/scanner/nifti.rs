@@ -222,9 +222,18 @@ fn datatype_name(t: NiftiType) -> String {
     .to_string()
 }
 
+/// A missing or unreadable file is an I/O error; anything else (truncated data, bad header) is a
+/// malformed input.
 fn nifti_error(path: &Path, what: &str, e: nifti::NiftiError) -> Error {
     match e {
-        nifti::NiftiError::Io(io) => Error::io(path, io),
+        nifti::NiftiError::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            Error::io(path, io)
+        }
         other => Error::format(path, what, other),
     }
 }
