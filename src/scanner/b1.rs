@@ -29,6 +29,23 @@ pub enum B1Unit {
     Ut,
 }
 
+impl std::str::FromStr for B1Unit {
+    type Err = Error;
+    /// The CLI spellings `nT-per-V`, `T-per-sqrtW`, `uT` (case-insensitive; `µT` too).
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "nt-per-v" | "nt/v" => Ok(B1Unit::NtPerV),
+            "t-per-sqrtw" | "t/sqrt(w)" => Ok(B1Unit::TPerSqrtW),
+            "ut" | "µt" => Ok(B1Unit::Ut),
+            _ => Err(Error::invalid(
+                "B1+ map unit",
+                "nT-per-V, T-per-sqrtW or uT",
+                s,
+            )),
+        }
+    }
+}
+
 /// How non-finite voxels (NaN, Inf) in a map file are handled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum NonFinite {
@@ -58,6 +75,22 @@ impl PhaseScale {
             PhaseScale::SiemensInteger => {
                 (v.is_finite() && (-4096.0..=4095.0).contains(&v)).then_some(v * PI / 4096.0)
             }
+        }
+    }
+}
+
+impl std::str::FromStr for PhaseScale {
+    type Err = Error;
+    /// The CLI spellings `radians` (or `rad`) and `siemens` (or `integer`), case-insensitive.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "radians" | "rad" => Ok(PhaseScale::Radians),
+            "siemens" | "integer" => Ok(PhaseScale::SiemensInteger),
+            _ => Err(Error::invalid(
+                "phase scale",
+                "radians or siemens (-4096..4095 -> -pi..pi)",
+                s,
+            )),
         }
     }
 }
@@ -543,4 +576,65 @@ fn phase_radians(values: &Array4<f64>, scale: PhaseScale, path: &Path) -> Result
         ));
     }
     Ok(values.mapv(|v| scale.to_radians(v).expect("range checked above")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_and_phase_spellings() {
+        assert_eq!("nT-per-V".parse::<B1Unit>().unwrap(), B1Unit::NtPerV);
+        assert_eq!("t-per-sqrtw".parse::<B1Unit>().unwrap(), B1Unit::TPerSqrtW);
+        assert_eq!("uT".parse::<B1Unit>().unwrap(), B1Unit::Ut);
+        let e = "mT".parse::<B1Unit>().unwrap_err().to_string();
+        assert!(e.contains("mT") && e.contains("nT-per-V"), "{e}");
+        assert_eq!(
+            "Siemens".parse::<PhaseScale>().unwrap(),
+            PhaseScale::SiemensInteger
+        );
+        assert_eq!("rad".parse::<PhaseScale>().unwrap(), PhaseScale::Radians);
+        assert!("deg".parse::<PhaseScale>().is_err());
+        // The integer scale: -4096 -> -pi, 2048 -> pi/2, 4095 -> pi (1 - 1/4096); out of range: None.
+        let s = PhaseScale::SiemensInteger;
+        assert_eq!(s.to_radians(-4096.0), Some(-PI));
+        assert_eq!(s.to_radians(2048.0), Some(PI / 2.0));
+        assert_eq!(s.to_radians(4095.0), Some(4095.0 * PI / 4096.0));
+        assert_eq!(s.to_radians(4096.0), None);
+        assert_eq!(PhaseScale::Radians.to_radians(f64::NAN), None);
+    }
+
+    #[test]
+    fn relative_phase_wraps_and_zeroes_channel_1() {
+        let p = Array4::from_shape_vec((2, 1, 1, 2), vec![3.0, -3.0, -3.0, 3.0]).unwrap();
+        let r = relative_phase(&p);
+        assert_eq!(r[[0, 0, 0, 0]], 0.0);
+        assert_eq!(r[[0, 0, 0, 1]], 0.0);
+        // -3 - 3 = -6 rad wraps to 2 pi - 6; 3 - (-3) = 6 wraps to 6 - 2 pi.
+        assert!((r[[1, 0, 0, 0]] - (2.0 * PI - 6.0)).abs() < 1e-15);
+        assert!((r[[1, 0, 0, 1]] - (6.0 - 2.0 * PI)).abs() < 1e-15);
+    }
+
+    #[test]
+    fn unit_factors() {
+        let f = |unit, v| {
+            B1Options {
+                unit,
+                nominal_drive_v: v,
+                ..B1Options::default()
+            }
+            .to_t_per_v()
+        };
+        assert_eq!(f(B1Unit::NtPerV, None).unwrap(), 1e-9);
+        // 50 ohm: 10 V per sqrt(W), so T/sqrt(W) -> T/V is a factor 1/10.
+        assert_eq!(f(B1Unit::TPerSqrtW, None).unwrap(), 0.1);
+        assert_eq!(f(B1Unit::Ut, Some(4.0)).unwrap(), 0.25e-6);
+        assert!(f(B1Unit::Ut, None).is_err());
+        assert!(f(B1Unit::Ut, Some(-1.0)).is_err());
+        let z0 = B1Options {
+            reference_impedance_ohm: 0.0,
+            ..B1Options::default()
+        };
+        assert!(z0.to_t_per_v().is_err());
+    }
 }

@@ -14,6 +14,19 @@
 //! Volts vs sqrt(W): P = V_peak^2 / (2 Z), Z = 50 ohm unless stated; the conversion is
 //! [`crate::units::volts_per_sqrt_watt`], used everywhere.
 //!
+//! Typical flow (the shim optimiser's inputs):
+//!
+//! ```text
+//! let b1 = B1Maps::load(Path::new("TB1.nii.gz"), &B1Options::new(B1Unit::NtPerV))?;
+//! let vops = VopSet::load(Path::new("SarDataUser.mat"))?;          // W/kg per V^2, typed
+//! b1.expect_channels(vops.n_channels(), "SarDataUser.mat")?;
+//! let roi = RoiMask::load(Path::new("mask.nii.gz"), &b1)?;         // print roi.warnings()
+//! let a = roi_matrix(&b1, &roi)?;                                  // |A w| = |B1+| (T), w in V
+//! // ... optimise w ...
+//! b1.write_shimmed_ut(Path::new("out/b1_shimmed.nii.gz"), &w)?;    // same affine as the input
+//! let bound = vop_bound(&vops, &Drive::new(w)?, AmplitudeUnit::Volt, 50.0, None)?;
+//! ```
+//!
 //! Not here: the optimiser (`optim`), plotting, and DICOM (convert with dcm2niix first).
 
 pub mod b1;
