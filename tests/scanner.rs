@@ -1163,3 +1163,103 @@ fn matrices_are_exactly_hermitian_after_conversion() {
         assert!(diff.iter().all(|d| *d <= 4.0 * f64::EPSILON * scale));
     }
 }
+
+#[test]
+fn inspect_q10g_phantom_and_nifti_guesses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("s.npz");
+    let q = tmp.path().join("q.npz");
+    let (rc, _, _) = b1sar(&[
+        "synth",
+        "--shape",
+        "10,12,14",
+        "--spacing-mm",
+        "10",
+        "--out",
+        p(&f),
+    ]);
+    assert_eq!(rc, 0);
+    let (rc, jq, _) = b1sar(&["qmatrix", "--fields", p(&f), "--out", p(&q)]);
+    assert_eq!(rc, 0);
+    let (rc, j, _) = b1sar(&["inspect", p(&q)]);
+    assert_eq!(rc, 0, "{j}");
+    assert_eq!(j["kind"], "q10g");
+    assert_eq!(j["n_matrices"], jq["n_matrices"]);
+    assert_eq!(
+        j["worst_case_w_per_kg_per_w"],
+        jq["worst_case_w_per_kg_per_w"]
+    );
+    let ph = tmp.path().join("ph");
+    let (rc, jp, _) = b1sar(&[
+        "phantom",
+        "--subjects",
+        "1",
+        "--seed",
+        "5",
+        "--spacing-mm",
+        "12",
+        "--out",
+        p(&ph),
+    ]);
+    assert_eq!(rc, 0, "{jp}");
+    let subject = jp["output_paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| PathBuf::from(v.as_str().unwrap()))
+        .find(|v| v.extension().is_some_and(|e| e == "npz"))
+        .unwrap();
+    let (rc, j, _) = b1sar(&["inspect", p(&subject)]);
+    assert_eq!(rc, 0, "{j}");
+    assert_eq!(j["kind"], "phantom");
+    let voxels: u64 = j["tissues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["voxels"].as_u64().unwrap())
+        .sum();
+    let shape: Vec<u64> = (0..3)
+        .map(|a| j["shape_zyx"][a].as_u64().unwrap())
+        .collect();
+    assert_eq!(voxels, shape.iter().product::<u64>());
+    // NIfTI guesses: integer phase, radians, masks; a .mat without ZZ is not a VOP file.
+    let g = oblique([2, 2, 2]);
+    let ints = Array4::from_shape_fn((2, 2, 2, 2), |(c, z, y, x)| {
+        (c * 1000 + z * 100 + y * 10 + x) as f32 - 2000.0
+    });
+    let pi_ = tmp.path().join("phase_int.nii");
+    write_real_channels(&pi_, ints.view(), &g, "").unwrap();
+    let (rc, j, _) = b1sar(&["inspect", p(&pi_)]);
+    assert_eq!(rc, 0);
+    assert!(
+        j["units_guess"].as_str().unwrap().contains("integer phase"),
+        "{j}"
+    );
+    assert_eq!(j["n_channels"], 2);
+    assert_eq!(
+        (j["min"].as_f64(), j["max"].as_f64()),
+        (Some(-2000.0), Some(-889.0))
+    );
+    let rad = tmp.path().join("phase_rad.nii.gz");
+    write_real_channels(&rad, ints.mapv(|v| v / 2000.0).view(), &g, "").unwrap();
+    let (_, j, _) = b1sar(&["inspect", p(&rad)]);
+    assert!(
+        j["units_guess"].as_str().unwrap().contains("radians"),
+        "{j}"
+    );
+    let m = tmp.path().join("nozz.mat");
+    b1sar::io::mat::write_mat_v5(
+        &m,
+        &[b1sar::io::mat::MatWrite::Real {
+            name: "x",
+            dims: vec![1, 1],
+            data: &[1.0],
+        }],
+        false,
+    )
+    .unwrap();
+    let (rc, j, _) = b1sar(&["inspect", p(&m)]);
+    assert_eq!(rc, 0);
+    assert_eq!(j["kind"], "mat");
+    assert_eq!(j["variables"][0]["name"], "x");
+}
