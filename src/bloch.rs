@@ -384,4 +384,62 @@ mod tests {
         let s = flip_stats(&full).unwrap();
         assert!(s.cv > 0.0 && s.max_deg == top && s.n_voxels == 21);
     }
+
+    #[test]
+    fn a_gradient_is_an_off_resonance_proportional_to_position() {
+        // A voxel at x under a constant Gx sees Bz = Gx x, the same as an off-resonance
+        // df = gamma_bar Gx x: both models must give the same flip either way (same sign convention).
+        let shim = Drive::uniform(1, 1.0).unwrap();
+        let mut p = hard_shimmed("h", 1e-3, 100, &shim).unwrap();
+        let (gx, x) = (1e-3, 0.02);
+        p.grad_t_per_m = Some(vec![[gx, 0.0, 0.0]; 100]);
+        let with_g = one_voxel(vec![Complex64::new(1e-6, 0.0)], [x, 0.0, 0.0], 0.0);
+        let mut q = p.clone();
+        q.grad_t_per_m = None;
+        let with_df = one_voxel(
+            vec![Complex64::new(1e-6, 0.0)],
+            [0.0; 3],
+            GAMMA_BAR_HZ_PER_T * gx * x,
+        );
+        for m in [Model::SmallTip, Model::FullRotation] {
+            let a = flip_angles_deg(&p, &with_g, m).unwrap()[0];
+            let b = flip_angles_deg(&q, &with_df, m).unwrap()[0];
+            assert!((a - b).abs() < 1e-9 * b, "{m:?}: {a} vs {b}");
+            // 851 Hz off resonance over 1 ms: the flip is well below the on-resonance 15.3 deg.
+            assert!(b < 10.0, "{b}");
+        }
+    }
+
+    #[test]
+    fn field_set_voxels_combine_like_the_field_set() {
+        use crate::synth::{SynthSpec, pelvis_fieldset};
+        let f = pelvis_fieldset(&SynthSpec::pelvis([6, 8, 10], 0.02)).unwrap();
+        let shim = Drive::random_phase_set(8, 1.0, 1, 3).unwrap().remove(0);
+        let idx: Vec<usize> = (0..f.grid().len()).step_by(7).collect();
+        let v = Voxels::from_fields(&f, &idx, None).unwrap();
+        let p = hard_shimmed("h", 0.2e-3, 20, &shim).unwrap();
+        let fa = flip_angles_deg(&p, &v, Model::FullRotation).unwrap();
+        let b1 = f.combine(&shim).unwrap();
+        let flat = b1.as_slice().unwrap();
+        for (i, a) in idx.iter().zip(&fa) {
+            let expect = 360.0 * GAMMA_BAR_HZ_PER_T * flat[*i].norm() * 0.2e-3;
+            // B1+ is stored in f32: 1e-6 relative.
+            assert!(
+                (a - expect).abs() <= 1e-6 * expect.max(1e-6),
+                "{a} vs {expect}"
+            );
+        }
+        // Positions are the grid's world coordinates in x, y, z order.
+        let [z, y, x] = f.grid().unflat(idx[3]);
+        let w = f.grid().position_m([z, y, x]);
+        assert_eq!(v.position_m[3], [w[2], w[1], w[0]]);
+        // A wrong-shape off-resonance map is named.
+        let bad = Array3::<f64>::zeros((1, 1, 1));
+        assert!(
+            Voxels::from_fields(&f, &idx, Some(&bad))
+                .unwrap_err()
+                .to_string()
+                .contains("off-resonance")
+        );
+    }
 }

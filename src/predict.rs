@@ -22,6 +22,9 @@ pub struct NetworkSar {
     pub nominal_override: Option<f64>,
 }
 
+/// Drives per network call of [`NetworkSar::predict`] (bounds the input tensor's memory).
+const DRIVES_PER_CALL: usize = 128;
+
 /// Drives used to calibrate a subject's nominal |B1+| (as the dataset does with its drive set).
 const CALIBRATION_DRIVES: usize = 64;
 
@@ -83,66 +86,70 @@ impl NetworkSar {
         }
         let [h, w] = self.config.size_hw;
         let train_power = self.config.power_per_channel_w * f.n_channels() as f64;
-        // All drives x slices go through the network as one batch (chunked by `predict`).
-        let mut scales = Vec::with_capacity(drives.len());
-        let mut x =
-            Array4::<f32>::zeros((drives.len() * slices.len(), 3 * self.config.n_stack, h, w));
-        for (di, d) in drives.iter().enumerate() {
-            let p = d.total_power_w();
-            if p.is_nan() || p <= 0.0 {
-                return Err(Error::invalid(
-                    format!("drive {}", di + 1),
-                    "a total power > 0 W",
-                    format!("{p} W"),
-                ));
-            }
-            // Predict at the training power, rescale quadratically.
-            let a = (train_power / p).sqrt();
-            let dn = d.scaled(a);
-            for (k, z) in slices.iter().enumerate() {
-                maker.input_into(
-                    &dn,
-                    *z,
-                    noise_seed ^ ((di as u64) << 20) ^ *z as u64,
-                    &mut x.index_axis_mut(Axis(0), di * slices.len() + k),
-                )?;
-            }
-            scales.push(a);
-        }
-        let flat: Vec<f32> = x.iter().cloned().collect();
-        let y = predict(
-            &self.g,
-            &flat,
-            drives.len() * slices.len(),
-            h,
-            w,
-            &self.device,
-        )?;
-        let y = Array4::from_shape_vec((drives.len(), slices.len(), h, w), y)
-            .map_err(|e| Error::Computation(format!("network output shape: {e}")))?;
-        let g = f.grid();
-        // Air has no SAR: the network's output there (never exactly 0 with a softplus output, and
-        // untrained since the WL1 weight is 0 in air) is discarded.
-        let body: Vec<ndarray::Array2<f64>> = slices
-            .iter()
-            .map(|z| {
-                f.rho().index_axis(Axis(0), *z).mapv(|r| {
-                    if r >= crate::units::AIR_DENSITY_KG_M3 {
-                        1.0
-                    } else {
-                        0.0
-                    }
-                })
-            })
-            .collect();
         let mut out = Vec::with_capacity(drives.len());
-        for (yd, a) in y.axis_iter(Axis(0)).zip(scales) {
-            let mut maps = Array3::<f64>::zeros((slices.len(), g.shape[1], g.shape[2]));
-            for (k, b) in body.iter().enumerate() {
-                let m = maker.to_grid(yd.index_axis(Axis(0), k));
-                maps.index_axis_mut(Axis(0), k).assign(&(m * b / (a * a)));
+        for (ci, chunk) in drives.chunks(DRIVES_PER_CALL).enumerate() {
+            let first = ci * DRIVES_PER_CALL;
+            // Up to DRIVES_PER_CALL drives x slices go through the network as one batch.
+            let mut scales = Vec::with_capacity(chunk.len());
+            let mut x =
+                Array4::<f32>::zeros((chunk.len() * slices.len(), 3 * self.config.n_stack, h, w));
+            for (i, d) in chunk.iter().enumerate() {
+                let di = first + i;
+                let p = d.total_power_w();
+                if p.is_nan() || p <= 0.0 {
+                    return Err(Error::invalid(
+                        format!("drive {}", di + 1),
+                        "a total power > 0 W",
+                        format!("{p} W"),
+                    ));
+                }
+                // Predict at the training power, rescale quadratically.
+                let a = (train_power / p).sqrt();
+                let dn = d.scaled(a);
+                for (k, z) in slices.iter().enumerate() {
+                    maker.input_into(
+                        &dn,
+                        *z,
+                        noise_seed ^ ((di as u64) << 20) ^ *z as u64,
+                        &mut x.index_axis_mut(Axis(0), i * slices.len() + k),
+                    )?;
+                }
+                scales.push(a);
             }
-            out.push(maps);
+            let flat: Vec<f32> = x.iter().cloned().collect();
+            let y = predict(
+                &self.g,
+                &flat,
+                chunk.len() * slices.len(),
+                h,
+                w,
+                &self.device,
+            )?;
+            let y = Array4::from_shape_vec((chunk.len(), slices.len(), h, w), y)
+                .map_err(|e| Error::Computation(format!("network output shape: {e}")))?;
+            let g = f.grid();
+            // Air has no SAR: the network's output there (never exactly 0 with a softplus output, and
+            // untrained since the WL1 weight is 0 in air) is discarded.
+            let body: Vec<ndarray::Array2<f64>> = slices
+                .iter()
+                .map(|z| {
+                    f.rho().index_axis(Axis(0), *z).mapv(|r| {
+                        if r >= crate::units::AIR_DENSITY_KG_M3 {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    })
+                })
+                .collect();
+            for (yd, a) in y.axis_iter(Axis(0)).zip(scales) {
+                let mut maps = Array3::<f64>::zeros((slices.len(), g.shape[1], g.shape[2]));
+                for (k, b) in body.iter().enumerate() {
+                    let m = maker.to_grid(yd.index_axis(Axis(0), k));
+                    maps.index_axis_mut(Axis(0), k).assign(&(m * b / (a * a)));
+                }
+                out.push(maps);
+            }
         }
         Ok(out)
     }

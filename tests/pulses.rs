@@ -348,3 +348,76 @@ fn volt_pulses_give_the_same_sar_as_their_sqrt_w_form() {
     let (a, b) = (sar(&src), sar(&volt));
     assert!((a - b).abs() <= 1e-12 * a, "{a} vs {b}");
 }
+
+#[test]
+fn per_sub_pulse_shims_and_bad_generator_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let shims = dir.path().join("shims.json");
+    let list: Vec<Value> = (0..5)
+        .map(|j| serde_json::json!({"mag_w": [1.0 + j as f64, 1.0], "phase_deg": [10.0 * j as f64, 0.0]}))
+        .collect();
+    std::fs::write(&shims, serde_json::to_string(&list).unwrap()).unwrap();
+    let out = dir.path().join("kt.json");
+    let (rc, j, e) = b1sar(&["pulse-gen", "kt", "--shims", s(&shims), "--out", s(&out)]);
+    assert_eq!(rc, 0, "{e}");
+    assert_eq!(j["has_gradients"], true);
+    let p = Pulse::load(&out, 40.0).unwrap();
+    assert!(p.description.contains("5 shim(s)"));
+    // The RF steps play the five shims in order, 20 steps (0.2 ms / 10 µs) each.
+    let rf: Vec<usize> = (0..p.len())
+        .filter(|&k| p.step(k).unwrap().total_power_w() > 0.0)
+        .collect();
+    assert_eq!(rf.len(), 100);
+    for (n, k) in rf.iter().enumerate() {
+        let power = p.sample(*k, 0).norm_sqr();
+        // 6 significant digits of re and im: |s|^2 to 2 x 5e-6 relative (3e-5 with margin).
+        let expect = 1.0 + (n / 20) as f64;
+        assert!((power - expect).abs() < 3e-5 * expect, "step {k}: {power}");
+    }
+    // Four shims for five points; a spokes slice too thin for the gradient limit: exit 2, named.
+    let four = dir.path().join("four.json");
+    std::fs::write(&four, serde_json::to_string(&list[..4]).unwrap()).unwrap();
+    let (rc, j, _) = b1sar(&["pulse-gen", "kt", "--shims", s(&four), "--out", s(&out)]);
+    assert_eq!(rc, 2);
+    assert!(
+        j["error"]
+            .as_str()
+            .unwrap()
+            .contains("one per sub-pulse (5)")
+    );
+    let (rc, j, _) = b1sar(&[
+        "pulse-gen",
+        "spokes",
+        "--shim",
+        "uniform:8",
+        "--slice-mm",
+        "0.5",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(rc, 2);
+    assert!(
+        j["error"]
+            .as_str()
+            .unwrap()
+            .contains("slice-select gradient")
+    );
+}
+
+#[test]
+fn network_prediction_does_not_depend_on_the_batch() {
+    use b1sar::predict::NetworkSar;
+    let dev = b1sar::net::device_by_name("cpu").unwrap();
+    let net = NetworkSar::load(&root().join("examples/data/model"), &dev).unwrap();
+    let f = b1sar::FieldSet::load(&root().join("examples/data/subject_small.npz")).unwrap();
+    let z = b1sar::dataset::target_slice(&f);
+    let drives = b1sar::Drive::random_phase_set(8, 2.0, 3, 4).unwrap();
+    let one = net.predict(&f, &drives[..1], &[z], 0).unwrap();
+    let all = net.predict(&f, &drives, &[z], 0).unwrap();
+    assert_eq!(all.len(), 3);
+    let peak = one[0].iter().cloned().fold(0.0, f64::max);
+    for (a, b) in one[0].iter().zip(all[0].iter()) {
+        // f32 network arithmetic; different batch shapes may block the products differently.
+        assert!((a - b).abs() <= 1e-5 * peak, "{a} vs {b}");
+    }
+}

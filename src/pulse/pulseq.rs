@@ -705,4 +705,48 @@ mod tests {
         let k = Calibration::B1PerShim(1e-6).sqrt_w_per_hz().unwrap();
         assert!((k * GAMMA_BAR_HZ_PER_T * 1e-6 - 1.0).abs() < 1e-12);
     }
+
+    #[test]
+    fn events_are_concatenated_in_block_order_with_their_phase_offsets() {
+        // Two RF events of a constant compressed magnitude (derivative 1, 0, 0, 0, 0 -> `1 0 0 2`)
+        // between delay and gradient blocks; unknown sections ([TRAP]) are skipped.
+        let text = "# handwritten\n[VERSION]\nmajor 1\nminor 4\nrevision 1\n\n[DEFINITIONS]\n\
+            RadiofrequencyRasterTime 1e-6\nBlockDurationRaster 1e-5\n\n[BLOCKS]\n\
+            1 10 1 0 0 0 0 0\n2 100 0 0 0 0 0 0\n3 10 2 0 0 0 0 0\n4 30 0 1 0 0 0 0\n\n\
+            [RF]\n1 100 1 2 0 0 0 0\n2 50 1 2 0 0 0 1.5707963267948966\n\n\
+            [TRAP]\n1 1000 10 100 10 0\n\n[SHAPES]\nshape_id 1\nnum_samples 5\n1\n0\n0\n2\n\n\
+            shape_id 2\nnum_samples 5\n0\n0\n3\n";
+        let seq = parse(text, Path::new("h.seq")).unwrap();
+        assert!((seq.duration_s() - 1.5e-3).abs() < 1e-15);
+        let shim = Drive::from_power_phase(&[4.0], &[0.0]).unwrap();
+        let imp = import(&seq, &shim, Calibration::SqrtWPerHz(0.01), "h").unwrap();
+        assert_eq!(imp.n_rf_events, 2);
+        assert_eq!(imp.pulse.len(), 10);
+        assert_eq!(imp.pulse.dt_s, 1e-6);
+        for k in 0..10 {
+            // 2 sqrt(W) x 0.01 sqrt(W)/Hz x (100 Hz, then 50 Hz at +90 degrees).
+            let expect = if k < 5 {
+                Complex64::new(2.0, 0.0)
+            } else {
+                Complex64::new(0.0, 1.0)
+            };
+            assert!((imp.pulse.sample(k, 0) - expect).norm() < 1e-12, "step {k}");
+        }
+        // A time shape is refused by name; an RF id without a definition too.
+        let e = parse(
+            &text.replace("1 100 1 2 0 0", "1 100 1 2 7 0"),
+            Path::new("h.seq"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("time shape"), "{e}");
+        let e = parse(&text.replace("3 10 2 0", "3 10 9 0"), Path::new("h.seq"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("RF event 9"), "{e}");
+        let e = parse(&text.replace("minor 4", "minor 5"), Path::new("h.seq"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1.5 is not supported"), "{e}");
+    }
 }
