@@ -356,4 +356,61 @@ mod tests {
         assert_eq!(sar_eigen(&qm, &s, tr).unwrap().evaluations, 1);
         assert!(sar_per_step_maps(&qm, &s, tr, 0).is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+        /// For any quadratic model and pulse: per-step == covariance == eigen path, SAR >= 0, and
+        /// SAR(a s) = a^2 SAR(s) (to 1e-9 relative: sums of a few hundred products).
+        #[test]
+        fn quadratic_paths_agree_and_scale(
+            seed in 0u64..1000,
+            n_steps in 1usize..24,
+            n_ch in 1usize..5,
+            a in 0.1f64..10.0,
+        ) {
+            use rand::{RngExt, SeedableRng};
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut rnd = || rng.random_range(-1.0..1.0);
+            // 30 random PSD matrices sum_r v_r v_r^H (rank 2).
+            let rows: Vec<f64> = (0..30)
+                .flat_map(|_| {
+                    let mut m = vec![Complex64::new(0.0, 0.0); n_ch * n_ch];
+                    for _ in 0..2 {
+                        let v: Vec<Complex64> = (0..n_ch).map(|_| Complex64::new(rnd(), rnd())).collect();
+                        for i in 0..n_ch {
+                            for j in 0..n_ch {
+                                m[i * n_ch + j] += v[i] * v[j].conj();
+                            }
+                        }
+                    }
+                    crate::sar::q10g::pack(n_ch, &m)
+                })
+                .collect();
+            let q = Array2::from_shape_vec((30, n_ch * n_ch), rows).unwrap();
+            let qm = QuadraticMaps::from_packed("random", n_ch, q.view()).unwrap();
+            let p = Pulse {
+                name: "r".into(),
+                dt_s: 1e-5,
+                rf_re: (0..n_steps).map(|_| (0..n_ch).map(|_| rnd()).collect()).collect(),
+                rf_im: (0..n_steps).map(|_| (0..n_ch).map(|_| rnd()).collect()).collect(),
+                ..Default::default()
+            };
+            let tr = 1e-3;
+            let cov = qm.covariance(&p, tr).unwrap();
+            let ps = sar_per_step_maps(&qm, &p, tr, 5).unwrap();
+            let eig = sar_eigen(&qm, &p, tr).unwrap();
+            let top = cov.psar_w_per_kg;
+            proptest::prop_assert!(cov.values.iter().all(|v| *v >= -1e-12 * top));
+            for ((c, s), e) in cov.values.iter().zip(&ps.values).zip(&eig.values) {
+                proptest::prop_assert!((c - s).abs() <= 1e-9 * top && (c - e).abs() <= 1e-9 * top);
+            }
+            let scaled = Pulse {
+                rf_re: p.rf_re.iter().map(|r| r.iter().map(|v| v * a).collect()).collect(),
+                rf_im: p.rf_im.iter().map(|r| r.iter().map(|v| v * a).collect()).collect(),
+                ..p.clone()
+            };
+            let s2 = qm.covariance(&scaled, tr).unwrap().psar_w_per_kg;
+            proptest::prop_assert!((s2 - a * a * top).abs() <= 1e-9 * s2);
+        }
+    }
 }
