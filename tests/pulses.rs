@@ -421,3 +421,32 @@ fn network_prediction_does_not_depend_on_the_batch() {
         assert!((a - b).abs() <= 1e-5 * peak, "{a} vs {b}");
     }
 }
+
+#[test]
+fn pulse_gen_refuses_amplitudes_beyond_the_amplifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("h.json");
+    // 2000 W per channel = 44.7 sqrt(W) > 40.
+    let (rc, j, _) = b1sar(&[
+        "pulse-gen",
+        "hard",
+        "--shim",
+        "uniform:8:2000",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(rc, 2);
+    assert!(j["error"].as_str().unwrap().contains("amplifier"));
+    assert!(!out.exists());
+    let (rc, _, e) = b1sar(&[
+        "pulse-gen",
+        "hard",
+        "--shim",
+        "uniform:8:2000",
+        "--max-amplitude-sqrt-w",
+        "50",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(rc, 0, "{e}");
+}

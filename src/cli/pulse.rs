@@ -675,6 +675,9 @@ pub struct PulseGenArgs {
     /// Significant digits kept in the file.
     #[arg(long, default_value_t = 6)]
     pub digits: i32,
+    /// Amplifier peak amplitude per channel (sqrt(W)) the pulse must respect.
+    #[arg(long, default_value_t = 40.0)]
+    pub max_amplitude_sqrt_w: f64,
 }
 
 fn parse_points<const N: usize>(flag: &str, text: &str) -> Result<Vec<[f64; N]>> {
@@ -770,7 +773,13 @@ pub fn generate(a: &PulseGenArgs) -> Result<Pulse> {
             spins(&name, &spec, one()?)?
         }
     };
-    Ok(p.rounded(a.digits))
+    let p = p.rounded(a.digits);
+    p.validate_with(&limits(
+        a.max_amplitude_sqrt_w,
+        a.max_grad_mt_per_m,
+        a.max_slew_t_per_m_per_s,
+    ))?;
+    Ok(p)
 }
 
 pub fn gen_cmd(a: PulseGenArgs, out: &Output) -> Result<()> {
