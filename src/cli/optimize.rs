@@ -49,12 +49,40 @@ pub enum PredictorArg {
 #[derive(Args)]
 pub struct OptimizeArgs {
     /// Field set: per-channel B1+ (T/sqrt(W)); with E the exact pSAR10g of the result is reported.
+    #[arg(long, required_unless_present = "b1", conflicts_with = "b1")]
+    pub fields: Option<PathBuf>,
+    /// Measured per-channel B1+ maps (scanner data): NIfTI 4-D complex (x y slice channel), or the
+    /// magnitude of a magnitude + phase pair with `--b1-phase`. Weights are then in peak volts.
     #[arg(long)]
-    pub fields: PathBuf,
+    pub b1: Option<PathBuf>,
+    /// Phase maps (NIfTI, per channel) when `--b1` holds magnitudes.
+    #[arg(long, requires = "b1")]
+    pub b1_phase: Option<PathBuf>,
+    /// Unit of `--b1`: nT-per-V, T-per-sqrtW or uT.
+    #[arg(long, default_value = "nT-per-V")]
+    pub b1_units: b1sar::scanner::B1Unit,
+    /// Phase scaling of `--b1-phase`: radians or siemens (integers -4096..4095).
+    #[arg(long, default_value = "radians")]
+    pub phase_scale: b1sar::scanner::PhaseScale,
+    /// Reference impedance for volts <-> sqrt(W) (ohm).
+    #[arg(long, default_value_t = b1sar::units::REFERENCE_IMPEDANCE_OHM)]
+    pub reference_impedance_ohm: f64,
+    /// Scanner data: target |B1+| (nT) per volt of weight norm; the shim is normalised so its ROI
+    /// mean is this at weights of norm 1 V (cv, efficiency) or aims at it (mls). Default: the mean
+    /// of the zero-phase shim of norm 1 V.
+    #[arg(long)]
+    pub target_nt_per_v: Option<f64>,
+    /// Scanner VOP types to use (e.g. 6,8); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub vop_types: Option<Vec<i32>>,
+    /// Limit the maximal VOP SAR to F x that of the best phase-only shim (instead of --sar-limit).
+    #[arg(long)]
+    pub sar_factor: Option<f64>,
     /// Region of interest: a tissue name of the field set's labels (e.g. prostate).
     #[arg(long, conflicts_with = "roi_mask")]
     pub roi: Option<String>,
-    /// Region of interest as a mask (.npy, u8 or bool, [z, y, x] on the field set's grid).
+    /// Region of interest as a mask: with --fields a .npy (u8 or bool, [z, y, x] on the field set's
+    /// grid); with --b1 a NIfTI mask (resampled, with a warning, when its grid differs).
     #[arg(long)]
     pub roi_mask: Option<PathBuf>,
     /// Objective.
@@ -98,6 +126,10 @@ pub struct OptimizeArgs {
     /// Also sweep the local-SAR limit over N values and write the Pareto front of objective vs pSAR.
     #[arg(long)]
     pub pareto: Option<usize>,
+    /// Slices the network predicts (centred on the ROI; its pSAR is their maximum). Each
+    /// evaluation of the network limit runs 4 x channels + 1 predictions per slice.
+    #[arg(long, default_value_t = 1)]
+    pub net_slices: usize,
     /// Device for the network predictor.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -124,6 +156,16 @@ fn load_mask(path: &Path) -> Result<ndarray::Array3<bool>> {
 }
 
 pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
+    if a.b1.is_some() {
+        return run_scanner(a, out);
+    }
+    if a.sar_factor.is_some() || a.target_nt_per_v.is_some() || a.vop_types.is_some() {
+        bail!(Error::invalid(
+            "--sar-factor/--target-nt-per-v/--vop-types",
+            "scanner data (--b1)",
+            "a field set (--fields)"
+        ));
+    }
     if !(a.sar_limit.is_finite() && a.sar_limit > 0.0) {
         bail!(Error::invalid(
             "--sar-limit",
@@ -140,7 +182,7 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
             format!("{sf}")
         ));
     }
-    let f = super::commands::load_fields(&a.fields)?;
+    let f = super::commands::load_fields(a.fields.as_ref().context("--fields or --b1")?)?;
     let (idx, amat) = match (&a.roi, &a.roi_mask) {
         (Some(name), None) => {
             let label = b1sar::tissue::by_name(name)?.label;
@@ -203,12 +245,29 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         }
         _ => 1.0,
     };
+    let nz = f.grid().shape[0];
+    let zc = {
+        let mut zs: Vec<usize> = idx.iter().map(|i| f.grid().unflat(*i)[0]).collect();
+        zs.sort_unstable();
+        zs[zs.len() / 2]
+    };
+    // The network needs two slices either side of each target slice.
+    let usable: Vec<usize> = (2..nz.saturating_sub(2)).collect();
+    if a.predictor == PredictorArg::Net && (usable.is_empty() || a.net_slices == 0) {
+        bail!(Error::invalid(
+            "--net-slices",
+            "at least one slice with two neighbours either side in the field set",
+            format!("{} slices requested of a grid with {nz}", a.net_slices)
+        ));
+    }
+    let mut net_slices = usable.clone();
+    net_slices.sort_by_key(|z| z.abs_diff(zc));
+    net_slices.truncate(a.net_slices);
+    net_slices.sort_unstable();
     let net_pred = model.as_ref().map(|m| NetworkPredictor {
         net: m,
         fields: &f,
-        slices: (0..f.grid().shape[0])
-            .filter(|z| *z >= 2 && *z + 2 < f.grid().shape[0])
-            .collect(),
+        slices: net_slices.clone(),
         sf: net_sf,
         noise_seed: 0,
     });
@@ -324,6 +383,17 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         starts: a.starts,
         seed: a.seed,
         ..Settings::default()
+    };
+    // The network limit costs a batch of inferences per evaluation and its finite-difference
+    // gradient is only as smooth as the network: a shorter schedule gets as far.
+    let settings = if a.predictor == PredictorArg::Net {
+        Settings {
+            max_outer: 8,
+            max_inner: 40,
+            ..settings
+        }
+    } else {
+        settings
     };
     let pb = spinner(&format!(
         "optimising ({} ROI voxels, {} starts, {})",
@@ -548,5 +618,277 @@ fn write_plots(
         false,
     )?;
     paths.push(p);
+    Ok(())
+}
+
+/// `b1sar optimize --b1 ...`: the shim on measured maps, weights in peak volts, limits from the
+/// scanner's VOP file (types kept apart, each with its own limit).
+fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
+    use b1sar::sar::vop::AmplitudeUnit;
+    use b1sar::scanner::{B1Maps, B1Options, RoiMask, convert_vops, roi_matrix};
+    if !matches!(
+        a.predictor,
+        PredictorArg::Exact | PredictorArg::Vop | PredictorArg::None
+    ) {
+        bail!(Error::invalid(
+            "--predictor",
+            "vop (with --vop) or none for scanner maps",
+            format!("{:?}", a.predictor)
+        ));
+    }
+    let b1_path = a.b1.as_ref().expect("run_scanner is called with --b1");
+    let opts = B1Options {
+        reference_impedance_ohm: a.reference_impedance_ohm,
+        ..B1Options::new(a.b1_units)
+    };
+    let b1 = match &a.b1_phase {
+        Some(ph) => B1Maps::from_magnitude_phase_files(b1_path, ph, a.phase_scale, &opts)?,
+        None => B1Maps::load(b1_path, &opts)?,
+    };
+    let mask_path = a
+        .roi_mask
+        .as_ref()
+        .context("scanner maps need --roi-mask MASK.nii[.gz]")?;
+    let roi = RoiMask::load(mask_path, &b1)?;
+    for w in roi.warnings() {
+        out.line(format!("warning: {w}"));
+    }
+    let n = b1.n_channels();
+    let sys = ShimSystem::static_shim(roi_matrix(&b1, &roi)?)?;
+    let unit_norm = vec![Complex64::new(1.0 / (n as f64).sqrt(), 0.0); n];
+    let target_t = match a.target_nt_per_v {
+        Some(t) if t.is_finite() && t > 0.0 => t * 1e-9,
+        Some(t) => bail!(Error::invalid(
+            "--target-nt-per-v",
+            "a finite value > 0",
+            format!("{t}")
+        )),
+        None => sys.stats(&unit_norm).mean_t,
+    };
+    let obj = match a.objective {
+        ObjectiveArg::Cv | ObjectiveArg::PhaseOnly => Objective::Cv { target_t },
+        ObjectiveArg::Mls => Objective::Mls { target_t },
+        ObjectiveArg::Efficiency => Objective::Efficiency { target_t },
+    };
+    let w = [1.0];
+    // VOPs in volts, one limit per selected type.
+    let vops = match (&a.vop, a.predictor) {
+        (Some(p), PredictorArg::Vop | PredictorArg::Exact) => {
+            let v = VopSet::load(p)?;
+            let v = match &a.vop_types {
+                Some(t) => v.select_types(t).map_err(|e| e.in_file(p))?,
+                None => v,
+            };
+            let v = convert_vops(&v, AmplitudeUnit::Volt, a.reference_impedance_ohm)?;
+            b1.expect_channels(v.n_channels(), &p.display().to_string())?;
+            Some(v)
+        }
+        (None, PredictorArg::Vop) => bail!(Error::invalid(
+            "--predictor vop",
+            "--vop SarDataUser.mat (or a b1sar VOP .npz)",
+            "no --vop"
+        )),
+        _ => None,
+    };
+    let groups: Vec<(String, Array2<f64>)> = match &vops {
+        None => Vec::new(),
+        Some(v) => match &v.types {
+            Some(types) => {
+                let mut distinct: Vec<i32> = types.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                distinct
+                    .iter()
+                    .map(|t| {
+                        let rows: Vec<usize> =
+                            (0..types.len()).filter(|k| types[*k] == *t).collect();
+                        (
+                            format!("VOP type {t} SAR (W/kg)"),
+                            v.packed().select(Axis(0), &rows),
+                        )
+                    })
+                    .collect()
+            }
+            None => vec![("VOP SAR (W/kg)".into(), v.packed().to_owned())],
+        },
+    };
+    let sf = a.safety_factor.unwrap_or(1.0);
+    let settings = Settings {
+        start: if a.objective == ObjectiveArg::PhaseOnly {
+            Start::PhaseOnly
+        } else {
+            Start::MagnitudePhase
+        },
+        starts: a.starts,
+        seed: a.seed,
+        start_amplitude: 1.0 / (n as f64).sqrt(),
+        ..Settings::default()
+    };
+    // Limits per type: --sar-factor F x the best phase-only (CV) shim's value, or --sar-limit.
+    let reference = match a.sar_factor {
+        Some(fct) => {
+            if !(fct.is_finite() && fct > 0.0) {
+                bail!(Error::invalid(
+                    "--sar-factor",
+                    "a finite factor > 0",
+                    format!("{fct}")
+                ));
+            }
+            if groups.is_empty() {
+                bail!(Error::invalid("--sar-factor", "a VOP file (--vop)", "none"));
+            }
+            let pb = spinner("best phase-only shim (the --sar-factor reference)");
+            let po = optimize(
+                &Objective::Cv { target_t },
+                &sys,
+                &[],
+                &Settings {
+                    start: Start::PhaseOnly,
+                    ..settings.clone()
+                },
+            )?;
+            pb.finish_and_clear();
+            Some((fct, po.amplitudes))
+        }
+        None => None,
+    };
+    let mut quad = Vec::new();
+    for (name, packed) in &groups {
+        let probe = QuadraticLimit::new(name.clone(), packed.clone(), sf, 1.0, &w)?;
+        let limit = match &reference {
+            Some((fct, s_ref)) => fct * probe.exact(s_ref)?,
+            None => a.sar_limit,
+        };
+        quad.push(probe.with_limit(limit)?);
+    }
+    let chan = a
+        .max_channel_power_w
+        .map(|p| {
+            // Power of a channel in W at weight w (V): |w|^2 / (2 Z).
+            let zf = 1.0 / (2.0 * a.reference_impedance_ohm);
+            let mut m = Array2::<f64>::zeros((n, n * n));
+            for c in 0..n {
+                m[[c, c]] = zf;
+            }
+            QuadraticLimit::new("per-channel power (W)", m, 1.0, p, &w)
+        })
+        .transpose()?;
+    let mut limits: Vec<&dyn Limit> = quad.iter().map(|l| l as &dyn Limit).collect();
+    if let Some(l) = &chan {
+        limits.push(l);
+    }
+    if obj == (Objective::Efficiency { target_t }) && quad.is_empty() {
+        bail!(Error::invalid(
+            "--objective efficiency",
+            "a VOP file (--vop)",
+            "none"
+        ));
+    }
+    let pb = spinner(&format!(
+        "optimising ({} ROI voxels, {} starts, {} limits)",
+        sys.n_voxels(),
+        a.starts,
+        limits.len()
+    ));
+    let r = optimize(&obj, &sys, &limits, &settings)?;
+    pb.finish_and_clear();
+    let weights = r.amplitudes.clone();
+    let drive = Drive::new(weights.clone())?;
+    let vop_max = quad
+        .iter()
+        .map(|l| l.exact(&weights))
+        .collect::<b1sar::Result<Vec<f64>>>()?
+        .into_iter()
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    let efficiency = vop_max.map(|v| r.stats.mean_t * 1e9 / v.sqrt());
+
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    let mut paths = Vec::new();
+    let p = a.out.join("drive.json");
+    io::write_json(&p, &drive.to_json())?;
+    paths.push(p);
+    let p = a.out.join("b1_shimmed_ut.nii.gz");
+    b1.write_shimmed_ut(&p, &weights)?;
+    paths.push(p);
+    // PNG of the ROI's central slice.
+    let mut zs: Vec<usize> = roi.voxels().iter().map(|v| v[0]).collect();
+    zs.sort_unstable();
+    let z = zs[zs.len() / 2];
+    let map = b1
+        .combine(&weights)?
+        .index_axis(Axis(0), z)
+        .mapv(|v| v.norm() * 1e9);
+    let vs = b1.geometry().voxel_size_mm();
+    let p = a.out.join("b1_shimmed.png");
+    plot::map_png(
+        &p,
+        map.view(),
+        &format!("|B1+| of the shim (nT at these weights), slice {z}"),
+        "nT",
+        (vs[1], vs[0]),
+        None,
+    )?;
+    paths.push(p);
+    let report = json!({
+        "objective_name": r.objective_name,
+        "objective": r.objective,
+        "zero_phase_objective": r.zero_phase_objective,
+        "phase_only_objective": r.phase_only_objective,
+        "feasible": r.feasible,
+        "limits": r.limits,
+        "roi_voxels": sys.n_voxels(),
+        "roi_cv": r.stats.cv,
+        "roi_mean_b1": r.stats.mean_t * 1e9,
+        "roi_mean_b1_unit": "nT",
+        "weights_unit": "V (peak, at the coil plug)",
+        "weight_norm_v": weights.iter().map(|w| w.norm_sqr()).sum::<f64>().sqrt(),
+        "target_nt": target_t * 1e9,
+        "psar10g_w_per_kg": vop_max,
+        "sar_efficiency": efficiency,
+        "sar_efficiency_unit": "nT / sqrt(W/kg)",
+        "sar_factor": a.sar_factor,
+        "evaluations": r.evaluations,
+        "seconds": r.seconds,
+        "roi_warnings": roi.warnings(),
+    });
+    io::write_json(&a.out.join("report.json"), &report)?;
+    paths.push(a.out.join("report.json"));
+    out.line(format!(
+        "{}: ROI ({} voxels) CV {:.2} % at mean |B1+| {:.2} nT; zero-phase {:.4}, best phase-only {:.4}, result {:.4}",
+        r.objective_name,
+        sys.n_voxels(),
+        100.0 * r.stats.cv,
+        r.stats.mean_t * 1e9,
+        r.zero_phase_objective,
+        r.phase_only_objective,
+        r.objective
+    ));
+    for l in &r.limits {
+        out.line(format!(
+            "  {}: {:.4e} of limit {:.4e} {}",
+            l.name,
+            l.value,
+            l.limit,
+            if l.value <= l.limit { "ok" } else { "EXCEEDED" }
+        ));
+    }
+    out.line(format!(
+        "{} in {:.2} s; wrote {}",
+        if r.feasible { "feasible" } else { "INFEASIBLE" },
+        r.seconds,
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let mut result = report;
+    result["outputs"] = json!(paths);
+    out.result(result);
+    if !r.feasible {
+        bail!(Error::Computation(
+            "no shim satisfies every limit (see report.json)".into()
+        ));
+    }
     Ok(())
 }

@@ -1,0 +1,197 @@
+//! `b1sar optimize` end to end: the written drive, read back by `b1sar sar`, satisfies the limit the
+//! optimiser reported; scanner maps + VOP file in volts; bad input exits 2 and names it.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+fn b1sar(args: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_b1sar"))
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("binary runs");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
+    let stderr = String::from_utf8(out.stderr).expect("utf-8 stderr");
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), v, stderr)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+fn optimised_shim_read_back_by_sar_meets_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("subj.npz");
+    let (rc, _, e) = b1sar(&[
+        "synth",
+        "--shape",
+        "14,20,24",
+        "--spacing-mm",
+        "8",
+        "--out",
+        s(&f),
+    ]);
+    assert_eq!(rc, 0, "{e}");
+    // Unconstrained first (loose limits) to learn the free optimum's pSAR at the default target.
+    let free = dir.path().join("free");
+    let (rc, jf, e) = b1sar(&[
+        "optimize",
+        "--fields",
+        s(&f),
+        "--roi",
+        "muscle",
+        "--sar-limit",
+        "1e6",
+        "--wb-limit",
+        "1e6",
+        "--starts",
+        "3",
+        "--out",
+        s(&free),
+    ]);
+    assert_eq!(rc, 0, "{e}");
+    let free_sar = jf["psar10g_exact_w_per_kg"].as_f64().unwrap();
+    // Now a limit of 70 % of that: binding.
+    let limit = 0.7 * free_sar;
+    let lim = format!("{limit}");
+    let o = dir.path().join("opt");
+    let (rc, j, e) = b1sar(&[
+        "optimize",
+        "--fields",
+        s(&f),
+        "--roi",
+        "muscle",
+        "--sar-limit",
+        &lim,
+        "--wb-limit",
+        "1e6",
+        "--starts",
+        "3",
+        "--out",
+        s(&o),
+    ]);
+    assert_eq!(rc, 0, "{e}");
+    assert_eq!(j["feasible"], true);
+    assert!(j["roi_cv"].as_f64().unwrap() >= jf["roi_cv"].as_f64().unwrap() - 1e-9);
+    assert!(j["objective"].as_f64().unwrap() <= j["zero_phase_objective"].as_f64().unwrap());
+    let exact = j["psar10g_exact_w_per_kg"].as_f64().unwrap();
+    assert!(
+        exact <= limit && exact >= 0.95 * limit,
+        "{exact} vs {limit}"
+    );
+    // The drive file as `b1sar sar` reads it gives the same pSAR by direct 10 g averaging.
+    let drive = o.join("drive.json");
+    let (rc, js, e) = b1sar(&["sar", "--fields", s(&f), "--drive", s(&drive)]);
+    assert_eq!(rc, 0, "{e}");
+    let direct = js["psar10g_w_per_kg"].as_f64().unwrap();
+    assert!(
+        (direct - exact).abs() <= 1e-6 * exact,
+        "{direct} vs {exact}"
+    );
+    for png in ["b1_shimmed.png", "sar10g_exact.png", "history.png"] {
+        assert!(o.join(png).exists(), "{png}");
+    }
+}
+
+#[test]
+fn scanner_maps_vop_file_and_sar_factor() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/scanner");
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("opt");
+    let (b1, mask, mat) = (
+        data.join("b1_nt_per_v.nii.gz"),
+        data.join("prostate_mask.nii.gz"),
+        data.join("SarDataUser.mat"),
+    );
+    let (rc, j, e) = b1sar(&[
+        "optimize",
+        "--b1",
+        s(&b1),
+        "--b1-units",
+        "nT-per-V",
+        "--roi-mask",
+        s(&mask),
+        "--vop",
+        s(&mat),
+        "--predictor",
+        "vop",
+        "--sar-factor",
+        "1.2",
+        "--starts",
+        "4",
+        "--out",
+        s(&o),
+    ]);
+    assert_eq!(rc, 0, "{e}");
+    assert_eq!(j["feasible"], true);
+    let psar = j["psar10g_w_per_kg"].as_f64().unwrap();
+    let limit = j["limits"][0]["limit"].as_f64().unwrap();
+    assert!(psar <= limit, "{psar} > {limit}");
+    assert!(j["roi_cv"].as_f64().unwrap() <= j["phase_only_objective"].as_f64().unwrap() + 1e-12);
+    let eff = j["sar_efficiency"].as_f64().unwrap();
+    let mean = j["roi_mean_b1"].as_f64().unwrap();
+    assert!((eff - mean / psar.sqrt()).abs() <= 1e-9 * eff);
+    // The weights (volts) read back by `b1sar sar --vop ... --drive-units volts`.
+    let (rc, js, e) = b1sar(&[
+        "sar",
+        "--vop",
+        s(&mat),
+        "--drive",
+        s(&o.join("drive.json")),
+        "--drive-units",
+        "volts",
+    ]);
+    assert_eq!(rc, 0, "{e}");
+    let bound = js["psar10g_w_per_kg"].as_f64().unwrap();
+    assert!((bound - psar).abs() <= 1e-9 * psar, "{bound} vs {psar}");
+    assert!(o.join("b1_shimmed_ut.nii.gz").exists());
+}
+
+#[test]
+fn bad_optimisation_input_exits_2_and_names_it() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data");
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("o");
+    let f = data.join("subject_small.npz");
+    let (rc, _, e) = b1sar(&[
+        "optimize",
+        "--fields",
+        s(&f),
+        "--roi",
+        "kidney-stone",
+        "--out",
+        s(&o),
+    ]);
+    assert_eq!(rc, 2, "{e}");
+    assert!(e.contains("tissue"), "{e}");
+    let (rc, _, e) = b1sar(&[
+        "optimize",
+        "--fields",
+        s(&f),
+        "--roi",
+        "prostate",
+        "--sar-limit=-3",
+        "--out",
+        s(&o),
+    ]);
+    assert_eq!(rc, 2, "{e}");
+    assert!(e.contains("--sar-limit"), "{e}");
+    // An empty mask.
+    let m = dir.path().join("empty.npy");
+    let z = ndarray::Array3::<u8>::zeros((1, 1, 1));
+    ndarray_npy::write_npy(&m, &z).unwrap();
+    let (rc, _, e) = b1sar(&[
+        "optimize",
+        "--fields",
+        s(&f),
+        "--roi-mask",
+        s(&m),
+        "--out",
+        s(&o),
+    ]);
+    assert_eq!(rc, 2, "{e}");
+    assert!(e.contains("mask"), "{e}");
+}
