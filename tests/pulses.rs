@@ -450,3 +450,53 @@ fn pulse_gen_refuses_amplitudes_beyond_the_amplifier() {
     ]);
     assert_eq!(rc, 0, "{e}");
 }
+
+#[test]
+fn off_resonance_maps_enter_the_flip_angles() {
+    use ndarray::Array3;
+    let dir = tempfile::tempdir().unwrap();
+    let fields = root().join("examples/data/subject_small.npz");
+    let f = b1sar::FieldSet::load(&fields).unwrap();
+    let flip = |extra: &[&str]| {
+        let mut args = vec![
+            "pulse-sar",
+            "--fields",
+            s(&fields),
+            "--pulse",
+            "pulses/gauss_cp.json",
+            "--tr-ms",
+            "10",
+        ];
+        args.extend_from_slice(extra);
+        b1sar(&args)
+    };
+    let (_, base, _) = flip(&[]);
+    let zero = dir.path().join("zero.npy");
+    ndarray_npy::write_npy(&zero, &Array3::<f64>::zeros(f.grid().shape)).unwrap();
+    let (rc, j, e) = flip(&["--off-resonance", s(&zero)]);
+    assert_eq!(rc, 0, "{e}");
+    assert_eq!(j["flip_angle"]["mean_deg"], base["flip_angle"]["mean_deg"]);
+    // Small tip: the flip at df is the Fourier transform of the envelope, exp(-2 pi^2 sigma^2 df^2)
+    // of the on-resonance flip for a Gaussian (sigma = 1 ms / 6): 0.112 at 2 kHz; the truncation at
+    // +-3 sigma (0.3 % of the area) and the 100-step sampling change it by well under 0.005.
+    let off = dir.path().join("off.npy");
+    ndarray_npy::write_npy(&off, &Array3::<f64>::from_elem(f.grid().shape, 2000.0)).unwrap();
+    let (rc, j, e) = flip(&["--off-resonance", s(&off), "--bloch", "small-tip"]);
+    assert_eq!(rc, 0, "{e}");
+    let (on, detuned) = (
+        base["flip_angle"]["mean_deg"].as_f64().unwrap(),
+        j["flip_angle"]["mean_deg"].as_f64().unwrap(),
+    );
+    let sigma: f64 = 1e-3 / 6.0;
+    let expect = (-2.0 * std::f64::consts::PI.powi(2) * sigma.powi(2) * 2000f64.powi(2)).exp();
+    assert!(
+        (detuned / on - expect).abs() < 0.005,
+        "{} vs {expect}",
+        detuned / on
+    );
+    let bad = dir.path().join("bad.npy");
+    ndarray_npy::write_npy(&bad, &Array3::<f64>::zeros((2, 2, 2))).unwrap();
+    let (rc, j, _) = flip(&["--off-resonance", s(&bad)]);
+    assert_eq!(rc, 2);
+    assert!(j["error"].as_str().unwrap().contains("off-resonance"));
+}
