@@ -500,3 +500,51 @@ fn off_resonance_maps_enter_the_flip_angles() {
     assert_eq!(rc, 2);
     assert!(j["error"].as_str().unwrap().contains("off-resonance"));
 }
+
+#[test]
+fn pulseq_import_calibrated_on_the_field_set_reaches_the_nominal_flip_in_the_roi() {
+    // k = 1 / (gamma_bar mean|B1+(w)| in the prostate): every voxel's flip is the sequence's
+    // nominal flip 360 |sum rf_hz dt| (degrees) scaled by |B1+(r)| / mean, so the mean flip over
+    // the prostate is the nominal flip (full rotation is exact for a constant-phase pulse).
+    let dir = tempfile::tempdir().unwrap();
+    let seq_path = root().join("pulses/example_sinc.seq");
+    let fields = root().join("examples/data/subject_small.npz");
+    let out = dir.path().join("cal.json");
+    let (rc, j, e) = b1sar(&[
+        "pulse-import",
+        "--seq",
+        s(&seq_path),
+        "--shim",
+        "1@0,1@45,1@90,1@135,1@180,1@225,1@270,1@315",
+        "--fields",
+        s(&fields),
+        "--roi-label",
+        "prostate",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(rc, 0, "{e}");
+    assert!(j["shim_b1_ut"].as_f64().unwrap() > 0.0);
+    let seq = b1sar::pulse::pulseq::SeqFile::read(&seq_path).unwrap();
+    let area_hz_s: num_complex::Complex64 =
+        seq.rf_waveforms()[0].iter().sum::<num_complex::Complex64>() * seq.rf_raster_s;
+    let nominal = 360.0 * area_hz_s.norm();
+    let (rc, j, e) = b1sar(&[
+        "pulse-sar",
+        "--fields",
+        s(&fields),
+        "--pulse",
+        s(&out),
+        "--tr-ms",
+        "10",
+        "--roi-label",
+        "prostate",
+    ]);
+    assert_eq!(rc, 0, "{e}");
+    let mean = j["flip_angle"]["mean_deg"].as_f64().unwrap();
+    // B1+ maps are f32: 1e-6 relative.
+    assert!(
+        (mean - nominal).abs() <= 1e-6 * nominal,
+        "{mean} vs {nominal}"
+    );
+}
