@@ -6,6 +6,8 @@
 use crate::error::{Error, Result};
 use serde::Serialize;
 
+pub mod cv;
+
 /// Quantile `p` in [0, 1] of `v` with linear interpolation between order statistics (the "type 7"
 /// definition of R and numpy's default).
 pub fn quantile(v: &[f64], p: f64) -> Result<f64> {

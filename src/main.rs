@@ -39,6 +39,8 @@ enum Command {
     Dataset(cli::dataset::DatasetArgs),
     /// Train the cGAN on dataset shards (subject-wise split, checkpoints, resume, metrics).
     Train(cli::train::TrainArgs),
+    /// Cross-validate the cGAN over subjects (LOSO or k-fold): SF, SF_UOF, conventional comparison, report.
+    Cv(cli::cv::CvArgs),
     /// SAR10g from measurable B1+ maps with a trained network (emulated measurement of a field set).
     Predict(cli::predict::PredictArgs),
     /// Time-averaged SAR10g of a pulse over a TR (exact, VOP, generic or network predictor; covariance/eigen or per-step), limits, plots, flip angles.
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Command::Phantom(a) => cli::phantom::run(a, &out),
         Command::Dataset(a) => cli::dataset::run(a, &out),
         Command::Train(a) => cli::train::run(a, &out),
+        Command::Cv(a) => cli::cv::run(a, &out),
         Command::Predict(a) => cli::predict::run(a, &out),
         Command::PulseSar(a) => cli::pulse::sar(a, &out),
         Command::PulseSinc(a) => cli::pulse::sinc(a, &out),

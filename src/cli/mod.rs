@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod commands;
+pub mod cv;
 pub mod dataset;
 pub mod demo;
 pub mod inspect;

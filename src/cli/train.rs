@@ -218,6 +218,14 @@ fn load_all(dir: &Path) -> Result<Vec<Shard>> {
 }
 
 pub fn run(a: TrainArgs, out: &Output) -> Result<()> {
+    let v = train(a, out)?;
+    out.result(v);
+    Ok(())
+}
+
+/// Train as `b1sar train` does and return its JSON result instead of printing it (used by `b1sar cv`
+/// to train each fold).
+pub fn train(a: TrainArgs, out: &Output) -> Result<serde_json::Value> {
     let t0 = Instant::now();
     if a.epochs == 0 || a.batch == 0 || a.checkpoint_every == 0 {
         anyhow::bail!(Error::invalid(
@@ -428,10 +436,9 @@ pub fn run(a: TrainArgs, out: &Output) -> Result<()> {
         step_s * 1e3,
         model_dir.display()
     ));
-    out.result(json!({
+    Ok(json!({
         "steps": trainer.steps(), "step_s": step_s, "samples_per_s": a.batch as f64 / step_s, "safety_factor": if sf.is_finite() { Some(sf) } else { None },
         "nrmse": last.as_ref().map(|m| m.nrmse), "mean_overestimation": last.as_ref().map(|m| m.mean_overestimation),
         "p_underestimation": last.as_ref().map(|m| m.p_underestimation), "output_paths": paths, "elapsed_s": t0.elapsed().as_secs_f64(),
-    }));
-    Ok(())
+    }))
 }

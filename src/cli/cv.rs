@@ -1,0 +1,744 @@
+//! `b1sar cv`: cross-validation of the cGAN over the subjects of a dataset (leave-one-subject-out or
+//! k-fold), each fold trained from scratch with `b1sar train`'s code path, evaluated on the held-out
+//! subjects' validation slices against the exact SAR10g and against the conventional approach (the
+//! generic subject's Q10g). Folds write `OUT/fold_KK/results.json` and can run as separate jobs
+//! (`--fold K`); `--summarize` merges them into `OUT/cv.json`, PNGs and `OUT/summary.md`. The
+//! statistics live in `b1sar::eval::cv`.
+
+use super::train::{TrainArgs, Variant};
+use super::{Output, bar};
+use anyhow::{Context, Result};
+use b1sar::dataset::{ShardManifest, load_shard, shard_dir};
+use b1sar::eval::cv::{
+    self, CvSummary, Fold, PAPER, SampleResult, ShardRecord, check_isolation, compare_volume,
+    plan_folds,
+};
+use b1sar::net::{self, Device, Generator, load_generator, predict};
+use b1sar::sar::Q10g;
+use b1sar::units::AIR_DENSITY_KG_M3;
+use b1sar::{Drive, Error, FieldSet, io, plot};
+use clap::Args;
+use ndarray::{Array2, Array3, Axis};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Arguments of `b1sar cv`.
+#[derive(Args)]
+pub struct CvArgs {
+    /// Dataset folder from `b1sar dataset` (one `subject_KKK/` shard per subject, the generic one included).
+    #[arg(long, required_unless_present = "summarize")]
+    pub data: Option<PathBuf>,
+    /// The subjects' field sets, in the order given to `b1sar dataset` (subject id = position).
+    #[arg(long, num_args = 1.., required_unless_present = "summarize")]
+    pub fields: Vec<PathBuf>,
+    /// Output folder: `plan.json`, `fold_KK/` (training, results), `cv.json`, PNGs, `summary.md`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of folds (k-fold over the tested subjects); default: leave-one-subject-out.
+    #[arg(long)]
+    pub folds: Option<usize>,
+    /// Run only fold K (0-based; one task of a cluster job array), then stop without summarising.
+    #[arg(long)]
+    pub fold: Option<usize>,
+    /// Merge the folds' results in OUT into the report (no training).
+    #[arg(long)]
+    pub summarize: bool,
+    /// The generic reference subject (the conventional approach; always trained on, never tested).
+    #[arg(long, default_value_t = 0)]
+    pub generic: usize,
+    /// Epochs per fold.
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Network size.
+    #[arg(long, value_enum, default_value_t = Variant::Small)]
+    pub variant: Variant,
+    /// Samples per step.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Checkpoint every N steps (folds resume from their checkpoint).
+    #[arg(long, default_value_t = 200)]
+    pub checkpoint_every: u64,
+    /// Seed of the weights and the shuffling (the same for every fold).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f64,
+    /// Weight of the weighted L1 term.
+    #[arg(long, default_value_t = 1000.0)]
+    pub lambda_wl1: f64,
+    /// Weight of the peak term.
+    #[arg(long, default_value_t = 0.1)]
+    pub lambda_peak: f64,
+    /// Device: cpu, wgpu[:i] (feature gpu), cuda[:i] (feature cuda).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Use at most this many training samples per fold (quick runs).
+    #[arg(long)]
+    pub max_train: Option<usize>,
+}
+
+const FOLD_FORMAT: &str = "b1sar-cv-fold-1";
+
+/// What the folds of one cross-validation share: refuses to mix folds of different plans.
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+struct Plan {
+    format: String,
+    generic: usize,
+    folds: Vec<Fold>,
+    training: serde_json::Value,
+}
+
+/// The results file of one fold.
+#[derive(Serialize, Deserialize)]
+struct FoldFile {
+    format: String,
+    fold: Fold,
+    test_shards: Vec<ShardRecord>,
+    train_shards: Vec<ShardRecord>,
+    /// Training subjects as recorded by the trained model (`model.json`).
+    model_train_subjects: Vec<usize>,
+    steps: u64,
+    train_elapsed_s: f64,
+    eval_elapsed_s: f64,
+    /// max |conventional - true| / true on the generic subject's own samples (0: the plumbing of
+    /// drives and slices agrees).
+    generic_self_max_rel_error: f64,
+    samples: Vec<SampleResult>,
+    /// Map PNGs per held-out subject (file names under `fold_KK/maps/`).
+    maps: BTreeMap<usize, Vec<String>>,
+}
+
+fn fold_dir(out: &Path, k: usize) -> PathBuf {
+    out.join(format!("fold_{k:02}"))
+}
+
+fn record(m: &ShardManifest) -> Result<ShardRecord> {
+    let sum = |name: &str| {
+        m.files
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.fnv1a64.clone())
+            .with_context(|| format!("shard of subject {} lists no {name}", m.subject))
+    };
+    Ok(ShardRecord {
+        subject: m.subject,
+        source: m.source.clone(),
+        x_train_fnv1a64: sum("x_train.npy")?,
+        x_val_fnv1a64: sum("x_val.npy")?,
+    })
+}
+
+/// The manifests of every shard under `data`, by subject id.
+fn manifests(data: &Path) -> Result<BTreeMap<usize, ShardManifest>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(data).map_err(|e| Error::io(data, e))? {
+        let p = e.map_err(|e| Error::io(data, e))?.path();
+        let named = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("subject_"));
+        if p.is_dir() && named && p.join("manifest.json").exists() {
+            let m: ShardManifest =
+                io::read_json(&p.join("manifest.json"), "dataset shard manifest")?;
+            out.insert(m.subject, m);
+        }
+    }
+    if out.is_empty() {
+        anyhow::bail!(Error::invalid(
+            "--data",
+            "a folder with subject_KKK/ shards from `b1sar dataset`",
+            data.display().to_string()
+        ));
+    }
+    Ok(out)
+}
+
+pub fn run(a: CvArgs, out: &Output) -> Result<()> {
+    let t0 = Instant::now();
+    if a.summarize {
+        let v = summarize(&a.out, out)?;
+        out.result(v);
+        return Ok(());
+    }
+    let data = a
+        .data
+        .clone()
+        .expect("clap requires --data without --summarize");
+    let shards = manifests(&data)?;
+    let ids: Vec<usize> = shards.keys().copied().collect();
+    if !shards.contains_key(&a.generic) {
+        anyhow::bail!(Error::invalid(
+            "--generic",
+            format!("a subject with a shard in --data {ids:?}"),
+            a.generic.to_string()
+        ));
+    }
+    if let Some(k) = ids.iter().find(|k| **k >= a.fields.len()) {
+        anyhow::bail!(Error::invalid(
+            "--fields",
+            format!("a field set for every subject id of the dataset {ids:?}"),
+            format!("{} files (none for subject {k})", a.fields.len())
+        ));
+    }
+    let folds = plan_folds(&ids, Some(a.generic), a.folds)?;
+    let plan = Plan {
+        format: "b1sar-cv-plan-1".into(),
+        generic: a.generic,
+        folds: folds.clone(),
+        training: json!({"epochs": a.epochs, "variant": format!("{:?}", a.variant), "batch": a.batch, "seed": a.seed, "lr": a.lr,
+            "lambda_wl1": a.lambda_wl1, "lambda_peak": a.lambda_peak, "max_train": a.max_train, "data": data}),
+    };
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    let plan_path = a.out.join("plan.json");
+    if plan_path.exists() {
+        let old: Plan = io::read_json(&plan_path, "cross-validation plan")?;
+        if old.folds != plan.folds || old.generic != plan.generic || old.training != plan.training {
+            anyhow::bail!(Error::invalid(
+                "--out",
+                "an empty folder or one holding this cross-validation (same subjects, folds and training settings)",
+                format!("{} holds another plan", plan_path.display())
+            ));
+        }
+    } else {
+        io::write_json(&plan_path, &plan)?;
+    }
+    let run_folds: Vec<&Fold> = match a.fold {
+        Some(k) if k < folds.len() => vec![&folds[k]],
+        Some(k) => anyhow::bail!(Error::invalid(
+            "--fold",
+            format!("an index below the number of folds ({})", folds.len()),
+            k.to_string()
+        )),
+        None => folds.iter().collect(),
+    };
+    let device = net::device_by_name(&a.device)?;
+    let mut generic: Option<GenericModel> = None;
+    let mut done = Vec::new();
+    for fold in run_folds {
+        let res = fold_dir(&a.out, fold.index).join("results.json");
+        if res.exists() {
+            out.line(format!("fold {}: results exist, skipped", fold.index));
+            done.push(res);
+            continue;
+        }
+        if generic.is_none() {
+            generic = Some(GenericModel::load(&a, &shards[&a.generic])?);
+        }
+        let g = generic.as_ref().expect("loaded above");
+        run_fold(&a, &data, &shards, fold, g, &device, out)?;
+        done.push(res);
+    }
+    if a.fold.is_some() {
+        out.result(json!({"output_paths": done, "elapsed_s": t0.elapsed().as_secs_f64()}));
+        return Ok(());
+    }
+    let mut v = summarize(&a.out, out)?;
+    v["elapsed_s"] = json!(t0.elapsed().as_secs_f64());
+    out.result(v);
+    Ok(())
+}
+
+/// The generic subject: its Q10g and the grid z indices of its validation slices.
+struct GenericModel {
+    q: Q10g,
+    slices: Vec<usize>,
+}
+
+impl GenericModel {
+    fn load(a: &CvArgs, m: &ShardManifest) -> Result<Self> {
+        let f = FieldSet::load(&a.fields[a.generic])?;
+        check_grid(&f, m, &a.fields[a.generic])?;
+        Ok(GenericModel {
+            q: Q10g::from_fields(&f)?,
+            slices: val_slices(m),
+        })
+    }
+
+    /// The conventional estimate: pSAR10g of the generic subject over its validation slices.
+    fn psar(&self, d: &Drive) -> Result<f64> {
+        let map = self.q.sar_map(d)?;
+        Ok(self
+            .slices
+            .iter()
+            .flat_map(|z| {
+                map.index_axis(Axis(0), *z)
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .fold(0.0, f64::max))
+    }
+}
+
+fn check_grid(f: &FieldSet, m: &ShardManifest, path: &Path) -> Result<()> {
+    if f.grid().shape != m.grid_shape_zyx {
+        anyhow::bail!(Error::invalid(
+            format!("--fields {}", path.display()),
+            format!(
+                "the grid of subject {}'s shard {:?}",
+                m.subject, m.grid_shape_zyx
+            ),
+            format!("{:?}", f.grid().shape)
+        ));
+    }
+    Ok(())
+}
+
+/// Distinct validation slice z indices of a shard, ascending.
+fn val_slices(m: &ShardManifest) -> Vec<usize> {
+    let mut z: Vec<usize> = m.val.iter().map(|s| s.slice_z).collect();
+    z.sort_unstable();
+    z.dedup();
+    z
+}
+
+fn run_fold(
+    a: &CvArgs,
+    data: &Path,
+    shards: &BTreeMap<usize, ShardManifest>,
+    fold: &Fold,
+    generic: &GenericModel,
+    device: &Device,
+    out: &Output,
+) -> Result<()> {
+    let dir = fold_dir(&a.out, fold.index);
+    let recs = |ids: &[usize]| -> Result<Vec<ShardRecord>> {
+        ids.iter().map(|k| record(&shards[k])).collect()
+    };
+    let (test_shards, train_shards) = (recs(&fold.test)?, recs(&fold.train)?);
+    check_isolation(&test_shards, &train_shards)?;
+    out.line(format!(
+        "fold {}: training on subjects {:?}, testing {:?}",
+        fold.index, fold.train, fold.test
+    ));
+    let t_train = Instant::now();
+    let train_out = dir.join("train");
+    let tr = super::train::train(
+        TrainArgs {
+            data: data.to_path_buf(),
+            out: train_out.clone(),
+            holdout: fold.test.clone(),
+            epochs: a.epochs,
+            variant: a.variant,
+            batch: a.batch,
+            checkpoint_every: a.checkpoint_every,
+            seed: a.seed,
+            lr: a.lr,
+            lambda_wl1: a.lambda_wl1,
+            lambda_peak: a.lambda_peak,
+            device: a.device.clone(),
+            max_train: a.max_train,
+        },
+        out,
+    )?;
+    let train_elapsed_s = t_train.elapsed().as_secs_f64();
+    let model_dir = train_out.join("model");
+    let info: serde_json::Value =
+        io::read_json(&model_dir.join("model.json"), "model description")?;
+    let model_train_subjects: Vec<usize> = serde_json::from_value(info["train_subjects"].clone())
+        .context("model.json train_subjects")?;
+    if model_train_subjects != fold.train {
+        anyhow::bail!(Error::Computation(format!(
+            "fold {}: the network was trained on subjects {model_train_subjects:?}, the plan says {:?}",
+            fold.index, fold.train
+        )));
+    }
+    let g = load_generator(&model_dir, device)?;
+
+    let t_eval = Instant::now();
+    let maps_dir = dir.join("maps");
+    std::fs::create_dir_all(&maps_dir).map_err(|e| Error::io(&maps_dir, e))?;
+    let mut samples = Vec::new();
+    let mut maps = BTreeMap::new();
+    for &k in &fold.test {
+        let (s, files) = evaluate_subject(a, data, k, fold.index, &g, generic, device, &maps_dir)?;
+        samples.extend(s);
+        maps.insert(k, files);
+    }
+    // The conventional pipeline on the generic subject itself must reproduce its truth exactly.
+    let gm = &shards[&a.generic];
+    let mut self_err = 0.0f64;
+    for di in val_drives(gm) {
+        let d = Drive::from_json(gm.drives[di].clone(), "generic shard manifest")?;
+        let map = generic.q.sar_map(&d)?;
+        let truth = val_slices(gm)
+            .iter()
+            .flat_map(|z| {
+                map.index_axis(Axis(0), *z)
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .fold(0.0, f64::max);
+        self_err = self_err.max((generic.psar(&d)? - truth).abs() / truth);
+    }
+    let ff = FoldFile {
+        format: FOLD_FORMAT.into(),
+        fold: fold.clone(),
+        test_shards,
+        train_shards,
+        model_train_subjects,
+        steps: tr["steps"].as_u64().unwrap_or(0),
+        train_elapsed_s,
+        eval_elapsed_s: t_eval.elapsed().as_secs_f64(),
+        generic_self_max_rel_error: self_err,
+        samples,
+        maps,
+    };
+    io::write_json(&dir.join("results.json"), &ff)?;
+    out.line(format!(
+        "fold {}: {} samples, training {:.0} s, evaluation {:.1} s -> {}",
+        fold.index,
+        ff.samples.len(),
+        ff.train_elapsed_s,
+        ff.eval_elapsed_s,
+        dir.join("results.json").display()
+    ));
+    Ok(())
+}
+
+/// Distinct validation drives of a shard, in order.
+fn val_drives(m: &ShardManifest) -> Vec<usize> {
+    let mut d: Vec<usize> = Vec::new();
+    for s in &m.val {
+        if !d.contains(&s.drive) {
+            d.push(s.drive);
+        }
+    }
+    d
+}
+
+/// Samples of one held-out subject, and its map PNGs (for the drive with the highest true pSAR).
+#[allow(clippy::too_many_arguments)]
+fn evaluate_subject(
+    a: &CvArgs,
+    data: &Path,
+    k: usize,
+    fold: usize,
+    g: &Generator,
+    generic: &GenericModel,
+    device: &Device,
+    maps_dir: &Path,
+) -> Result<(Vec<SampleResult>, Vec<String>)> {
+    let shard = load_shard(&shard_dir(data, k))?;
+    let m = &shard.manifest;
+    let f = FieldSet::load(&a.fields[k])?;
+    check_grid(&f, m, &a.fields[k])?;
+    let q = Q10g::from_fields(&f)?;
+    let zs = val_slices(m);
+    let [_, ny, nx] = m.grid_shape_zyx;
+    let [h, w] = m.config.size_hw;
+    let n = shard.val.len();
+    let pred = predict(g, &b1sar::dataset::flat(&shard.x_val), n, h, w, device)?;
+    let tissue = Array3::from_shape_fn((zs.len(), ny, nx), |(i, y, x)| {
+        f.rho()[[zs[i], y, x]] >= AIR_DENSITY_KG_M3
+    });
+    let [oy, ox] = m.crop_origin_yx;
+    let unit = m.config.sar_unit_w_per_kg;
+    let pb = bar(
+        val_drives(m).len() as u64,
+        &format!("subject {k} evaluation"),
+    );
+    let mut out = Vec::new();
+    // The drive with the highest true pSAR: (pSAR, true volume, predicted volume, peak slice, drive).
+    type Example = (f64, Array3<f64>, Array3<f64>, usize, usize);
+    let mut best: Option<Example> = None;
+    for di in val_drives(m) {
+        let d = Drive::from_json(m.drives[di].clone(), "shard manifest")?;
+        let full = q.sar_map(&d)?;
+        let truth = Array3::from_shape_fn((zs.len(), ny, nx), |(i, y, x)| full[[zs[i], y, x]]);
+        let mut p = Array3::<f64>::zeros((zs.len(), ny, nx));
+        for (row, info) in shard.val.iter().enumerate() {
+            if info.drive != di {
+                continue;
+            }
+            let i = zs
+                .binary_search(&info.slice_z)
+                .expect("zs holds every val slice");
+            for r in 0..h {
+                for c in 0..w {
+                    let (y, x) = (oy + r as isize, ox + c as isize);
+                    if y >= 0
+                        && x >= 0
+                        && (y as usize) < ny
+                        && (x as usize) < nx
+                        && tissue[[i, y as usize, x as usize]]
+                    {
+                        p[[i, y as usize, x as usize]] = pred[(row * h + r) * w + c] as f64 * unit;
+                    }
+                }
+            }
+        }
+        let cmp = compare_volume(truth.view(), p.view(), tissue.view())?;
+        out.push(SampleResult {
+            subject: k,
+            drive: di,
+            fold,
+            true_psar_w_per_kg: cmp.true_psar_w_per_kg,
+            dl_psar_w_per_kg: cmp.predicted_psar_w_per_kg,
+            conventional_psar_w_per_kg: generic.psar(&d)?,
+            nrmse: cmp.nrmse,
+            true_peak_z: zs[cmp.true_peak_slice],
+        });
+        if best.as_ref().is_none_or(|b| cmp.true_psar_w_per_kg > b.0) {
+            best = Some((cmp.true_psar_w_per_kg, truth, p, cmp.true_peak_slice, di));
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let mut files = Vec::new();
+    if let Some((peak, truth, p, i, di)) = best {
+        let px = (m.spacing_m[1] * 1e3, m.spacing_m[2] * 1e3);
+        let (ts, ps) = (truth.index_axis(Axis(0), i), p.index_axis(Axis(0), i));
+        let hi = peak.max(ps.iter().cloned().fold(0.0, f64::max));
+        let mip = |v: &Array3<f64>| -> Array2<f64> { v.fold_axis(Axis(0), 0.0, |a, b| a.max(*b)) };
+        let z = zs[i];
+        let diff = &ps - &ts;
+        let dmax = diff.iter().fold(0.0f64, |a, b| a.max(b.abs())).max(1e-12);
+        type Panel = (&'static str, Array2<f64>, String, Option<(f64, f64)>);
+        let panels: [Panel; 5] = [
+            (
+                "true",
+                ts.to_owned(),
+                format!("subject {k}, drive {di}: true SAR10g, z {z}"),
+                Some((0.0, hi)),
+            ),
+            (
+                "pred",
+                ps.to_owned(),
+                format!("subject {k}, drive {di}: cGAN SAR10g, z {z}"),
+                Some((0.0, hi)),
+            ),
+            (
+                "diff",
+                diff,
+                format!("subject {k}, drive {di}: cGAN - true, z {z}"),
+                Some((-dmax, dmax)),
+            ),
+            (
+                "mip_true",
+                mip(&truth),
+                format!("subject {k}, drive {di}: true MIP over validation slices"),
+                Some((0.0, hi)),
+            ),
+            (
+                "mip_pred",
+                mip(&p),
+                format!("subject {k}, drive {di}: cGAN MIP over validation slices"),
+                Some((0.0, hi)),
+            ),
+        ];
+        for (name, map, title, range) in panels {
+            let file = format!("subject_{k:03}_{name}.png");
+            plot::map_png(&maps_dir.join(&file), map.view(), &title, "W/kg", px, range)?;
+            files.push(file);
+        }
+    }
+    Ok((out, files))
+}
+
+/// Merge the folds' results under `dir` into `cv.json`, the PNGs and `summary.md`.
+fn summarize(dir: &Path, out: &Output) -> Result<serde_json::Value> {
+    let plan: Plan = io::read_json(&dir.join("plan.json"), "cross-validation plan")
+        .context("--summarize needs OUT/plan.json: run `b1sar cv` (or one --fold) first")?;
+    let mut missing = Vec::new();
+    let mut files = Vec::new();
+    for f in &plan.folds {
+        let p = fold_dir(dir, f.index).join("results.json");
+        if p.exists() {
+            let ff: FoldFile = io::read_json(&p, "cross-validation fold results")?;
+            if ff.format != FOLD_FORMAT || ff.fold != *f {
+                anyhow::bail!(Error::format(
+                    &p,
+                    "fold results of this plan",
+                    "another fold or format"
+                ));
+            }
+            files.push(ff);
+        } else {
+            missing.push(f.index);
+        }
+    }
+    if !missing.is_empty() {
+        anyhow::bail!(Error::invalid(
+            "--out",
+            format!("results of all {} folds", plan.folds.len()),
+            format!("folds {missing:?} missing (run `b1sar cv --fold K` for them)")
+        ));
+    }
+    let samples: Vec<SampleResult> = files.iter().flat_map(|f| f.samples.clone()).collect();
+    let s = cv::summarize(&samples)?;
+    let mut paths = vec![dir.join("cv.json"), dir.join("summary.md")];
+    let p = |n: &str| dir.join(n);
+    let pts = |f: fn(&SampleResult) -> f64| -> Vec<(f64, f64)> {
+        samples
+            .iter()
+            .map(|x| (x.true_psar_w_per_kg, f(x)))
+            .collect()
+    };
+    plot::scatter_png(
+        &p("scatter_dl.png"),
+        &pts(|x| x.dl_psar_w_per_kg),
+        "cGAN pSAR10g vs true (held-out subjects)",
+        "true pSAR10g (W/kg)",
+        "cGAN pSAR10g (W/kg)",
+        &[("1 / SF", 1.0 / s.dl.stats.safety_factor)],
+    )?;
+    plot::scatter_png(
+        &p("scatter_conventional.png"),
+        &pts(|x| x.conventional_psar_w_per_kg),
+        "Generic-subject pSAR10g vs true (conventional)",
+        "true pSAR10g (W/kg)",
+        "generic-subject pSAR10g (W/kg)",
+        &[("1 / SF", 1.0 / s.conventional.stats.safety_factor)],
+    )?;
+    paths.extend([p("scatter_dl.png"), p("scatter_conventional.png")]);
+    type Pick = fn(&SampleResult) -> f64;
+    let methods: [(&str, &str, Pick, f64); 2] = [
+        (
+            "dl",
+            "cGAN",
+            |x| x.dl_psar_w_per_kg,
+            s.dl.stats.safety_factor,
+        ),
+        (
+            "conventional",
+            "conventional",
+            |x| x.conventional_psar_w_per_kg,
+            s.conventional.stats.safety_factor,
+        ),
+    ];
+    for (key, name, pick, sf) in methods {
+        for (suffix, k) in [("before_sf", 1.0), ("after_sf", sf)] {
+            let err: Vec<f64> = samples
+                .iter()
+                .map(|x| k * pick(x) / x.true_psar_w_per_kg - 1.0)
+                .collect();
+            let file = format!("error_{key}_{suffix}.png");
+            let title = if k == 1.0 {
+                format!("{name}: pSAR10g error before SF")
+            } else {
+                format!("{name}: pSAR10g error after SF {sf:.2}")
+            };
+            plot::histogram_png(&p(&file), &err, 30, &title, "predicted / true - 1")?;
+            paths.push(p(&file));
+        }
+    }
+    // Maps of the best, median and worst subject (by mean NRMSE).
+    let (best, median, worst) = cv::best_median_worst(&s);
+    let maps_out = dir.join("maps");
+    std::fs::create_dir_all(&maps_out).map_err(|e| Error::io(&maps_out, e))?;
+    let mut map_files = serde_json::Map::new();
+    for (label, k) in [("best", best), ("median", median), ("worst", worst)] {
+        let ff = files
+            .iter()
+            .find(|f| f.fold.test.contains(&k))
+            .expect("every tested subject has a fold");
+        let mut list = Vec::new();
+        for name in ff.maps.get(&k).into_iter().flatten() {
+            let src = fold_dir(dir, ff.fold.index).join("maps").join(name);
+            let dst = maps_out.join(format!("{label}_{name}"));
+            std::fs::copy(&src, &dst).map_err(|e| Error::io(&src, e))?;
+            list.push(dst.clone());
+            paths.push(dst);
+        }
+        map_files.insert(label.into(), json!({"subject": k, "files": list}));
+    }
+    let folds: Vec<serde_json::Value> = files
+        .iter()
+        .map(|f| json!({"fold": f.fold.index, "test_subjects": f.fold.test, "train_subjects": f.fold.train, "steps": f.steps,
+            "train_elapsed_s": f.train_elapsed_s, "eval_elapsed_s": f.eval_elapsed_s, "generic_self_max_rel_error": f.generic_self_max_rel_error}))
+        .collect();
+    let paper: serde_json::Map<String, serde_json::Value> = PAPER
+        .iter()
+        .zip(cv::our_figures(&s))
+        .map(|(f, ours)| (f.label.to_string(), json!({"paper": f.paper, "ours": ours})))
+        .collect();
+    let mean_train_s = files.iter().map(|f| f.train_elapsed_s).sum::<f64>() / files.len() as f64;
+    let v = json!({
+        "n_folds": plan.folds.len(), "generic_subject": plan.generic, "training": plan.training,
+        "summary": s, "nrmse": s.nrmse_mean,
+        "safety_factor": s.dl.stats.safety_factor, "safety_factor_uof": s.dl.stats.safety_factor_uof,
+        "mean_overestimation": s.dl.stats.mean_overestimation, "p_underestimation": s.dl.stats.p_underestimation,
+        "conventional_safety_factor": s.conventional.stats.safety_factor,
+        "conventional_safety_factor_uof": s.conventional.stats.safety_factor_uof,
+        "folds": folds, "mean_fold_train_s": mean_train_s, "maps": map_files, "paper_comparison": paper,
+        "samples": samples, "output_paths": paths,
+    });
+    io::write_json(&dir.join("cv.json"), &v)?;
+    write_summary_md(&dir.join("summary.md"), &s, &plan, mean_train_s)?;
+    out.line(format!(
+        "{} folds, {} samples: NRMSE {:.3}; cGAN SF {:.2} (SF_UOF {:.2}), post-SF over-estimation {:+.0} %; conventional SF {:.2} (SF_UOF {:.2}), {:+.0} %; scan-time reduction {:.0} % -> {}",
+        plan.folds.len(),
+        s.n_samples,
+        s.nrmse_mean,
+        s.dl.stats.safety_factor,
+        s.dl.stats.safety_factor_uof,
+        100.0 * s.dl.stats.mean_overestimation_after_sf,
+        s.conventional.stats.safety_factor,
+        s.conventional.stats.safety_factor_uof,
+        100.0 * s.conventional.stats.mean_overestimation_after_sf,
+        100.0 * s.scan_time_reduction,
+        dir.join("summary.md").display()
+    ));
+    Ok(v)
+}
+
+fn write_summary_md(path: &Path, s: &CvSummary, plan: &Plan, mean_train_s: f64) -> Result<()> {
+    let mut t = String::new();
+    t.push_str("# Cross-validation of the SAR cGAN (b1sar cv)\n\n");
+    t.push_str(&format!(
+        "{} folds over held-out subjects {:?} (generic reference subject {}: always trained on, the conventional approach's model); {} samples (subject x validation drive), pSAR10g over each subject's validation slices. Training per fold: `{}`; mean training wall time per fold {:.0} s.\n\n",
+        plan.folds.len(), s.subjects, plan.generic, s.n_samples, plan.training, mean_train_s
+    ));
+    t.push_str("| figure | paper (Meliadò 2020) | ours |\n|---|---|---|\n");
+    for (f, ours) in PAPER.iter().zip(cv::our_figures(s)) {
+        t.push_str(&format!("| {} | {} | {} |\n", f.label, f.paper, ours));
+    }
+    let w = |c: &cv::Case| {
+        format!(
+            "subject {}, drive {}: {:.3} vs true {:.3} W/kg ({:+.0} %)",
+            c.subject,
+            c.drive,
+            c.predicted_psar_w_per_kg,
+            c.true_psar_w_per_kg,
+            100.0 * c.overestimation
+        )
+    };
+    t.push_str(&format!(
+        "\nWorst cases. cGAN: over {}; under {}. Conventional: over {}; under {}.\n\n",
+        w(&s.dl.worst_overestimation),
+        w(&s.dl.worst_underestimation),
+        w(&s.conventional.worst_overestimation),
+        w(&s.conventional.worst_underestimation)
+    ));
+    t.push_str(&format!(
+        "After SF_UOF: cGAN over-estimation {:+.0} % with {:.1} % of samples still under; conventional {:+.0} % with {:.1} % under. The 99.9 % population bound ({:.2} W/kg) over-estimates by {:.0} % on average (max {:.0} %), {:.1} % of samples above it. Allowed power under the cGAN SF vs the conventional SF: x{:.2}.\n\n",
+        100.0 * s.dl.stats.mean_overestimation_after_sf_uof,
+        100.0 * s.dl.stats.p_underestimation_after_sf_uof,
+        100.0 * s.conventional.stats.mean_overestimation_after_sf_uof,
+        100.0 * s.conventional.stats.p_underestimation_after_sf_uof,
+        s.bound_999.bound_w_per_kg,
+        100.0 * s.bound_999.mean_overestimation,
+        100.0 * s.bound_999.max_overestimation,
+        100.0 * s.bound_999.p_underestimation,
+        s.allowed_power_gain
+    ));
+    t.push_str("| subject | fold | NRMSE | cGAN max true/pred | cGAN mean over-est. | conventional max true/pred |\n|---|---|---|---|---|---|\n");
+    for p in &s.per_subject {
+        t.push_str(&format!(
+            "| {} | {} | {:.3} | {:.2} | {:+.0} % | {:.2} |\n",
+            p.subject,
+            p.fold,
+            p.nrmse_mean,
+            p.dl_max_ratio,
+            100.0 * p.dl_mean_overestimation,
+            p.conventional_max_ratio
+        ));
+    }
+    io::write_atomic(path, |f| std::io::Write::write_all(f, t.as_bytes()))?;
+    Ok(())
+}

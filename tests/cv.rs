@@ -1,0 +1,304 @@
+//! End-to-end tests of `b1sar cv` on four tiny analytic subjects (16 x 24 x 28 voxels at 5 mm, 4
+//! drives, 32 x 32 samples, one epoch of the small network): the report's keys and numbers are
+//! consistent with its own samples, folds are isolated (checked from the shard manifests), the
+//! conventional approach is exact on the generic subject, and folds run as separate jobs, resume
+//! and merge. The whole file takes a few seconds in release mode.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+fn b1sar(args: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_b1sar"))
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("binary runs");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
+    let stderr = String::from_utf8(out.stderr).expect("utf-8 stderr");
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "stdout must be one JSON line, got {stdout:?} (stderr {stderr})"
+    );
+    let v: Value = serde_json::from_str(lines[0]).expect("stdout is JSON");
+    (out.status.code().unwrap_or(-1), v, stderr)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+fn read(p: &Path) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .expect("JSON file")
+}
+
+/// Four analytic subjects (0 = generic) and their dataset, in `dir`.
+fn population(dir: &Path) -> Vec<String> {
+    let mut fields = Vec::new();
+    for k in 0..4 {
+        let p = dir.join(format!("f{k}.npz"));
+        let (rc, _, e) = b1sar(&[
+            "synth",
+            "--shape",
+            "16,24,28",
+            "--spacing-mm",
+            "5",
+            "--seed",
+            &(k + 1).to_string(),
+            "--out",
+            s(&p),
+        ]);
+        assert_eq!(rc, 0, "{e}");
+        fields.push(s(&p).to_string());
+    }
+    let ds = dir.join("ds");
+    let mut args = vec![
+        "dataset",
+        "--out",
+        s(&ds),
+        "--drives",
+        "4",
+        "--size",
+        "32,32",
+        "--val-slices",
+        "4",
+        "--val-drives",
+        "2",
+        "--fields",
+    ];
+    args.extend(fields.iter().map(|f| f.as_str()));
+    let (rc, _, e) = b1sar(&args);
+    assert_eq!(rc, 0, "{e}");
+    fields
+}
+
+fn cv_args<'a>(ds: &'a str, out: &'a str, fields: &'a [String], extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "cv",
+        "--data",
+        ds,
+        "--out",
+        out,
+        "--epochs",
+        "1",
+        "--max-train",
+        "6",
+    ];
+    a.extend_from_slice(extra);
+    a.push("--fields");
+    a.extend(fields.iter().map(|f| f.as_str()));
+    a
+}
+
+/// Every fold's results prove isolation against the dataset's own manifests.
+fn assert_isolated(ds: &Path, out: &Path, n_folds: usize) {
+    let plan = read(&out.join("plan.json"));
+    assert_eq!(plan["folds"].as_array().unwrap().len(), n_folds);
+    for k in 0..n_folds {
+        let dir = out.join(format!("fold_{k:02}"));
+        let r = read(&dir.join("results.json"));
+        let test: Vec<u64> = r["fold"]["test"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        let train: Vec<u64> = r["fold"]["train"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert!(!test.is_empty() && !train.is_empty());
+        // What the trained model says it saw: exactly the fold's training subjects.
+        let model = read(&dir.join("train/model/model.json"));
+        let seen: Vec<u64> = model["train_subjects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!(seen, train);
+        assert_eq!(r["model_train_subjects"], model["train_subjects"]);
+        // No held-out subject's samples (by the checksums in the dataset's manifests) among those the
+        // training shards hold.
+        let sums = |subject: u64| -> (String, String, Vec<Value>) {
+            let m = read(&ds.join(format!("subject_{subject:03}/manifest.json")));
+            let f = |n: &str| {
+                m["files"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|e| e["name"] == n)
+                    .unwrap()["fnv1a64"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            };
+            (
+                f("x_train.npy"),
+                m["source"].as_str().unwrap().to_string(),
+                m["train"].as_array().unwrap().clone(),
+            )
+        };
+        for t in &test {
+            assert!(
+                !train.contains(t),
+                "fold {k}: subject {t} both tested and trained"
+            );
+            let (sum_t, src_t, _) = sums(*t);
+            for r_ in &train {
+                let (sum_r, src_r, _) = sums(*r_);
+                assert_ne!(
+                    sum_t, sum_r,
+                    "fold {k}: held-out subject {t}'s inputs in training subject {r_}"
+                );
+                assert_ne!(src_t, src_r);
+            }
+            // And the fold recorded the same checksums.
+            let rec = r["test_shards"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["subject"].as_u64() == Some(*t))
+                .unwrap();
+            assert_eq!(rec["x_train_fnv1a64"].as_str().unwrap(), sum_t);
+        }
+        for x in r["samples"].as_array().unwrap() {
+            assert!(
+                test.contains(&x["subject"].as_u64().unwrap()),
+                "fold {k} evaluated a training subject"
+            );
+        }
+        // The conventional pipeline on the generic subject reproduces its truth (same drives, slices).
+        assert!(r["generic_self_max_rel_error"].as_f64().unwrap() < 1e-12);
+    }
+}
+
+#[test]
+fn loso_and_kfold_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let fields = population(dir.path());
+    let ds = dir.path().join("ds");
+
+    // Leave-one-subject-out: subjects 1, 2, 3 tested (0 is generic).
+    let out = dir.path().join("loso");
+    let (rc, v, e) = b1sar(&cv_args(s(&ds), s(&out), &fields, &[]));
+    assert_eq!(rc, 0, "{e}");
+    assert_eq!(v["n_folds"], 3);
+    let cvj = read(&out.join("cv.json"));
+    for key in [
+        "summary",
+        "samples",
+        "folds",
+        "paper_comparison",
+        "safety_factor",
+        "safety_factor_uof",
+        "nrmse",
+        "conventional_safety_factor",
+        "maps",
+        "output_paths",
+    ] {
+        assert!(!cvj[key].is_null(), "cv.json lacks {key}");
+    }
+    let sm = &cvj["summary"];
+    for key in [
+        "nrmse_mean",
+        "allowed_power_gain",
+        "scan_time_reduction",
+        "bound_999",
+        "per_subject",
+    ] {
+        assert!(!sm[key].is_null(), "summary lacks {key}");
+    }
+    let samples = cvj["samples"].as_array().unwrap();
+    // 3 held-out subjects x 2 validation drives.
+    assert_eq!(samples.len(), 6);
+    assert_eq!(sm["n_samples"], 6);
+    let f = |x: &Value, k: &str| x[k].as_f64().unwrap();
+    for (method, key) in [
+        ("dl", "dl_psar_w_per_kg"),
+        ("conventional", "conventional_psar_w_per_kg"),
+    ] {
+        let st = &sm[method]["stats"];
+        let ratios: Vec<f64> = samples
+            .iter()
+            .map(|x| f(x, "true_psar_w_per_kg") / f(x, key))
+            .collect();
+        let max = ratios.iter().cloned().fold(0.0, f64::max);
+        // SF bounds every sample and is one of them.
+        assert!(ratios.iter().all(|r| *r <= f(st, "safety_factor")));
+        assert!((f(st, "safety_factor") - max).abs() <= 1e-12 * max);
+        let under = ratios.iter().filter(|r| **r > 1.0).count() as f64 / 6.0;
+        assert!((f(st, "p_underestimation") - under).abs() < 1e-12);
+        let q = &sm[method];
+        assert!((f(q, "ratio_iqr") - (f(q, "ratio_q3") - f(q, "ratio_q1"))).abs() < 1e-12);
+        assert!(
+            (f(st, "safety_factor_uof") - (f(q, "ratio_q3") + 3.0 * f(q, "ratio_iqr"))).abs()
+                < 1e-12
+        );
+        // After the SF nothing is under-estimated, so the post-SF over-estimation is >= 0.
+        assert!(f(st, "mean_overestimation_after_sf") >= -1e-12);
+    }
+    assert_eq!(cvj["safety_factor"], sm["dl"]["stats"]["safety_factor"]);
+    let gain = (1.0 + f(&sm["conventional"]["stats"], "mean_overestimation_after_sf"))
+        / (1.0 + f(&sm["dl"]["stats"], "mean_overestimation_after_sf"));
+    assert!((f(sm, "allowed_power_gain") - gain).abs() < 1e-12);
+    let tmax = samples
+        .iter()
+        .map(|x| f(x, "true_psar_w_per_kg"))
+        .fold(0.0, f64::max);
+    assert!(f(&sm["bound_999"], "bound_w_per_kg") <= tmax);
+    for x in samples {
+        assert!(f(x, "nrmse") > 0.0 && f(x, "nrmse").is_finite());
+    }
+    for p in cvj["output_paths"].as_array().unwrap() {
+        assert!(Path::new(p.as_str().unwrap()).exists(), "{p} missing");
+    }
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("| DL SF | 1.38 |") && md.contains("103 %"));
+    assert_isolated(&ds, &out, 3);
+
+    // Rerun: every fold's results exist and are skipped; the summary is the same.
+    let (rc, v2, e) = b1sar(&cv_args(s(&ds), s(&out), &fields, &[]));
+    assert_eq!(rc, 0, "{e}");
+    assert_eq!(e.matches("results exist, skipped").count(), 3, "{e}");
+    assert_eq!(v2["summary"], v["summary"]);
+    // Other training settings in the same folder are refused.
+    let (rc, _, _) = b1sar(&cv_args(s(&ds), s(&out), &fields, &["--seed", "7"]));
+    assert_eq!(rc, 2);
+
+    // k-fold as a job array: 2 folds run separately, the merge waits for both.
+    let out = dir.path().join("k2");
+    let (rc, _, e) = b1sar(&cv_args(
+        s(&ds),
+        s(&out),
+        &fields,
+        &["--folds", "2", "--fold", "1"],
+    ));
+    assert_eq!(rc, 0, "{e}");
+    assert!(!out.join("fold_00").exists() && !out.join("cv.json").exists());
+    let (rc, j, _) = b1sar(&["cv", "--summarize", "--out", s(&out)]);
+    assert_eq!(rc, 2);
+    assert!(j["error"].as_str().unwrap().contains("[0]"), "{j}");
+    let (rc, _, e) = b1sar(&cv_args(
+        s(&ds),
+        s(&out),
+        &fields,
+        &["--folds", "2", "--fold", "0"],
+    ));
+    assert_eq!(rc, 0, "{e}");
+    let (rc, k2, e) = b1sar(&["cv", "--summarize", "--out", s(&out)]);
+    assert_eq!(rc, 0, "{e}");
+    assert_eq!(k2["n_folds"], 2);
+    // Fold 0 tests subjects 1 and 3, fold 1 subject 2.
+    assert_eq!(k2["folds"][0]["test_subjects"], serde_json::json!([1, 3]));
+    assert_eq!(k2["folds"][1]["test_subjects"], serde_json::json!([2]));
+    assert_eq!(k2["summary"]["n_samples"], 6);
+    assert_isolated(&ds, &out, 2);
+}
