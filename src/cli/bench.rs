@@ -26,6 +26,9 @@ pub enum BenchWhat {
     /// `--voxels` random PSD Q matrices; the shipped network's batched per-step throughput and the
     /// eigen fast path.
     Pulse,
+    /// Shim optimisation: phase-only and magnitude + phase CV under a binding VOP limit over
+    /// `--roi-voxels` ROI voxels of an 8-channel analytic subject.
+    Optimize,
 }
 
 /// Arguments of `b1sar bench`.
@@ -55,6 +58,9 @@ pub struct BenchArgs {
     /// Q matrices in the `pulse` benchmark.
     #[arg(long, default_value_t = 1_000_000)]
     pub voxels: usize,
+    /// ROI voxels in the `optimize` benchmark.
+    #[arg(long, default_value_t = 20_000)]
+    pub roi_voxels: usize,
 }
 
 pub fn run(a: BenchArgs, out: &Output) -> Result<()> {
@@ -63,6 +69,7 @@ pub fn run(a: BenchArgs, out: &Output) -> Result<()> {
         BenchWhat::Infer => return infer(&a, out),
         BenchWhat::Train => return train_step(&a, out),
         BenchWhat::Pulse => return super::pulse::bench(a.voxels, &a.device, out),
+        BenchWhat::Optimize => return super::optimize::bench(a.roi_voxels, out),
         BenchWhat::Sar => {}
     }
     let threads = rayon::current_num_threads();

@@ -165,7 +165,11 @@ impl ShimSystem {
 
     /// The excitation pattern b = A s in the ROI.
     pub fn pattern(&self, s: &[Complex64]) -> Array1<Complex64> {
-        self.a.dot(&ndarray::ArrayView1::from(s))
+        self.a
+            .rows()
+            .into_iter()
+            .map(|row| row.iter().zip(s).map(|(a, x)| a * x).sum())
+            .collect()
     }
 
     /// ROI statistics of |A s|.
@@ -210,8 +214,15 @@ impl ShimSystem {
     /// Complex gradient (d/dRe + i d/dIm per amplitude) of sum_i alpha_i |b_i|:
     /// sum_i alpha_i g_i conj(A_i).
     fn pull_back(&self, alpha: &[f64], g: &[Complex64]) -> Vec<Complex64> {
-        let w: Array1<Complex64> = alpha.iter().zip(g).map(|(a, g)| g * *a).collect();
-        self.a.t().mapv(|v| v.conj()).dot(&w).to_vec()
+        let n = self.a.ncols();
+        let mut out = vec![Complex64::new(0.0, 0.0); n];
+        for ((row, a), g) in self.a.rows().into_iter().zip(alpha).zip(g) {
+            let w = g * *a;
+            for (o, v) in out.iter_mut().zip(row) {
+                *o += w * v.conj();
+            }
+        }
+        out
     }
 }
 

@@ -222,10 +222,24 @@ struct Lagrangian<'a> {
     rho: f64,
     p: f64,
     evals: &'a AtomicUsize,
+    /// argmin asks for the cost and the gradient of the same point separately: one evaluation
+    /// serves both.
+    last: std::sync::Mutex<Option<(Vec<f64>, f64, Vec<f64>)>>,
 }
 
 impl Lagrangian<'_> {
     fn value_grad(&self, x: &[f64]) -> Result<(f64, Vec<f64>)> {
+        if let Some((lx, v, g)) = self.last.lock().expect("no panic holds the cache").as_ref()
+            && lx.as_slice() == x
+        {
+            return Ok((*v, g.clone()));
+        }
+        let (v, g) = self.evaluate(x)?;
+        *self.last.lock().expect("no panic holds the cache") = Some((x.to_vec(), v, g.clone()));
+        Ok((v, g))
+    }
+
+    fn evaluate(&self, x: &[f64]) -> Result<(f64, Vec<f64>)> {
         self.evals.fetch_add(1, Ordering::Relaxed);
         let s = self.param.amplitudes(x);
         let ((f, mut g), cons) = self.problem.eval(&s, self.p)?;
@@ -303,6 +317,7 @@ fn solve_al(
             rho,
             p,
             evals: &evals,
+            last: Default::default(),
         };
         let linesearch = MoreThuenteLineSearch::new()
             .with_c(1e-4, 0.9)
@@ -351,6 +366,11 @@ fn solve_al(
             break;
         }
         if violation > 0.25 * prev_violation {
+            if rho >= 1e8 {
+                // The penalty cannot grow further and the violation no longer shrinks: the limits
+                // cannot be met from here (the result is reported infeasible).
+                break;
+            }
             rho = (rho * 4.0).min(1e8);
         }
         prev_violation = violation;
@@ -610,6 +630,7 @@ pub(super) mod tests_support {
                 rho: 50.0,
                 p: 64.0,
                 evals: &evals,
+                last: Default::default(),
             };
             let x: Vec<f64> = match &param {
                 Param::Phase(_) => (0..n).map(|k| 0.4 * k as f64 - 1.0).collect(),
