@@ -256,8 +256,8 @@ fn measured_combination_masks_and_relative_phase() {
 #[test]
 fn demo_report_is_consistent() {
     let dir = tempfile::tempdir().unwrap();
-    let (rc, j, _) = b1sar(&["demo", "--out", s(dir.path()), "--drives", "40"]);
-    assert_eq!(rc, 0);
+    let (rc, j, e) = b1sar(&["demo", "--out", s(dir.path()), "--drives", "40", "--quick"]);
+    assert_eq!(rc, 0, "{e}");
     for p in j["output_paths"].as_array().unwrap() {
         assert!(Path::new(p.as_str().unwrap()).exists(), "{p}");
     }
@@ -278,6 +278,37 @@ fn demo_report_is_consistent() {
     assert_eq!(summary["random_drives"]["n"], 40);
     let md = std::fs::read_to_string(dir.path().join("index.md")).unwrap();
     assert!(md.contains("pSAR10g") && md.contains("sar10g_shim.png"));
+    // Pulses: the exact per-step path equals the covariance path; the network's per-step and eigen
+    // paths agree closely, and the network with its safety factor covers the exact value.
+    let pulses = summary["pulses"].as_array().unwrap();
+    assert!(pulses.len() >= 4, "{pulses:?}");
+    for p in pulses {
+        let (cov, step) = (
+            p["psar10g_w_per_kg"].as_f64().unwrap(),
+            p["per_step_psar10g_w_per_kg"].as_f64().unwrap(),
+        );
+        assert!((cov - step).abs() <= 1e-9 * cov, "{p}");
+        assert!(p["vop_bound_w_per_kg"].as_f64().unwrap() >= cov * (1.0 - 1e-12));
+        if let Some(net) = p["network_per_step_x_sf_w_per_kg"].as_f64() {
+            let eig = p["network_eigen_x_sf_w_per_kg"].as_f64().unwrap();
+            assert!((net - eig).abs() <= 0.05 * net, "{p}");
+        }
+        let flip = p["flip_mean_deg"].as_f64().unwrap();
+        assert!(flip > 0.0 && flip < 180.0, "{p}");
+    }
+    // Shims: every constraint's result is judged exactly; the exact-Q10g shim meets 10 W/kg, and
+    // the network's and the conventional constraint (with their safety factors) lead to shims
+    // whose exact pSAR10g is within the limit on this subject.
+    let opt = summary["optimisation"].as_array().unwrap();
+    assert!(!opt.is_empty());
+    for r in opt {
+        assert_eq!(r["exact_within_limit"], true, "{r}");
+        assert!(
+            r["roi_cv"].as_f64().unwrap() < r["zero_phase_cv"].as_f64().unwrap(),
+            "{r}"
+        );
+    }
+    assert!(dir.path().join("pulse_psar_vs_time.png").exists());
 }
 
 #[test]

@@ -8,7 +8,9 @@
 use super::{Output, bar, spinner};
 use anyhow::Result;
 use b1sar::field::MeasurementModel;
-use b1sar::predict::NetworkSar;
+use b1sar::predict::{NetworkPredictor, NetworkSar};
+use b1sar::pulse::integrate::QuadraticMaps;
+use b1sar::pulse::{psar_eigen, sar_per_step_maps};
 use b1sar::sar::{self, Averager, Q10g, VopSet};
 use b1sar::synth::{SynthSpec, pelvis_fieldset};
 use b1sar::units::{LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, T_TO_UT, WHOLE_BODY_SAR_LIMIT_W_PER_KG};
@@ -33,6 +35,10 @@ pub struct DemoArgs {
     /// VOP overestimation bound (fraction of the worst case).
     #[arg(long, default_value_t = 0.05)]
     pub epsilon: f64,
+    /// Reduced sizes for a quick check (tests): one start and a short schedule for the
+    /// network-constrained shim, three points of the Pareto front.
+    #[arg(long)]
+    pub quick: bool,
 }
 
 /// The subject of the demo and the "generic" reference subject of the conventional approach.
@@ -398,28 +404,236 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
         net_json = json!({"drives": n_net, "mean_overestimation": over, "p_underestimation": under, "safety_factor_model": sf, "safety_factor_here": sf_here, "covered_by_sf": covered, "ms_per_prediction": per_drive_ms});
     }
 
-    // 6. Time-averaged SAR of the shipped pulses (TR 10 ms): exact Q10g and VOPs, covariance path.
+    // 6. Time-averaged SAR of the shipped pulses (TR 10 ms): exact Q10g and VOPs (covariance path),
+    //    the network with its safety factor (per-step batched inference and the eigen fast path),
+    //    and the flip-angle homogeneity in the prostate (full-rotation Bloch simulation).
+    let model_dir = data.join("model");
+    let model = if shipped && model_dir.join("model.json").exists() {
+        let info: serde_json::Value =
+            io::read_json(&model_dir.join("model.json"), "model description")?;
+        Some((
+            NetworkSar::load(&model_dir, &net::cpu_device())?,
+            info["safety_factor"].as_f64().unwrap_or(f64::NAN),
+        ))
+    } else {
+        None
+    };
+    let net_pred = model.as_ref().map(|(m, sf)| NetworkPredictor {
+        net: m,
+        fields: &f,
+        slices: vec![b1sar::dataset::target_slice(&f)],
+        sf: *sf,
+        noise_seed: 11,
+    });
+    let prostate = b1sar::tissue::by_name("prostate")?.label;
+    let bloch_voxels = match b1sar::bloch::label_voxels(&f, prostate) {
+        Ok(idx) => Some(b1sar::bloch::Voxels::from_fields(&f, &idx, None)?),
+        Err(_) => None,
+    };
     let mut pulse_rows = Vec::new();
     let pulse_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pulses");
     if let Ok(entries) = std::fs::read_dir(&pulse_dir) {
-        let mut files: Vec<_> = entries
+        let mut paths: Vec<_> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "json"))
             .collect();
-        files.sort();
-        for path in files {
+        paths.sort();
+        let pb = bar(paths.len() as u64, "pulses: SAR and Bloch");
+        let mut time_series = Vec::new();
+        for path in paths {
+            pb.inc(1);
             let pulse = b1sar::pulse::Pulse::load(&path, 40.0)?;
             if pulse.n_channels() != f.n_channels() {
                 continue;
             }
-            let exact = b1sar::pulse::psar_covariance(&q, &pulse, 10e-3)?.unwrap_or(f64::NAN);
-            let bound = b1sar::pulse::psar_covariance(&vops, &pulse, 10e-3)?.unwrap_or(f64::NAN);
-            out.line(format!("pulse {}: time-averaged pSAR10g over TR 10 ms {exact:.4} W/kg (VOP bound {bound:.4})", pulse.name));
-            pulse_rows.push(json!({"pulse": pulse.name, "tr_ms": 10.0, "psar10g_w_per_kg": exact, "vop_bound_w_per_kg": bound}));
+            let tr = 10e-3;
+            let qm = QuadraticMaps::of(&q).expect("Q10g is quadratic");
+            let per_step = sar_per_step_maps(&qm, &pulse, tr, 256)?;
+            let exact = b1sar::pulse::psar_covariance(&q, &pulse, tr)?.unwrap_or(f64::NAN);
+            let bound = b1sar::pulse::psar_covariance(&vops, &pulse, tr)?.unwrap_or(f64::NAN);
+            let (mut net_step, mut net_eig, mut net_ms) =
+                (f64::NAN, f64::NAN, (f64::NAN, f64::NAN));
+            if let Some(np) = &net_pred {
+                let t = Instant::now();
+                net_step = sar_per_step_maps(np, &pulse, tr, 128)?.psar_w_per_kg * np.sf;
+                let t_step = t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                net_eig = psar_eigen(np, &pulse, tr)? * np.sf;
+                net_ms = (t_step * 1e3, t.elapsed().as_secs_f64() * 1e3);
+            }
+            let flips = match &bloch_voxels {
+                Some(v) => Some(b1sar::bloch::flip_stats(&b1sar::bloch::flip_angles_deg(
+                    &pulse,
+                    v,
+                    b1sar::bloch::Model::FullRotation,
+                )?)?),
+                None => None,
+            };
+            out.line(format!(
+                "pulse {}: TR-averaged pSAR10g {exact:.3} W/kg exact, {bound:.3} VOP bound, {net_step:.3} network x SF per step ({:.0} ms), {net_eig:.3} eigen fast path ({:.0} ms){}",
+                pulse.name,
+                net_ms.0,
+                net_ms.1,
+                flips
+                    .as_ref()
+                    .map(|fs| format!("; prostate flip {:.1}° (CV {:.1} %)", fs.mean_deg, 100.0 * fs.cv))
+                    .unwrap_or_default()
+            ));
+            time_series.push((
+                pulse.name.clone(),
+                per_step
+                    .step_psar_w_per_kg
+                    .iter()
+                    .enumerate()
+                    .map(|(k, v)| ((k as f64 + 0.5) * pulse.dt_s * 1e3, *v))
+                    .collect::<Vec<_>>(),
+            ));
+            pulse_rows.push(json!({"pulse": pulse.name, "tr_ms": 10.0, "duration_ms": pulse.duration_s() * 1e3,
+                "psar10g_w_per_kg": exact, "per_step_psar10g_w_per_kg": per_step.psar_w_per_kg, "vop_bound_w_per_kg": bound,
+                "network_per_step_x_sf_w_per_kg": net_step, "network_eigen_x_sf_w_per_kg": net_eig,
+                "network_per_step_ms": net_ms.0, "network_eigen_ms": net_ms.1,
+                "flip_mean_deg": flips.as_ref().map(|f| f.mean_deg), "flip_cv": flips.as_ref().map(|f| f.cv)}));
+        }
+        pb.finish_and_clear();
+        if !time_series.is_empty() {
+            let series: Vec<(&str, Vec<(f64, f64)>)> = time_series
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.clone()))
+                .collect();
+            let path = p("pulse_psar_vs_time.png");
+            plot::lines_png(
+                &path,
+                &series,
+                "instantaneous pSAR10g of each step (exact Q10g)",
+                "time in pulse (ms)",
+                "pSAR10g (W/kg)",
+                true,
+            )?;
+            files.push(path);
         }
     }
 
-    // 7. Report.
+    // 7. A prostate shim under the 10 W/kg limit with three SAR models: exact Q10g (reference), the
+    //    network with its safety factor, the generic subject's VOPs with the conventional safety
+    //    factor; the exact pSAR10g of each result shows which constraints are safe and what each costs.
+    let mut opt_rows = Vec::new();
+    if let Ok((_, amat)) = b1sar::optim::roi_from_fields(&f, Some(prostate), None) {
+        use b1sar::optim::{
+            Limit, Objective, PredictorLimit, QuadraticLimit, Settings, ShimSystem,
+        };
+        let sys = ShimSystem::static_shim(amat)?;
+        let n = f.n_channels();
+        // The target: the prostate mean |B1+| of the zero-phase shim at 8 x 3 W.
+        let target_t = sys.stats(&vec![Complex64::new(3f64.sqrt(), 0.0); n]).mean_t;
+        let obj = Objective::Cv { target_t };
+        let limit = LOCAL_SAR_LIMIT_TRUNK_W_PER_KG;
+        let exact_l = QuadraticLimit::new("exact Q10g", q.packed().to_owned(), 1.0, limit, &[1.0])?;
+        let generic = if shipped {
+            let gv = VopSet::load(&generic_file)?;
+            Some(QuadraticLimit::new(
+                "generic-subject VOPs",
+                gv.packed().to_owned(),
+                sf_conv.max(1.0),
+                limit,
+                &[1.0],
+            )?)
+        } else {
+            None
+        };
+        let net_l = net_pred.as_ref().map(|np| PredictorLimit {
+            predictor: np,
+            limit_w_per_kg: limit,
+        });
+        let full = Settings::default();
+        // The network limit's gradient costs 33 inferences: a short schedule keeps the demo short.
+        let short = if a.quick {
+            Settings {
+                starts: 1,
+                max_outer: 2,
+                max_inner: 6,
+                ..Settings::default()
+            }
+        } else {
+            Settings {
+                starts: 2,
+                max_outer: 5,
+                max_inner: 25,
+                ..Settings::default()
+            }
+        };
+        let mut cases: Vec<(&str, &dyn Limit, &Settings)> = vec![("exact Q10g", &exact_l, &full)];
+        if let Some(l) = &net_l {
+            cases.push(("cGAN x SF", l, &short));
+        }
+        if let Some(l) = &generic {
+            cases.push(("generic VOPs x SF (conventional)", l, &full));
+        }
+        let pb = bar(cases.len() as u64, "shim optimisation");
+        for (name, l, settings) in cases {
+            let r = b1sar::optim::optimize(&obj, &sys, &[l], settings)?;
+            let d = Drive::new(r.amplitudes.clone())?;
+            let exact = q.psar(&d)?.value_w_per_kg;
+            out.line(format!(
+                "shim under 10 W/kg ({name}): prostate CV {:.2} % (zero phase {:.1} %), predicted x SF {:.2} W/kg, exact {exact:.2} W/kg{}, {:.1} s",
+                100.0 * r.objective,
+                100.0 * r.zero_phase_objective,
+                r.limits[0].value,
+                if exact <= limit { "" } else { " EXCEEDS" },
+                r.seconds
+            ));
+            opt_rows.push(json!({"constraint": name, "roi_cv": r.objective, "zero_phase_cv": r.zero_phase_objective,
+                "predicted_x_sf_w_per_kg": r.limits[0].value, "exact_psar10g_w_per_kg": exact, "exact_within_limit": exact <= limit,
+                "feasible": r.feasible, "seconds": r.seconds, "evaluations": r.evaluations,
+                "sar_efficiency_ut_per_sqrt_w_per_kg": r.stats.mean_t * T_TO_UT / exact.sqrt()}));
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+        // Pareto front with the exact model: homogeneity against the pSAR10g allowed.
+        let sweep: &[f64] = if a.quick {
+            &[4.0, 8.0, 14.0]
+        } else {
+            &[3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 14.0]
+        };
+        let pts: Vec<(f64, f64)> = sweep
+            .iter()
+            .map(|l| {
+                let r = b1sar::optim::optimize(
+                    &obj,
+                    &sys,
+                    &[&exact_l.with_limit(*l)? as &dyn Limit],
+                    &full,
+                )?;
+                Ok((
+                    *l,
+                    if r.feasible {
+                        100.0 * r.objective
+                    } else {
+                        f64::NAN
+                    },
+                ))
+            })
+            .collect::<b1sar::Result<Vec<_>>>()?
+            .into_iter()
+            .filter(|(_, v)| v.is_finite())
+            .collect();
+        if pts.len() >= 2 {
+            let path = p("pareto_cv_vs_psar.png");
+            plot::lines_png(
+                &path,
+                &[("best prostate CV", pts)],
+                &format!(
+                    "Pareto front at mean |B1+| {:.2} µT (exact Q10g)",
+                    target_t * T_TO_UT
+                ),
+                "pSAR10g limit (W/kg)",
+                "prostate |B1+| CV (%)",
+                false,
+            )?;
+            files.push(path);
+        }
+    }
+
+    // 8. Report.
     let summary = json!({
         "subject": {"shape_zyx": grid.shape, "spacing_mm": grid.spacing_m[0] * 1e3, "tissue_mass_kg": av.total_mass_kg(), "voxel_counts": counts, "source": f.meta().source},
         "q10g": {"n_matrices": q.len(), "worst_case_w_per_kg_per_w": vops.worst_case},
@@ -431,6 +645,7 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
         "conventional": conv_stats,
         "network": net_json,
         "pulses": pulse_rows,
+        "optimisation": opt_rows,
         "elapsed_s": t0.elapsed().as_secs_f64(),
     });
     io::write_json(&p("summary.json"), &summary)?;
@@ -517,15 +732,37 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
     if !pulse_rows.is_empty() {
         let _ = writeln!(
             md,
-            "\n## Pulses (time-averaged over TR 10 ms)\n\n| pulse | exact pSAR10g (W/kg) | VOP bound (W/kg) |\n|---|---|---|"
+            "\n## Pulses (time-averaged over TR 10 ms)\n\n| pulse | exact pSAR10g (W/kg) | VOP bound (W/kg) | cGAN x SF, per step (W/kg) | cGAN x SF, eigen fast path (W/kg) | prostate flip (°) / CV |\n|---|---|---|---|---|---|"
         );
+        let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
         for r in &pulse_rows {
             let _ = writeln!(
                 md,
-                "| {} | {:.4} | {:.4} |",
+                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} / {:.1} % |",
                 r["pulse"].as_str().unwrap_or(""),
-                r["psar10g_w_per_kg"].as_f64().unwrap_or(f64::NAN),
-                r["vop_bound_w_per_kg"].as_f64().unwrap_or(f64::NAN)
+                num(&r["psar10g_w_per_kg"]),
+                num(&r["vop_bound_w_per_kg"]),
+                num(&r["network_per_step_x_sf_w_per_kg"]),
+                num(&r["network_eigen_x_sf_w_per_kg"]),
+                num(&r["flip_mean_deg"]),
+                100.0 * num(&r["flip_cv"])
+            );
+        }
+    }
+    if !opt_rows.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Prostate shim under 10 W/kg\n\nEach row optimises the prostate |B1+| homogeneity with the local-SAR limit judged by one model (times its safety factor); the exact pSAR10g of the result shows whether that shim is safe.\n\n| constraint | prostate CV | predicted x SF (W/kg) | exact pSAR10g (W/kg) | time (s) |\n|---|---|---|---|---|"
+        );
+        for r in &opt_rows {
+            let _ = writeln!(
+                md,
+                "| {} | {:.2} % | {:.2} | {:.2} | {:.1} |",
+                r["constraint"].as_str().unwrap_or(""),
+                100.0 * r["roi_cv"].as_f64().unwrap_or(f64::NAN),
+                r["predicted_x_sf_w_per_kg"].as_f64().unwrap_or(f64::NAN),
+                r["exact_psar10g_w_per_kg"].as_f64().unwrap_or(f64::NAN),
+                r["seconds"].as_f64().unwrap_or(f64::NAN)
             );
         }
     }
