@@ -123,6 +123,17 @@ pub struct OptimizeArgs {
     /// Seed of the random starts.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Per-subpulse shims of this pulse (spokes, kT-points, shimmed AM pulses: each sub-pulse one
+    /// envelope times per-channel weights); the small-tip flip pattern is optimised and the SAR
+    /// limits apply to the time average over `--tr-ms`. Writes `drives.json` and `pulse.json`.
+    #[arg(long, requires = "tr_ms")]
+    pub pulse: Option<PathBuf>,
+    /// Repetition time (ms) of `--pulse`.
+    #[arg(long)]
+    pub tr_ms: Option<f64>,
+    /// Target mean flip angle (degrees) in the ROI for `--pulse`; default the pulse's own.
+    #[arg(long, requires = "pulse")]
+    pub target_flip_deg: Option<f64>,
     /// Also sweep the local-SAR limit over N values and write the Pareto front of objective vs pSAR.
     #[arg(long)]
     pub pareto: Option<usize>,
@@ -198,17 +209,65 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         )),
     };
     let n = f.n_channels();
-    let sys = ShimSystem::static_shim(amat)?;
-    let target_t = match a.target_ut {
-        Some(t) => t / T_TO_UT,
-        None => sys.stats(&vec![Complex64::new(1.0, 0.0); n]).mean_t,
+    // A static shim, or per-subpulse shims of a pulse (pattern: small-tip flip angle in rad).
+    let pulse_case = match &a.pulse {
+        Some(pp) => {
+            if a.predictor == PredictorArg::Net || a.pareto.is_some() {
+                bail!(Error::invalid(
+                    "--pulse",
+                    "an exact, vop or generic SAR model and no --pareto",
+                    "--predictor net or --pareto"
+                ));
+            }
+            let tr = a.tr_ms.expect("clap requires --tr-ms with --pulse") * 1e-3;
+            let pulse = b1sar::pulse::Pulse::load(pp, 1e3)?;
+            if pulse.n_channels() != n {
+                bail!(Error::invalid(
+                    format!("{}", pp.display()),
+                    format!("{n} channels (the field set's)"),
+                    format!("{}", pulse.n_channels())
+                ));
+            }
+            if !(tr.is_finite() && tr >= pulse.duration_s()) {
+                bail!(Error::invalid(
+                    "--tr-ms",
+                    format!(">= the pulse duration ({:.3} ms)", pulse.duration_s() * 1e3),
+                    format!("{}", tr * 1e3)
+                ));
+            }
+            let sp = b1sar::optim::Subpulses::split(&pulse).map_err(|e| e.in_file(pp))?;
+            Some((pulse, sp, tr))
+        }
+        None => None,
+    };
+    let (sys, w) = match &pulse_case {
+        Some((pulse, sp, tr)) => {
+            let g = f.grid();
+            let pos: Vec<[f64; 3]> = idx
+                .iter()
+                .map(|i| {
+                    let p = g.position_m(g.unflat(*i));
+                    [p[2], p[1], p[0]]
+                })
+                .collect();
+            (
+                sp.system(pulse, amat.view(), &pos, *tr)?,
+                sp.block_weights(pulse, *tr),
+            )
+        }
+        None => (ShimSystem::static_shim(amat)?, vec![1.0]),
+    };
+    let target_t = match (&pulse_case, a.target_ut, a.target_flip_deg) {
+        (Some(_), _, Some(deg)) => deg.to_radians(),
+        (Some((_, sp, _)), _, None) => sys.stats(&sp.amplitudes()).mean_t,
+        (None, Some(t), _) => t / T_TO_UT,
+        (None, None, _) => sys.stats(&vec![Complex64::new(1.0, 0.0); n]).mean_t,
     };
     let obj = match a.objective {
         ObjectiveArg::Cv | ObjectiveArg::PhaseOnly => Objective::Cv { target_t },
         ObjectiveArg::Mls => Objective::Mls { target_t },
         ObjectiveArg::Efficiency => Objective::Efficiency { target_t },
     };
-    let w = [1.0];
 
     // The exact model, when the field set has E: for the whole-body limit and the exact report.
     let q_exact = if f.e().is_some() {
@@ -406,19 +465,78 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
     ));
     let r = optimize(&obj, &sys, &limits, &settings)?;
     pb.finish_and_clear();
-    let drive = Drive::new(r.amplitudes.clone())?;
-    let exact = match &q_exact {
-        Some(q) => Some((q.psar(&drive)?.value_w_per_kg, q.whole_body_sar(&drive)?)),
-        None => None,
-    };
+    let mut subpulse_json = serde_json::Value::Null;
     let predicted = limits.first().map(|l| l.exact(&r.amplitudes)).transpose()?;
-    let psar_report = exact.map(|e| e.0).or(predicted);
-    let efficiency = psar_report.map(|p| r.stats.mean_t * T_TO_UT / p.sqrt());
-
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
-    io::write_json(&a.out.join("drive.json"), &drive.to_json())?;
-    let mut paths = vec![a.out.join("drive.json")];
-    write_plots(&a.out, &f, &idx, &drive, q_exact.as_ref(), &r, &mut paths)?;
+    let mut paths = Vec::new();
+    let (drive, exact) = match &pulse_case {
+        None => {
+            let drive = Drive::new(r.amplitudes.clone())?;
+            let exact = match &q_exact {
+                Some(q) => Some((q.psar(&drive)?.value_w_per_kg, q.whole_body_sar(&drive)?)),
+                None => None,
+            };
+            io::write_json(&a.out.join("drive.json"), &drive.to_json())?;
+            paths.push(a.out.join("drive.json"));
+            write_plots(&a.out, &f, &idx, &drive, q_exact.as_ref(), &r, &mut paths)?;
+            (Some(drive), exact)
+        }
+        Some((pulse, sp, tr)) => {
+            // The optimised pulse, integrated as a pulse (exact covariance path) and simulated
+            // (full-rotation Bloch) so the report does not rest on the optimiser's own model.
+            let out_pulse = sp.apply(pulse, &r.amplitudes)?;
+            let drives: Vec<_> = sys
+                .drives(&r.amplitudes)?
+                .iter()
+                .map(|d| d.to_json())
+                .collect();
+            io::write_json(&a.out.join("drives.json"), &drives)?;
+            io::write_json(&a.out.join("pulse.json"), &out_pulse)?;
+            paths.push(a.out.join("drives.json"));
+            paths.push(a.out.join("pulse.json"));
+            let exact = match &q_exact {
+                Some(q) => {
+                    let p = b1sar::pulse::psar_covariance(q, &out_pulse, *tr)?
+                        .expect("Q10g is quadratic");
+                    let wb: f64 = sys
+                        .drives(&r.amplitudes)?
+                        .iter()
+                        .zip(&w)
+                        .map(|(d, wk)| q.whole_body_sar(d).map(|v| v * wk))
+                        .sum::<b1sar::Result<f64>>()?;
+                    Some((p, wb))
+                }
+                None => None,
+            };
+            let vox = b1sar::bloch::Voxels::from_fields(&f, &idx, None)?;
+            let before = b1sar::bloch::flip_stats(&b1sar::bloch::flip_angles_deg(
+                pulse,
+                &vox,
+                b1sar::bloch::Model::FullRotation,
+            )?)?;
+            let after = b1sar::bloch::flip_stats(&b1sar::bloch::flip_angles_deg(
+                &out_pulse,
+                &vox,
+                b1sar::bloch::Model::FullRotation,
+            )?)?;
+            out.line(format!(
+                "Bloch (full rotation) in the ROI: flip {:.2}° (CV {:.2} %) before, {:.2}° (CV {:.2} %) after",
+                before.mean_deg,
+                100.0 * before.cv,
+                after.mean_deg,
+                100.0 * after.cv
+            ));
+            subpulse_json = json!({"sub_pulses": sp.len(), "tr_ms": tr * 1e3,
+                "flip_mean_deg_before": before.mean_deg, "flip_cv_before": before.cv,
+                "flip_mean_deg_after": after.mean_deg, "flip_cv_after": after.cv});
+            (None, exact)
+        }
+    };
+    let psar_report = exact.map(|e| e.0).or(predicted);
+    let efficiency = match &pulse_case {
+        None => psar_report.map(|p| r.stats.mean_t * T_TO_UT / p.sqrt()),
+        Some(_) => None,
+    };
 
     let mut pareto_json = serde_json::Value::Null;
     if let Some(np) = a.pareto {
@@ -491,14 +609,18 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         "limits": r.limits,
         "roi_voxels": sys.n_voxels(),
         "roi_cv": r.stats.cv,
-        "roi_mean_b1_ut": r.stats.mean_t * T_TO_UT,
-        "target_b1_ut": target_t * T_TO_UT,
+        // The pattern is |B1+| (T) for a static shim and the small-tip flip angle (rad) for a pulse.
+        "roi_mean_b1_ut": pulse_case.is_none().then(|| r.stats.mean_t * T_TO_UT),
+        "target_b1_ut": pulse_case.is_none().then(|| target_t * T_TO_UT),
+        "roi_mean_flip_deg": pulse_case.is_some().then(|| r.stats.mean_t.to_degrees()),
+        "target_flip_deg": pulse_case.is_some().then(|| target_t.to_degrees()),
         "psar10g_w_per_kg": psar_report,
         "psar10g_exact_w_per_kg": exact.map(|e| e.0),
         "psar10g_predicted_w_per_kg": predicted,
         "whole_body_sar_w_per_kg": exact.map(|e| e.1),
         "sar_efficiency_ut_per_sqrt_w_per_kg": efficiency,
-        "total_power_w": drive.total_power_w(),
+        "total_power_w": drive.as_ref().map(|d| d.total_power_w()),
+        "pulse": subpulse_json,
         "evaluations": r.evaluations,
         "seconds": r.seconds,
         "pareto": pareto_json,
@@ -507,12 +629,16 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
     io::write_json(&a.out.join("report.json"), &report)?;
     paths.push(a.out.join("report.json"));
 
+    let mean = if pulse_case.is_some() {
+        format!("small-tip flip {:.2}°", r.stats.mean_t.to_degrees())
+    } else {
+        format!("|B1+| {:.3} µT", r.stats.mean_t * T_TO_UT)
+    };
     out.line(format!(
-        "{}: ROI ({} voxels) CV {:.2} % at mean |B1+| {:.3} µT; zero-phase start {:.4}, best phase-only {:.4}, result {:.4}",
+        "{}: ROI ({} voxels) CV {:.2} % at mean {mean}; zero-phase start {:.4}, best phase-only {:.4}, result {:.4}",
         r.objective_name,
         sys.n_voxels(),
         100.0 * r.stats.cv,
-        r.stats.mean_t * T_TO_UT,
         r.zero_phase_objective,
         r.phase_only_objective,
         r.objective
@@ -528,8 +654,11 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
     }
     if let Some((p, wbv)) = exact {
         out.line(format!(
-            "  exact pSAR10g {p:.3} W/kg, whole-body {wbv:.3} W/kg, total power {:.2} W",
-            drive.total_power_w()
+            "  exact pSAR10g {p:.3} W/kg, whole-body {wbv:.3} W/kg{}",
+            drive
+                .as_ref()
+                .map(|d| format!(", total power {:.2} W", d.total_power_w()))
+                .unwrap_or_else(|| " (time-averaged over the TR)".into())
         ));
     }
     out.line(format!(

@@ -20,8 +20,10 @@
 //! exact one; the result is judged on the exact maximum.
 
 mod solve;
+mod subpulse;
 
 pub use solve::{OptimizeReport, Settings, Start, Trace, optimize, pareto};
+pub use subpulse::Subpulses;
 
 use crate::drive::Drive;
 use crate::error::{Error, Result};

@@ -542,11 +542,12 @@ fn check_objective(obj: &Objective) -> Result<()> {
         Objective::Cv { target_t } | Objective::Mls { target_t } => target_t,
         Objective::Efficiency { target_t } => target_t,
     };
-    if !(t.is_finite() && t > 0.0 && t < 1e-3) {
+    // The pattern's unit is the system's (T for B1+ maps, rad for a sub-pulse system's flip).
+    if !(t.is_finite() && t > 0.0) {
         return Err(Error::invalid(
-            "target |B1+|",
-            "a finite value in (0, 1000 uT)",
-            format!("{} uT", t * 1e6),
+            "target of the objective",
+            "a finite value > 0 (the pattern's unit: T for |B1+|, rad for flip angles)",
+            format!("{t}"),
         ));
     }
     Ok(())
