@@ -175,6 +175,25 @@ fn assert_isolated(ds: &Path, out: &Path, n_folds: usize) {
                 "fold {k} evaluated a training subject"
             );
         }
+        // Per slice: the sample's pSAR is the maximum of its slices' peaks (truth and prediction).
+        let slices = r["slices"].as_array().unwrap();
+        for x in r["samples"].as_array().unwrap() {
+            let of: Vec<&Value> = slices
+                .iter()
+                .filter(|y| y["subject"] == x["subject"] && y["drive"] == x["drive"])
+                .collect();
+            assert!(of.len() >= 2, "fold {k}: {} slices for a sample", of.len());
+            for (key, pk) in [
+                ("true_psar_w_per_kg", "true_peak_w_per_kg"),
+                ("dl_psar_w_per_kg", "predicted_peak_w_per_kg"),
+            ] {
+                let m = of
+                    .iter()
+                    .map(|y| y[pk].as_f64().unwrap())
+                    .fold(0.0, f64::max);
+                assert_eq!(m, x[key].as_f64().unwrap());
+            }
+        }
         // The conventional pipeline on the generic subject reproduces its truth (same drives, slices).
         assert!(r["generic_self_max_rel_error"].as_f64().unwrap() < 1e-12);
     }

@@ -10,8 +10,8 @@ use super::{Output, bar};
 use anyhow::{Context, Result};
 use b1sar::dataset::{ShardManifest, load_shard, shard_dir};
 use b1sar::eval::cv::{
-    self, CvSummary, Fold, PAPER, SampleResult, ShardRecord, check_isolation, compare_volume,
-    plan_folds,
+    self, CvSummary, Fold, PAPER, SampleResult, ShardRecord, SliceComparison, check_isolation,
+    compare_volume, plan_folds,
 };
 use b1sar::net::{self, Device, Generator, load_generator, predict};
 use b1sar::sar::Q10g;
@@ -108,8 +108,20 @@ struct FoldFile {
     /// drives and slices agrees).
     generic_self_max_rel_error: f64,
     samples: Vec<SampleResult>,
+    /// Per sample and validation slice: (subject, drive, grid z, comparison).
+    slices: Vec<SliceRecord>,
     /// Map PNGs per held-out subject (file names under `fold_KK/maps/`).
     maps: BTreeMap<usize, Vec<String>>,
+}
+
+/// Predicted vs true SAR10g on one validation slice of one sample.
+#[derive(Serialize, Deserialize, Clone)]
+struct SliceRecord {
+    subject: usize,
+    drive: usize,
+    slice_z: usize,
+    #[serde(flatten)]
+    cmp: SliceComparison,
 }
 
 fn fold_dir(out: &Path, k: usize) -> PathBuf {
@@ -352,10 +364,13 @@ fn run_fold(
     let maps_dir = dir.join("maps");
     std::fs::create_dir_all(&maps_dir).map_err(|e| Error::io(&maps_dir, e))?;
     let mut samples = Vec::new();
+    let mut slices = Vec::new();
     let mut maps = BTreeMap::new();
     for &k in &fold.test {
-        let (s, files) = evaluate_subject(a, data, k, fold.index, &g, generic, device, &maps_dir)?;
+        let (s, sl, files) =
+            evaluate_subject(a, data, k, fold.index, &g, generic, device, &maps_dir)?;
         samples.extend(s);
+        slices.extend(sl);
         maps.insert(k, files);
     }
     // The conventional pipeline on the generic subject itself must reproduce its truth exactly.
@@ -386,6 +401,7 @@ fn run_fold(
         eval_elapsed_s: t_eval.elapsed().as_secs_f64(),
         generic_self_max_rel_error: self_err,
         samples,
+        slices,
         maps,
     };
     io::write_json(&dir.join("results.json"), &ff)?;
@@ -422,7 +438,7 @@ fn evaluate_subject(
     generic: &GenericModel,
     device: &Device,
     maps_dir: &Path,
-) -> Result<(Vec<SampleResult>, Vec<String>)> {
+) -> Result<(Vec<SampleResult>, Vec<SliceRecord>, Vec<String>)> {
     let shard = load_shard(&shard_dir(data, k))?;
     let m = &shard.manifest;
     let f = FieldSet::load(&a.fields[k])?;
@@ -443,6 +459,7 @@ fn evaluate_subject(
         &format!("subject {k} evaluation"),
     );
     let mut out = Vec::new();
+    let mut slices = Vec::new();
     // The drive with the highest true pSAR: (pSAR, true volume, predicted volume, peak slice, drive).
     type Example = (f64, Array3<f64>, Array3<f64>, usize, usize);
     let mut best: Option<Example> = None;
@@ -473,6 +490,12 @@ fn evaluate_subject(
             }
         }
         let cmp = compare_volume(truth.view(), p.view(), tissue.view())?;
+        slices.extend(zs.iter().zip(&cmp.slices).map(|(z, c)| SliceRecord {
+            subject: k,
+            drive: di,
+            slice_z: *z,
+            cmp: *c,
+        }));
         out.push(SampleResult {
             subject: k,
             drive: di,
@@ -537,7 +560,7 @@ fn evaluate_subject(
             files.push(file);
         }
     }
-    Ok((out, files))
+    Ok((out, slices, files))
 }
 
 /// Merge the folds' results under `dir` into `cv.json`, the PNGs and `summary.md`.

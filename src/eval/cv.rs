@@ -111,8 +111,19 @@ pub fn check_isolation(test: &[ShardRecord], train: &[ShardRecord]) -> Result<()
     Ok(())
 }
 
+/// Exact vs predicted SAR10g on one slice of a validation volume.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SliceComparison {
+    /// True peak SAR10g of the slice's tissue (W/kg).
+    pub true_peak_w_per_kg: f64,
+    /// Predicted peak (W/kg).
+    pub predicted_peak_w_per_kg: f64,
+    /// RMSE over the slice's tissue / the slice's true peak (`None` for a slice without tissue SAR).
+    pub nrmse: Option<f64>,
+}
+
 /// Exact vs predicted SAR10g over a validation volume.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct VolumeComparison {
     /// True pSAR10g (W/kg): max over the tissue voxels of the volume.
     pub true_psar_w_per_kg: f64,
@@ -122,6 +133,8 @@ pub struct VolumeComparison {
     pub nrmse: f64,
     /// Slice (index into the volume) of the true peak.
     pub true_peak_slice: usize,
+    /// Per slice of the volume.
+    pub slices: Vec<SliceComparison>,
 }
 
 /// Compare predicted and true SAR10g maps ([slice, y, x], W/kg) over the voxels where `tissue` holds.
@@ -141,12 +154,14 @@ pub fn compare_volume(
         ));
     }
     let (mut t_max, mut p_max, mut peak, mut se, mut n) = (0.0f64, 0.0f64, 0, 0.0, 0usize);
+    let mut slices = Vec::with_capacity(truth.shape()[0]);
     for (k, ((ts, ps), ms)) in truth
         .axis_iter(Axis(0))
         .zip(predicted.axis_iter(Axis(0)))
         .zip(tissue.axis_iter(Axis(0)))
         .enumerate()
     {
+        let (mut st, mut sp, mut sse, mut sn) = (0.0f64, 0.0f64, 0.0, 0usize);
         for ((t, p), m) in ts.iter().zip(ps.iter()).zip(ms.iter()) {
             if !*m {
                 continue;
@@ -162,10 +177,19 @@ pub fn compare_volume(
                 t_max = *t;
                 peak = k;
             }
-            p_max = p_max.max(*p);
-            se += (p - t).powi(2);
-            n += 1;
+            st = st.max(*t);
+            sp = sp.max(*p);
+            sse += (p - t).powi(2);
+            sn += 1;
         }
+        p_max = p_max.max(sp);
+        se += sse;
+        n += sn;
+        slices.push(SliceComparison {
+            true_peak_w_per_kg: st,
+            predicted_peak_w_per_kg: sp,
+            nrmse: (st > 0.0).then(|| (sse / sn as f64).sqrt() / st),
+        });
     }
     if n == 0 || t_max <= 0.0 {
         return Err(Error::invalid(
@@ -179,6 +203,7 @@ pub fn compare_volume(
         predicted_psar_w_per_kg: p_max,
         nrmse: (se / n as f64).sqrt() / t_max,
         true_peak_slice: peak,
+        slices,
     })
 }
 
@@ -632,6 +657,12 @@ mod tests {
         assert_eq!(c.true_psar_w_per_kg, 2.0);
         assert_eq!(c.predicted_psar_w_per_kg, 1.5);
         assert_eq!(c.true_peak_slice, 1);
+        // Per slice: slice 0 has one tissue voxel (1 vs 1.5), slice 1 one voxel (2 vs 1).
+        assert_eq!(c.slices.len(), 2);
+        assert_eq!(c.slices[0].true_peak_w_per_kg, 1.0);
+        assert_eq!(c.slices[0].predicted_peak_w_per_kg, 1.5);
+        assert!((c.slices[0].nrmse.unwrap() - 0.5).abs() < 1e-12);
+        assert!((c.slices[1].nrmse.unwrap() - 0.5).abs() < 1e-12);
         // RMSE = sqrt((0.25 + 1) / 2) = 0.790569..., / 2.
         assert!((c.nrmse - (0.625f64).sqrt() / 2.0).abs() < 1e-12);
         assert!(compare_volume(t.view(), p.view(), m.slice(ndarray::s![..1, .., ..])).is_err());
