@@ -94,6 +94,43 @@ fn optimised_shim_read_back_by_sar_meets_the_limit() {
     for png in ["b1_shimmed.png", "sar10g_exact.png", "history.png"] {
         assert!(o.join(png).exists(), "{png}");
     }
+    // Pareto sweep: from the least reachable pSAR to the free optimum's, homogeneity improves
+    // (CV falls) as the limit rises, and every point meets its own limit.
+    let pa = dir.path().join("pareto");
+    let (rc, jp, e) = b1sar(&[
+        "optimize",
+        "--fields",
+        s(&f),
+        "--roi",
+        "muscle",
+        "--wb-limit",
+        "1e6",
+        "--starts",
+        "3",
+        "--pareto",
+        "4",
+        "--out",
+        s(&pa),
+    ]);
+    assert_eq!(rc, 0, "{e}");
+    let front = jp["pareto"].as_array().unwrap();
+    assert_eq!(front.len(), 4);
+    let mut prev = f64::INFINITY;
+    for p in front {
+        assert_eq!(p["feasible"], true, "{p}");
+        let (v, l) = (
+            p["psar_w_per_kg"].as_f64().unwrap(),
+            p["limit_w_per_kg"].as_f64().unwrap(),
+        );
+        assert!(v <= l, "{p}");
+        let cv = p["objective"].as_f64().unwrap();
+        assert!(
+            cv <= prev * (1.0 + 1e-6),
+            "CV must not rise with the limit: {front:?}"
+        );
+        prev = cv;
+    }
+    assert!(pa.join("pareto.png").exists());
 }
 
 #[test]
