@@ -61,6 +61,10 @@ pub struct BenchArgs {
     /// ROI voxels in the `optimize` benchmark.
     #[arg(long, default_value_t = 20_000)]
     pub roi_voxels: usize,
+    /// `optimize`: also write the problem (A, VOPs, target, limit) to this .npz for
+    /// `benches/scipy_shim.py`.
+    #[arg(long)]
+    pub dump: Option<std::path::PathBuf>,
 }
 
 pub fn run(a: BenchArgs, out: &Output) -> Result<()> {
@@ -69,7 +73,9 @@ pub fn run(a: BenchArgs, out: &Output) -> Result<()> {
         BenchWhat::Infer => return infer(&a, out),
         BenchWhat::Train => return train_step(&a, out),
         BenchWhat::Pulse => return super::pulse::bench(a.voxels, &a.device, out),
-        BenchWhat::Optimize => return super::optimize::bench(a.roi_voxels, out),
+        BenchWhat::Optimize => {
+            return super::optimize::bench(a.roi_voxels, a.dump.as_deref(), out);
+        }
         BenchWhat::Sar => {}
     }
     let threads = rayon::current_num_threads();

@@ -1024,7 +1024,7 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
 
 /// `b1sar bench optimize`: phase-only and magnitude + phase shims of an analytic 8-channel subject
 /// over `roi_voxels` ROI voxels under its own VOPs (compressed at 5 %), timed.
-pub fn bench(roi_voxels: usize, out: &Output) -> Result<()> {
+pub fn bench(roi_voxels: usize, dump: Option<&Path>, out: &Output) -> Result<()> {
     use b1sar::sar::Averager;
     use b1sar::synth::{SynthSpec, pelvis_fieldset};
     let pb = spinner("analytic subject, Q10g and VOPs");
@@ -1077,6 +1077,18 @@ pub fn bench(roi_voxels: usize, out: &Output) -> Result<()> {
     )?;
     let (lo, hi) = (least.limits[0].value, local.exact(&free.amplitudes)?);
     let local = local.with_limit(0.5 * (lo + hi))?;
+    if let Some(path) = dump {
+        // The same problem for an outside implementation (benches/scipy_shim.py).
+        let a = sys.pattern_matrix();
+        let mut z = io::NpzOut::create(path, false)?;
+        z.add("a_re", &a.mapv(|v| v.re))?;
+        z.add("a_im", &a.mapv(|v| v.im))?;
+        z.add("vop_packed", &vops.packed().to_owned())?;
+        z.add("target_t", &ndarray::arr1(&[target_t]))?;
+        z.add("limit", &ndarray::arr1(&[0.5 * (lo + hi)]))?;
+        z.finish()?;
+        out.line(format!("wrote the problem to {}", path.display()));
+    }
     out.line(format!(
         "VOP SAR at the target mean |B1+|: {lo:.4} (least, phase-only) .. {hi:.4} (free CV optimum); limit {:.4}",
         0.5 * (lo + hi)

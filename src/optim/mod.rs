@@ -140,6 +140,11 @@ impl ShimSystem {
         Self::blocks(big, n, block_weights)
     }
 
+    /// The system matrix [ROI voxel, block * n_ch + channel].
+    pub fn pattern_matrix(&self) -> &Array2<Complex64> {
+        &self.a
+    }
+
     /// Channels per block.
     pub fn n_channels(&self) -> usize {
         self.n_ch
