@@ -610,8 +610,8 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         "roi_voxels": sys.n_voxels(),
         "roi_cv": r.stats.cv,
         // The pattern is |B1+| (T) for a static shim and the small-tip flip angle (rad) for a pulse.
-        "roi_mean_b1_ut": pulse_case.is_none().then(|| r.stats.mean_t * T_TO_UT),
-        "target_b1_ut": pulse_case.is_none().then(|| target_t * T_TO_UT),
+        "roi_mean_b1_ut": pulse_case.is_none().then_some(r.stats.mean_t * T_TO_UT),
+        "target_b1_ut": pulse_case.is_none().then_some(target_t * T_TO_UT),
         "roi_mean_flip_deg": pulse_case.is_some().then(|| r.stats.mean_t.to_degrees()),
         "target_flip_deg": pulse_case.is_some().then(|| target_t.to_degrees()),
         "psar10g_w_per_kg": psar_report,

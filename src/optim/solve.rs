@@ -224,8 +224,11 @@ struct Lagrangian<'a> {
     evals: &'a AtomicUsize,
     /// argmin asks for the cost and the gradient of the same point separately: one evaluation
     /// serves both.
-    last: std::sync::Mutex<Option<(Vec<f64>, f64, Vec<f64>)>>,
+    last: std::sync::Mutex<Option<Evaluated>>,
 }
+
+/// A point, the Lagrangian there and its gradient.
+type Evaluated = (Vec<f64>, f64, Vec<f64>);
 
 impl Lagrangian<'_> {
     fn value_grad(&self, x: &[f64]) -> Result<(f64, Vec<f64>)> {

@@ -206,8 +206,8 @@ impl Subpulses {
         for (b, (range, env)) in self.ranges.iter().zip(&self.envelopes).enumerate() {
             let w = &amplitudes[b * n..(b + 1) * n];
             for (t, e) in range.clone().zip(env) {
-                for c in 0..n {
-                    let v = e * w[c];
+                for (c, wc) in w.iter().enumerate() {
+                    let v = e * wc;
                     out.rf_re[t][c] = v.re;
                     out.rf_im[t][c] = v.im;
                 }
