@@ -1,40 +1,16 @@
 //! `b1sar optimize` end to end: the written drive, read back by `b1sar sar`, satisfies the limit the
 //! optimiser reported; scanner maps + VOP file in volts; bad input exits 2 and names it.
 
-use serde_json::Value;
+mod common;
+
+use common::{b1sar, s, synth};
 use std::path::Path;
-use std::process::Command;
-
-fn b1sar(args: &[&str]) -> (i32, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_b1sar"))
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("binary runs");
-    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
-    let stderr = String::from_utf8(out.stderr).expect("utf-8 stderr");
-    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
-    (out.status.code().unwrap_or(-1), v, stderr)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
-}
 
 #[test]
 fn optimised_shim_read_back_by_sar_meets_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("subj.npz");
-    let (rc, _, e) = b1sar(&[
-        "synth",
-        "--shape",
-        "14,20,24",
-        "--spacing-mm",
-        "8",
-        "--out",
-        s(&f),
-    ]);
-    assert_eq!(rc, 0, "{e}");
+    synth(&f, "14,20,24", "8");
     // Unconstrained first (loose limits) to learn the free optimum's pSAR at the default target.
     let free = dir.path().join("free");
     let (rc, jf, e) = b1sar(&[
@@ -237,16 +213,7 @@ fn bad_optimisation_input_exits_2_and_names_it() {
 fn per_subpulse_shims_of_a_kt_pulse() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("subj.npz");
-    let (rc, _, e) = b1sar(&[
-        "synth",
-        "--shape",
-        "14,20,24",
-        "--spacing-mm",
-        "8",
-        "--out",
-        s(&f),
-    ]);
-    assert_eq!(rc, 0, "{e}");
+    synth(&f, "14,20,24", "8");
     let pulse = Path::new(env!("CARGO_MANIFEST_DIR")).join("pulses/kt5_cp.json");
     let o = dir.path().join("opt");
     let (rc, j, e) = b1sar(&[

@@ -2,32 +2,10 @@
 //! subject identically, `--manifest-only`, and bad arguments exiting with status 2.
 
 use b1sar::body::Phantom;
+mod common;
+
+use common::s;
 use serde_json::Value;
-use std::path::Path;
-use std::process::Command;
-
-fn b1sar(args: &[&str]) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_b1sar"))
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("binary runs");
-    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
-    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "stdout must be one JSON line, got {stdout:?}"
-    );
-    (
-        out.status.code().unwrap_or(-1),
-        serde_json::from_str(lines[0]).expect("stdout is JSON"),
-    )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
-}
 
 #[test]
 fn phantom_cohort_subject_rewrite_and_manifest_only() {
@@ -106,4 +84,9 @@ fn phantom_cohort_subject_rewrite_and_manifest_only() {
     ]);
     assert_eq!(rc, 2, "{j}");
     assert!(j["error"].as_str().unwrap().contains("--subject"));
+}
+
+fn b1sar(args: &[&str]) -> (i32, Value) {
+    let (rc, v, _) = common::b1sar(args);
+    (rc, v)
 }

@@ -4,34 +4,14 @@
 //! exact, VOP and network predictors.
 
 use b1sar::pulse::Pulse;
+mod common;
+
+use common::s;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn b1sar(args: &[&str]) -> (i32, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_b1sar"))
-        .current_dir(root())
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("binary runs");
-    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
-    let stderr = String::from_utf8(out.stderr).expect("utf-8 stderr");
-    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one JSON line, got {stdout:?} ({stderr})");
-    (
-        out.status.code().unwrap_or(-1),
-        serde_json::from_str(lines[0]).expect("stdout is JSON"),
-        stderr,
-    )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 /// The `b1sar ...` commands in the "made by" column of pulses/README.md.
@@ -547,4 +527,9 @@ fn pulseq_import_calibrated_on_the_field_set_reaches_the_nominal_flip_in_the_roi
         (mean - nominal).abs() <= 1e-6 * nominal,
         "{mean} vs {nominal}"
     );
+}
+
+/// `b1sar` run from the repository root (the shipped pulses' README commands use relative paths).
+fn b1sar(args: &[&str]) -> (i32, Value, String) {
+    common::b1sar_in(Some(&root()), args)
 }

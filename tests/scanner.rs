@@ -5,6 +5,8 @@
 //! Fixtures are written by the test itself (b1sar's NIfTI and MAT writers; the MAT reader is checked
 //! against scipy-written bytes in src/io/mat.rs, the NIfTI reader against the `nifti` crate's writer).
 
+mod common;
+
 use b1sar::io::NpzIn;
 use b1sar::sar::VopSet;
 use b1sar::sar::vop::AmplitudeUnit;
@@ -15,12 +17,11 @@ use b1sar::scanner::{
 };
 use b1sar::units::volts_per_sqrt_watt;
 use b1sar::{Drive, FieldSet};
+use common::b1sar;
 use ndarray::{Array1, Array3, Array4, s};
 use num_complex::{Complex32, Complex64};
-use serde_json::Value;
 use std::f64::consts::PI;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Small deterministic generator (xorshift), so the fixtures do not depend on a crate's RNG.
 struct Rng(u64);
@@ -953,27 +954,6 @@ fn shipped_example_set_loads_and_matches_its_sources() {
 // ---------------------------------------------------------------------------------------------
 // CLI: inspect and sar --vop
 // ---------------------------------------------------------------------------------------------
-
-fn b1sar(args: &[&str]) -> (i32, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_b1sar"))
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("binary runs");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "stdout must be one JSON line, got {stdout:?} (stderr {stderr})"
-    );
-    (
-        out.status.code().unwrap_or(-1),
-        serde_json::from_str(lines[0]).unwrap(),
-        stderr,
-    )
-}
 
 fn p(x: &Path) -> &str {
     x.to_str().unwrap()
