@@ -4,31 +4,11 @@
 //! conventional approach is exact on the generic subject, and folds run as separate jobs, resume
 //! and merge. The whole file takes a few seconds in release mode.
 
+mod common;
+
+use common::{b1sar, s};
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
-
-fn b1sar(args: &[&str]) -> (i32, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_b1sar"))
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("binary runs");
-    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
-    let stderr = String::from_utf8(out.stderr).expect("utf-8 stderr");
-    let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "stdout must be one JSON line, got {stdout:?} (stderr {stderr})"
-    );
-    let v: Value = serde_json::from_str(lines[0]).expect("stdout is JSON");
-    (out.status.code().unwrap_or(-1), v, stderr)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
-}
 
 fn read(p: &Path) -> Value {
     serde_json::from_str(
