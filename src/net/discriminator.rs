@@ -185,4 +185,33 @@ mod tests {
         let norms = 2 * (128 + 256 + 512);
         assert_eq!(d.num_params(), convs + norms);
     }
+
+    #[test]
+    fn pairs_in_one_batch_are_judged_independently() {
+        // The trainer judges the real and the fake pair in one batch of two: D must have no
+        // coupling across the batch (instance, not batch, normalisation).
+        let device = crate::net::cpu_device();
+        let d = DiscriminatorConfig::new().init(&device);
+        let t = |seed: f32, c: usize| {
+            let v: Vec<f32> = (0..c * 24 * 24)
+                .map(|i| ((i as f32 * 0.37 + seed).sin()))
+                .collect();
+            Tensor::<4>::from_data(burn::tensor::TensorData::new(v, [1, c, 24, 24]), &device)
+        };
+        let (x1, y1, x2, y2) = (t(0.1, 15), t(0.7, 1), t(1.3, 15), t(2.9, 1));
+        let both = d
+            .forward(
+                Tensor::cat(vec![x1.clone(), x2.clone()], 0),
+                Tensor::cat(vec![y1.clone(), y2.clone()], 0),
+            )
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let mut one = d.forward(x1, y1).into_data().to_vec::<f32>().unwrap();
+        one.extend(d.forward(x2, y2).into_data().to_vec::<f32>().unwrap());
+        assert_eq!(both.len(), one.len());
+        for (a, b) in both.iter().zip(&one) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
 }
