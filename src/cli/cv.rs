@@ -5,7 +5,7 @@
 //! (`--fold K`); `--summarize` merges them into `OUT/cv.json`, PNGs and `OUT/summary.md`. The
 //! statistics live in `b1sar::eval::cv`.
 
-use super::train::{TrainArgs, Variant};
+use super::train::{TrainArgs, TrainSchedule};
 use super::{Output, bar};
 use anyhow::{Context, Result};
 use b1sar::dataset::{ShardManifest, load_shard, shard_dir};
@@ -49,36 +49,9 @@ pub struct CvArgs {
     /// The generic reference subject (the conventional approach; always trained on, never tested).
     #[arg(long, default_value_t = 0)]
     pub generic: usize,
-    /// Epochs per fold.
-    #[arg(long, default_value_t = 5)]
-    pub epochs: usize,
-    /// Network size.
-    #[arg(long, value_enum, default_value_t = Variant::Small)]
-    pub variant: Variant,
-    /// Samples per step.
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
-    /// Checkpoint every N steps (folds resume from their checkpoint).
-    #[arg(long, default_value_t = 200)]
-    pub checkpoint_every: u64,
-    /// Seed of the weights and the shuffling (the same for every fold).
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 2e-4)]
-    pub lr: f64,
-    /// Weight of the weighted L1 term.
-    #[arg(long, default_value_t = 1000.0)]
-    pub lambda_wl1: f64,
-    /// Weight of the peak term.
-    #[arg(long, default_value_t = 0.1)]
-    pub lambda_peak: f64,
-    /// Device: cpu, wgpu[:i] (feature gpu), cuda[:i] (feature cuda).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Use at most this many training samples per fold (quick runs).
-    #[arg(long)]
-    pub max_train: Option<usize>,
+    /// Schedule and network of every fold (the flags of `b1sar train`).
+    #[command(flatten)]
+    pub schedule: TrainSchedule,
 }
 
 const FOLD_FORMAT: &str = "b1sar-cv-fold-1";
@@ -200,8 +173,8 @@ pub fn run(a: CvArgs, out: &Output) -> Result<()> {
         format: "b1sar-cv-plan-1".into(),
         generic: a.generic,
         folds: folds.clone(),
-        training: json!({"epochs": a.epochs, "variant": format!("{:?}", a.variant), "batch": a.batch, "seed": a.seed, "lr": a.lr,
-            "lambda_wl1": a.lambda_wl1, "lambda_peak": a.lambda_peak, "max_train": a.max_train, "data": data}),
+        training: json!({"epochs": a.schedule.epochs, "variant": format!("{:?}", a.schedule.variant), "batch": a.schedule.batch, "seed": a.schedule.seed, "lr": a.schedule.lr,
+            "lambda_wl1": a.schedule.lambda_wl1, "lambda_peak": a.schedule.lambda_peak, "max_train": a.schedule.max_train, "data": data}),
     };
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let plan_path = a.out.join("plan.json");
@@ -226,7 +199,7 @@ pub fn run(a: CvArgs, out: &Output) -> Result<()> {
         )),
         None => folds.iter().collect(),
     };
-    let device = net::device_by_name(&a.device)?;
+    let device = net::device_by_name(&a.schedule.device)?;
     let mut generic: Option<GenericModel> = None;
     let mut done = Vec::new();
     for fold in run_folds {
@@ -333,16 +306,7 @@ fn run_fold(
             data: data.to_path_buf(),
             out: train_out.clone(),
             holdout: fold.test.clone(),
-            epochs: a.epochs,
-            variant: a.variant,
-            batch: a.batch,
-            checkpoint_every: a.checkpoint_every,
-            seed: a.seed,
-            lr: a.lr,
-            lambda_wl1: a.lambda_wl1,
-            lambda_peak: a.lambda_peak,
-            device: a.device.clone(),
-            max_train: a.max_train,
+            schedule: a.schedule.clone(),
         },
         out,
     )?;

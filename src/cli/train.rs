@@ -35,19 +35,10 @@ impl Variant {
     }
 }
 
-/// Arguments of `b1sar train`.
-#[derive(Args)]
-pub struct TrainArgs {
-    /// Dataset folder from `b1sar dataset` (its `subject_KKK/` shards).
-    #[arg(long)]
-    pub data: PathBuf,
-    /// Output folder: `checkpoint/` (resumable), `model/` (final generator), `metrics.json`, `loss.png`.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Subjects held out for validation (subject-wise split); default: the last subject, or none if
-    /// there is only one.
-    #[arg(long, value_delimiter = ',')]
-    pub holdout: Vec<usize>,
+/// The training schedule and network, shared by `b1sar train` and `b1sar cv` (every fold trains
+/// with the same one).
+#[derive(Args, Clone, Debug)]
+pub struct TrainSchedule {
     /// Epochs over the training samples.
     #[arg(long, default_value_t = 5)]
     pub epochs: usize,
@@ -78,6 +69,24 @@ pub struct TrainArgs {
     /// Use at most this many training samples (quick runs).
     #[arg(long)]
     pub max_train: Option<usize>,
+}
+
+/// Arguments of `b1sar train`.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Dataset folder from `b1sar dataset` (its `subject_KKK/` shards).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output folder: `checkpoint/` (resumable), `model/` (final generator), `metrics.json`, `loss.png`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Subjects held out for validation (subject-wise split); default: the last subject, or none if
+    /// there is only one.
+    #[arg(long, value_delimiter = ',')]
+    pub holdout: Vec<usize>,
+    /// Schedule and network (shared with `b1sar cv`).
+    #[command(flatten)]
+    pub schedule: TrainSchedule,
 }
 
 /// Per-epoch validation figures.
@@ -227,11 +236,14 @@ pub fn run(a: TrainArgs, out: &Output) -> Result<()> {
 /// to train each fold).
 pub fn train(a: TrainArgs, out: &Output) -> Result<serde_json::Value> {
     let t0 = Instant::now();
-    if a.epochs == 0 || a.batch == 0 || a.checkpoint_every == 0 {
+    if a.schedule.epochs == 0 || a.schedule.batch == 0 || a.schedule.checkpoint_every == 0 {
         anyhow::bail!(Error::invalid(
             "--epochs/--batch/--checkpoint-every",
             "values >= 1",
-            format!("{}, {}, {}", a.epochs, a.batch, a.checkpoint_every)
+            format!(
+                "{}, {}, {}",
+                a.schedule.epochs, a.schedule.batch, a.schedule.checkpoint_every
+            )
         ));
     }
     let shards = load_all(&a.data)?;
@@ -269,22 +281,22 @@ pub fn train(a: TrainArgs, out: &Output) -> Result<serde_json::Value> {
             format!("{holdout:?} of {ids:?}")
         ));
     }
-    let train = collect(&train_shards, a.max_train);
+    let train = collect(&train_shards, a.schedule.max_train);
     let val = collect(&val_shards, None);
     let hw = train.hw;
     out.line(format!("training on subjects {:?} ({} samples), validating on {holdout:?} ({} samples), {}x{} pixels", train_shards.iter().map(|s| s.subject).collect::<Vec<_>>(), train.n, val.n, hw[0], hw[1]));
 
-    let device = net::device_by_name(&a.device)?;
+    let device = net::device_by_name(&a.schedule.device)?;
     let ckpt = a.out.join("checkpoint");
     let mut config = TrainerConfig::new()
-        .with_generator(a.variant.generator())
-        .with_learning_rate(a.lr)
-        .with_seed(a.seed);
+        .with_generator(a.schedule.variant.generator())
+        .with_learning_rate(a.schedule.lr)
+        .with_seed(a.schedule.seed);
     config.loss = config
         .loss
         .clone()
-        .with_lambda_wl1(a.lambda_wl1)
-        .with_lambda_peak(a.lambda_peak);
+        .with_lambda_wl1(a.schedule.lambda_wl1)
+        .with_lambda_peak(a.schedule.lambda_peak);
     let mut trainer = if ckpt.join("trainer.json").exists() {
         let t = Trainer::load_checkpoint(&ckpt, &device)?;
         out.line(format!(
@@ -302,8 +314,8 @@ pub fn train(a: TrainArgs, out: &Output) -> Result<serde_json::Value> {
     } else {
         Vec::new()
     };
-    let steps_per_epoch = train.n.div_ceil(a.batch) as u64;
-    let total = steps_per_epoch * a.epochs as u64;
+    let steps_per_epoch = train.n.div_ceil(a.schedule.batch) as u64;
+    let total = steps_per_epoch * a.schedule.epochs as u64;
     let pb = bar(total, "training");
     pb.set_position(trainer.steps().min(total));
     let (mut sum_g, mut sum_l1, mut sum_d, mut cnt) = (0.0, 0.0, 0.0, 0usize);
@@ -318,12 +330,12 @@ pub fn train(a: TrainArgs, out: &Output) -> Result<serde_json::Value> {
         // The order of an epoch depends only on the seed and the epoch: a resumed run continues it.
         let mut order: Vec<usize> = (0..train.n).collect();
         order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
-            a.seed ^ (epoch as u64).wrapping_mul(0x9e3779b97f4a7c15),
+            a.schedule.seed ^ (epoch as u64).wrapping_mul(0x9e3779b97f4a7c15),
         ));
         let idx: Vec<usize> = order
             .iter()
-            .skip(within * a.batch)
-            .take(a.batch)
+            .skip(within * a.schedule.batch)
+            .take(a.schedule.batch)
             .cloned()
             .collect();
         let (x, y) = train.gather(&idx);
@@ -331,7 +343,7 @@ pub fn train(a: TrainArgs, out: &Output) -> Result<serde_json::Value> {
         let dev = trainer.device().clone();
         // Dropout draws from the backend's random generator, which a checkpoint cannot hold: seed it
         // from (seed, step) before every step, so a resumed run draws exactly what a straight run does.
-        net::seed_device(&dev, a.seed ^ s.wrapping_mul(0xd1b54a32d192ed03));
+        net::seed_device(&dev, a.schedule.seed ^ s.wrapping_mul(0xd1b54a32d192ed03));
         let xt = input_tensor("training input", &x, [n, 15, hw[0], hw[1]], &dev)?;
         let yt = input_tensor("training target", &y, [n, 1, hw[0], hw[1]], &dev)?;
         let l = trainer.step(xt, yt)?;
@@ -348,7 +360,7 @@ pub fn train(a: TrainArgs, out: &Output) -> Result<serde_json::Value> {
             l.d
         ));
         let epoch_end = trainer.steps() % steps_per_epoch == 0;
-        if trainer.steps() % a.checkpoint_every == 0 || epoch_end {
+        if trainer.steps() % a.schedule.checkpoint_every == 0 || epoch_end {
             trainer.save_checkpoint(&ckpt)?;
         }
         if epoch_end {
@@ -405,9 +417,9 @@ pub fn train(a: TrainArgs, out: &Output) -> Result<serde_json::Value> {
         f64::NAN
     };
     let info = json!({
-        "variant": format!("{:?}", a.variant), "size_hw": hw, "input": "5 slices x (Re, Im B1+ / nominal |B1+|, DREAM mask)",
+        "variant": format!("{:?}", a.schedule.variant), "size_hw": hw, "input": "5 slices x (Re, Im B1+ / nominal |B1+|, DREAM mask)",
         "sar_unit_w_per_kg": shards[0].manifest.config.sar_unit_w_per_kg, "dataset_config": shards[0].manifest.config, "train_subjects": train_shards.iter().map(|s| s.subject).collect::<Vec<_>>(),
-        "holdout_subjects": holdout, "safety_factor": if sf.is_finite() { Some(sf) } else { None }, "epochs": a.epochs, "steps": trainer.steps(), "dataset": a.data,
+        "holdout_subjects": holdout, "safety_factor": if sf.is_finite() { Some(sf) } else { None }, "epochs": a.schedule.epochs, "steps": trainer.steps(), "dataset": a.data,
     });
     io::write_json(&model_dir.join("model.json"), &info)?;
     let curve = |f: fn(&EpochMetrics) -> f64| {
@@ -437,7 +449,7 @@ pub fn train(a: TrainArgs, out: &Output) -> Result<serde_json::Value> {
         model_dir.display()
     ));
     Ok(json!({
-        "steps": trainer.steps(), "step_s": step_s, "samples_per_s": a.batch as f64 / step_s, "safety_factor": if sf.is_finite() { Some(sf) } else { None },
+        "steps": trainer.steps(), "step_s": step_s, "samples_per_s": a.schedule.batch as f64 / step_s, "safety_factor": if sf.is_finite() { Some(sf) } else { None },
         "nrmse": last.as_ref().map(|m| m.nrmse), "mean_overestimation": last.as_ref().map(|m| m.mean_overestimation),
         "p_underestimation": last.as_ref().map(|m| m.p_underestimation), "output_paths": paths, "elapsed_s": t0.elapsed().as_secs_f64(),
     }))

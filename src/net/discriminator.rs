@@ -194,7 +194,7 @@ mod tests {
         let d = DiscriminatorConfig::new().init(&device);
         let t = |seed: f32, c: usize| {
             let v: Vec<f32> = (0..c * 24 * 24)
-                .map(|i| ((i as f32 * 0.37 + seed).sin()))
+                .map(|i| (i as f32 * 0.37 + seed).sin())
                 .collect();
             Tensor::<4>::from_data(burn::tensor::TensorData::new(v, [1, c, 24, 24]), &device)
         };
@@ -205,10 +205,10 @@ mod tests {
                 Tensor::cat(vec![y1.clone(), y2.clone()], 0),
             )
             .into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap();
-        let mut one = d.forward(x1, y1).into_data().to_vec::<f32>().unwrap();
-        one.extend(d.forward(x2, y2).into_data().to_vec::<f32>().unwrap());
+        let mut one = d.forward(x1, y1).into_data().try_to_vec::<f32>().unwrap();
+        one.extend(d.forward(x2, y2).into_data().try_to_vec::<f32>().unwrap());
         assert_eq!(both.len(), one.len());
         for (a, b) in both.iter().zip(&one) {
             assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
