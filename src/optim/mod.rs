@@ -204,6 +204,15 @@ impl ShimSystem {
             .collect()
     }
 
+    /// |b|, its phasors and mean at s, and (for normalised limits) the mean's gradient: computed
+    /// once per evaluation and shared by the objective and every limit.
+    fn pattern_at(&self, s: &[Complex64], with_mean_gradient: bool) -> PatternAt {
+        let (m, g, mean) = self.magnitudes(s);
+        let dmean =
+            with_mean_gradient.then(|| self.pull_back(&vec![1.0 / m.len() as f64; m.len()], &g));
+        PatternAt { m, g, mean, dmean }
+    }
+
     /// |b_i| (floored), the unit phasors b_i / |b_i| and the mean of |b|.
     fn magnitudes(&self, s: &[Complex64]) -> (Vec<f64>, Vec<Complex64>, f64) {
         let b = self.pattern(s);
@@ -231,6 +240,14 @@ impl ShimSystem {
         }
         out
     }
+}
+
+/// The excitation pattern at one drive: |b| (floored), b / |b|, mean |b| and its gradient.
+struct PatternAt {
+    m: Vec<f64>,
+    g: Vec<Complex64>,
+    mean: f64,
+    dmean: Option<Vec<Complex64>>,
 }
 
 /// The region of interest of a field set: voxels whose label is `label` (e.g. prostate), or where
@@ -632,7 +649,20 @@ fn objective_value(
     s: &[Complex64],
     p: f64,
 ) -> Result<(f64, Vec<Complex64>)> {
-    let (m, g, mean) = sys.magnitudes(s);
+    let at = sys.pattern_at(s, obj.normalise_to().is_some());
+    objective_value_at(obj, sys, limits, s, p, &at)
+}
+
+/// [`objective_value`] with the pattern at s already computed.
+fn objective_value_at(
+    obj: &Objective,
+    sys: &ShimSystem,
+    limits: &[&dyn Limit],
+    s: &[Complex64],
+    p: f64,
+    at: &PatternAt,
+) -> Result<(f64, Vec<Complex64>)> {
+    let (m, g, mean) = (&at.m, &at.g, at.mean);
     let nv = m.len() as f64;
     match *obj {
         Objective::Cv { .. } => {
@@ -643,7 +673,7 @@ fn objective_value(
                 .iter()
                 .map(|x| (x - mean) / (nv * sd * mean) - sd / (mean * mean * nv))
                 .collect();
-            Ok((cv, sys.pull_back(&alpha, &g)))
+            Ok((cv, sys.pull_back(&alpha, g)))
         }
         Objective::Mls { target_t } => {
             let f = m
@@ -655,7 +685,7 @@ fn objective_value(
                 .iter()
                 .map(|x| 2.0 * (x - target_t) / (target_t * target_t * nv))
                 .collect();
-            Ok((f, sys.pull_back(&alpha, &g)))
+            Ok((f, sys.pull_back(&alpha, g)))
         }
         Objective::Efficiency { target_t } => {
             let first = limits.first().ok_or_else(|| {
@@ -666,7 +696,7 @@ fn objective_value(
                 )
             })?;
             let (v, gv) = first.smooth(s, p)?;
-            let (val, grad) = normalised(sys, v, &gv, mean, &g, target_t);
+            let (val, grad) = normalised(v, &gv, at, target_t);
             let l = first.limit();
             Ok((val / l, grad.into_iter().map(|x| x / l).collect()))
         }
@@ -674,25 +704,19 @@ fn objective_value(
 }
 
 /// v(s t/mean(s)) = v(s) t^2 / mean^2 for v homogeneous of degree 2, and its complex gradient.
-fn normalised(
-    sys: &ShimSystem,
-    v: f64,
-    gv: &[Complex64],
-    mean: f64,
-    g: &[Complex64],
-    target: f64,
-) -> (f64, Vec<Complex64>) {
-    let nv = g.len() as f64;
-    let k = target * target / (mean * mean);
-    let dmean = sys.pull_back(&vec![1.0 / nv; g.len()], g);
+fn normalised(v: f64, gv: &[Complex64], at: &PatternAt, target: f64) -> (f64, Vec<Complex64>) {
+    let k = target * target / (at.mean * at.mean);
+    let dmean = at
+        .dmean
+        .as_ref()
+        .expect("the pattern of a normalised objective carries the mean's gradient");
     let grad = gv
         .iter()
-        .zip(&dmean)
-        .map(|(a, b)| a * k - b * (2.0 * v * k / mean))
+        .zip(dmean)
+        .map(|(a, b)| a * k - b * (2.0 * v * k / at.mean))
         .collect();
     (v * k, grad)
 }
-
 /// Scale amplitudes to the objective's normalisation (mean |B1+| = target), or leave them.
 pub fn normalise(obj: &Objective, sys: &ShimSystem, s: &[Complex64]) -> Vec<Complex64> {
     match obj.normalise_to() {
@@ -708,7 +732,9 @@ pub fn normalise(obj: &Objective, sys: &ShimSystem, s: &[Complex64]) -> Vec<Comp
     }
 }
 
-/// Limit value (smooth) and gradient at s, after the objective's normalisation.
+/// Limit value (smooth) and gradient at s, after the objective's normalisation (the solver uses
+/// [`limit_value_at`] with the pattern it already has).
+#[cfg(test)]
 fn limit_value(
     obj: &Objective,
     sys: &ShimSystem,
@@ -716,12 +742,21 @@ fn limit_value(
     s: &[Complex64],
     p: f64,
 ) -> Result<(f64, Vec<Complex64>)> {
+    let at = sys.pattern_at(s, obj.normalise_to().is_some());
+    limit_value_at(obj, limit, s, p, &at)
+}
+
+/// [`limit_value`] with the pattern at s already computed.
+fn limit_value_at(
+    obj: &Objective,
+    limit: &dyn Limit,
+    s: &[Complex64],
+    p: f64,
+    at: &PatternAt,
+) -> Result<(f64, Vec<Complex64>)> {
     let (v, gv) = limit.smooth(s, p)?;
     match obj.normalise_to() {
-        Some(t) => {
-            let (_, g, mean) = sys.magnitudes(s);
-            Ok(normalised(sys, v, &gv, mean, &g, t))
-        }
+        Some(t) => Ok(normalised(v, &gv, at, t)),
         None => Ok((v, gv)),
     }
 }

@@ -1,7 +1,7 @@
 //! The solver: augmented Lagrangian over argmin's L-BFGS, multi-start, Pareto sweep.
 
-use super::objective_value;
-use super::{Limit, Objective, QuadraticLimit, RoiStats, ShimSystem, limit_value, normalise};
+use super::{Limit, Objective, QuadraticLimit, RoiStats, ShimSystem, normalise};
+use super::{limit_value_at, objective_value, objective_value_at};
 use crate::error::{Error, Result};
 use argmin::core::{CostFunction, Executor, Gradient, State};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
@@ -179,12 +179,14 @@ impl Problem<'_> {
         s: &[Complex64],
         p: f64,
     ) -> Result<((f64, Vec<Complex64>), Vec<(f64, Vec<Complex64>)>)> {
-        let f = objective_value(self.obj, self.sys, self.limits, s, p)?;
+        // The pattern at s once, for the objective and every limit.
+        let at = self.sys.pattern_at(s, self.obj.normalise_to().is_some());
+        let f = objective_value_at(self.obj, self.sys, self.limits, s, p, &at)?;
         let cons = self
             .limits
             .iter()
             .map(|l| {
-                let (v, g) = limit_value(self.obj, self.sys, *l, s, p)?;
+                let (v, g) = limit_value_at(self.obj, *l, s, p, &at)?;
                 let scale = 1.0 / (l.limit() * (1.0 - self.margin));
                 Ok((v * scale - 1.0, g.into_iter().map(|x| x * scale).collect()))
             })
