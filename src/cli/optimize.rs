@@ -30,6 +30,26 @@ pub enum ObjectiveArg {
     Efficiency,
 }
 
+impl ObjectiveArg {
+    /// The objective with its target (T for |B1+|, rad for a pulse's flip angle).
+    fn at(self, target_t: f64) -> Objective {
+        match self {
+            ObjectiveArg::Cv | ObjectiveArg::PhaseOnly => Objective::Cv { target_t },
+            ObjectiveArg::Mls => Objective::Mls { target_t },
+            ObjectiveArg::Efficiency => Objective::Efficiency { target_t },
+        }
+    }
+
+    /// What the search may change.
+    fn start(self) -> Start {
+        if self == ObjectiveArg::PhaseOnly {
+            Start::PhaseOnly
+        } else {
+            Start::MagnitudePhase
+        }
+    }
+}
+
 /// The SAR model of the local-SAR limit.
 #[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
 pub enum PredictorArg {
@@ -263,11 +283,7 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         (None, Some(t), _) => t / T_TO_UT,
         (None, None, _) => sys.stats(&vec![Complex64::new(1.0, 0.0); n]).mean_t,
     };
-    let obj = match a.objective {
-        ObjectiveArg::Cv | ObjectiveArg::PhaseOnly => Objective::Cv { target_t },
-        ObjectiveArg::Mls => Objective::Mls { target_t },
-        ObjectiveArg::Efficiency => Objective::Efficiency { target_t },
-    };
+    let obj = a.objective.at(target_t);
 
     // The exact model, when the field set has E: for the whole-body limit and the exact report.
     let q_exact = if f.e().is_some() {
@@ -434,11 +450,7 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
     }
     limits.extend(others.iter().copied());
     let settings = Settings {
-        start: if a.objective == ObjectiveArg::PhaseOnly {
-            Start::PhaseOnly
-        } else {
-            Start::MagnitudePhase
-        },
+        start: a.objective.start(),
         starts: a.starts,
         seed: a.seed,
         ..Settings::default()
@@ -794,11 +806,7 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
         )),
         None => sys.stats(&unit_norm).mean_t,
     };
-    let obj = match a.objective {
-        ObjectiveArg::Cv | ObjectiveArg::PhaseOnly => Objective::Cv { target_t },
-        ObjectiveArg::Mls => Objective::Mls { target_t },
-        ObjectiveArg::Efficiency => Objective::Efficiency { target_t },
-    };
+    let obj = a.objective.at(target_t);
     let w = [1.0];
     // VOPs in volts, one limit per selected type.
     let vops = match (&a.vop, a.predictor) {
@@ -843,11 +851,7 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
     };
     let sf = a.safety_factor.unwrap_or(1.0);
     let settings = Settings {
-        start: if a.objective == ObjectiveArg::PhaseOnly {
-            Start::PhaseOnly
-        } else {
-            Start::MagnitudePhase
-        },
+        start: a.objective.start(),
         starts: a.starts,
         seed: a.seed,
         start_amplitude: 1.0 / (n as f64).sqrt(),
