@@ -109,19 +109,7 @@ fn main() -> Result<()> {
         .with_context(|| format!("loading the generic VOPs {}", a.generic_vops.display()))?;
     let generic_sf = match a.generic_sf {
         Some(sf) => sf,
-        None => {
-            let drives = Drive::random_phase_set(n, 1.0, 250, 2020)?;
-            let truth: Vec<f64> = q
-                .psar_batch(&drives)?
-                .iter()
-                .map(|p| p.value_w_per_kg)
-                .collect();
-            let est: Vec<f64> = drives
-                .iter()
-                .map(|d| generic.psar(d).map(|b| b.0))
-                .collect::<b1sar::Result<_>>()?;
-            b1sar::eval::safety_stats(&truth, &est)?.safety_factor
-        }
+        None => b1sar::eval::random_drive_stats(&q, &generic, 250, 2020)?.safety_factor,
     };
     let generic_limit = QuadraticLimit::new(
         "local SAR10g (generic-subject VOPs)",

@@ -88,6 +88,18 @@ pub fn safety_stats(truth: &[f64], predicted: &[f64]) -> Result<SafetyStats> {
     })
 }
 
+/// [`safety_stats`] of `estimate` against `exact` over `n` random-phase drives of 1 W per channel
+/// (seeded): how the conventional approach's safety factor is measured on one subject.
+pub fn random_drive_stats(
+    exact: &dyn crate::predict::SarPredictor,
+    estimate: &dyn crate::predict::SarPredictor,
+    n: usize,
+    seed: u64,
+) -> Result<SafetyStats> {
+    let drives = crate::Drive::random_phase_set(exact.n_channels(), 1.0, n, seed)?;
+    safety_stats(&exact.psar(&drives)?, &estimate.psar(&drives)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
