@@ -76,13 +76,18 @@ impl Error {
 
     /// Prefix the input name of an [`Error::Invalid`] with the file it came from.
     pub fn in_file(self, path: &std::path::Path) -> Self {
+        self.within(format!("{}:", path.display()))
+    }
+
+    /// Prefix the input name of an [`Error::Invalid`] with what it belongs to (e.g. "coil element 3").
+    pub fn within(self, owner: impl std::fmt::Display) -> Self {
         match self {
             Error::Invalid {
                 input,
                 expected,
                 found,
             } => Error::Invalid {
-                input: format!("{}: {input}", path.display()),
+                input: format!("{owner} {input}"),
                 expected,
                 found,
             },

@@ -182,7 +182,7 @@ fn fdtd(a: &BenchArgs, out: &Output) -> Result<()> {
     let cells = dom.cells() as f64;
     let threads = rayon::current_num_threads();
     out.line(format!("generic subject at {} mm: FDTD domain {:?} = {:.2} M cells (lossy body, CPML {} cells, 8 ports), {threads} threads", a.spacing_mm, dom.n, cells / 1e6, opts.npml));
-    let mut g = dom.build(&ph, opts.npml, 0);
+    let mut g = dom.build(&ph, opts.npml, 0)?;
     let steps = dom.steps_per_period;
     let w = 2.0 * std::f64::consts::PI * coil.frequency_hz;
     // Warm up (page faults, caches), then time one period.
@@ -194,7 +194,7 @@ fn fdtd(a: &BenchArgs, out: &Output) -> Result<()> {
         g.step((w * n as f64 * dom.dt).sin(), None);
     }
     let fast = cells * steps as f64 / t.elapsed().as_secs_f64();
-    let mut r = dom.build(&ph, 0, 0);
+    let mut r = dom.build(&ph, 0, 0)?;
     let ref_steps = (steps / 8).max(5);
     let t = Instant::now();
     for _ in 0..ref_steps {
@@ -202,7 +202,7 @@ fn fdtd(a: &BenchArgs, out: &Output) -> Result<()> {
     }
     let naive = cells * ref_steps as f64 / t.elapsed().as_secs_f64();
     if std::env::var("B1SAR_BENCH_NOPML").is_ok() {
-        let mut q = dom.build(&ph, 0, 0);
+        let mut q = dom.build(&ph, 0, 0)?;
         let t = Instant::now();
         for n in 0..ref_steps {
             q.step((w * n as f64 * dom.dt).sin(), None);

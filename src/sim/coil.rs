@@ -64,6 +64,16 @@ fn default_z0() -> f64 {
     50.0
 }
 
+/// A lumped inductor in series with a dipole arm: the "fractionated" loading (Raaijmakers et al.
+/// 2016) or a meander below the grid resolution represented by its inductance.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LumpedInductor {
+    /// Position along the dipole axis from its centre (m, signed: + towards +axis).
+    pub offset_m: f64,
+    /// Inductance (nH).
+    pub inductance_nh: f64,
+}
+
 /// A straight dipole fed at its centre by a lumped port.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Dipole {
@@ -87,6 +97,9 @@ pub struct Dipole {
     /// edges, which acts as a wire of radius ~0.135 cell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wire_radius_m: Option<f64>,
+    /// Lumped inductors in series with the wire (each on the wire edge nearest its offset).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inductors: Vec<LumpedInductor>,
     /// Surface placement side.
     #[serde(default)]
     pub side: Option<Side>,
@@ -188,6 +201,22 @@ impl CoilSpec {
                     format!("{r}"),
                 ));
             }
+            for (j, l) in d.inductors.iter().enumerate() {
+                if !(l.offset_m.is_finite() && l.offset_m.abs() < 0.5 * d.length_m) {
+                    return Err(Error::invalid(
+                        format!("{name} inductor {} offset_m", j + 1),
+                        format!("a position on the wire, |offset| < {} m", 0.5 * d.length_m),
+                        format!("{}", l.offset_m),
+                    ));
+                }
+                if !(l.inductance_nh.is_finite() && l.inductance_nh > 0.0) {
+                    return Err(Error::invalid(
+                        format!("{name} inductor {} inductance_nh", j + 1),
+                        "> 0 nH",
+                        format!("{}", l.inductance_nh),
+                    ));
+                }
+            }
             if d.side.is_some() && d.axis == AxisName::Y {
                 return Err(Error::invalid(
                     format!("{name} axis"),
@@ -215,6 +244,7 @@ impl CoilSpec {
                     side: Some(side),
                     standoff_m: Some(0.03),
                     wire_radius_m: None,
+                    inductors: Vec::new(),
                 }));
             }
         }

@@ -64,9 +64,22 @@ impl Default for SimOptions {
     }
 }
 
-/// One element on the grid: axis, PEC edge cells, port edge cell, port impedance (ohm), thin-wire
-/// radius (m).
-pub type ElementLayout = (usize, Vec<usize>, usize, f64, Option<f64>);
+/// One element on the grid.
+#[derive(Clone, Debug)]
+pub struct ElementLayout {
+    /// E component (0 x, 1 y, 2 z) of the wire's edges.
+    pub axis: usize,
+    /// PEC edge cells (the wire without its feed and inductor edges).
+    pub pec: Vec<usize>,
+    /// Feed (port) edge cell.
+    pub port: usize,
+    /// Port impedance (ohm).
+    pub z0_ohm: f64,
+    /// Thin-wire radius (m), if the thin-wire model is used.
+    pub wire_radius_m: Option<f64>,
+    /// Lumped inductors: (edge cell, inductance in H).
+    pub inductors: Vec<(usize, f64)>,
+}
 
 /// The FDTD domain of a subject and coil: sizes, offsets and element edges.
 #[derive(Clone, Debug)]
@@ -77,7 +90,7 @@ pub struct Domain {
     pub d: [f64; 3],
     /// FDTD cell of subject voxel (0, 0, 0), (x, y, z).
     pub offset: [usize; 3],
-    /// Per element: axis, PEC edge cells, port edge cell, port impedance, thin-wire radius.
+    /// Per element: its edges on the grid.
     pub elements: Vec<ElementLayout>,
     /// Time step (s) and steps per period.
     pub dt: f64,
@@ -236,6 +249,35 @@ impl Domain {
             }
             let gap_lo = centre_edge - (gap_edges - 1) / 2;
             let gap_hi = gap_lo + gap_edges - 1;
+            // Inductors on the wire edge nearest their offset (the centre edge is the feed). Edge q
+            // spans [q, q + 1) in node units along the axis; the element's centre is at `node`.
+            let centre_node = node(ax, c[ax]);
+            let mut ind_edges: Vec<(usize, f64)> = Vec::new();
+            for (j, l) in e.inductors.iter().enumerate() {
+                let q = (centre_node + l.offset_m / d[ax] - 0.5).round();
+                let bad = |why: &str| {
+                    Error::invalid(
+                        format!("coil element {} inductor {}", k + 1, j + 1),
+                        why.to_string(),
+                        format!("offset {} m on {:.1} mm cells", l.offset_m, d[ax] * 1e3),
+                    )
+                };
+                if q < first as f64 || q > last as f64 {
+                    return Err(bad("a position on the wire"));
+                }
+                let q = q as usize;
+                if (gap_lo..=gap_hi).contains(&q) {
+                    return Err(bad(
+                        "a wire edge other than the feed edge (move it off the centre)",
+                    ));
+                }
+                if ind_edges.iter().any(|(e, _)| *e == q) {
+                    return Err(bad(
+                        "one inductor per wire edge (two fall on the same edge)",
+                    ));
+                }
+                ind_edges.push((q, l.inductance_nh * 1e-9));
+            }
             let mut pec = Vec::new();
             for q in first..=last {
                 let mut idx = p;
@@ -252,7 +294,7 @@ impl Domain {
                         "a wire passing through tissue",
                     ));
                 }
-                if !(gap_lo..=gap_hi).contains(&q) {
+                if !(gap_lo..=gap_hi).contains(&q) && !ind_edges.iter().any(|(e, _)| *e == q) {
                     pec.push(cell);
                 }
             }
@@ -271,7 +313,25 @@ impl Domain {
                     format!("{:.2} mm", r * 1e3),
                 ));
             }
-            elements.push((ax, pec, port, e.port_impedance_ohm, e.wire_radius_m));
+            let inductors = ind_edges
+                .iter()
+                .map(|(q, l)| {
+                    let mut idx = p;
+                    idx[ax] = *q;
+                    (
+                        idx[0] * strides[0] + idx[1] * strides[1] + idx[2] * strides[2],
+                        *l,
+                    )
+                })
+                .collect();
+            elements.push(ElementLayout {
+                axis: ax,
+                pec,
+                port,
+                z0_ohm: e.port_impedance_ohm,
+                wire_radius_m: e.wire_radius_m,
+                inductors,
+            });
         }
         Ok(Domain {
             n,
@@ -289,7 +349,7 @@ impl Domain {
     }
 
     /// A Yee grid with the subject's media and the elements.
-    pub fn build(&self, ph: &Phantom, npml: usize, driven: usize) -> Yee {
+    pub fn build(&self, ph: &Phantom, npml: usize, driven: usize) -> Result<Yee> {
         let mut g = Yee::new(self.n, self.d, [npml; 3], self.dt);
         let [nx, ny, nz] = self.n;
         let (eps, sig) = (ph.eps_r(), ph.sigma());
@@ -358,19 +418,30 @@ impl Domain {
                 }
             }
         }
-        for (k, (ax, pec, port, z0, radius)) in self.elements.iter().enumerate() {
-            match radius {
-                Some(r) => g.add_thin_wire(*ax, pec, *r),
-                None => pec.iter().for_each(|c| g.set_pec(*ax, *c)),
+        for (k, el) in self.elements.iter().enumerate() {
+            match el.wire_radius_m {
+                Some(r) => g.add_thin_wire(el.axis, &el.pec, r),
+                None => el.pec.iter().for_each(|c| g.set_pec(el.axis, *c)),
             }
             g.add_port(Port {
-                axis: *ax,
-                cell: *port,
-                resistance_ohm: *z0,
+                axis: el.axis,
+                cell: el.port,
+                resistance_ohm: el.z0_ohm,
                 driven: k == driven,
             });
+            for (cell, l) in &el.inductors {
+                g.add_inductor(el.axis, *cell, *l)
+                    .map_err(|e| e.within(format!("coil element {}", k + 1)))?;
+            }
+            // A thin wire's feed and inductor edges carry its filament current as well.
+            if let Some(r) = el.wire_radius_m {
+                g.add_thin_gap(el.axis, el.port, r);
+                for (cell, _) in &el.inductors {
+                    g.add_thin_gap(el.axis, *cell, r);
+                }
+            }
         }
-        g
+        Ok(g)
     }
 }
 
@@ -384,7 +455,7 @@ pub fn simulate_channel(
     progress: &dyn Fn(usize, f64),
 ) -> Result<ChannelFields> {
     let t0 = Instant::now();
-    let mut g = dom.build(ph, opts.npml, ch);
+    let mut g = dom.build(ph, opts.npml, ch)?;
     let spp = dom.steps_per_period;
     let dt = dom.dt;
     let w = 2.0 * std::f64::consts::PI * coil.frequency_hz;
@@ -476,7 +547,7 @@ pub fn simulate_channel(
     }
     let norm = 1.0 / p_acc.sqrt();
     let vs = Complex64::new(0.0, -1.0); // phasor of sin(omega t) with unit amplitude
-    let z0s: Vec<f64> = dom.elements.iter().map(|e| e.3).collect();
+    let z0s: Vec<f64> = dom.elements.iter().map(|e| e.z0_ohm).collect();
     let s_column: Vec<[f64; 2]> = (0..nports)
         .map(|k| {
             let b = (v[k] - z0s[k] * i[k]) / (2.0 * z0s[k].sqrt());

@@ -44,6 +44,22 @@ pub struct Port {
     pub driven: bool,
 }
 
+/// A lumped inductor on one E edge (the "fractionated" loading of a dipole arm): a current
+/// I (A, +axis) through the edge with dI/dt = E d_axis / L, entering Ampère's law as the current
+/// density I / (cell face area). Explicit leapfrog (I at half steps, like H); stable while the
+/// edge's own LC frequency resolves the time step, which [`Yee::add_inductor`] checks.
+#[derive(Clone, Debug)]
+pub struct Inductor {
+    /// E component (0 x, 1 y, 2 z) of the edge.
+    pub axis: usize,
+    /// Flat index of the edge's cell.
+    pub cell: usize,
+    /// Inductance (H).
+    pub inductance_h: f64,
+    /// Current (A, +axis) at the half step after the current E.
+    current_a: f64,
+}
+
 /// CPML state of one slab (one face): coefficients along its axis and psi over the slab box,
 /// stored in memory order ([z][y][x] of the box) so the correction streams through memory.
 struct Cpml {
@@ -91,6 +107,7 @@ pub struct Yee {
     cb: [Vec<f32>; 3],
     cpml: Vec<Cpml>,
     ports: Vec<Port>,
+    inductors: Vec<Inductor>,
     /// Thin-wire corrections per z-plane: (H component, H cell, E component, E cell, coefficient).
     thin: Vec<Vec<ThinEntry>>,
     /// Steps taken.
@@ -113,6 +130,7 @@ impl Yee {
             cb: std::array::from_fn(|_| vec![cb0; len]),
             cpml: Vec::new(),
             ports: Vec::new(),
+            inductors: Vec::new(),
             thin: Vec::new(),
             step: 0,
         };
@@ -219,6 +237,39 @@ impl Yee {
         }
     }
 
+    /// Give a non-PEC edge on a thin wire (its feed gap or a lumped element) the thin wire's H
+    /// weighting: the circling H sees the logarithmic near field of the filament current through the
+    /// edge, so the correction of [`Yee::add_thin_wire`] applies to the difference of E along the
+    /// axis between the neighbour and this edge (both non-zero here).
+    pub fn add_thin_gap(&mut self, axis: usize, cell: usize, radius_m: f64) {
+        let a = axis;
+        let (b, c) = ((a + 1) % 3, (a + 2) % 3);
+        let s = self.strides();
+        let ch = self.dt / MU0;
+        if self.thin.is_empty() {
+            self.thin = vec![Vec::new(); self.n[2]];
+        }
+        let factor = |d: f64| (2.0 / (d / radius_m).ln() - 1.0) / d;
+        let (fb, fc) = (
+            (ch * factor(self.d[b])) as f32,
+            (ch * factor(self.d[c])) as f32,
+        );
+        let entries = [
+            (c, cell, cell + s[b], fb),
+            (c, cell, cell, -fb),
+            (c, cell - s[b], cell, fb),
+            (c, cell - s[b], cell - s[b], -fb),
+            (b, cell, cell + s[c], -fc),
+            (b, cell, cell, fc),
+            (b, cell - s[c], cell, -fc),
+            (b, cell - s[c], cell - s[c], fc),
+        ];
+        for (hc, hcell, ecell, coef) in entries {
+            let z = hcell / s[2];
+            self.thin[z].push((hc, hcell, a, ecell, coef));
+        }
+    }
+
     /// Add a lumped resistive port (Taflove & Hagness 2005, §15.9). Set the edge's medium first.
     pub fn add_port(&mut self, p: Port) {
         let (i, c) = (p.cell, p.axis);
@@ -231,6 +282,50 @@ impl Yee {
         self.ca[c][i] = ((1.0 - l - beta) / (1.0 + l + beta)) as f32;
         self.cb[c][i] = (dt_eps / (1.0 + l + beta)) as f32;
         self.ports.push(p);
+    }
+
+    /// The smallest inductance (H) an edge along `axis` of this grid can carry stably: the edge's
+    /// own resonance omega_0 = 1 / sqrt(L C_edge), C_edge = eps0 A / d, must satisfy omega_0 dt <= 1
+    /// (half the leapfrog limit of 2, leaving room for the coupling to the grid).
+    pub fn min_inductance_h(&self, axis: usize) -> f64 {
+        let area = self.d[(axis + 1) % 3] * self.d[(axis + 2) % 3];
+        self.dt * self.dt * self.d[axis] / (EPS0 * area)
+    }
+
+    /// Put a lumped inductor of `inductance_h` (H) on the E edge `cell` along `axis` (in air or on
+    /// a wire edge, which it replaces). Errors below [`Yee::min_inductance_h`].
+    pub fn add_inductor(
+        &mut self,
+        axis: usize,
+        cell: usize,
+        inductance_h: f64,
+    ) -> crate::error::Result<()> {
+        let min = self.min_inductance_h(axis);
+        if !(inductance_h.is_finite() && inductance_h >= min) {
+            return Err(crate::error::Error::invalid(
+                "lumped inductor",
+                format!(
+                    "an inductance >= {:.2} nH (stability at this cell size and time step)",
+                    min * 1e9
+                ),
+                format!("{:.3} nH", inductance_h * 1e9),
+            ));
+        }
+        // Vacuum edge coefficients: the wire's PEC (if any) is lifted.
+        self.ca[axis][cell] = 1.0;
+        self.cb[axis][cell] = (self.dt / EPS0) as f32;
+        self.inductors.push(Inductor {
+            axis,
+            cell,
+            inductance_h,
+            current_a: 0.0,
+        });
+        Ok(())
+    }
+
+    /// The lumped inductors.
+    pub fn inductors(&self) -> &[Inductor] {
+        &self.inductors
     }
 
     /// The ports.
@@ -418,6 +513,14 @@ impl Yee {
                 let cb = self.cb[p.axis][p.cell] as f64;
                 self.e[p.axis][p.cell] -= (cb * source_v / (p.resistance_ohm * area)) as f32;
             }
+        }
+        // E^{n+1} gets -cb J^{n+1/2}; then I^{n+3/2} = I^{n+1/2} + dt d E^{n+1} / L.
+        for l in &mut self.inductors {
+            let (c, i) = (l.axis, l.cell);
+            let area = self.d[(c + 1) % 3] * self.d[(c + 2) % 3];
+            let cb = self.cb[c][i] as f64;
+            self.e[c][i] -= (cb * l.current_a / area) as f32;
+            l.current_a += self.dt * self.d[c] * self.e[c][i] as f64 / l.inductance_h;
         }
         if let Some((comp, xp, j)) = sheet {
             let [nx, ny, nz] = self.n;
