@@ -144,6 +144,7 @@ fn main() -> Result<()> {
         slices: vec![z],
         sf: net_sf,
         noise_seed: 0,
+        noise: b1sar::predict::NoiseDraw::PerDrive,
     };
     let t = Instant::now();
     let net_eigen = psar_eigen(&np, &pulse, tr_s)?;

@@ -144,10 +144,12 @@ fn main() -> Result<()> {
         slices: vec![target_slice(&f)],
         sf: *sf,
         noise_seed: 0,
+        noise: b1sar::predict::NoiseDraw::Shared,
     });
     let net_limit = net_pred.as_ref().map(|p| PredictorLimit {
         predictor: p,
         limit_w_per_kg: a.sar_limit,
+        gradient: b1sar::optim::GradientMethod::Autodiff,
     });
     let net_settings = Settings {
         starts: 1,

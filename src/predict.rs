@@ -51,6 +51,11 @@ impl NetworkSar {
         })
     }
 
+    /// The generator.
+    pub fn generator(&self) -> &Generator {
+        &self.g
+    }
+
     /// Nominal |B1+| (T) of a subject at the training drive power, calibrated like the dataset.
     pub fn nominal_t(&self, f: &FieldSet) -> Result<f64> {
         let drives = Drive::random_phase_set(
@@ -65,13 +70,26 @@ impl NetworkSar {
             .unwrap_or_else(|| calibrate_nominal(f, &drives)))
     }
 
-    /// Predicted SAR10g (W/kg) of each drive on each slice: [drive][slice, y, x].
+    /// Predicted SAR10g (W/kg) of each drive on each slice: [drive][slice, y, x]. Each drive gets
+    /// its own draw of the emulated measurement noise (as separate acquisitions would).
     pub fn predict(
         &self,
         f: &FieldSet,
         drives: &[Drive],
         slices: &[usize],
         noise_seed: u64,
+    ) -> Result<Vec<Array3<f64>>> {
+        self.predict_noise(f, drives, slices, noise_seed, NoiseDraw::PerDrive)
+    }
+
+    /// As [`NetworkSar::predict`], with the noise drawn per drive or shared by all drives.
+    pub fn predict_noise(
+        &self,
+        f: &FieldSet,
+        drives: &[Drive],
+        slices: &[usize],
+        noise_seed: u64,
+        draw: NoiseDraw,
     ) -> Result<Vec<Array3<f64>>> {
         let nominal = self.nominal_t(f)?;
         let maker = SampleMaker::new(f, &self.config, nominal);
@@ -110,7 +128,7 @@ impl NetworkSar {
                     maker.input_into(
                         &dn,
                         *z,
-                        noise_seed ^ ((di as u64) << 20) ^ *z as u64,
+                        draw.seed(noise_seed, di, *z),
                         &mut x.index_axis_mut(Axis(0), i * slices.len() + k),
                     )?;
                 }
@@ -155,6 +173,166 @@ impl NetworkSar {
     }
 }
 
+impl NetworkSar {
+    /// pSAR10g (W/kg, before any safety factor) of drive `s` over `slices` and its gradient with
+    /// respect to the drive (complex: d/dRe s_c + i d/dIm s_c), by reverse-mode autodiff through
+    /// the generator (burn autodiff on the same device).
+    ///
+    /// The input is linear in the drive except for the DREAM range mask, a step function of
+    /// |B1+|: its derivative is zero wherever it is defined, so the mask (and the noise draw,
+    /// shared with [`NoiseDraw::Shared`] predictions) is held at the drive's own. The maximum is
+    /// differentiated at its arg max. The drive is normalised to the training power like
+    /// [`NetworkSar::predict`], and the gradient carries that rescaling.
+    pub fn psar_gradient(
+        &self,
+        f: &FieldSet,
+        s: &[num_complex::Complex64],
+        slices: &[usize],
+        noise_seed: u64,
+    ) -> Result<(f64, Vec<num_complex::Complex64>)> {
+        use burn::module::Module;
+        use burn::tensor::{Tensor, TensorData};
+        use num_complex::Complex64;
+        let d = Drive::new(s.to_vec())?;
+        d.expect_channels(f.n_channels(), "the field set")?;
+        let p = d.total_power_w();
+        if p.is_nan() || p <= 0.0 {
+            return Err(Error::invalid(
+                "drive",
+                "a total power > 0 W",
+                format!("{p} W"),
+            ));
+        }
+        if slices.is_empty() {
+            return Err(Error::invalid("slices", "at least one slice", "none"));
+        }
+        let nominal = self.nominal_t(f)?;
+        let maker = SampleMaker::new(f, &self.config, nominal);
+        let [h, w] = self.config.size_hw;
+        let (ns, n) = (self.config.n_stack, f.n_channels());
+        let cin = 3 * ns;
+        let k = slices.len();
+        let train_power = self.config.power_per_channel_w * n as f64;
+        let a = (train_power / p).sqrt();
+        let dn = d.scaled(a);
+        let mut x = Array4::<f32>::zeros((k, cin, h, w));
+        for (i, z) in slices.iter().enumerate() {
+            maker.input_into(
+                &dn,
+                *z,
+                NoiseDraw::Shared.seed(noise_seed, 0, *z),
+                &mut x.index_axis_mut(Axis(0), i),
+            )?;
+        }
+        let ad = self.device.clone().autodiff();
+        // Frozen on the autodiff device: gradients flow to the input only, dropout is off.
+        let g = self.g.clone().train().freeze();
+        let flat: Vec<f32> = x.iter().cloned().collect();
+        let xt = Tensor::<4>::from_data(TensorData::new(flat, [k, cin, h, w]), &ad).require_grad();
+        let y = g.forward(xt.clone());
+        let yv = y
+            .clone()
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| Error::Computation(format!("reading the network output: {e:?}")))?;
+        let mut best: Option<(f32, usize)> = None;
+        for (i, z) in slices.iter().enumerate() {
+            for r in 0..h {
+                for c in 0..w {
+                    let q = (i * h + r) * w + c;
+                    if maker.pixel_in_body(*z, r, c) && best.is_none_or(|(v, _)| yv[q] > v) {
+                        best = Some((yv[q], q));
+                    }
+                }
+            }
+        }
+        let (peak, q) = best.ok_or_else(|| {
+            Error::invalid(
+                "slices",
+                "slices with body voxels in the window",
+                format!("{slices:?}"),
+            )
+        })?;
+        if !peak.is_finite() {
+            return Err(Error::Computation(format!(
+                "the network predicted {peak}: its weights are broken"
+            )));
+        }
+        let mut onehot = vec![0.0f32; k * h * w];
+        onehot[q] = 1.0;
+        let sel = (y * Tensor::<4>::from_data(TensorData::new(onehot, [k, 1, h, w]), &ad)).sum();
+        let grads = sel.backward();
+        let gx = xt
+            .grad(&grads)
+            .ok_or_else(|| Error::Computation("no gradient reached the network input".into()))?
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| Error::Computation(format!("reading the input gradient: {e:?}")))?;
+        // dP/d dn_c = sum over pixels of dP/dx . dx/d dn_c with x_re + i x_im = mask sum_c dn_c B_c.
+        let mut gn = vec![Complex64::new(0.0, 0.0); n];
+        for (i, z) in slices.iter().enumerate() {
+            let basis = maker.input_basis(*z)?;
+            for j in 0..ns {
+                for r in 0..h {
+                    for c in 0..w {
+                        let at = |ch: usize| ((i * cin + ch) * h + r) * w + c;
+                        if x.as_slice().expect("contiguous")[at(3 * j + 2)] == 0.0 {
+                            continue;
+                        }
+                        let (g_re, g_im) = (gx[at(3 * j)] as f64, gx[at(3 * j + 1)] as f64);
+                        for (ch, acc) in gn.iter_mut().enumerate() {
+                            let b = basis[[ch, j, r, c]];
+                            // d x_re / d Re dn = Re b, d x_im / d Re dn = Im b;
+                            // d x_re / d Im dn = -Im b, d x_im / d Im dn = Re b.
+                            *acc += Complex64::new(
+                                g_re * b.re + g_im * b.im,
+                                -g_re * b.im + g_im * b.re,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let unit = self.config.sar_unit_w_per_kg;
+        let pn = peak as f64 * unit;
+        let gn: Vec<Complex64> = gn.into_iter().map(|v| v * unit).collect();
+        // psar(s) = P(a s) / a^2 with a = sqrt(P_train / |s|^2):
+        // grad = 2 s P / P_train + (1 / a) (I - s^ s^T) grad P (real inner products).
+        let norm = p.sqrt();
+        let radial: f64 = s
+            .iter()
+            .zip(&gn)
+            .map(|(sv, gv)| (sv.conj() * gv).re / norm)
+            .sum();
+        let grad = s
+            .iter()
+            .zip(&gn)
+            .map(|(sv, gv)| sv * (2.0 * pn / train_power) + (gv - sv / norm * radial) / a)
+            .collect();
+        Ok((pn / (a * a), grad))
+    }
+}
+
+/// How the emulated measurement noise is drawn across the drives of one prediction call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoiseDraw {
+    /// A separate draw per drive (separate acquisitions, e.g. the steps of a pulse).
+    PerDrive,
+    /// One draw for all drives (the same acquired maps judged under candidate shims, e.g. the
+    /// optimiser's finite differences: the differences then see the drive, not the noise).
+    Shared,
+}
+
+impl NoiseDraw {
+    /// Seed of drive `di` on slice `z`.
+    fn seed(self, base: u64, di: usize, z: usize) -> u64 {
+        match self {
+            NoiseDraw::PerDrive => base ^ ((di as u64) << 20) ^ z as u64,
+            NoiseDraw::Shared => base ^ z as u64,
+        }
+    }
+}
+
 /// Anything that estimates pSAR10g for drives: exact Q10g, VOPs (a bound), the generic subject's VOPs
 /// (the conventional approach) and the network. Pulses and the optimiser take this trait.
 pub trait SarPredictor {
@@ -173,6 +351,14 @@ pub trait SarPredictor {
     /// exact quadratic form max_m s^H Q_m s: time-averaged SAR of a pulse is then exact from the
     /// drive covariance (`Q . sum_k w_k features(s_k)`).
     fn quadratic(&self) -> Option<ndarray::ArrayView2<'_, f64>> {
+        None
+    }
+    /// pSAR10g of one drive with its gradient (complex: d/dRe + i d/dIm, before the safety
+    /// factor), where the predictor provides one analytically (the network: autodiff).
+    fn psar_gradient(
+        &self,
+        _s: &[num_complex::Complex64],
+    ) -> Option<Result<(f64, Vec<num_complex::Complex64>)>> {
         None
     }
 }
@@ -254,6 +440,8 @@ pub struct NetworkPredictor<'a> {
     pub sf: f64,
     /// Seed of the emulated measurement noise.
     pub noise_seed: u64,
+    /// Noise per drive or shared by the drives of one call.
+    pub noise: NoiseDraw,
 }
 
 impl SarPredictor for NetworkPredictor<'_> {
@@ -264,9 +452,13 @@ impl SarPredictor for NetworkPredictor<'_> {
         self.fields.n_channels()
     }
     fn psar(&self, drives: &[Drive]) -> Result<Vec<f64>> {
-        let maps = self
-            .net
-            .predict(self.fields, drives, &self.slices, self.noise_seed)?;
+        let maps = self.net.predict_noise(
+            self.fields,
+            drives,
+            &self.slices,
+            self.noise_seed,
+            self.noise,
+        )?;
         Ok(maps
             .iter()
             .map(|m| m.iter().cloned().fold(0.0, f64::max))
@@ -274,6 +466,15 @@ impl SarPredictor for NetworkPredictor<'_> {
     }
     fn safety_factor(&self) -> f64 {
         self.sf
+    }
+    fn psar_gradient(
+        &self,
+        s: &[num_complex::Complex64],
+    ) -> Option<Result<(f64, Vec<num_complex::Complex64>)>> {
+        Some(
+            self.net
+                .psar_gradient(self.fields, s, &self.slices, self.noise_seed),
+        )
     }
 }
 

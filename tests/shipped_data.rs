@@ -118,3 +118,140 @@ fn shipped_network_is_within_its_safety_factor_and_silent_in_air() {
         );
     }
 }
+
+#[test]
+fn network_drive_gradient_by_autodiff_matches_central_differences() {
+    use b1sar::dataset::SampleMaker;
+    use b1sar::predict::{NetworkPredictor, NetworkSar, NoiseDraw, SarPredictor};
+    use ndarray::{Array4, Axis};
+    use num_complex::Complex64;
+    let f = FieldSet::load(&data("subject_small.npz")).unwrap();
+    let model = NetworkSar::load(&data("model"), &b1sar::net::cpu_device()).unwrap();
+    let z = b1sar::dataset::target_slice(&f);
+    let slices = vec![z - 1, z, z + 1];
+    let seed = 3;
+    let pred = NetworkPredictor {
+        net: &model,
+        fields: &f,
+        slices: slices.clone(),
+        sf: 1.0,
+        noise_seed: seed,
+        noise: NoiseDraw::Shared,
+    };
+    // At the training power (1 W per channel) the drive reaches the network unscaled.
+    let d = Drive::random_phase_set(8, 1.0, 1, 5).unwrap().remove(0);
+    let s = d.amplitudes().to_vec();
+    let (v, g) = pred.psar_gradient(&s).unwrap().unwrap();
+    // The value is the prediction's maximum over the slices.
+    let direct = pred.psar(std::slice::from_ref(&d)).unwrap()[0];
+    assert!((v - direct).abs() <= 1e-6 * direct, "{v} vs {direct}");
+
+    // Independent check of the chain (input gradient, the linear map drive -> input, the arg max):
+    // central differences of the network's output along the input direction each drive coordinate
+    // moves, with the DREAM mask and noise held at the drive's own (a finite step across the
+    // mask's edge would measure its jump, not a derivative).
+    let cfg = &model.config;
+    let maker = SampleMaker::new(&f, cfg, model.nominal_t(&f).unwrap());
+    let [h, w] = cfg.size_hw;
+    let (k, cin) = (slices.len(), 3 * cfg.n_stack);
+    let mut x0 = Array4::<f32>::zeros((k, cin, h, w));
+    for (i, zi) in slices.iter().enumerate() {
+        maker
+            .input_into(
+                &d,
+                *zi,
+                seed ^ *zi as u64,
+                &mut x0.index_axis_mut(Axis(0), i),
+            )
+            .unwrap();
+    }
+    let bases: Vec<_> = slices
+        .iter()
+        .map(|zi| maker.input_basis(*zi).unwrap())
+        .collect();
+    let peak = |x: &Array4<f32>| -> f64 {
+        let flat: Vec<f32> = x.iter().cloned().collect();
+        let y = b1sar::net::predict(model.generator(), &flat, k, h, w, &b1sar::net::cpu_device())
+            .unwrap();
+        let mut best = f64::NEG_INFINITY;
+        for (i, zi) in slices.iter().enumerate() {
+            for r in 0..h {
+                for c in 0..w {
+                    if maker.pixel_in_body(*zi, r, c) {
+                        best = best.max(y[(i * h + r) * w + c] as f64);
+                    }
+                }
+            }
+        }
+        best * cfg.sar_unit_w_per_kg
+    };
+    assert!((peak(&x0) - v).abs() <= 1e-6 * v);
+    let step = 1e-2;
+    let mut fd = vec![Complex64::new(0.0, 0.0); 8];
+    for (ch, out) in fd.iter_mut().enumerate() {
+        for (part, unit) in [(0, Complex64::new(1.0, 0.0)), (1, Complex64::new(0.0, 1.0))] {
+            let mut vals = [0.0; 2];
+            for (si, sign) in [1.0, -1.0].into_iter().enumerate() {
+                let mut x = x0.clone();
+                for i in 0..k {
+                    for j in 0..cfg.n_stack {
+                        for r in 0..h {
+                            for c in 0..w {
+                                if x0[[i, 3 * j + 2, r, c]] == 0.0 {
+                                    continue;
+                                }
+                                let dv = bases[i][[ch, j, r, c]] * unit * (sign * step);
+                                x[[i, 3 * j, r, c]] += dv.re as f32;
+                                x[[i, 3 * j + 1, r, c]] += dv.im as f32;
+                            }
+                        }
+                    }
+                }
+                vals[si] = peak(&x);
+            }
+            let dv = (vals[0] - vals[1]) / (2.0 * step);
+            if part == 0 {
+                out.re = dv;
+            } else {
+                out.im = dv;
+            }
+        }
+    }
+    // psar(s) = P(s_n) |s|^2 / P_train with s_n the drive at the training power: at |s|^2 =
+    // P_train its gradient is 2 s P / P_train plus the tangential part of the network's.
+    let p_train = 8.0 * cfg.power_per_channel_w;
+    let sn = d.total_power_w().sqrt();
+    let radial: f64 = s
+        .iter()
+        .zip(&fd)
+        .map(|(a, b)| (a.conj() * b).re)
+        .sum::<f64>()
+        / sn;
+    let fd: Vec<Complex64> = s
+        .iter()
+        .zip(&fd)
+        .map(|(a, b)| a * (2.0 * v / p_train) + (b - a / sn * radial))
+        .collect();
+    let norm = fd.iter().map(|x| x.norm_sqr()).sum::<f64>().sqrt();
+    let err = g
+        .iter()
+        .zip(&fd)
+        .map(|(a, b)| (a - b).norm_sqr())
+        .sum::<f64>()
+        .sqrt();
+    // f32 network: the differences resolve ~1e-4 of the gradient; 2 % allows an arg max near a tie.
+    assert!(
+        norm > 0.0 && err < 0.02 * norm,
+        "|ad - fd| = {err}, |fd| = {norm}\nad {g:?}\nfd {fd:?}"
+    );
+
+    // Off the training power the prediction is rescaled quadratically, so the gradient scales
+    // linearly: grad(l s) = l grad(s) (2.5 W per channel here).
+    let l = 2.5f64.sqrt();
+    let sl: Vec<Complex64> = s.iter().map(|a| a * l).collect();
+    let (vl, gl) = pred.psar_gradient(&sl).unwrap().unwrap();
+    assert!((vl - l * l * v).abs() <= 1e-6 * vl, "{vl} vs {}", l * l * v);
+    for (a, b) in gl.iter().zip(&g) {
+        assert!((a - b * l).norm() <= 1e-6 * norm * l, "{a} vs {}", b * l);
+    }
+}

@@ -424,6 +424,7 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
         slices: vec![b1sar::dataset::target_slice(&f)],
         sf: *sf,
         noise_seed: 11,
+        noise: b1sar::predict::NoiseDraw::Shared,
     });
     let prostate = b1sar::tissue::by_name("prostate")?.label;
     let bloch_voxels = match b1sar::bloch::label_voxels(&f, prostate) {
@@ -543,6 +544,7 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
         let net_l = net_pred.as_ref().map(|np| PredictorLimit {
             predictor: np,
             limit_w_per_kg: limit,
+            gradient: b1sar::optim::GradientMethod::Autodiff,
         });
         let full = Settings::default();
         // The network limit's gradient costs 33 inferences: a short schedule keeps the demo short.

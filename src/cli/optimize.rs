@@ -4,10 +4,10 @@
 use super::{Output, spinner};
 use anyhow::{Context, Result, bail};
 use b1sar::optim::{
-    Limit, Objective, OptimizeReport, PredictorLimit, QuadraticLimit, Settings, ShimSystem, Start,
-    optimize, pareto, roi_from_fields,
+    GradientMethod, Limit, Objective, OptimizeReport, PredictorLimit, QuadraticLimit, Settings,
+    ShimSystem, Start, optimize, pareto, roi_from_fields,
 };
-use b1sar::predict::{NetworkPredictor, NetworkSar};
+use b1sar::predict::{NetworkPredictor, NetworkSar, NoiseDraw};
 use b1sar::sar::{Q10g, VopSet};
 use b1sar::units::{LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, T_TO_UT, WHOLE_BODY_SAR_LIMIT_W_PER_KG};
 use b1sar::{Drive, Error, FieldSet, io, net, plot};
@@ -161,6 +161,11 @@ pub struct OptimizeArgs {
     /// evaluation of the network limit runs 4 x channels + 1 predictions per slice.
     #[arg(long, default_value_t = 1)]
     pub net_slices: usize,
+    /// Drive gradient of the network limit: reverse-mode autodiff (one forward + one backward
+    /// pass, the DREAM mask held at the drive's own) or central differences (4 x channels + 1
+    /// predictions per slice).
+    #[arg(long, value_enum, default_value = "autodiff")]
+    pub net_gradient: GradientMethod,
     /// Device for the network predictor.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -345,6 +350,7 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         slices: net_slices.clone(),
         sf: net_sf,
         noise_seed: 0,
+        noise: NoiseDraw::Shared,
     });
     let vop_path = || -> Result<&PathBuf> {
         a.vop
@@ -405,6 +411,7 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
     let net_limit = net_pred.as_ref().map(|p| PredictorLimit {
         predictor: p,
         limit_w_per_kg: a.sar_limit,
+        gradient: a.net_gradient,
     });
     let wb = match &q_exact {
         Some(q) => Some(QuadraticLimit::new(

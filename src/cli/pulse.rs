@@ -229,6 +229,7 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
             slices: slices.clone(),
             sf: *sf,
             noise_seed: 0,
+            noise: b1sar::predict::NoiseDraw::PerDrive,
         }),
         (Some(_), None) => {
             return Err(bad(
@@ -1065,6 +1066,7 @@ pub fn bench(voxels: usize, device: &str, out: &Output) -> Result<()> {
         slices: vec![b1sar::dataset::target_slice(&f)],
         sf: 1.0,
         noise_seed: 0,
+        noise: b1sar::predict::NoiseDraw::PerDrive,
     };
     let mut net_rows = Vec::new();
     // Each batch size on a slice of the pulse's RF steps (at least 4 batches, at most all).

@@ -364,6 +364,51 @@ impl<'a> SampleMaker<'a> {
         stack(self.f, centre, self.cfg).is_some()
     }
 
+    /// The linear part of the input around slice `centre`: per channel c and stack slice k the
+    /// relative-phase map of channel c divided by the nominal |B1+|, on the window, [c, k, H, W]
+    /// (zero outside the grid). Re / Im of the input for drive s before noise and mask are
+    /// Re / Im of sum_c s_c basis[c, k] (what the drive gradient of a prediction needs).
+    pub fn input_basis(&self, centre: usize) -> Result<ndarray::Array4<Complex64>> {
+        let zs = stack(self.f, centre, self.cfg).ok_or_else(|| {
+            Error::invalid(
+                "slice",
+                format!("a stack of {} slices inside the grid", self.cfg.n_stack),
+                format!("centre z index {centre}"),
+            )
+        })?;
+        let n = self.f.n_channels();
+        let [h, w] = self.cfg.size_hw;
+        let mut out = ndarray::Array4::<Complex64>::zeros((n, zs.len(), h, w));
+        for ch in 0..n {
+            for (k, z) in zs.iter().enumerate() {
+                let m = self.rel.slice(s![ch, .., .., ..]);
+                window(
+                    m,
+                    *z,
+                    self.origin,
+                    self.cfg.size_hw,
+                    |r, c, v: Complex32| {
+                        out[[ch, k, r, c]] =
+                            Complex64::new(v.re as f64, v.im as f64) / self.nominal_t;
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether sample pixel (r, c) of slice `z` is a body voxel of the grid.
+    pub fn pixel_in_body(&self, z: usize, r: usize, c: usize) -> bool {
+        let (y, x) = (self.origin[0] + r as isize, self.origin[1] + c as isize);
+        let sh = self.body.shape();
+        y >= 0
+            && x >= 0
+            && (y as usize) < sh[1]
+            && (x as usize) < sh[2]
+            && z < sh[0]
+            && self.body[[z, y as usize, x as usize]]
+    }
+
     /// The 15-channel input [15, H, W] for `drive` around slice `centre` into `xs`.
     pub fn input_into(
         &self,

@@ -573,6 +573,22 @@ pub struct PredictorLimit<'a> {
     pub predictor: &'a (dyn SarPredictor + Sync),
     /// pSAR10g limit (W/kg).
     pub limit_w_per_kg: f64,
+    /// How the limit's drive gradient is computed.
+    pub gradient: GradientMethod,
+}
+
+/// How a [`PredictorLimit`] gets its drive gradient.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum GradientMethod {
+    /// The predictor's own gradient (the network: reverse-mode autodiff, one forward and one
+    /// backward pass), central differences where it has none.
+    Autodiff,
+    /// Central differences over one batch of 4 x channels + 1 drives (sees the DREAM mask switch
+    /// between the perturbed drives, at 33 inferences per evaluation for 8 channels).
+    CentralDifference,
 }
 
 impl PredictorLimit<'_> {
@@ -612,6 +628,13 @@ impl Limit for PredictorLimit<'_> {
                 format!("a static shim of {} channels", self.predictor.n_channels()),
                 format!("{n} amplitudes"),
             ));
+        }
+        if self.gradient == GradientMethod::Autodiff
+            && let Some(r) = self.predictor.psar_gradient(s)
+        {
+            let (v, g) = r?;
+            let sf = self.predictor.safety_factor();
+            return Ok((v * sf, g.into_iter().map(|x| x * sf).collect()));
         }
         // Step relative to the drive's RMS amplitude: large enough to stay above the network's
         // float32 resolution, small against the SAR's variation with the shim.
