@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use serde::Serialize;
 
 pub mod cv;
+pub mod population;
 
 /// Quantile `p` in [0, 1] of `v` with linear interpolation between order statistics (the "type 7"
 /// definition of R and numpy's default).

@@ -61,6 +61,8 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// RF shim for B1+ homogeneity in a region of interest under a predicted-SAR limit.
     Optimize(cli::optimize::OptimizeArgs),
+    /// SAR and B1+ figures of simulated subjects for random-phase drives, beside the paper's.
+    Population(cli::population::PopulationArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Command::Export(a) => cli::commands::export(a, &out),
         Command::Simulate(a) => cli::simulate::run(a, &out),
         Command::Phantom(a) => cli::phantom::run(a, &out),
+        Command::Population(a) => cli::population::run(a, &out),
         Command::Dataset(a) => cli::dataset::run(a, &out),
         Command::Train(a) => cli::train::run(a, &out),
         Command::Cv(a) => cli::cv::run(a, &out),

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod inspect;
 pub mod optimize;
 pub mod phantom;
+pub mod population;
 pub mod predict;
 pub mod pulse;
 pub mod simulate;

@@ -1,0 +1,242 @@
+//! `b1sar population`: the simulated population's SAR and B1+ figures for random-phase drives
+//! (8 x 1 W by default, the paper's training drives) beside the paper's, per subject and pooled:
+//! `population.json`, `summary.md`, a histogram of every pSAR10g and the per-subject figures
+//! against BMI. The statistics live in `b1sar::eval::population`.
+
+use super::{Output, bar};
+use anyhow::{Context, Result};
+use b1sar::eval::population::{Summary, subject_figures, summarize};
+use b1sar::{Drive, FieldSet, io, plot};
+use clap::Args;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `b1sar population`.
+#[derive(Args)]
+pub struct PopulationArgs {
+    /// Field sets with E (one per subject), e.g. the outputs of `b1sar simulate`.
+    #[arg(long, num_args = 1.., required = true)]
+    pub fields: Vec<PathBuf>,
+    /// A `b1sar phantom` manifest: subjects are matched by file name to report BMI.
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Random-phase drives per subject.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub drives: u32,
+    /// Power per channel of the drives (W).
+    #[arg(long, default_value_t = 1.0)]
+    pub power_w: f64,
+    /// Seed of the drives (the same drives for every subject).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// The paper's figures (Meliadò 2020, 8 x 1 W random-phase drives over 23 subjects).
+const PAPER_P999_W_PER_KG: f64 = 3.8;
+
+/// Run `b1sar population`.
+pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
+    let t0 = Instant::now();
+    if !(a.power_w.is_finite() && a.power_w > 0.0) {
+        anyhow::bail!(b1sar::Error::invalid(
+            "--power-w",
+            "a power per channel > 0 W",
+            format!("{}", a.power_w)
+        ));
+    }
+    let bmi_of = match &a.manifest {
+        Some(p) => {
+            let m: serde_json::Value = io::read_json(p, "phantom manifest")?;
+            let subjects = m["subjects"].as_array().cloned().unwrap_or_default();
+            subjects
+                .iter()
+                .filter_map(|s| Some((s["file"].as_str()?.to_string(), s["bmi"].as_f64()?)))
+                .collect::<std::collections::BTreeMap<String, f64>>()
+        }
+        None => Default::default(),
+    };
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let pb = bar(a.fields.len() as u64, "subjects");
+    let mut rows = Vec::new();
+    let mut all_psar = Vec::new();
+    let mut n_ch = None;
+    for path in &a.fields {
+        let f = FieldSet::load(path)?;
+        if *n_ch.get_or_insert(f.n_channels()) != f.n_channels() {
+            anyhow::bail!(b1sar::Error::invalid(
+                format!("{}", path.display()),
+                format!("{} channels like the first field set", n_ch.unwrap_or(0)),
+                format!("{}", f.n_channels())
+            ));
+        }
+        let drives = Drive::random_phase_set(f.n_channels(), a.power_w, a.drives as usize, a.seed)?;
+        let fig = subject_figures(&f, &drives, &|_, _| {}).map_err(|e| e.in_file(path))?;
+        let name = path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let ps = summarize(&fig.psar_w_per_kg)?;
+        let b1 = summarize(&fig.roi_b1_t)?;
+        let wb = summarize(&fig.whole_body_w_per_kg)?;
+        let in_1_4 = fig
+            .psar_w_per_kg
+            .iter()
+            .filter(|v| (1.0..=4.0).contains(*v))
+            .count() as f64
+            / fig.psar_w_per_kg.len() as f64;
+        pb.println(format!(
+            "{name}: pSAR10g mean {:.2}, 99.9 % {:.2}, max {:.2} W/kg; whole-body {:.3} W/kg; {} |B1+| {:.3} µT (aligned {:.3} µT)",
+            ps.mean,
+            ps.p999,
+            ps.max,
+            wb.mean,
+            if fig.roi_is_prostate { "prostate" } else { "body" },
+            b1.mean * 1e6,
+            fig.roi_b1_aligned_t * 1e6
+        ));
+        all_psar.extend_from_slice(&fig.psar_w_per_kg);
+        rows.push(json!({
+            "file": path.display().to_string(),
+            "bmi": bmi_of.get(&name),
+            "psar10g_w_per_kg": ps,
+            "fraction_psar_in_1_4_w_per_kg": in_1_4,
+            "whole_body_sar_w_per_kg": wb,
+            "roi": if fig.roi_is_prostate { "prostate" } else { "body" },
+            "roi_voxels": fig.roi_voxels,
+            "roi_b1_ut": scale(&b1, 1e6),
+            "roi_b1_aligned_ut": fig.roi_b1_aligned_t * 1e6,
+        }));
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let pooled = summarize(&all_psar)?;
+    let subj_p999: Vec<f64> = rows
+        .iter()
+        .map(|r| r["psar10g_w_per_kg"]["p999"].as_f64().unwrap_or(f64::NAN))
+        .collect();
+    let in_1_4 =
+        all_psar.iter().filter(|v| (1.0..=4.0).contains(*v)).count() as f64 / all_psar.len() as f64;
+    let b1_means: Vec<f64> = rows
+        .iter()
+        .map(|r| r["roi_b1_ut"]["mean"].as_f64().unwrap_or(f64::NAN))
+        .collect();
+    let aligned: Vec<f64> = rows
+        .iter()
+        .map(|r| r["roi_b1_aligned_ut"].as_f64().unwrap_or(f64::NAN))
+        .collect();
+    let result = json!({
+        "subjects": rows.len(),
+        "drives_per_subject": a.drives,
+        "power_per_channel_w": a.power_w,
+        "seed": a.seed,
+        "pooled_psar10g_w_per_kg": pooled,
+        "pooled_fraction_psar_in_1_4_w_per_kg": in_1_4,
+        "subject_p999_range_w_per_kg": [min(&subj_p999), max(&subj_p999)],
+        "roi_b1_mean_range_ut": [min(&b1_means), max(&b1_means)],
+        "roi_b1_aligned_range_ut": [min(&aligned), max(&aligned)],
+        "paper": {"psar10g_p999_w_per_kg": PAPER_P999_W_PER_KG, "psar10g_mostly_w_per_kg": [1.0, 4.0]},
+        "per_subject": rows,
+        "elapsed_s": t0.elapsed().as_secs_f64(),
+    });
+    io::write_json(&a.out.join("population.json"), &result)?;
+    plot::histogram_png(
+        &a.out.join("psar_histogram.png"),
+        &all_psar,
+        40,
+        &format!(
+            "pSAR10g, {} subjects x {} drives ({} W/ch)",
+            rows.len(),
+            a.drives,
+            a.power_w
+        ),
+        "pSAR10g (W/kg)",
+    )?;
+    let x: Vec<f64> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| r["bmi"].as_f64().unwrap_or(i as f64))
+        .collect();
+    let x_label = if bmi_of.is_empty() {
+        "subject"
+    } else {
+        "BMI (kg/m^2)"
+    };
+    let series = |key: &str, sub: &str| -> Vec<(f64, f64)> {
+        let mut v: Vec<(f64, f64)> = rows
+            .iter()
+            .zip(&x)
+            .map(|(r, x)| (*x, r[key][sub].as_f64().unwrap_or(f64::NAN)))
+            .collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v
+    };
+    plot::lines_png(
+        &a.out.join("psar_by_subject.png"),
+        &[
+            ("mean", series("psar10g_w_per_kg", "mean")),
+            ("99.9 %", series("psar10g_w_per_kg", "p999")),
+            ("max", series("psar10g_w_per_kg", "max")),
+        ],
+        "pSAR10g per subject (random-phase drives)",
+        x_label,
+        "pSAR10g (W/kg)",
+        false,
+    )?;
+    let md = format!(
+        "# Simulated population: SAR and B1+ for random-phase drives\n\n\
+         {} subjects x {} random-phase drives of {} W per channel (seed {}).\n\n\
+         | figure | here | paper (Meliadò 2020) |\n|---|---|---|\n\
+         | pSAR10g pooled mean / median | {:.2} / {:.2} W/kg | mostly 1-4 W/kg |\n\
+         | pSAR10g within 1-4 W/kg | {:.1} % | most |\n\
+         | pSAR10g 99.9 % (pooled) | {:.2} W/kg | {PAPER_P999_W_PER_KG} W/kg |\n\
+         | pSAR10g 99.9 % per subject | {:.2}-{:.2} W/kg | |\n\
+         | pSAR10g max | {:.2} W/kg | |\n\
+         | mean \\|B1+\\| in the region, random phase | {:.3}-{:.3} µT | |\n\
+         | mean \\|B1+\\| in the region, phases aligned at its centre | {:.3}-{:.3} µT | nominal 1 µT |\n\n\
+         Per subject: `population.json`; plots: `psar_histogram.png`, `psar_by_subject.png`.\n",
+        rows.len(),
+        a.drives,
+        a.power_w,
+        a.seed,
+        pooled.mean,
+        pooled.median,
+        100.0 * in_1_4,
+        pooled.p999,
+        min(&subj_p999),
+        max(&subj_p999),
+        pooled.max,
+        min(&b1_means),
+        max(&b1_means),
+        min(&aligned),
+        max(&aligned),
+    );
+    io::write_atomic(&a.out.join("summary.md"), |w| {
+        std::io::Write::write_all(w, md.as_bytes())
+    })?;
+    out.line(md);
+    out.result(result);
+    Ok(())
+}
+
+fn scale(s: &Summary, k: f64) -> Summary {
+    Summary {
+        n: s.n,
+        mean: s.mean * k,
+        median: s.median * k,
+        p999: s.p999 * k,
+        min: s.min * k,
+        max: s.max * k,
+    }
+}
+
+fn min(v: &[f64]) -> f64 {
+    v.iter().cloned().fold(f64::INFINITY, f64::min)
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+}
