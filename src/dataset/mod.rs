@@ -369,13 +369,7 @@ impl<'a> SampleMaker<'a> {
     /// (zero outside the grid). Re / Im of the input for drive s before noise and mask are
     /// Re / Im of sum_c s_c basis[c, k] (what the drive gradient of a prediction needs).
     pub fn input_basis(&self, centre: usize) -> Result<ndarray::Array4<Complex64>> {
-        let zs = stack(self.f, centre, self.cfg).ok_or_else(|| {
-            Error::invalid(
-                "slice",
-                format!("a stack of {} slices inside the grid", self.cfg.n_stack),
-                format!("centre z index {centre}"),
-            )
-        })?;
+        let zs = self.stack_of(centre)?;
         let n = self.f.n_channels();
         let [h, w] = self.cfg.size_hw;
         let mut out = ndarray::Array4::<Complex64>::zeros((n, zs.len(), h, w));
@@ -395,6 +389,17 @@ impl<'a> SampleMaker<'a> {
             }
         }
         Ok(out)
+    }
+
+    /// The slice indices of the stack around `centre`, or an error naming it.
+    fn stack_of(&self, centre: usize) -> Result<Vec<usize>> {
+        stack(self.f, centre, self.cfg).ok_or_else(|| {
+            Error::invalid(
+                "slice",
+                format!("a stack of {} slices inside the grid", self.cfg.n_stack),
+                format!("centre z index {centre}"),
+            )
+        })
     }
 
     /// Whether sample pixel (r, c) of slice `z` is a body voxel of the grid.
@@ -418,13 +423,7 @@ impl<'a> SampleMaker<'a> {
         xs: &mut ndarray::ArrayViewMut3<'_, f32>,
     ) -> Result<()> {
         let grid = *self.f.grid();
-        let zs = stack(self.f, centre, self.cfg).ok_or_else(|| {
-            Error::invalid(
-                "slice",
-                format!("a stack of {} slices inside the grid", self.cfg.n_stack),
-                format!("centre z index {centre}"),
-            )
-        })?;
+        let zs = self.stack_of(centre)?;
         d.expect_channels(self.f.n_channels(), "the field set")?;
         let nz = zs.len();
         let mut b1 = ndarray::Array3::<Complex64>::zeros((nz, grid.shape[1], grid.shape[2]));

@@ -256,6 +256,25 @@ fn half_wave_radiation_resistance_does_not_depend_on_the_wire_radius() {
     );
 }
 
+/// A z-directed staircase dipole of `lower` + `upper` PEC edges around a driven 50 ohm port on the
+/// Ez edge at `c`; returns the port.
+fn centre_fed_dipole(g: &mut Yee, c: [usize; 3], lower: usize, upper: usize) -> Port {
+    for k in c[2] - lower..=c[2] + upper {
+        if k != c[2] {
+            let i = g.idx(c[0], c[1], k);
+            g.set_pec(2, i);
+        }
+    }
+    let port = Port {
+        axis: 2,
+        cell: g.idx(c[0], c[1], c[2]),
+        resistance_ohm: 50.0,
+        driven: true,
+    };
+    g.add_port(port.clone());
+    port
+}
+
 /// Dipole (40 cells per wavelength, arms 9 + 9 edges) optionally beside a lossy block: returns
 /// (port power 1/2 Re(V I*), radiated power through a box, power absorbed in the block).
 fn dipole_power_balance(with_block: bool) -> (f64, f64, f64) {
@@ -302,19 +321,7 @@ fn dipole_power_balance(with_block: bool) -> (f64, f64, f64) {
             }
         }
     }
-    for k in cz - lower..=cz + upper {
-        if k != cz {
-            let i = g.idx(cx, cy, k);
-            g.set_pec(2, i);
-        }
-    }
-    let port = Port {
-        axis: 2,
-        cell: g.idx(cx, cy, cz),
-        resistance_ohm: 50.0,
-        driven: true,
-    };
-    g.add_port(port.clone());
+    let port = centre_fed_dipole(&mut g, [cx, cy, cz], lower, upper);
     let lo = [npml + 2; 3];
     let hi = [nxy - npml - 2, nxy - npml - 2, nz - npml - 2];
     let mut dft = CentreDft::new(lo, hi, F);
@@ -523,19 +530,7 @@ fn dipole_far_pattern(thetas: &[f64]) -> Vec<f64> {
     let (dt, spp) = time_step([dx; 3], 0.95, F);
     let mut g = Yee::new([nxy, nxy, nz], [dx; 3], [npml; 3], dt);
     let (cx, cy, cz) = (nxy / 2, nxy / 2, nz / 2);
-    for k in cz - half..=cz + half {
-        if k != cz {
-            let i = g.idx(cx, cy, k);
-            g.set_pec(2, i);
-        }
-    }
-    let port = Port {
-        axis: 2,
-        cell: g.idx(cx, cy, cz),
-        resistance_ohm: 50.0,
-        driven: true,
-    };
-    g.add_port(port);
+    centre_fed_dipole(&mut g, [cx, cy, cz], half, half);
     let lo = [npml + 2; 3];
     let hi = [nxy - npml - 2, nxy - npml - 2, nz - npml - 2];
     let mut dft = CentreDft::new(lo, hi, F);

@@ -207,33 +207,51 @@ impl Yee {
     /// 1 / d in the difference across the wire. Without it a line of PEC edges behaves as a wire of
     /// radius about 0.135 d, which is thick for coarse cells. The radius must be below d / 2.
     pub fn add_thin_wire(&mut self, axis: usize, cells: &[usize], radius_m: f64) {
-        let a = axis;
-        let (b, c) = ((a + 1) % 3, (a + 2) % 3);
-        let s = self.strides();
-        let ch = self.dt / MU0;
+        let (a, b, c, s, fb, fc) = self.thin_weights(axis, radius_m);
+        for &cell in cells {
+            self.set_pec(a, cell);
+            // (curl E)_c contains +d_b E_a and (curl E)_b contains -d_c E_a; E_a on the wire is zero,
+            // so the plain update used +-E_a(neighbour) / d; correct it to the thin-wire weight.
+            self.push_thin(
+                a,
+                [
+                    (c, cell, cell + s[b], fb),
+                    (c, cell - s[b], cell - s[b], -fb),
+                    (b, cell, cell + s[c], -fc),
+                    (b, cell - s[c], cell - s[c], fc),
+                ],
+            );
+        }
+    }
+
+    /// Axes (a, b, c), strides and the thin-wire corrections (dt / mu0) (2 / ln(d / r0) - 1) / d
+    /// across axes b and c of a wire along `axis`; allocates the per-plane correction lists.
+    fn thin_weights(
+        &mut self,
+        axis: usize,
+        radius_m: f64,
+    ) -> (usize, usize, usize, [usize; 3], f32, f32) {
+        let (b, c) = ((axis + 1) % 3, (axis + 2) % 3);
         if self.thin.is_empty() {
             self.thin = vec![Vec::new(); self.n[2]];
         }
-        let factor = |d: f64| (2.0 / (d / radius_m).ln() - 1.0) / d;
-        for &cell in cells {
-            self.set_pec(a, cell);
-            let (fb, fc) = (
-                (ch * factor(self.d[b])) as f32,
-                (ch * factor(self.d[c])) as f32,
-            );
-            // (curl E)_c contains +d_b E_a and (curl E)_b contains -d_c E_a; E_a on the wire is zero,
-            // so the plain update used +-E_a(neighbour) / d; correct it to the thin-wire weight.
-            let plus = |i: usize, st: usize| i + st;
-            let entries = [
-                (c, cell, plus(cell, s[b]), fb),
-                (c, cell - s[b], cell - s[b], -fb),
-                (b, cell, plus(cell, s[c]), -fc),
-                (b, cell - s[c], cell - s[c], fc),
-            ];
-            for (hc, hcell, ecell, coef) in entries {
-                let z = hcell / s[2];
-                self.thin[z].push((hc, hcell, a, ecell, coef));
-            }
+        let ch = self.dt / MU0;
+        let factor = |d: f64| (ch * (2.0 / (d / radius_m).ln() - 1.0) / d) as f32;
+        (
+            axis,
+            b,
+            c,
+            self.strides(),
+            factor(self.d[b]),
+            factor(self.d[c]),
+        )
+    }
+
+    /// Add corrections (H component, H cell, E cell, coefficient) for E component `a`.
+    fn push_thin<const N: usize>(&mut self, a: usize, entries: [(usize, usize, usize, f32); N]) {
+        let sz = self.strides()[2];
+        for (hc, hcell, ecell, coef) in entries {
+            self.thin[hcell / sz].push((hc, hcell, a, ecell, coef));
         }
     }
 
@@ -242,32 +260,20 @@ impl Yee {
     /// edge, so the correction of [`Yee::add_thin_wire`] applies to the difference of E along the
     /// axis between the neighbour and this edge (both non-zero here).
     pub fn add_thin_gap(&mut self, axis: usize, cell: usize, radius_m: f64) {
-        let a = axis;
-        let (b, c) = ((a + 1) % 3, (a + 2) % 3);
-        let s = self.strides();
-        let ch = self.dt / MU0;
-        if self.thin.is_empty() {
-            self.thin = vec![Vec::new(); self.n[2]];
-        }
-        let factor = |d: f64| (2.0 / (d / radius_m).ln() - 1.0) / d;
-        let (fb, fc) = (
-            (ch * factor(self.d[b])) as f32,
-            (ch * factor(self.d[c])) as f32,
+        let (a, b, c, s, fb, fc) = self.thin_weights(axis, radius_m);
+        self.push_thin(
+            a,
+            [
+                (c, cell, cell + s[b], fb),
+                (c, cell, cell, -fb),
+                (c, cell - s[b], cell, fb),
+                (c, cell - s[b], cell - s[b], -fb),
+                (b, cell, cell + s[c], -fc),
+                (b, cell, cell, fc),
+                (b, cell - s[c], cell, -fc),
+                (b, cell - s[c], cell - s[c], fc),
+            ],
         );
-        let entries = [
-            (c, cell, cell + s[b], fb),
-            (c, cell, cell, -fb),
-            (c, cell - s[b], cell, fb),
-            (c, cell - s[b], cell - s[b], -fb),
-            (b, cell, cell + s[c], -fc),
-            (b, cell, cell, fc),
-            (b, cell - s[c], cell, -fc),
-            (b, cell - s[c], cell - s[c], fc),
-        ];
-        for (hc, hcell, ecell, coef) in entries {
-            let z = hcell / s[2];
-            self.thin[z].push((hc, hcell, a, ecell, coef));
-        }
     }
 
     /// Add a lumped resistive port (Taflove & Hagness 2005, §15.9). Set the edge's medium first.
