@@ -150,3 +150,22 @@ fn fractionated_dipoles_simulate_and_bad_inductors_are_refused() {
         assert!(e.contains("inductor") && e.contains(what), "{bad}: {e}");
     }
 }
+
+#[test]
+fn shipped_fractionated_coil_is_the_default_array_with_inductors() {
+    let (rc, v, e) = b1sar(&["inspect", s(&data("coil_fractionated.json"))]);
+    assert_eq!(rc, 0, "{e}");
+    assert_eq!(v["n_elements"], 8);
+    assert_eq!(v["n_inductors"], 32);
+    let frac: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data("coil_fractionated.json")).unwrap())
+            .unwrap();
+    let plain: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data("coil_default.json")).unwrap()).unwrap();
+    // Apart from the inductors, the same elements as the default array.
+    let mut stripped = frac.clone();
+    for e in stripped["elements"].as_array_mut().unwrap() {
+        e.as_object_mut().unwrap().remove("inductors");
+    }
+    assert_eq!(stripped, plain);
+}

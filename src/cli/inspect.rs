@@ -445,15 +445,46 @@ fn json_file(p: &Path) -> Result<Summary> {
     }
     if has("elements") {
         let c = b1sar::sim::coil::CoilSpec::load(p)?;
-        let lines = vec![format!(
+        let mut lines = vec![format!(
             "{}: coil array, {} elements at {:.2} MHz",
             p.display(),
             c.elements.len(),
             c.frequency_hz / 1e6
         )];
+        let mut inductors = 0;
+        for (k, b1sar::sim::coil::Element::Dipole(d)) in c.elements.iter().enumerate() {
+            inductors += d.inductors.len();
+            let placement = match (d.side, d.standoff_m) {
+                (Some(side), Some(s)) => format!("{side:?} {:.0} mm from the skin", s * 1e3),
+                _ => format!(
+                    "at ({:.3}, {:.3}, {:.3}) m",
+                    d.centre_m.x, d.centre_m.y, d.centre_m.z
+                ),
+            };
+            let loads = d
+                .inductors
+                .iter()
+                .map(|l| format!("{:.0} nH at {:+.0} mm", l.inductance_nh, l.offset_m * 1e3))
+                .collect::<Vec<_>>()
+                .join(", ");
+            lines.push(format!(
+                "  {} {}: dipole along {:?}, {:.0} mm, x {:.3} m, {placement}, port {:.0} ohm{}",
+                k + 1,
+                d.name.as_deref().unwrap_or(""),
+                d.axis,
+                d.length_m * 1e3,
+                d.centre_m.x,
+                d.port_impedance_ohm,
+                if loads.is_empty() {
+                    String::new()
+                } else {
+                    format!("; inductors {loads}")
+                }
+            ));
+        }
         return Ok((
             lines,
-            json!({"kind": "coil", "n_elements": c.elements.len(), "frequency_hz": c.frequency_hz}),
+            json!({"kind": "coil", "n_elements": c.elements.len(), "frequency_hz": c.frequency_hz, "n_inductors": inductors}),
         ));
     }
     Err(Error::invalid(
