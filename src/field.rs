@@ -234,6 +234,52 @@ impl FieldSet {
         self.rho.mapv(|r| r >= AIR_DENSITY_KG_M3)
     }
 
+    /// Voxels (flat [z, y, x] indices) of the prostate where the labels have any, else of the
+    /// body; and whether they are the prostate. The region calibrations and population figures
+    /// average |B1+| over.
+    pub fn prostate_or_body_voxels(&self) -> (Vec<usize>, bool) {
+        if let (Some(l), Ok(t)) = (self.labels(), crate::tissue::by_name("prostate")) {
+            let v: Vec<usize> = l
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| **x == t.label)
+                .map(|(i, _)| i)
+                .collect();
+            if !v.is_empty() {
+                return (v, true);
+            }
+        }
+        let v = self
+            .body_mask()
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b)
+            .map(|(i, _)| i)
+            .collect();
+        (v, false)
+    }
+
+    /// Mean |B1+| (T) over `voxels` (flat indices) for the complex drive amplitudes `s` (sqrt(W));
+    /// 0 for no voxels.
+    pub fn mean_b1_over(&self, voxels: &[usize], s: &[num_complex::Complex64]) -> f64 {
+        let flat = self.b1p.as_slice().expect("owned B1+ array is contiguous");
+        let nv = self.grid.len();
+        voxels
+            .iter()
+            .map(|&v| {
+                s.iter()
+                    .enumerate()
+                    .map(|(ch, a)| {
+                        let b = flat[ch * nv + v];
+                        num_complex::Complex64::new(b.re as f64, b.im as f64) * a
+                    })
+                    .sum::<num_complex::Complex64>()
+                    .norm()
+            })
+            .sum::<f64>()
+            / voxels.len().max(1) as f64
+    }
+
     /// E fields or a clear error saying they are needed.
     pub fn require_e(&self, for_what: &str) -> Result<&Array5<Complex32>> {
         self.e.as_ref().ok_or_else(|| {

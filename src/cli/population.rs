@@ -38,6 +38,30 @@ pub struct PopulationArgs {
 /// The paper's figures (Meliadò 2020, 8 x 1 W random-phase drives over 23 subjects).
 const PAPER_P999_W_PER_KG: f64 = 3.8;
 
+/// The range the paper reports most pSAR10g values in (W/kg).
+const PAPER_MOSTLY_W_PER_KG: std::ops::RangeInclusive<f64> = 1.0..=4.0;
+
+/// One subject's summarised figures.
+struct Row {
+    file: String,
+    bmi: Option<f64>,
+    psar: Summary,
+    in_range: f64,
+    whole_body: Summary,
+    roi: &'static str,
+    roi_voxels: usize,
+    b1_ut: Summary,
+    aligned_ut: f64,
+}
+
+/// Fraction of `v` within the paper's 1-4 W/kg.
+fn fraction_in_paper_range(v: &[f64]) -> f64 {
+    v.iter()
+        .filter(|x| PAPER_MOSTLY_W_PER_KG.contains(*x))
+        .count() as f64
+        / v.len().max(1) as f64
+}
+
 /// Run `b1sar population`.
 pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
     let t0 = Instant::now();
@@ -79,54 +103,56 @@ pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let ps = summarize(&fig.psar_w_per_kg)?;
-        let b1 = summarize(&fig.roi_b1_t)?;
-        let wb = summarize(&fig.whole_body_w_per_kg)?;
-        let in_1_4 = fig
-            .psar_w_per_kg
-            .iter()
-            .filter(|v| (1.0..=4.0).contains(*v))
-            .count() as f64
-            / fig.psar_w_per_kg.len() as f64;
+        let row = Row {
+            file: path.display().to_string(),
+            bmi: bmi_of.get(&name).copied(),
+            psar: summarize(&fig.psar_w_per_kg)?,
+            in_range: fraction_in_paper_range(&fig.psar_w_per_kg),
+            whole_body: summarize(&fig.whole_body_w_per_kg)?,
+            roi: if fig.roi_is_prostate {
+                "prostate"
+            } else {
+                "body"
+            },
+            roi_voxels: fig.roi_voxels,
+            b1_ut: scale(&summarize(&fig.roi_b1_t)?, 1e6),
+            aligned_ut: fig.roi_b1_aligned_t * 1e6,
+        };
         pb.println(format!(
             "{name}: pSAR10g mean {:.2}, 99.9 % {:.2}, max {:.2} W/kg; whole-body {:.3} W/kg; {} |B1+| {:.3} µT (aligned {:.3} µT)",
-            ps.mean,
-            ps.p999,
-            ps.max,
-            wb.mean,
-            if fig.roi_is_prostate { "prostate" } else { "body" },
-            b1.mean * 1e6,
-            fig.roi_b1_aligned_t * 1e6
+            row.psar.mean,
+            row.psar.p999,
+            row.psar.max,
+            row.whole_body.mean,
+            row.roi,
+            row.b1_ut.mean,
+            row.aligned_ut
         ));
         all_psar.extend_from_slice(&fig.psar_w_per_kg);
-        rows.push(json!({
-            "file": path.display().to_string(),
-            "bmi": bmi_of.get(&name),
-            "psar10g_w_per_kg": ps,
-            "fraction_psar_in_1_4_w_per_kg": in_1_4,
-            "whole_body_sar_w_per_kg": wb,
-            "roi": if fig.roi_is_prostate { "prostate" } else { "body" },
-            "roi_voxels": fig.roi_voxels,
-            "roi_b1_ut": scale(&b1, 1e6),
-            "roi_b1_aligned_ut": fig.roi_b1_aligned_t * 1e6,
-        }));
+        rows.push(row);
         pb.inc(1);
     }
     pb.finish_and_clear();
     let pooled = summarize(&all_psar)?;
-    let subj_p999: Vec<f64> = rows
+    let subj_p999: Vec<f64> = rows.iter().map(|r| r.psar.p999).collect();
+    let in_1_4 = fraction_in_paper_range(&all_psar);
+    let b1_means: Vec<f64> = rows.iter().map(|r| r.b1_ut.mean).collect();
+    let aligned: Vec<f64> = rows.iter().map(|r| r.aligned_ut).collect();
+    let per_subject: Vec<serde_json::Value> = rows
         .iter()
-        .map(|r| r["psar10g_w_per_kg"]["p999"].as_f64().unwrap_or(f64::NAN))
-        .collect();
-    let in_1_4 =
-        all_psar.iter().filter(|v| (1.0..=4.0).contains(*v)).count() as f64 / all_psar.len() as f64;
-    let b1_means: Vec<f64> = rows
-        .iter()
-        .map(|r| r["roi_b1_ut"]["mean"].as_f64().unwrap_or(f64::NAN))
-        .collect();
-    let aligned: Vec<f64> = rows
-        .iter()
-        .map(|r| r["roi_b1_aligned_ut"].as_f64().unwrap_or(f64::NAN))
+        .map(|r| {
+            json!({
+                "file": r.file,
+                "bmi": r.bmi,
+                "psar10g_w_per_kg": r.psar,
+                "fraction_psar_in_1_4_w_per_kg": r.in_range,
+                "whole_body_sar_w_per_kg": r.whole_body,
+                "roi": r.roi,
+                "roi_voxels": r.roi_voxels,
+                "roi_b1_ut": r.b1_ut,
+                "roi_b1_aligned_ut": r.aligned_ut,
+            })
+        })
         .collect();
     let result = json!({
         "subjects": rows.len(),
@@ -138,8 +164,8 @@ pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
         "subject_p999_range_w_per_kg": [min(&subj_p999), max(&subj_p999)],
         "roi_b1_mean_range_ut": [min(&b1_means), max(&b1_means)],
         "roi_b1_aligned_range_ut": [min(&aligned), max(&aligned)],
-        "paper": {"psar10g_p999_w_per_kg": PAPER_P999_W_PER_KG, "psar10g_mostly_w_per_kg": [1.0, 4.0]},
-        "per_subject": rows,
+        "paper": {"psar10g_p999_w_per_kg": PAPER_P999_W_PER_KG, "psar10g_mostly_w_per_kg": [PAPER_MOSTLY_W_PER_KG.start(), PAPER_MOSTLY_W_PER_KG.end()]},
+        "per_subject": per_subject,
         "elapsed_s": t0.elapsed().as_secs_f64(),
     });
     io::write_json(&a.out.join("population.json"), &result)?;
@@ -158,18 +184,18 @@ pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
     let x: Vec<f64> = rows
         .iter()
         .enumerate()
-        .map(|(i, r)| r["bmi"].as_f64().unwrap_or(i as f64))
+        .map(|(i, r)| r.bmi.unwrap_or(i as f64))
         .collect();
     let x_label = if bmi_of.is_empty() {
         "subject"
     } else {
         "BMI (kg/m^2)"
     };
-    let series = |key: &str, sub: &str| -> Vec<(f64, f64)> {
+    let series = |value: fn(&Summary) -> f64| -> Vec<(f64, f64)> {
         let mut v: Vec<(f64, f64)> = rows
             .iter()
             .zip(&x)
-            .map(|(r, x)| (*x, r[key][sub].as_f64().unwrap_or(f64::NAN)))
+            .map(|(r, x)| (*x, value(&r.psar)))
             .collect();
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
         v
@@ -177,9 +203,9 @@ pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
     plot::lines_png(
         &a.out.join("psar_by_subject.png"),
         &[
-            ("mean", series("psar10g_w_per_kg", "mean")),
-            ("99.9 %", series("psar10g_w_per_kg", "p999")),
-            ("max", series("psar10g_w_per_kg", "max")),
+            ("mean", series(|s| s.mean)),
+            ("99.9 %", series(|s| s.p999)),
+            ("max", series(|s| s.max)),
         ],
         "pSAR10g per subject (random-phase drives)",
         x_label,

@@ -285,44 +285,12 @@ fn window<T: Copy + Default>(
 /// Nominal |B1+| (T) as a scanner's transmit calibration would set it: the mean over `drives` of
 /// the mean |B1+| in the prostate (or, without a prostate label, in the body).
 pub fn calibrate_nominal(f: &FieldSet, drives: &[Drive]) -> f64 {
-    let grid = *f.grid();
-    let n = f.n_channels();
-    let body = f.body_mask();
-    let roi: Vec<usize> = match (f.labels(), crate::tissue::by_name("prostate")) {
-        (Some(l), Ok(t)) if l.iter().any(|v| *v == t.label) => l
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| **v == t.label)
-            .map(|(i, _)| i)
-            .collect(),
-        _ => body
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| **b)
-            .map(|(i, _)| i)
-            .collect(),
-    };
-    let flat = f.b1p().as_slice().expect("owned B1+ array is contiguous");
-    let nv = grid.len();
-    let mut acc = 0.0;
-    for d in drives {
-        let s = d.amplitudes();
-        let m: f64 = roi
-            .iter()
-            .map(|&v| {
-                let c: Complex64 = (0..n)
-                    .map(|ch| {
-                        let b = flat[ch * nv + v];
-                        Complex64::new(b.re as f64, b.im as f64) * s[ch]
-                    })
-                    .sum();
-                c.norm()
-            })
-            .sum::<f64>()
-            / roi.len().max(1) as f64;
-        acc += m;
-    }
-    acc / drives.len().max(1) as f64
+    let (roi, _) = f.prostate_or_body_voxels();
+    drives
+        .iter()
+        .map(|d| f.mean_b1_over(&roi, d.amplitudes()))
+        .sum::<f64>()
+        / drives.len().max(1) as f64
 }
 
 /// Makes network inputs (and targets) of one subject exactly as [`build_shard`] does: for any drive

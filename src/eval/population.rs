@@ -57,29 +57,6 @@ pub fn summarize(v: &[f64]) -> Result<Summary> {
     })
 }
 
-/// Region voxels (flat indices): the prostate where labelled, else every body voxel.
-fn roi(f: &FieldSet) -> (Vec<usize>, bool) {
-    if let (Some(l), Ok(t)) = (f.labels(), crate::tissue::by_name("prostate")) {
-        let v: Vec<usize> = l
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| **x == t.label)
-            .map(|(i, _)| i)
-            .collect();
-        if !v.is_empty() {
-            return (v, true);
-        }
-    }
-    let v = f
-        .body_mask()
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| **b)
-        .map(|(i, _)| i)
-        .collect();
-    (v, false)
-}
-
 /// Figures of one subject (a field set with E) over `drives`; `progress(done, total)` while the
 /// averaging cubes and Q10g are built.
 pub fn subject_figures(
@@ -108,57 +85,44 @@ pub fn subject_figures(
         .iter()
         .map(|d| q.whole_body_sar(d))
         .collect::<Result<Vec<f64>>>()?;
-    let (roi, is_prostate) = roi(f);
+    let (roi, is_prostate) = f.prostate_or_body_voxels();
     if roi.is_empty() {
         return Err(Error::invalid("field set", "body voxels", "none"));
     }
-    let n = f.n_channels();
-    let nv = f.grid().len();
-    let flat = f.b1p().as_slice().expect("owned B1+ array is contiguous");
-    let b = |ch: usize, v: usize| {
-        let x = flat[ch * nv + v];
-        Complex64::new(x.re as f64, x.im as f64)
-    };
-    let mean_b1 = |s: &[Complex64]| -> f64 {
-        roi.iter()
-            .map(|&v| (0..n).map(|ch| b(ch, v) * s[ch]).sum::<Complex64>().norm())
-            .sum::<f64>()
-            / roi.len() as f64
-    };
-    let b1: Vec<f64> = drives.iter().map(|d| mean_b1(d.amplitudes())).collect();
+    let b1: Vec<f64> = drives
+        .iter()
+        .map(|d| f.mean_b1_over(&roi, d.amplitudes()))
+        .collect();
     // The region voxel nearest its centroid (flat index order is z, y, x).
     let sh = f.grid().shape;
-    let coord = |v: usize| {
-        [
-            (v / (sh[1] * sh[2])) as f64,
-            ((v / sh[2]) % sh[1]) as f64,
-            (v % sh[2]) as f64,
-        ]
-    };
+    let zyx = |v: usize| [v / (sh[1] * sh[2]), (v / sh[2]) % sh[1], v % sh[2]];
     let mut cen = [0.0; 3];
     for &v in &roi {
-        let c = coord(v);
-        (0..3).for_each(|a| cen[a] += c[a] / roi.len() as f64);
+        let c = zyx(v);
+        (0..3).for_each(|a| cen[a] += c[a] as f64 / roi.len() as f64);
     }
+    let dist = |v: usize| {
+        let c = zyx(v);
+        (0..3).map(|k| (c[k] as f64 - cen[k]).powi(2)).sum::<f64>()
+    };
     let centre = *roi
         .iter()
-        .min_by(|a, b| {
-            let d = |v: usize| {
-                let c = coord(v);
-                (0..3).map(|k| (c[k] - cen[k]).powi(2)).sum::<f64>()
-            };
-            d(**a).total_cmp(&d(**b))
-        })
+        .min_by(|a, b| dist(**a).total_cmp(&dist(**b)))
         .expect("non-empty region");
+    let n = f.n_channels();
+    let [z, y, x] = zyx(centre);
     let amp = drives[0].total_power_w() / n as f64;
     let aligned: Vec<Complex64> = (0..n)
-        .map(|ch| Complex64::from_polar(amp.sqrt(), -b(ch, centre).arg()))
+        .map(|ch| {
+            let b = f.b1p()[[ch, z, y, x]];
+            Complex64::from_polar(amp.sqrt(), -(b.im as f64).atan2(b.re as f64))
+        })
         .collect();
     Ok(SubjectFigures {
         psar_w_per_kg: psar,
         whole_body_w_per_kg: wb,
         roi_b1_t: b1,
-        roi_b1_aligned_t: mean_b1(&aligned),
+        roi_b1_aligned_t: f.mean_b1_over(&roi, &aligned),
         roi_voxels: roi.len(),
         roi_is_prostate: is_prostate,
     })
@@ -183,7 +147,7 @@ mod tests {
             assert!((p - direct).abs() <= 1e-9 * direct, "{p} vs {direct}");
         }
         // Mean |B1+| in the region from the combined map.
-        let (roi, _) = roi(&f);
+        let (roi, _) = f.prostate_or_body_voxels();
         let c = f.combine(&drives[0]).unwrap();
         let flat = c.as_slice().unwrap();
         let m = roi.iter().map(|&v| flat[v].norm()).sum::<f64>() / roi.len() as f64;
