@@ -70,6 +70,35 @@ impl NetworkSar {
             .unwrap_or_else(|| calibrate_nominal(f, &drives)))
     }
 
+    /// The sample maker of subject `f`, with every slice of `slices` checked to have its stack.
+    fn maker<'a>(&'a self, f: &'a FieldSet, slices: &[usize]) -> Result<SampleMaker<'a>> {
+        let maker = SampleMaker::new(f, &self.config, self.nominal_t(f)?);
+        if let Some(z) = slices.iter().find(|z| !maker.fits(**z)) {
+            return Err(Error::invalid(
+                "slice",
+                format!("a stack of {} slices inside the grid", self.config.n_stack),
+                format!("z index {z}"),
+            ));
+        }
+        Ok(maker)
+    }
+
+    /// Drive `d` (named `name` in errors) scaled to the training power and the scale a: the
+    /// network predicts at the training power, SAR(s) = SAR(a s) / a^2.
+    fn at_training_power(&self, d: &Drive, name: &str) -> Result<(Drive, f64)> {
+        let p = d.total_power_w();
+        if p.is_nan() || p <= 0.0 {
+            return Err(Error::invalid(
+                name,
+                "a total power > 0 W",
+                format!("{p} W"),
+            ));
+        }
+        let train_power = self.config.power_per_channel_w * d.amplitudes().len() as f64;
+        let a = (train_power / p).sqrt();
+        Ok((d.scaled(a), a))
+    }
+
     /// Predicted SAR10g (W/kg) of each drive on each slice: [drive][slice, y, x]. Each drive gets
     /// its own draw of the emulated measurement noise (as separate acquisitions would).
     pub fn predict(
@@ -91,19 +120,8 @@ impl NetworkSar {
         noise_seed: u64,
         draw: NoiseDraw,
     ) -> Result<Vec<Array3<f64>>> {
-        let nominal = self.nominal_t(f)?;
-        let maker = SampleMaker::new(f, &self.config, nominal);
-        for z in slices {
-            if !maker.fits(*z) {
-                return Err(Error::invalid(
-                    "slice",
-                    format!("a stack of {} slices inside the grid", self.config.n_stack),
-                    format!("z index {z}"),
-                ));
-            }
-        }
+        let maker = self.maker(f, slices)?;
         let [h, w] = self.config.size_hw;
-        let train_power = self.config.power_per_channel_w * f.n_channels() as f64;
         let mut out = Vec::with_capacity(drives.len());
         for (ci, chunk) in drives.chunks(DRIVES_PER_CALL).enumerate() {
             let first = ci * DRIVES_PER_CALL;
@@ -113,17 +131,7 @@ impl NetworkSar {
                 Array4::<f32>::zeros((chunk.len() * slices.len(), 3 * self.config.n_stack, h, w));
             for (i, d) in chunk.iter().enumerate() {
                 let di = first + i;
-                let p = d.total_power_w();
-                if p.is_nan() || p <= 0.0 {
-                    return Err(Error::invalid(
-                        format!("drive {}", di + 1),
-                        "a total power > 0 W",
-                        format!("{p} W"),
-                    ));
-                }
-                // Predict at the training power, rescale quadratically.
-                let a = (train_power / p).sqrt();
-                let dn = d.scaled(a);
+                let (dn, a) = self.at_training_power(d, &format!("drive {}", di + 1))?;
                 for (k, z) in slices.iter().enumerate() {
                     maker.input_into(
                         &dn,
@@ -195,26 +203,19 @@ impl NetworkSar {
         use num_complex::Complex64;
         let d = Drive::new(s.to_vec())?;
         d.expect_channels(f.n_channels(), "the field set")?;
-        let p = d.total_power_w();
-        if p.is_nan() || p <= 0.0 {
-            return Err(Error::invalid(
-                "drive",
-                "a total power > 0 W",
-                format!("{p} W"),
-            ));
-        }
         if slices.is_empty() {
             return Err(Error::invalid("slices", "at least one slice", "none"));
         }
-        let nominal = self.nominal_t(f)?;
-        let maker = SampleMaker::new(f, &self.config, nominal);
+        let (dn, a) = self.at_training_power(&d, "drive")?;
+        let maker = self.maker(f, slices)?;
         let [h, w] = self.config.size_hw;
         let (ns, n) = (self.config.n_stack, f.n_channels());
         let cin = 3 * ns;
         let k = slices.len();
-        let train_power = self.config.power_per_channel_w * n as f64;
-        let a = (train_power / p).sqrt();
-        let dn = d.scaled(a);
+        let (p, train_power) = (
+            d.total_power_w(),
+            self.config.power_per_channel_w * n as f64,
+        );
         let mut x = Array4::<f32>::zeros((k, cin, h, w));
         for (i, z) in slices.iter().enumerate() {
             maker.input_into(
@@ -269,6 +270,7 @@ impl NetworkSar {
             .try_into_vec::<f32>()
             .map_err(|e| Error::Computation(format!("reading the input gradient: {e:?}")))?;
         // dP/d dn_c = sum over pixels of dP/dx . dx/d dn_c with x_re + i x_im = mask sum_c dn_c B_c.
+        let xs = x.as_slice().expect("owned input array is contiguous");
         let mut gn = vec![Complex64::new(0.0, 0.0); n];
         for (i, z) in slices.iter().enumerate() {
             let basis = maker.input_basis(*z)?;
@@ -276,7 +278,7 @@ impl NetworkSar {
                 for r in 0..h {
                     for c in 0..w {
                         let at = |ch: usize| ((i * cin + ch) * h + r) * w + c;
-                        if x.as_slice().expect("contiguous")[at(3 * j + 2)] == 0.0 {
+                        if xs[at(3 * j + 2)] == 0.0 {
                             continue;
                         }
                         let (g_re, g_im) = (gx[at(3 * j)] as f64, gx[at(3 * j + 1)] as f64);

@@ -4,13 +4,9 @@
 
 use b1sar::sar::{Averager, Q10g, VopSet};
 use b1sar::{Drive, FieldSet};
-use std::path::Path;
 
-fn data(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/data")
-        .join(name)
-}
+mod common;
+use common::data;
 
 #[test]
 fn shipped_subject_gives_paper_like_sar_and_b1() {

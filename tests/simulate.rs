@@ -1,14 +1,7 @@
 //! End to end: the FDTD with lumped-inductor ("fractionated") dipoles and the population figures.
 
 mod common;
-use common::{b1sar, s};
-use std::path::Path;
-
-fn data(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/data")
-        .join(name)
-}
+use common::{b1sar, data, s};
 
 #[test]
 fn population_figures_of_the_shipped_subject() {

@@ -108,14 +108,16 @@ impl CentreDft {
         (z * by + y) * bx + x
     }
 
-    /// Time-averaged power flowing out through the faces of the sub-box [a, b] of cell centres
-    /// (box-relative, inclusive), 1/2 Re(E x H*) . n dA, with cell sizes `d` (m).
-    pub fn outward_flux(&self, a: [usize; 3], b: [usize; 3], d: [f64; 3]) -> f64 {
-        let poynting = |q: usize, axis: usize| -> f64 {
-            let (u, v) = ((axis + 1) % 3, (axis + 2) % 3);
-            0.5 * (self.e[u][q] * self.h[v][q].conj() - self.e[v][q] * self.h[u][q].conj()).re
-        };
-        let mut total = 0.0;
+    /// Visit the surface cells of the sub-box [a, b] of cell centres (box-relative, inclusive):
+    /// `visit(flat index, cell (x, y, z), face normal axis, outward sign, area)`. Edge and corner
+    /// cells belong to two or three faces, so their area is halved per shared edge.
+    pub fn for_each_surface_cell(
+        &self,
+        a: [usize; 3],
+        b: [usize; 3],
+        d: [f64; 3],
+        mut visit: impl FnMut(usize, [usize; 3], usize, f64, f64),
+    ) {
         for axis in 0..3 {
             let (u, v) = ((axis + 1) % 3, (axis + 2) % 3);
             let area = d[u] * d[v];
@@ -126,19 +128,30 @@ impl CentreDft {
                         c[axis] = side;
                         c[u] = p;
                         c[v] = r;
-                        // Edge and corner cells belong to two or three faces: weight by 1/2 per shared edge.
-                        let mut w = 1.0;
+                        let mut w = area;
                         if p == a[u] || p == b[u] {
                             w *= 0.5;
                         }
                         if r == a[v] || r == b[v] {
                             w *= 0.5;
                         }
-                        total += sign * w * area * poynting(self.at(c[0], c[1], c[2]), axis);
+                        visit(self.at(c[0], c[1], c[2]), c, axis, sign, w);
                     }
                 }
             }
         }
+    }
+
+    /// Time-averaged power flowing out through the faces of the sub-box [a, b] of cell centres
+    /// (box-relative, inclusive), 1/2 Re(E x H*) . n dA, with cell sizes `d` (m).
+    pub fn outward_flux(&self, a: [usize; 3], b: [usize; 3], d: [f64; 3]) -> f64 {
+        let mut total = 0.0;
+        self.for_each_surface_cell(a, b, d, |q, _, axis, sign, area| {
+            let (u, v) = ((axis + 1) % 3, (axis + 2) % 3);
+            let poynting =
+                0.5 * (self.e[u][q] * self.h[v][q].conj() - self.e[v][q] * self.h[u][q].conj()).re;
+            total += sign * area * poynting;
+        });
         total
     }
 }

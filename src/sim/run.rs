@@ -278,11 +278,18 @@ impl Domain {
                 }
                 ind_edges.push((q, l.inductance_nh * 1e-9));
             }
-            let mut pec = Vec::new();
-            for q in first..=last {
+            // Flat index of the wire edge at position q along the axis.
+            let edge = |q: usize| {
                 let mut idx = p;
                 idx[ax] = q;
-                let cell = idx[0] * strides[0] + idx[1] * strides[1] + idx[2] * strides[2];
+                (
+                    idx,
+                    idx[0] * strides[0] + idx[1] * strides[1] + idx[2] * strides[2],
+                )
+            };
+            let mut pec = Vec::new();
+            for q in first..=last {
+                let (idx, cell) = edge(q);
                 // A wire through tissue would short the body: refuse it.
                 let sub: [isize; 3] = std::array::from_fn(|a| idx[a] as isize - offset[a] as isize);
                 if (0..3).all(|a| sub[a] >= 0 && (sub[a] as usize) < nsub[a])
@@ -298,9 +305,7 @@ impl Domain {
                     pec.push(cell);
                 }
             }
-            let mut idx = p;
-            idx[ax] = centre_edge;
-            let port = idx[0] * strides[0] + idx[1] * strides[1] + idx[2] * strides[2];
+            let port = edge(centre_edge).1;
             if let Some(r) = e.wire_radius_m
                 && r >= 0.5 * d.iter().cloned().fold(f64::INFINITY, f64::min)
             {
@@ -313,17 +318,7 @@ impl Domain {
                     format!("{:.2} mm", r * 1e3),
                 ));
             }
-            let inductors = ind_edges
-                .iter()
-                .map(|(q, l)| {
-                    let mut idx = p;
-                    idx[ax] = *q;
-                    (
-                        idx[0] * strides[0] + idx[1] * strides[1] + idx[2] * strides[2],
-                        *l,
-                    )
-                })
-                .collect();
+            let inductors = ind_edges.iter().map(|(q, l)| (edge(*q).1, *l)).collect();
             elements.push(ElementLayout {
                 axis: ax,
                 pec,

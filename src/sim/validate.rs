@@ -562,39 +562,20 @@ fn dipole_far_pattern(thetas: &[f64]) -> Vec<f64> {
     let e_theta = |theta: f64| -> f64 {
         let r = [theta.sin(), 0.0, theta.cos()];
         let (mut nv, mut lv) = ([Complex64::new(0.0, 0.0); 3], [Complex64::new(0.0, 0.0); 3]);
-        for axis in 0..3 {
-            let (u, v) = ((axis + 1) % 3, (axis + 2) % 3);
-            for (side, sign) in [(a[axis], -1.0), (b[axis], 1.0)] {
-                let mut n = [0.0; 3];
-                n[axis] = sign;
-                for p in a[u]..=b[u] {
-                    for q in a[v]..=b[v] {
-                        let mut c = [0usize; 3];
-                        c[axis] = side;
-                        c[u] = p;
-                        c[v] = q;
-                        let mut wgt = dx * dx;
-                        if p == a[u] || p == b[u] {
-                            wgt *= 0.5;
-                        }
-                        if q == a[v] || q == b[v] {
-                            wgt *= 0.5;
-                        }
-                        let i = dft.at(c[0], c[1], c[2]);
-                        let e = [dft.e[0][i], dft.e[1][i], dft.e[2][i]];
-                        let h = [dft.h[0][i], dft.h[1][i], dft.h[2][i]];
-                        let rp: f64 = (0..3).map(|k| r[k] * (c[k] as f64 - centre[k]) * dx).sum();
-                        let ph = (j * k0 * rp).exp() * wgt;
-                        let js = cross(n, h);
-                        let ms = cross(n, e);
-                        for k in 0..3 {
-                            nv[k] += js[k] * ph;
-                            lv[k] -= ms[k] * ph;
-                        }
-                    }
-                }
+        dft.for_each_surface_cell(a, b, [dx; 3], |i, c, axis, sign, area| {
+            let mut n = [0.0; 3];
+            n[axis] = sign;
+            let e = [dft.e[0][i], dft.e[1][i], dft.e[2][i]];
+            let h = [dft.h[0][i], dft.h[1][i], dft.h[2][i]];
+            let rp: f64 = (0..3).map(|k| r[k] * (c[k] as f64 - centre[k]) * dx).sum();
+            let ph = (j * k0 * rp).exp() * area;
+            let js = cross(n, h);
+            let ms = cross(n, e);
+            for k in 0..3 {
+                nv[k] += js[k] * ph;
+                lv[k] -= ms[k] * ph;
             }
-        }
+        });
         let t = [theta.cos(), 0.0, -theta.sin()];
         let phi = [0.0, 1.0, 0.0];
         let dot =

@@ -49,3 +49,10 @@ pub fn synth(out: &Path, shape: &str, spacing_mm: &str) {
     ]);
     assert_eq!(rc, 0, "{e}");
 }
+
+/// A file of the embedded default data (`examples/data/NAME`).
+pub fn data(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/data")
+        .join(name)
+}
