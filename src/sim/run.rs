@@ -225,6 +225,9 @@ impl Domain {
                     v.round() as usize
                 };
             }
+            // 2 half_edges - 1 edges in all: a wire of n edges is electrically n + 1 cells long
+            // (each end node's charge reaches half a cell beyond it), which the half-wave dipole
+            // test checks against the moment method.
             let half_edges = ((e.length_m / 2.0) / d[ax]).round() as usize;
             // The feed is always one edge: a gap of several edges with the port on one of them would
             // put open air gaps in series with the port (a large series capacitance). A physical gap
