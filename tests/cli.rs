@@ -273,6 +273,16 @@ fn demo_report_is_consistent() {
         }
         let flip = p["flip_mean_deg"].as_f64().unwrap();
         assert!(flip > 0.0 && flip < 180.0, "{p}");
+        // The slice-selective spokes pulse excites the z = 0 plane only: there it is homogeneous
+        // and larger than its whole-organ mean, which the out-of-slice voxels pull down.
+        if p["pulse"].as_str().unwrap().starts_with("spokes") {
+            let (cv, cv0) = (
+                p["flip_cv"].as_f64().unwrap(),
+                p["flip_z0_plane_cv"].as_f64().unwrap(),
+            );
+            assert!(cv0 < 0.2 && cv0 < 0.5 * cv, "{p}");
+            assert!(p["flip_z0_plane_mean_deg"].as_f64().unwrap() > flip, "{p}");
+        }
     }
     // Shims: every constraint's result is judged exactly; the exact-Q10g shim meets 10 W/kg, and
     // the network's and the conventional constraint (with their safety factors) lead to shims
