@@ -427,29 +427,19 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
         noise: b1sar::predict::NoiseDraw::Shared,
     });
     let prostate = b1sar::tissue::by_name("prostate")?.label;
-    // The whole prostate, and its voxels in the grid plane nearest z = 0: slice-selective pulses
-    // (spokes) excite a slice at the gradient isocentre, so their homogeneity is judged there; over
-    // the whole organ the out-of-slice voxels would dominate the CV.
-    let (bloch_voxels, slice_voxels) = match b1sar::bloch::label_voxels(&f, prostate) {
+    // The prostate, and which of its voxels lie in the grid plane nearest z = 0: slice-selective
+    // pulses (spokes) excite a slice at the gradient isocentre, so their homogeneity is judged there;
+    // over the whole organ the out-of-slice voxels would dominate the CV.
+    let prostate_bloch = match b1sar::bloch::label_voxels(&f, prostate) {
         Ok(idx) => {
             let g = f.grid();
             let z0 = (-g.origin_m[0] / g.spacing_m[0]).round();
-            let in_slice: Vec<usize> = idx
-                .iter()
-                .copied()
-                .filter(|&i| g.unflat(i)[0] as f64 == z0)
+            let in_plane: Vec<usize> = (0..idx.len())
+                .filter(|&k| g.unflat(idx[k])[0] as f64 == z0)
                 .collect();
-            let slice = if in_slice.is_empty() {
-                None
-            } else {
-                Some(b1sar::bloch::Voxels::from_fields(&f, &in_slice, None)?)
-            };
-            (
-                Some(b1sar::bloch::Voxels::from_fields(&f, &idx, None)?),
-                slice,
-            )
+            Some((b1sar::bloch::Voxels::from_fields(&f, &idx, None)?, in_plane))
         }
-        Err(_) => (None, None),
+        Err(_) => None,
     };
     let mut pulse_rows = Vec::new();
     let pulse_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pulses");
@@ -482,19 +472,23 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
                 net_eig = psar_eigen(np, &pulse, tr)? * np.sf;
                 net_ms = (t_step * 1e3, t.elapsed().as_secs_f64() * 1e3);
             }
-            let flip_stats_over = |v: &Option<b1sar::bloch::Voxels>| -> b1sar::Result<_> {
-                v.as_ref()
-                    .map(|v| {
-                        b1sar::bloch::flip_stats(&b1sar::bloch::flip_angles_deg(
-                            &pulse,
-                            v,
-                            b1sar::bloch::Model::FullRotation,
-                        )?)
-                    })
-                    .transpose()
+            let (flips, slice_flips) = match &prostate_bloch {
+                Some((v, in_plane)) => {
+                    let deg = b1sar::bloch::flip_angles_deg(
+                        &pulse,
+                        v,
+                        b1sar::bloch::Model::FullRotation,
+                    )?;
+                    let plane: Vec<f64> = in_plane.iter().map(|&k| deg[k]).collect();
+                    let plane_stats = if plane.is_empty() {
+                        None
+                    } else {
+                        Some(b1sar::bloch::flip_stats(&plane)?)
+                    };
+                    (Some(b1sar::bloch::flip_stats(&deg)?), plane_stats)
+                }
+                None => (None, None),
             };
-            let flips = flip_stats_over(&bloch_voxels)?;
-            let slice_flips = flip_stats_over(&slice_voxels)?;
             out.line(format!(
                 "pulse {}: TR-averaged pSAR10g {exact:.3} W/kg exact, {bound:.3} VOP bound, {net_step:.3} network x SF per step ({:.0} ms), {net_eig:.3} eigen fast path ({:.0} ms){}{}",
                 pulse.name,
