@@ -7,12 +7,23 @@
 //! 2. The cube is *valid* when its air volume is below 10 % of the cube, each of its 6 faces touches
 //!    tissue (the outermost partial layer of voxels under each face holds a tissue voxel), and it lies
 //!    inside the grid. The voxel's SAR10g is the mass-weighted mean point SAR in the cube.
-//! 3. A tissue voxel that is not the centre of a valid cube but whose centre lies inside one or more
-//!    valid cubes (*used* voxel) gets the maximum of their averages.
+//! 3. A tissue voxel that is not the centre of a valid cube but lies *entirely* inside one or more
+//!    valid cubes (*used* voxel) gets the maximum of their averages. The standard's flow chart flags a
+//!    voxel as used when it is "entirely included" in a valid averaging volume: all three of its axis
+//!    overlaps with the cube are complete, so a voxel touched only by the cube's fractional outer shell
+//!    is not used. Reading "inside" as "centre inside" classes the skin and fat under a coil element as
+//!    used and gives them the averages of deeper cubes instead of the face cubes of rule 4; on a dipole
+//!    beside a muscle box that under-reports pSAR10g by ~9 %. The conservative reading is the default;
+//!    [`Containment::CentreInside`] keeps the earlier one for comparisons only.
 //! 4. Every other tissue voxel (*unused*) gets six cubes, each with the voxel at the centre of one face
 //!    (the voxel's outer face lying in the cube face) and grown away from that face to 10 g, ignoring
-//!    the air and face rules (outside the grid counts as air); among those whose volume is within
-//!    5 % of the smallest, the largest average is taken.
+//!    the air and face rules; among those whose volume is within 5 % of the smallest, the largest
+//!    average is taken. Space outside the grid counts as background (air), the same as padding the
+//!    grid with air: a face cube may reach beyond the grid and then holds no mass there.
+//!
+//! Cube edges are solved to a relative mass tolerance of 1e-11, far inside the standard's 1e-6, so the
+//! result does not depend on where the search happens to stop (an independent brute-force
+//! implementation in `tests/averaging_bruteforce.rs` agrees to 1e-9).
 //!
 //! Units: masses in kg, point SAR and averaged SAR in W/kg, lengths in m (voxel units internally).
 
@@ -20,8 +31,7 @@ use super::sat::Sat;
 use crate::error::{Error, Result};
 use crate::grid::Grid;
 use crate::units::{
-    AIR_DENSITY_KG_M3, AVERAGING_MASS_KG, AVERAGING_MASS_RTOL, FACE_CUBE_VOLUME_RATIO,
-    MAX_AIR_FRACTION,
+    AIR_DENSITY_KG_M3, AVERAGING_MASS_KG, FACE_CUBE_VOLUME_RATIO, MAX_AIR_FRACTION,
 };
 use ndarray::{Array3, ArrayView3};
 use rayon::prelude::*;
@@ -80,25 +90,64 @@ pub struct Averager {
     coverage: Coverage,
 }
 
-/// Rule-3 machinery: which valid cubes contain which voxel centres, as integer containment radii
-/// (z, y, x voxels) grouped into classes so the maximum over containing cubes is a few separable
-/// sliding-window maxima.
+/// Relative mass tolerance of the cube-edge search: far inside the standard's 1e-6
+/// ([`crate::units::AVERAGING_MASS_RTOL`]) so that averages do not depend on where a search stops.
+const SOLVE_RTOL: f64 = 1e-11;
+
+/// What rule 3 takes as a voxel lying inside a valid cube.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum Containment {
+    /// The whole voxel lies inside the cube (every axis overlap complete): IEC/IEEE 62704-1's
+    /// "entirely included", the conservative reading and the default.
+    #[default]
+    EntireVoxel,
+    /// The voxel's centre lies inside the cube: b1sar's reading before 2026-12. It under-reports
+    /// surface pSAR10g and is kept only to compare with earlier figures and other tools.
+    CentreInside,
+}
+
+impl Containment {
+    /// Largest integer offset k (voxels) along an axis at which a voxel still counts as inside a cube
+    /// of half-width `h` (voxels) centred on a voxel; `None` when not even the centre voxel counts.
+    fn radius(self, h: f64) -> Option<usize> {
+        // Cube centred on voxel c spans [c + 0.5 - h, c + 0.5 + h]; voxel c + k spans [c + k, c + k + 1]
+        // and its centre is c + k + 0.5. Slack of 1e-9 voxel absorbs rounding of edges that coincide.
+        let r = match self {
+            Containment::EntireVoxel => h - 0.5 + 1e-9,
+            Containment::CentreInside => h + 1e-9,
+        };
+        (r >= 0.0).then(|| r.floor() as usize)
+    }
+}
+
+/// Rule-3 machinery: which valid cubes contain which voxels (by the [`Containment`] rule), as integer
+/// containment radii (z, y, x voxels) grouped into classes so the maximum over containing cubes is a
+/// few separable sliding-window maxima.
 #[derive(Clone, Debug)]
 pub struct Coverage {
     shape: [usize; 3],
     radius_of: Vec<u8>,
     radii: Vec<[usize; 3]>,
+    containment: Containment,
 }
 
 impl Coverage {
     /// From the valid cubes: (flat voxel index, cube side in m).
-    pub fn new(grid: &Grid, valid: impl Iterator<Item = (usize, f64)>) -> Result<Self> {
+    pub fn new(
+        grid: &Grid,
+        valid: impl Iterator<Item = (usize, f64)>,
+        containment: Containment,
+    ) -> Result<Self> {
         let mut radii: Vec<[usize; 3]> = Vec::new();
         let mut radius_of = vec![u8::MAX; grid.len()];
         for (i, side_m) in valid {
-            // Voxel centre at integer offset k lies inside when |k| d <= side / 2.
+            // A valid cube always holds its own centre voxel's centre; a cube narrower than a voxel
+            // along an axis contains no whole voxel, not even its own (radius 0 is then harmless: the
+            // centre takes its own average by rule 2 anyway).
             let r: [usize; 3] = std::array::from_fn(|a| {
-                ((side_m / (2.0 * grid.spacing_m[a])) * (1.0 + 1e-12)).floor() as usize
+                containment
+                    .radius(side_m / (2.0 * grid.spacing_m[a]))
+                    .unwrap_or(0)
             });
             let k = match radii.iter().position(|q| *q == r) {
                 Some(k) => k,
@@ -118,7 +167,13 @@ impl Coverage {
             shape: grid.shape,
             radius_of,
             radii,
+            containment,
         })
+    }
+
+    /// The rule-3 containment rule.
+    pub fn containment(&self) -> Containment {
+        self.containment
     }
 
     /// For every voxel, the maximum of `value` over the valid centres whose cube contains the voxel's
@@ -180,7 +235,7 @@ impl Search<'_> {
     /// searching up to `max_side`; `None` when even `max_side` holds less than 10 g.
     fn grow(&self, guess: f64, max_side: f64, mass_of: impl Fn(f64) -> f64) -> Option<(f64, f64)> {
         let t = self.target;
-        let tol = AVERAGING_MASS_RTOL * t * 0.5;
+        let tol = SOLVE_RTOL * t;
         let d_min = self
             .grid
             .spacing_m
@@ -215,7 +270,11 @@ impl Search<'_> {
                 if x >= max_side {
                     return None;
                 }
-                x = (x * 1.05 + 0.25 * d_min).min(max_side);
+                // Mass grows at least like the side cubed once the cube is filling with tissue, so
+                // the cube root of the missing ratio is a step that rarely overshoots far; at least
+                // 5 % so that cubes growing through air still advance, at most 2x.
+                let step = (t / (fa + t).max(t / 8.0)).cbrt().clamp(1.05, 2.0);
+                x = (x * step + 0.25 * d_min).min(max_side);
                 let f = mass_of(x) - t;
                 if f.abs() <= tol {
                     return Some((x, f + t));
@@ -267,10 +326,21 @@ impl Search<'_> {
 }
 
 impl Averager {
-    /// Find the averaging cubes for every voxel of a density map (kg/m^3, [z, y, x]).
+    /// Find the averaging cubes for every voxel of a density map (kg/m^3, [z, y, x]), with rule 3 read
+    /// as the standard does ([`Containment::EntireVoxel`]).
     /// Errors if a tissue voxel cannot gather 10 g in any of the rule-4 directions (tissue region
     /// lighter than 10 g) or the density holds NaN/negative values.
     pub fn new(grid: Grid, rho_kg_m3: ArrayView3<'_, f64>) -> Result<Self> {
+        Self::with_containment(grid, rho_kg_m3, Containment::EntireVoxel)
+    }
+
+    /// [`Averager::new`] with an explicit rule-3 containment rule (for comparisons with the earlier
+    /// reading; see [`Containment`]).
+    pub fn with_containment(
+        grid: Grid,
+        rho_kg_m3: ArrayView3<'_, f64>,
+        containment: Containment,
+    ) -> Result<Self> {
         if rho_kg_m3.shape() != grid.shape {
             return Err(Error::invalid(
                 "rho",
@@ -357,6 +427,7 @@ impl Averager {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, c)| c.map(|c| (i, c.side_m))),
+            containment,
         )?;
         let mut averager = Averager {
             grid,
@@ -624,6 +695,7 @@ fn max_filter(v: &[f64], shape: [usize; 3], r: [usize; 3]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::AVERAGING_MASS_RTOL;
     use ndarray::Array3;
 
     fn grid(shape: [usize; 3], d: f64) -> Grid {
@@ -685,8 +757,15 @@ mod tests {
         // layer 3 (centre 7.5 mm deep): cube side L solves L^2 (L/2 + 7.5 mm) = 10 cm^3 -> 22.96 mm,
         //   air fraction (L/2 - 7.5)/L = 17 % > 10 %: invalid.
         // layer 4 (12.5 mm deep > L/2 = 10.77 mm): all tissue, valid, average = centre value 9.0
-        //   (linear SAR, symmetric cube); its cube reaches 1.73 mm below the surface and so contains
-        //   the centres of layers 2 and 3, whose largest containing average is layer 4's: 9.0.
+        //   (linear SAR, symmetric cube); its cube spans depths 1.73-23.27 mm, so it holds layer 3
+        //   (5-10 mm) entirely: used, 9.0. Layer 5's cube starts 6.73 mm deep and holds neither.
+        // layer 2 (the surface voxel, 0-5 mm) is only touched by layer 4's outer shell: unused. Its
+        //   face cubes: grown into the tissue (+z) it is all tissue, L = (10 cm^3)^(1/3) = 21.544 mm =
+        //   4.3089 voxels, average (10 + 9.5 + 9 + 8.5 + 0.3089 x 8) / 4.3089 = 9.1604 W/kg; the
+        //   lateral cubes are half air (L^2 (L/2 + 2.5 mm) = 10 cm^3 -> 25.6 mm, 1.67x the volume)
+        //   and the -z cube sees one 5 mm layer (44.7 mm), so the 5 % rule keeps the +z cube only.
+        //   Under the earlier centre-inside reading layer 4's cube held layer 2's centre (2.5 mm >
+        //   1.73 mm) and layer 2 got 9.0: lower than the standard's 9.1604.
         let g = grid([16, 24, 24], 0.005);
         let mut rho = Array3::zeros((16, 24, 24));
         rho.slice_mut(ndarray::s![2.., .., ..]).fill(1000.0);
@@ -701,10 +780,20 @@ mod tests {
         let out = av.average(sar.view()).unwrap();
         let cls = av.classes();
         let at = |z| g.flat(z, 12, 12);
-        assert_eq!(cls[at(2)], VoxelClass::Used);
+        assert_eq!(cls[at(2)], VoxelClass::Unused);
         assert_eq!(cls[at(3)], VoxelClass::Used);
         assert_eq!(cls[at(4)], VoxelClass::Valid);
-        let expect = [(2, 9.0), (3, 9.0), (4, 9.0), (5, 8.5), (6, 8.0), (8, 7.0)];
+        let lv = 1e-5f64.cbrt() / 0.005;
+        let surface = (10.0 + 9.5 + 9.0 + 8.5 + (lv - 4.0) * 8.0) / lv;
+        assert!((surface - 9.1604).abs() < 1e-4, "{surface}");
+        let expect = [
+            (2, surface),
+            (3, 9.0),
+            (4, 9.0),
+            (5, 8.5),
+            (6, 8.0),
+            (8, 7.0),
+        ];
         for (z, v) in expect {
             assert!(
                 (out[[z, 12, 12]] - v).abs() < 1e-9,
@@ -713,6 +802,13 @@ mod tests {
             );
         }
         assert_masses(&av);
+
+        // The earlier reading: the surface voxel was used and under-reported.
+        let old = Averager::with_containment(g, rho.view(), Containment::CentreInside).unwrap();
+        assert_eq!(old.classes()[at(2)], VoxelClass::Used);
+        let old_out = old.average(sar.view()).unwrap();
+        assert!((old_out[[2, 12, 12]] - 9.0).abs() < 1e-9);
+        assert!(old_out[[2, 12, 12]] < out[[2, 12, 12]] - 0.15);
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod q10g;
 pub mod sat;
 pub mod vop;
 
-pub use average::{Averager, AveragingCounts, Cube, VoxelClass};
+pub use average::{Averager, AveragingCounts, Containment, Cube, VoxelClass};
 pub use q10g::Q10g;
 pub use vop::VopSet;
 

@@ -12,7 +12,7 @@
 //! -2 Im(conj(s_i) s_j)) give s^H Q s = q . f, so a batch of drives is one matrix product.
 //! Units: W/kg per W (Q), W/kg (SAR).
 
-use super::average::{Averager, Coverage, VoxelClass, assemble_map};
+use super::average::{Averager, Containment, Coverage, VoxelClass, assemble_map};
 use super::sat::Sat;
 use crate::drive::Drive;
 use crate::error::{Error, Result};
@@ -25,6 +25,10 @@ use ndarray::{Array1, Array2, Array3, Array4, ArrayView2, Axis, s};
 use num_complex::Complex64;
 use rayon::prelude::*;
 use std::path::Path;
+
+/// Key of the Q10g file's rule-3 reading: [1] for "entirely included" (IEC/IEEE 62704-1), [0] for the
+/// earlier centre-inside reading.
+const RULE3_KEY: &str = "rule3_entire_voxel";
 
 /// Kind of averaging cube behind a matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -485,6 +489,8 @@ impl Q10g {
         z.add("spacing_m", &Array1::from(self.grid.spacing_m.to_vec()))?;
         z.add("origin_m", &Array1::from(self.grid.origin_m.to_vec()))?;
         z.add("n_channels", &Array1::from(vec![self.n_ch as u32]))?;
+        let entire = u8::from(self.coverage.containment() == Containment::EntireVoxel);
+        z.add(RULE3_KEY, &Array1::from(vec![entire]))?;
         z.finish()
     }
 
@@ -596,6 +602,24 @@ impl Q10g {
             .first()
             .copied()
             .unwrap_or(0.0);
+        // Files from before the standard's "entirely included" reading of rule 3 carry classes and
+        // face cubes that under-report surface pSAR10g: refuse them rather than mix two readings.
+        let containment = match z.get::<u8, ndarray::Ix1>(RULE3_KEY)? {
+            None => {
+                return Err(bad(
+                    RULE3_KEY,
+                    "missing: the file predates b1sar's IEC/IEEE 62704-1 reading of rule 3 \
+                     (a voxel is used only when entirely inside a valid cube), and its averaging \
+                     under-reports surface pSAR10g; regenerate it with `b1sar qmatrix`"
+                        .into(),
+                ));
+            }
+            Some(a) => match a.first() {
+                Some(1) => Containment::EntireVoxel,
+                Some(0) => Containment::CentreInside,
+                other => return Err(bad(RULE3_KEY, format!("{other:?}, expected [1] or [0]"))),
+            },
+        };
         let coverage = Coverage::new(
             &grid,
             voxel
@@ -604,6 +628,7 @@ impl Q10g {
                 .zip(&side_m)
                 .filter(|((_, k), _)| **k == CubeKind::Centred)
                 .map(|((v, _), s)| (*v as usize, *s)),
+            containment,
         )?;
         Ok(Q10g {
             grid,
