@@ -74,7 +74,10 @@ fn shipped_subject_psar_never_drops_over_100_drives() {
         }
     }
     let gain = psar.iter().map(|(o, n)| n / o - 1.0);
-    let (mean, max) = (gain.clone().sum::<f64>() / psar.len() as f64, gain.fold(0.0, f64::max));
+    let (mean, max) = (
+        gain.clone().sum::<f64>() / psar.len() as f64,
+        gain.fold(0.0, f64::max),
+    );
     eprintln!("{raised} of 100 drives raised, mean {mean:.4}, max {max:.4}");
     assert!(raised > 0, "no drive's peak sits in a surface voxel");
 }
@@ -125,15 +128,57 @@ fn dipole_beside_a_muscle_box() {
         "pSAR10g {n} W/kg should exceed the earlier reading's {o} W/kg: the peak is at the surface"
     );
     // And `b1sar sar` reports the new counts.
-    let (rc, v, e) = b1sar(&[
-        "sar",
-        "--fields",
-        s(&fields),
-        "--drive",
-        "1@0",
-    ]);
+    let (rc, v, e) = b1sar(&["sar", "--fields", s(&fields), "--drive", "1@0"]);
     assert_eq!(rc, 0, "{e}");
     assert_eq!(v["voxel_counts"]["unused"], new.unused);
     assert_eq!(v["voxel_counts"]["used"], new.used);
     assert!((v["psar10g_w_per_kg"].as_f64().unwrap() - n).abs() <= 1e-9 * n);
+}
+
+#[test]
+fn q10g_files_from_the_earlier_reading_are_refused() {
+    use ndarray::{Ix1, Ix2, Ix3, OwnedRepr};
+    use ndarray_npy::{NpzReader, NpzWriter};
+    let f = b1sar::synth::pelvis_fieldset(&b1sar::synth::SynthSpec::pelvis([12, 14, 16], 0.008))
+        .unwrap();
+    let q = Q10g::from_fields(&f).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (new, old) = (dir.path().join("q.npz"), dir.path().join("q_old.npz"));
+    q.save(&new).unwrap();
+    let back = Q10g::load(&new).unwrap();
+    let d = Drive::uniform(f.n_channels(), 1.0).unwrap();
+    assert_eq!(back.psar(&d).unwrap(), q.psar(&d).unwrap());
+    // The same file without the rule-3 key, as b1sar wrote it before.
+    let mut r = NpzReader::new(std::fs::File::open(&new).unwrap()).unwrap();
+    let mut w = NpzWriter::new(std::fs::File::create(&old).unwrap());
+    for name in r.names().unwrap() {
+        let name = name.trim_end_matches(".npy").to_string();
+        match name.as_str() {
+            "rule3_entire_voxel" => {}
+            "q_packed" => w
+                .add_array(&name, &r.by_name::<OwnedRepr<f64>, Ix2>(&name).unwrap())
+                .unwrap(),
+            "voxel_zyx" => w
+                .add_array(&name, &r.by_name::<OwnedRepr<u32>, Ix2>(&name).unwrap())
+                .unwrap(),
+            "voxel_class" => w
+                .add_array(&name, &r.by_name::<OwnedRepr<u8>, Ix3>(&name).unwrap())
+                .unwrap(),
+            "kind" => w
+                .add_array(&name, &r.by_name::<OwnedRepr<u8>, Ix1>(&name).unwrap())
+                .unwrap(),
+            "n_channels" => w
+                .add_array(&name, &r.by_name::<OwnedRepr<u32>, Ix1>(&name).unwrap())
+                .unwrap(),
+            _ => w
+                .add_array(&name, &r.by_name::<OwnedRepr<f64>, Ix1>(&name).unwrap())
+                .unwrap(),
+        };
+    }
+    w.finish().unwrap();
+    let e = Q10g::load(&old).unwrap_err().to_string();
+    assert!(
+        e.contains("rule3_entire_voxel") && e.contains("qmatrix"),
+        "{e}"
+    );
 }

@@ -345,12 +345,12 @@ fn sar_map_matches_brute_force_rules() {
             VoxelClass::Air => assert_eq!(mass[i], 0.0),
             VoxelClass::Valid => assert!(cubes[i].is_some()),
             VoxelClass::Used | VoxelClass::Unused => {
-                // Rule 3: maximum over the valid cubes containing the voxel centre.
-                let ctr = grid.unflat(i).map(|k| k as f64 + 0.5);
+                // Rule 3: maximum over the valid cubes containing the whole voxel [k, k + 1]^3.
+                let k = grid.unflat(i).map(|k| k as f64);
                 let mut best = f64::NEG_INFINITY;
                 for &j in &valid_list {
                     let c = cubes[j].unwrap();
-                    if (0..3).all(|a| c.lo[a] - 1e-9 <= ctr[a] && ctr[a] <= c.hi[a] + 1e-9) {
+                    if (0..3).all(|a| c.lo[a] - 1e-9 <= k[a] && k[a] + 1.0 <= c.hi[a] + 1e-9) {
                         best = best.max(valid_avg[j]);
                     }
                 }
@@ -444,6 +444,10 @@ fn write_permuted_q10g(src: &std::path::Path, dst: &std::path::Path, perm: &[usi
     w.add_array("side_m", &side.select(Axis(0), perm)).unwrap();
     w.add_array("voxel_class", &class).unwrap();
     w.add_array("n_channels", &n_ch).unwrap();
+    let rule3 = r
+        .by_name::<OwnedRepr<u8>, Ix1>("rule3_entire_voxel")
+        .unwrap();
+    w.add_array("rule3_entire_voxel", &rule3).unwrap();
     for name in ["q_whole_body", "total_mass_kg", "spacing_m", "origin_m"] {
         let a = r.by_name::<OwnedRepr<f64>, Ix1>(name).unwrap();
         w.add_array(name, &a).unwrap();
