@@ -4,7 +4,7 @@
 use super::{Output, bar};
 use anyhow::Result;
 use b1sar::dataset::{Shard, load_shard};
-use b1sar::net::{self, GeneratorConfig, Trainer, TrainerConfig, input_tensor, predict};
+use b1sar::net::{self, GeneratorConfig, ModelInfo, Trainer, TrainerConfig, input_tensor, predict};
 use b1sar::{Error, io, plot};
 use clap::{Args, ValueEnum};
 use rand::SeedableRng;
@@ -416,12 +416,18 @@ pub fn train(a: TrainArgs, out: &Output) -> Result<serde_json::Value> {
     } else {
         f64::NAN
     };
-    let info = json!({
-        "variant": format!("{:?}", a.schedule.variant), "size_hw": hw, "input": "5 slices x (Re, Im B1+ / nominal |B1+|, DREAM mask)",
-        "sar_unit_w_per_kg": shards[0].manifest.config.sar_unit_w_per_kg, "dataset_config": shards[0].manifest.config, "train_subjects": train_shards.iter().map(|s| s.subject).collect::<Vec<_>>(),
-        "holdout_subjects": holdout, "safety_factor": if sf.is_finite() { Some(sf) } else { None }, "epochs": a.schedule.epochs, "steps": trainer.steps(), "dataset": a.data,
-    });
-    io::write_json(&model_dir.join("model.json"), &info)?;
+    ModelInfo::new(
+        format!("{:?}", a.schedule.variant),
+        hw,
+        shards[0].manifest.config.clone(),
+        train_shards.iter().map(|s| s.subject).collect(),
+        holdout.clone(),
+        sf.is_finite().then_some(sf),
+        a.schedule.epochs,
+        trainer.steps(),
+        a.data.clone(),
+    )
+    .save(&model_dir)?;
     let curve = |f: fn(&EpochMetrics) -> f64| {
         history
             .iter()
