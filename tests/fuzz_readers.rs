@@ -451,7 +451,10 @@ fn mutate(seed: &[u8], kind: u8, a: u64, b: u64, c: u64) -> Vec<u8> {
     v
 }
 
-fn check(r: Reader, seeds: &[Vec<u8>], ext: &str, pick: usize, kind: u8, a: u64, b: u64, c: u64) {
+/// One mutation: kind, then its three parameters (see [`mutate`]).
+type Mutation = (u8, u64, u64, u64);
+
+fn check(r: Reader, seeds: &[Vec<u8>], ext: &str, pick: usize, (kind, a, b, c): Mutation) {
     let seed = &seeds[pick % seeds.len()];
     let input = mutate(seed, kind, a, b, c);
     let out = load_bytes(r, &input, ext).unwrap_or_else(|e| {
@@ -483,48 +486,48 @@ proptest! {
 
     #[test]
     fn field_set_npz(pick in 0usize..8, kind in 0u8..5, a: u64, b: u64, c: u64) {
-        check(Reader::FieldSet, &seeds().field_sets, "npz", pick, kind, a, b, c);
+        check(Reader::FieldSet, &seeds().field_sets, "npz", pick, (kind, a, b, c));
     }
 
     #[test]
     fn q10g_npz(pick in 0usize..8, kind in 0u8..5, a: u64, b: u64, c: u64) {
-        check(Reader::Q10g, &seeds().q10g, "npz", pick, kind, a, b, c);
+        check(Reader::Q10g, &seeds().q10g, "npz", pick, (kind, a, b, c));
     }
 
     #[test]
     fn vop_npz(pick in 0usize..8, kind in 0u8..5, a: u64, b: u64, c: u64) {
-        check(Reader::Vop, &seeds().vops, "npz", pick, kind, a, b, c);
+        check(Reader::Vop, &seeds().vops, "npz", pick, (kind, a, b, c));
     }
 
     #[test]
     fn nifti(pick in 0usize..8, kind in 0u8..4, a: u64, b: u64, c: u64) {
         let (seed, ext) = &seeds().nifti[pick % seeds().nifti.len()];
-        check(Reader::Nifti, std::slice::from_ref(seed), ext, 0, kind, a, b, c);
+        check(Reader::Nifti, std::slice::from_ref(seed), ext, 0, (kind, a, b, c));
     }
 
     #[test]
     fn mat_v5(pick in 0usize..8, kind in 0u8..4, a: u64, b: u64, c: u64) {
-        check(Reader::Mat, &seeds().mat, "mat", pick, kind, a, b, c);
+        check(Reader::Mat, &seeds().mat, "mat", pick, (kind, a, b, c));
     }
 
     #[test]
     fn pulseq_seq(pick in 0usize..8, kind in 0u8..4, a: u64, b: u64, c: u64) {
-        check(Reader::Seq, &seeds().seq, "seq", pick, kind, a, b, c);
+        check(Reader::Seq, &seeds().seq, "seq", pick, (kind, a, b, c));
     }
 
     #[test]
     fn pulse_json(pick in 0usize..8, kind in 0u8..4, a: u64, b: u64, c: u64) {
-        check(Reader::Pulse, &seeds().pulses, "json", pick, kind, a, b, c);
+        check(Reader::Pulse, &seeds().pulses, "json", pick, (kind, a, b, c));
     }
 
     #[test]
     fn drive_json(pick in 0usize..8, kind in 0u8..4, a: u64, b: u64, c: u64) {
-        check(Reader::Drive, &seeds().drives, "json", pick, kind, a, b, c);
+        check(Reader::Drive, &seeds().drives, "json", pick, (kind, a, b, c));
     }
 
     #[test]
     fn coil_json(pick in 0usize..8, kind in 0u8..4, a: u64, b: u64, c: u64) {
-        check(Reader::Coil, &seeds().coils, "json", pick, kind, a, b, c);
+        check(Reader::Coil, &seeds().coils, "json", pick, (kind, a, b, c));
     }
 }
 
