@@ -132,11 +132,7 @@ fn main() -> Result<()> {
     // and the eigen fast path (at most 8 evaluations).
     let net = NetworkSar::load(&a.model, &cpu_device())
         .with_context(|| format!("loading the network {}", a.model.display()))?;
-    let info: serde_json::Value =
-        b1sar::io::read_json(&a.model.join("model.json"), "model description")?;
-    let net_sf = info["safety_factor"]
-        .as_f64()
-        .with_context(|| format!("{}/model.json has no safety_factor", a.model.display()))?;
+    let net_sf = net.info.safety_factor()?;
     let z = target_slice(&f);
     let np = NetworkPredictor {
         net: &net,

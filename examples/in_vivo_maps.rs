@@ -162,9 +162,7 @@ fn main() -> Result<()> {
     // 4. The network on both field sets; exact SAR10g from Q10g.
     let mut net = NetworkSar::load(&a.model, &cpu_device())
         .with_context(|| format!("loading the network {}", a.model.display()))?;
-    let info: serde_json::Value =
-        b1sar::io::read_json(&a.model.join("model.json"), "model description")?;
-    let sf = info["safety_factor"].as_f64().unwrap_or(1.0);
+    let sf = net.info.safety_factor()?;
     let q = Q10g::from_fields(&f).context("Q10g matrices of the subject (needs E)")?;
     let z = target_slice(&f);
     let cp: Vec<f64> = (0..n).map(|k| 2.0 * PI * k as f64 / n as f64).collect();

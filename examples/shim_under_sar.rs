@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use b1sar::dataset::target_slice;
 use b1sar::net::cpu_device;
 use b1sar::optim::{
-    Limit, Objective, PredictorLimit, QuadraticLimit, Settings, ShimSystem, optimize,
+    Limit, LimitKind, Objective, PredictorLimit, QuadraticLimit, Settings, ShimSystem, optimize,
     roi_from_fields,
 };
 use b1sar::predict::{NetworkPredictor, NetworkSar};
@@ -97,7 +97,8 @@ fn main() -> Result<()> {
         1.0,
         WHOLE_BODY_SAR_LIMIT_W_PER_KG,
         &w,
-    )?;
+    )?
+    .with_kind(LimitKind::WholeBody);
     let exact_limit = QuadraticLimit::new(
         "local SAR10g (exact Q10g)",
         q.packed().to_owned(),
@@ -129,11 +130,7 @@ fn main() -> Result<()> {
     let net = if a.net {
         let net = NetworkSar::load(&a.model, &cpu_device())
             .with_context(|| format!("loading the network {}", a.model.display()))?;
-        let info: serde_json::Value =
-            b1sar::io::read_json(&a.model.join("model.json"), "model description")?;
-        let sf = info["safety_factor"]
-            .as_f64()
-            .with_context(|| format!("{}/model.json has no safety_factor", a.model.display()))?;
+        let sf = net.info.safety_factor()?;
         Some((net, sf))
     } else {
         None

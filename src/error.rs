@@ -34,6 +34,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A command-line mistake: a flag missing, or flags given in a combination that cannot work.
+    /// `flag` names the flag (or flags) to add or change.
+    #[error("usage: {flag}: {message}")]
+    Usage { flag: String, message: String },
     /// A computation that cannot produce a trustworthy number (e.g. no tissue to average over).
     #[error("{0}")]
     Computation(String),
@@ -50,6 +54,14 @@ impl Error {
             input: input.into(),
             expected: expected.into(),
             found: found.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Usage`].
+    pub fn usage(flag: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Usage {
+            flag: flag.into(),
+            message: message.into(),
         }
     }
 

@@ -144,13 +144,15 @@ impl FieldSet {
                 format!("{}", meta.frequency_hz),
             ));
         }
+        // Arrays may arrive in any memory order (numpy Fortran order, transposed views made owned);
+        // every kernel below walks flat slices in [channel, z, y, x] order, so fix the layout once.
         Ok(FieldSet {
             grid,
-            b1p,
-            e,
-            sigma,
-            rho,
-            labels,
+            b1p: crate::io::standard_layout(b1p),
+            e: e.map(crate::io::standard_layout),
+            sigma: crate::io::standard_layout(sigma),
+            rho: crate::io::standard_layout(rho),
+            labels: labels.map(crate::io::standard_layout),
             meta,
         })
     }
@@ -262,7 +264,10 @@ impl FieldSet {
     /// Mean |B1+| (T) over `voxels` (flat indices) for the complex drive amplitudes `s` (sqrt(W));
     /// 0 for no voxels.
     pub fn mean_b1_over(&self, voxels: &[usize], s: &[num_complex::Complex64]) -> f64 {
-        let flat = self.b1p.as_slice().expect("owned B1+ array is contiguous");
+        let flat = self
+            .b1p
+            .as_slice()
+            .expect("FieldSet::new stores B1+ in standard layout");
         let nv = self.grid.len();
         voxels
             .iter()
@@ -453,9 +458,15 @@ impl FieldSet {
         let n = self.grid.len();
         let flat = e
             .as_slice()
-            .ok_or_else(|| Error::Computation("E array is not contiguous".into()))?;
-        let sigma = self.sigma.as_slice().expect("owned arrays are contiguous");
-        let rho = self.rho.as_slice().expect("owned arrays are contiguous");
+            .expect("FieldSet::new stores E in standard layout");
+        let sigma = self
+            .sigma
+            .as_slice()
+            .expect("FieldSet::new stores sigma and rho in standard layout");
+        let rho = self
+            .rho
+            .as_slice()
+            .expect("FieldSet::new stores sigma and rho in standard layout");
         let out: Vec<f64> = (0..n)
             .into_par_iter()
             .map(|v| {
@@ -483,7 +494,9 @@ impl FieldSet {
 fn combine_into_serial(b1: &Array4<Complex32>, s: &[Complex64], out: &mut [Complex64]) {
     out.iter_mut().for_each(|o| *o = Complex64::new(0.0, 0.0));
     for (ch, sc) in b1.axis_iter(Axis(0)).zip(s) {
-        let ch = ch.as_slice().expect("owned B1+ array is contiguous");
+        let ch = ch
+            .as_slice()
+            .expect("FieldSet::new stores B1+ in standard layout");
         for (o, b) in out.iter_mut().zip(ch) {
             *o += Complex64::new(b.re as f64, b.im as f64) * sc;
         }
@@ -498,7 +511,9 @@ fn combine_into(b1: &Array4<Complex32>, s: &[Complex64], out: &mut [Complex64]) 
         let start = k * CHUNK;
         o.iter_mut().for_each(|x| *x = Complex64::new(0.0, 0.0));
         for (ch, sc) in b1.axis_iter(Axis(0)).zip(s) {
-            let ch = ch.as_slice().expect("owned B1+ array is contiguous");
+            let ch = ch
+                .as_slice()
+                .expect("FieldSet::new stores B1+ in standard layout");
             for (x, b) in o.iter_mut().zip(&ch[start..(start + CHUNK).min(n)]) {
                 *x += Complex64::new(b.re as f64, b.im as f64) * sc;
             }

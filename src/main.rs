@@ -4,7 +4,7 @@
 
 mod cli;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, error::ErrorKind};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -66,7 +66,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let out = cli::Output { json: cli.json };
     let result = match cli.command {
         Command::Demo(a) => cli::demo::run(a, &out),
@@ -108,4 +111,26 @@ fn main() -> ExitCode {
             ExitCode::from(if bad_input { 2 } else { 1 })
         }
     }
+}
+
+/// A flag clap refused (missing, unknown, malformed): exit 2 like every other usage mistake, and with
+/// `--json` still exactly one JSON object on stdout. Help and version requests are not errors.
+fn usage_error(e: clap::Error) -> ExitCode {
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let message = e.render().to_string();
+    eprint!("{message}");
+    if std::env::args().any(|a| a == "--json") {
+        println!(
+            "{}",
+            serde_json::json!({"error": message.trim_end(), "bad_input": true})
+        );
+    }
+    ExitCode::from(2)
 }

@@ -7,7 +7,7 @@ use crate::dataset::{DatasetConfig, SampleMaker, calibrate_nominal};
 use crate::drive::Drive;
 use crate::error::{Error, Result};
 use crate::field::FieldSet;
-use crate::net::{Device, Generator, load_generator, predict};
+use crate::net::{Device, Generator, ModelInfo, load_generator, predict};
 use ndarray::{Array3, Array4, Axis};
 use std::path::Path;
 
@@ -17,6 +17,8 @@ pub struct NetworkSar {
     device: Device,
     /// Sample settings of the training data (size, stack, noise, units, drive power).
     pub config: DatasetConfig,
+    /// The model's description (`model.json`): subjects, safety factor.
+    pub info: ModelInfo,
     /// Nominal |B1+| (T, at the training power) of the measurement, when known (e.g. from the
     /// scanner's DREAM settings); otherwise calibrated from the maps like the dataset.
     pub nominal_override: Option<f64>,
@@ -32,21 +34,13 @@ impl NetworkSar {
     /// Load `model/` written by `b1sar train` (generator weights and config, `model.json`).
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let g = load_generator(dir, device)?;
-        let info: serde_json::Value =
-            crate::io::read_json(&dir.join("model.json"), "model description")?;
-        let config: DatasetConfig = serde_json::from_value(info["dataset_config"].clone())
-            .map_err(|e| {
-                Error::format(
-                    dir.join("model.json"),
-                    "model description: dataset_config",
-                    e,
-                )
-            })?;
-        config.validate()?;
+        let info = ModelInfo::load(dir)?;
+        let config = info.dataset_config.clone();
         Ok(NetworkSar {
             g,
             device: device.clone(),
             config,
+            info,
             nominal_override: None,
         })
     }

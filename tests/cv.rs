@@ -96,15 +96,13 @@ fn assert_isolated(ds: &Path, out: &Path, n_folds: usize) {
             .collect();
         assert!(!test.is_empty() && !train.is_empty());
         // What the trained model says it saw: exactly the fold's training subjects.
-        let model = read(&dir.join("train/model/model.json"));
-        let seen: Vec<u64> = model["train_subjects"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
+        let model = b1sar::net::ModelInfo::load(&dir.join("train/model")).unwrap();
+        let seen: Vec<u64> = model.train_subjects.iter().map(|v| *v as u64).collect();
         assert_eq!(seen, train);
-        assert_eq!(r["model_train_subjects"], model["train_subjects"]);
+        assert_eq!(
+            r["model_train_subjects"],
+            serde_json::json!(model.train_subjects)
+        );
         // No held-out subject's samples (by the checksums in the dataset's manifests) among those the
         // training shards hold.
         let sums = |subject: u64| -> (String, String, Vec<Value>) {

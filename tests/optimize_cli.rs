@@ -259,3 +259,101 @@ fn per_subpulse_shims_of_a_kt_pulse() {
     assert!(b <= 10.0);
     assert!(o.join("drives.json").exists());
 }
+
+/// The shipped scanner VOP file with a first type whose VOPs are all zero put in front (as on a
+/// real 7 T scanner file, where the first type's VOPs vanish for this coil). Its limits: 10 W/kg
+/// for both types.
+fn typed_with_zero_first_type(out: &Path) {
+    use b1sar::io::mat::{MatData, MatFile, MatWrite, write_mat_v5};
+    let m = MatFile::read(&common::data("scanner/SarDataUser.mat")).unwrap();
+    let zz = m.get("ZZ").unwrap();
+    let (n, k) = (zz.dims[0], zz.dims[2]);
+    let (re, im) = match &zz.data {
+        MatData::Complex { re, im } => (re.clone(), im.clone()),
+        other => panic!("ZZ is complex, found {other:?}"),
+    };
+    let n_zero = 5;
+    // Column-major n x n x k: the zero VOPs first, then the shipped ones.
+    let mut zre = vec![0.0; n * n * n_zero];
+    let mut zim = zre.clone();
+    zre.extend(re);
+    zim.extend(im);
+    let types: Vec<i32> = std::iter::repeat_n(1, n_zero)
+        .chain(std::iter::repeat_n(6, k))
+        .collect();
+    write_mat_v5(
+        out,
+        &[
+            MatWrite::Complex {
+                name: "ZZ",
+                dims: vec![n, n, n_zero + k],
+                re: &zre,
+                im: &zim,
+            },
+            MatWrite::Int32 {
+                name: "ZZtype",
+                dims: vec![1, n_zero + k],
+                data: &types,
+            },
+            MatWrite::Real {
+                name: "VOPTypeLimit",
+                dims: vec![1, 2],
+                data: &[10.0, 10.0],
+            },
+            MatWrite::Int32 {
+                name: "VOPTypeLimitID",
+                dims: vec![1, 2],
+                data: &[1, 6],
+            },
+        ],
+        true,
+    )
+    .unwrap();
+}
+
+/// Issue 20, defect 4: `--objective efficiency` on a typed VOP file whose first type is all zero
+/// reaches the single-type optimum (it used to optimise the first type's identically zero SAR and
+/// return the start).
+#[test]
+fn efficiency_on_a_typed_scanner_file_follows_the_binding_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let typed = dir.path().join("SarDataUser_typed.mat");
+    typed_with_zero_first_type(&typed);
+    let run = |vop: &Path, out: &str| {
+        let (rc, j, e) = b1sar(&[
+            "optimize",
+            "--b1",
+            s(&common::data("scanner/b1_nt_per_v.nii.gz")),
+            "--roi-mask",
+            s(&common::data("scanner/prostate_mask.nii.gz")),
+            "--vop",
+            s(vop),
+            "--predictor",
+            "vop",
+            "--objective",
+            "efficiency",
+            "--out",
+            s(&dir.path().join(out)),
+        ]);
+        assert_eq!(rc, 0, "{e}");
+        j
+    };
+    let single = run(&common::data("scanner/SarDataUser.mat"), "single");
+    let two = run(&typed, "typed");
+    let eff = |j: &serde_json::Value| j["sar_efficiency"].as_f64().unwrap();
+    let zero = |j: &serde_json::Value| j["zero_phase_sar_efficiency"].as_f64().unwrap();
+    assert!(
+        (eff(&single) - eff(&two)).abs() <= 1e-6 * eff(&single),
+        "typed file {} vs single type {} nT/sqrt(W/kg)",
+        eff(&two),
+        eff(&single)
+    );
+    // The zero VOPs change nothing at the zero-phase start either, and the optimum beats it.
+    assert!((zero(&single) - zero(&two)).abs() <= 1e-9 * zero(&single));
+    assert!(
+        eff(&two) > 1.2 * zero(&two),
+        "{} vs {}",
+        eff(&two),
+        zero(&two)
+    );
+}

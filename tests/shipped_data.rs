@@ -66,9 +66,12 @@ fn shipped_network_is_within_its_safety_factor_and_silent_in_air() {
     use b1sar::predict::NetworkSar;
     let f = FieldSet::load(&data("subject_small.npz")).unwrap();
     let model = NetworkSar::load(&data("model"), &b1sar::net::cpu_device()).unwrap();
-    let info: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(data("model/model.json")).unwrap()).unwrap();
-    let sf = info["safety_factor"].as_f64().unwrap();
+    // The shipped model.json, read unchanged by the one typed reader.
+    let sf = model.info.safety_factor().unwrap();
+    assert_eq!(
+        model.info,
+        b1sar::net::ModelInfo::load(&data("model")).unwrap()
+    );
     assert!((1.0..5.0).contains(&sf), "a usable safety factor: {sf}");
     let av = Averager::new(*f.grid(), f.rho().view()).unwrap();
     let q = Q10g::compute(&f, &av, &|_, _| {}).unwrap();

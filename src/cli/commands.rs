@@ -1,7 +1,7 @@
 //! The exact-SAR subcommands: synth, combine, sar, qmatrix, vop, export.
 
 use super::{Output, bar, spinner};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use b1sar::field::MeasurementModel;
 use b1sar::sar::vop::AmplitudeUnit;
 use b1sar::sar::{self, Averager, Q10g, VopSet};
@@ -351,10 +351,12 @@ pub fn sar(a: SarArgs, out: &Output) -> Result<()> {
         pb.finish_and_clear();
         (map, q.whole_body_sar(&d)?, None, *q.grid())
     } else {
-        let fp = a
-            .fields
-            .as_ref()
-            .context("one of --fields, --q, --vop is required")?;
+        let fp = a.fields.as_ref().ok_or_else(|| {
+            Error::usage(
+                "--fields | --q | --vop",
+                "`sar` needs one of --fields F.npz, --q Q.npz or --vop V.npz",
+            )
+        })?;
         let f = load_fields(fp)?;
         let pb = spinner("10 g averaging cubes (IEC/IEEE 62704-1)");
         let av = Averager::new(*f.grid(), f.rho().view())?;

@@ -13,7 +13,7 @@ use b1sar::eval::cv::{
     self, CvSummary, Fold, PAPER, SampleResult, ShardRecord, SliceComparison, check_isolation,
     compare_volume, plan_folds,
 };
-use b1sar::net::{self, Device, Generator, load_generator, predict};
+use b1sar::net::{self, Device, Generator, ModelInfo, load_generator, predict};
 use b1sar::sar::Q10g;
 use b1sar::units::AIR_DENSITY_KG_M3;
 use b1sar::{Drive, Error, FieldSet, io, plot};
@@ -312,10 +312,7 @@ fn run_fold(
     )?;
     let train_elapsed_s = t_train.elapsed().as_secs_f64();
     let model_dir = train_out.join("model");
-    let info: serde_json::Value =
-        io::read_json(&model_dir.join("model.json"), "model description")?;
-    let model_train_subjects: Vec<usize> = serde_json::from_value(info["train_subjects"].clone())
-        .context("model.json train_subjects")?;
+    let model_train_subjects = ModelInfo::load(&model_dir)?.train_subjects;
     if model_train_subjects != fold.train {
         anyhow::bail!(Error::Computation(format!(
             "fold {}: the network was trained on subjects {model_train_subjects:?}, the plan says {:?}",

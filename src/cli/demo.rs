@@ -8,6 +8,7 @@
 use super::{Output, bar, spinner};
 use anyhow::Result;
 use b1sar::field::MeasurementModel;
+use b1sar::net::ModelInfo;
 use b1sar::predict::{NetworkPredictor, NetworkSar};
 use b1sar::pulse::integrate::QuadraticMaps;
 use b1sar::pulse::{psar_eigen, sar_per_step_maps};
@@ -39,6 +40,10 @@ pub struct DemoArgs {
     /// network-constrained shim, three points of the Pareto front.
     #[arg(long)]
     pub quick: bool,
+    /// Safety factor of the shipped network (default: its model.json's; the demo stops with an
+    /// error when that has none and this is not given).
+    #[arg(long)]
+    pub safety_factor: Option<f64>,
 }
 
 /// The subject of the demo and the "generic" reference subject of the conventional approach.
@@ -318,12 +323,17 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
     let model_dir = data.join("model");
     let mut net_json = serde_json::Value::Null;
     let mut net_row: Option<(String, String)> = None;
-    if shipped && model_dir.join("model.json").exists() {
+    if shipped && ModelInfo::path(&model_dir).exists() {
         let pb = spinner("network prediction (cGAN, CPU)");
         let model = NetworkSar::load(&model_dir, &net::cpu_device())?;
-        let info: serde_json::Value =
-            io::read_json(&model_dir.join("model.json"), "model description")?;
-        let sf = info["safety_factor"].as_f64().unwrap_or(f64::NAN);
+        let sf_used = model.info.resolve_safety_factor(a.safety_factor)?;
+        let sf = sf_used.value;
+        pb.suspend(|| {
+            out.line(format!(
+                "network safety factor {sf:.3} ({})",
+                sf_used.source.describe()
+            ))
+        });
         let z = b1sar::dataset::target_slice(&f);
         let n_net = drives.len().min(40);
         let t = Instant::now();
@@ -401,20 +411,17 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
                 100.0 * under
             ),
         ));
-        net_json = json!({"drives": n_net, "mean_overestimation": over, "p_underestimation": under, "safety_factor_model": sf, "safety_factor_here": sf_here, "covered_by_sf": covered, "ms_per_prediction": per_drive_ms});
+        net_json = json!({"drives": n_net, "mean_overestimation": over, "p_underestimation": under, "safety_factor_model": sf, "safety_factor_source": sf_used.source, "safety_factor_here": sf_here, "covered_by_sf": covered, "ms_per_prediction": per_drive_ms});
     }
 
     // 6. Time-averaged SAR of the shipped pulses (TR 10 ms): exact Q10g and VOPs (covariance path),
     //    the network with its safety factor (per-step batched inference and the eigen fast path),
     //    and the flip-angle homogeneity in the prostate (full-rotation Bloch simulation).
     let model_dir = data.join("model");
-    let model = if shipped && model_dir.join("model.json").exists() {
-        let info: serde_json::Value =
-            io::read_json(&model_dir.join("model.json"), "model description")?;
-        Some((
-            NetworkSar::load(&model_dir, &net::cpu_device())?,
-            info["safety_factor"].as_f64().unwrap_or(f64::NAN),
-        ))
+    let model = if shipped && ModelInfo::path(&model_dir).exists() {
+        let m = NetworkSar::load(&model_dir, &net::cpu_device())?;
+        let sf = m.info.resolve_safety_factor(a.safety_factor)?.value;
+        Some((m, sf))
     } else {
         None
     };

@@ -2,10 +2,11 @@
 //! predicted-SAR limit, with any predictor (exact Q10g, VOPs, the generic subject, the network).
 
 use super::{Output, spinner};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
+use b1sar::net::SafetyFactorSource;
 use b1sar::optim::{
-    GradientMethod, Limit, Objective, OptimizeReport, PredictorLimit, QuadraticLimit, Settings,
-    ShimSystem, Start, optimize, pareto, roi_from_fields,
+    GradientMethod, Limit, LimitKind, Objective, OptimizeReport, PredictorLimit, QuadraticLimit,
+    Settings, ShimSystem, Start, optimize, pareto, roi_from_fields,
 };
 use b1sar::predict::{NetworkPredictor, NetworkSar, NoiseDraw};
 use b1sar::sar::{Q10g, VopSet};
@@ -120,8 +121,8 @@ pub struct OptimizeArgs {
     /// Local SAR10g limit (W/kg); the predicted value times the safety factor must stay below it.
     #[arg(long, default_value_t = LOCAL_SAR_LIMIT_TRUNK_W_PER_KG)]
     pub sar_limit: f64,
-    /// Safety factor of the predictor (default: 1 for exact/vop, the model's for net; required for
-    /// generic).
+    /// Safety factor of the predictor (default: 1 for exact/vop, the model's for net, an error when
+    /// its model.json has none; required for generic).
     #[arg(long)]
     pub safety_factor: Option<f64>,
     /// Whole-body SAR limit (W/kg), enforced when E is available (exact Q10g).
@@ -218,7 +219,12 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
             format!("{sf}")
         ));
     }
-    let f = super::commands::load_fields(a.fields.as_ref().context("--fields or --b1")?)?;
+    let f = super::commands::load_fields(a.fields.as_ref().ok_or_else(|| {
+        Error::usage(
+            "--fields | --b1",
+            "`optimize` needs a field set (--fields F.npz) or scanner maps (--b1 B1.nii.gz)",
+        )
+    })?)?;
     let (idx, amat) = match (&a.roi, &a.roi_mask) {
         (Some(name), None) => {
             let label = b1sar::tissue::by_name(name)?.label;
@@ -301,30 +307,22 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
     };
     let model = match a.predictor {
         PredictorArg::Net => {
-            let dir = a
-                .model
-                .as_ref()
-                .context("--predictor net needs --model DIR")?;
+            let dir = a.model.as_ref().ok_or_else(|| {
+                Error::usage(
+                    "--model",
+                    "--predictor net needs --model DIR (a trained network)",
+                )
+            })?;
             let device = net::device_by_name(&a.device)?;
             Some(NetworkSar::load(dir, &device)?)
         }
         _ => None,
     };
-    let net_sf = match (&a.predictor, &a.model) {
-        (PredictorArg::Net, Some(dir)) => {
-            let info: serde_json::Value =
-                io::read_json(&dir.join("model.json"), "model description")?;
-            match (a.safety_factor, info["safety_factor"].as_f64()) {
-                (Some(sf), _) | (None, Some(sf)) => sf,
-                (None, None) => bail!(Error::invalid(
-                    "--safety-factor",
-                    "a safety factor (the model has none recorded)",
-                    "none"
-                )),
-            }
-        }
-        _ => 1.0,
-    };
+    // A network without a measured safety factor is refused unless the user gives one.
+    let net_sf = model
+        .as_ref()
+        .map(|m| m.info.resolve_safety_factor(a.safety_factor))
+        .transpose()?;
     let nz = f.grid().shape[0];
     let zc = {
         let mut zs: Vec<usize> = idx.iter().map(|i| f.grid().unflat(*i)[0]).collect();
@@ -348,14 +346,14 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         net: m,
         fields: &f,
         slices: net_slices.clone(),
-        sf: net_sf,
+        sf: net_sf.map_or(1.0, |sf| sf.value),
         noise_seed: 0,
         noise: NoiseDraw::Shared,
     });
-    let vop_path = || -> Result<&PathBuf> {
+    let vop_path = || -> b1sar::Result<&PathBuf> {
         a.vop
             .as_ref()
-            .context("--predictor vop|generic needs --vop FILE")
+            .ok_or_else(|| Error::usage("--vop", "--predictor vop|generic needs --vop FILE"))
     };
     let local: Option<QuadraticLimit> = match a.predictor {
         PredictorArg::Exact => {
@@ -414,13 +412,16 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         gradient: a.net_gradient,
     });
     let wb = match &q_exact {
-        Some(q) => Some(QuadraticLimit::new(
-            "whole-body SAR (W/kg)",
-            Array2::from_shape_vec((1, n * n), q.whole_body_packed().to_vec())?,
-            1.0,
-            a.wb_limit,
-            &w,
-        )?),
+        Some(q) => Some(
+            QuadraticLimit::new(
+                "whole-body SAR (W/kg)",
+                Array2::from_shape_vec((1, n * n), q.whole_body_packed().to_vec())?,
+                1.0,
+                a.wb_limit,
+                &w,
+            )?
+            .with_kind(LimitKind::WholeBody),
+        ),
         None => None,
     };
     let chan = a
@@ -557,6 +558,24 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         Some(_) => None,
     };
 
+    // The factor applied to the local-SAR predictor and where it came from (null: the default 1).
+    let sf_used = match net_sf {
+        Some(sf) => SfUsed {
+            value: sf.value,
+            source: Some(sf.source),
+        },
+        None => SfUsed {
+            value: a.safety_factor.unwrap_or(1.0),
+            source: a.safety_factor.map(|_| SafetyFactorSource::User),
+        },
+    };
+    if let Some(src) = sf_used.source {
+        out.line(format!(
+            "safety factor {:.3} ({})",
+            sf_used.value,
+            src.describe()
+        ));
+    }
     let mut pareto_json = serde_json::Value::Null;
     if let Some(np) = a.pareto {
         let local = local.as_ref().ok_or_else(|| {
@@ -636,6 +655,8 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         "psar10g_w_per_kg": psar_report,
         "psar10g_exact_w_per_kg": exact.map(|e| e.0),
         "psar10g_predicted_w_per_kg": predicted,
+        "safety_factor": sf_used.value,
+        "safety_factor_source": sf_used.source,
         "whole_body_sar_w_per_kg": exact.map(|e| e.1),
         "sar_efficiency_ut_per_sqrt_w_per_kg": efficiency,
         "total_power_w": drive.as_ref().map(|d| d.total_power_w()),
@@ -793,10 +814,12 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
         Some(ph) => B1Maps::from_magnitude_phase_files(b1_path, ph, a.phase_scale, &opts)?,
         None => B1Maps::load(b1_path, &opts)?,
     };
-    let mask_path = a
-        .roi_mask
-        .as_ref()
-        .context("scanner maps need --roi-mask MASK.nii[.gz]")?;
+    let mask_path = a.roi_mask.as_ref().ok_or_else(|| {
+        Error::usage(
+            "--roi-mask",
+            "scanner maps (--b1) need --roi-mask MASK.nii[.gz]",
+        )
+    })?;
     let roi = RoiMask::load(mask_path, &b1)?;
     for w in roi.warnings() {
         out.line(format!("warning: {w}"));
@@ -910,7 +933,10 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
             for c in 0..n {
                 m[[c, c]] = zf;
             }
-            QuadraticLimit::new("per-channel power (W)", m, 1.0, p, &w)
+            Ok::<_, b1sar::Error>(
+                QuadraticLimit::new("per-channel power (W)", m, 1.0, p, &w)?
+                    .with_kind(LimitKind::Power),
+            )
         })
         .transpose()?;
     let mut limits: Vec<&dyn Limit> = quad.iter().map(|l| l as &dyn Limit).collect();
@@ -934,13 +960,25 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
     pb.finish_and_clear();
     let weights = r.amplitudes.clone();
     let drive = Drive::new(weights.clone())?;
-    let vop_max = quad
-        .iter()
-        .map(|l| l.exact(&weights))
-        .collect::<b1sar::Result<Vec<f64>>>()?
-        .into_iter()
-        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
-    let efficiency = vop_max.map(|v| r.stats.mean_t * 1e9 / v.sqrt());
+    // Mean |B1+| per sqrt of the largest VOP SAR (over every type), at the result and at the
+    // zero-phase start (equal magnitudes; scale-free), so the report shows what the shim gained.
+    let efficiency_at = |s: &[Complex64]| -> b1sar::Result<(Option<f64>, Option<f64>)> {
+        let vmax = quad
+            .iter()
+            .map(|l| l.exact(s))
+            .collect::<b1sar::Result<Vec<f64>>>()?
+            .into_iter()
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+        Ok((vmax, vmax.map(|v| sys.stats(s).mean_t * 1e9 / v.sqrt())))
+    };
+    let (vop_max, efficiency) = efficiency_at(&weights)?;
+    let zero_phase = vec![Complex64::new(1.0 / (n as f64).sqrt(), 0.0); n];
+    let (_, zero_phase_efficiency) = efficiency_at(&zero_phase)?;
+    if let (Some(e), Some(z)) = (efficiency, zero_phase_efficiency) {
+        out.line(format!(
+            "SAR efficiency (mean |B1+| / sqrt(max VOP SAR over all types)): {e:.1} nT/sqrt(W/kg), zero-phase shim {z:.1}"
+        ));
+    }
 
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let mut paths = Vec::new();
@@ -985,6 +1023,7 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
         "target_nt": target_t * 1e9,
         "psar10g_w_per_kg": vop_max,
         "sar_efficiency": efficiency,
+        "zero_phase_sar_efficiency": zero_phase_efficiency,
         "sar_efficiency_unit": "nT / sqrt(W/kg)",
         "sar_factor": a.sar_factor,
         "evaluations": r.evaluations,
@@ -1135,4 +1174,10 @@ pub fn bench(roi_voxels: usize, dump: Option<&Path>, out: &Output) -> Result<()>
     ));
     out.result(json!({"roi_voxels": sys.n_voxels(), "channels": n, "vops": vops.len(), "q_matrices": q.len(), "runs": rows}));
     Ok(())
+}
+
+/// The safety factor a shim was judged with, and its origin (`None`: the default of 1).
+struct SfUsed {
+    value: f64,
+    source: Option<SafetyFactorSource>,
 }

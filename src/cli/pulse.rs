@@ -6,6 +6,7 @@
 use super::{Output, spinner};
 use anyhow::{Context, Result};
 use b1sar::bloch::{self, Model, Voxels};
+use b1sar::net::SafetyFactorSource;
 use b1sar::predict::{NetworkPredictor, NetworkSar};
 use b1sar::pulse::generate::{
     KtSpec, SpinsSpec, SpokesSpec, gauss_shimmed, hard_shimmed, kt_points, spins, spokes,
@@ -75,7 +76,7 @@ pub struct PulseSarArgs {
     /// Predictor (default: net with --model, else exact with --q, vop with --vop, exact from --fields).
     #[arg(long, value_enum)]
     pub predictor: Option<PredictorKind>,
-    /// Safety factor of the estimate (required for `generic`; default: the model's for `net`, 1 otherwise).
+    /// Safety factor of the estimate (required for `generic`; `net`: the model's own, an error when model.json has none unless this is given; 1 otherwise).
     #[arg(long)]
     pub safety_factor: Option<f64>,
     /// Pulse JSON (see `pulses/`).
@@ -200,12 +201,8 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
         (Some(dir), PredictorKind::Net) => {
             let device = b1sar::net::device_by_name(&a.device)?;
             let net = NetworkSar::load(dir, &device)?;
-            let info: serde_json::Value =
-                io::read_json(&dir.join("model.json"), "model description")?;
-            let sf = a
-                .safety_factor
-                .or(info["safety_factor"].as_f64())
-                .unwrap_or(1.0);
+            // A network without a measured safety factor is refused unless the user gives one.
+            let sf = net.info.resolve_safety_factor(a.safety_factor)?;
             Some((net, sf))
         }
         (None, PredictorKind::Net) => {
@@ -227,7 +224,7 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
             net: n,
             fields: f,
             slices: slices.clone(),
-            sf: *sf,
+            sf: sf.value,
             noise_seed: 0,
             noise: b1sar::predict::NoiseDraw::PerDrive,
         }),
@@ -317,6 +314,11 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
 
     let psar = main.psar_w_per_kg;
     let sf = pred.safety_factor();
+    // Where the factor came from: the model's model.json, or the user (any --safety-factor given).
+    let sf_source = match &net {
+        Some((_, n)) if kind == PredictorKind::Net => Some(n.source),
+        _ => a.safety_factor.map(|_| SafetyFactorSource::User),
+    };
     let location: Option<[usize; 3]> = match kind {
         PredictorKind::Exact => q
             .as_ref()
@@ -530,8 +532,12 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
         location
             .map(|l| format!(" at voxel (z, y, x) {l:?}"))
             .unwrap_or_default(),
-        if sf != 1.0 {
-            format!(" (x safety factor {sf:.2} = {:.4} W/kg)", psar * sf)
+        if sf != 1.0 || sf_source.is_some() {
+            format!(
+                " (x safety factor {sf:.2}, {}, = {:.4} W/kg)",
+                sf_source.map_or("default", |s| s.describe()),
+                psar * sf
+            )
         } else {
             String::new()
         }
@@ -558,7 +564,7 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
     }
     let mut summary = json!({
         "psar10g_w_per_kg": psar, "psar10g_index_zyx": location, "safety_factor": sf,
-        "psar10g_bound_w_per_kg": psar * sf, "exact_psar10g_w_per_kg": exact,
+        "safety_factor_source": sf_source, "psar10g_bound_w_per_kg": psar * sf, "exact_psar10g_w_per_kg": exact,
         "whole_body_sar_w_per_kg": whole_body,
         "sar10g_10s_w_per_kg": avg10, "sar10g_6min_w_per_kg": avg6,
         "whole_body_sar_6min_w_per_kg": whole_body.map(|w| w * f360),

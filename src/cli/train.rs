@@ -4,7 +4,7 @@
 use super::{Output, bar};
 use anyhow::Result;
 use b1sar::dataset::{Shard, load_shard};
-use b1sar::net::{self, GeneratorConfig, Trainer, TrainerConfig, input_tensor, predict};
+use b1sar::net::{self, GeneratorConfig, ModelInfo, Trainer, TrainerConfig, input_tensor, predict};
 use b1sar::{Error, io, plot};
 use clap::{Args, ValueEnum};
 use rand::SeedableRng;
@@ -69,6 +69,15 @@ pub struct TrainSchedule {
     /// Use at most this many training samples (quick runs).
     #[arg(long)]
     pub max_train: Option<usize>,
+}
+
+/// Running loss sums of the current epoch, stored with a mid-epoch checkpoint.
+#[derive(Serialize, Deserialize)]
+struct EpochSums {
+    sum_g: f64,
+    sum_l1: f64,
+    sum_d: f64,
+    cnt: usize,
 }
 
 /// Arguments of `b1sar train`.
@@ -297,7 +306,7 @@ pub fn train(a: TrainArgs, out: &Output) -> Result<serde_json::Value> {
         .clone()
         .with_lambda_wl1(a.schedule.lambda_wl1)
         .with_lambda_peak(a.schedule.lambda_peak);
-    let mut trainer = if ckpt.join("trainer.json").exists() {
+    let mut trainer = if Trainer::recover_checkpoint(&ckpt)? {
         let t = Trainer::load_checkpoint(&ckpt, &device)?;
         out.line(format!(
             "resuming from {} at step {}",
@@ -318,7 +327,16 @@ pub fn train(a: TrainArgs, out: &Output) -> Result<serde_json::Value> {
     let total = steps_per_epoch * a.schedule.epochs as u64;
     let pb = bar(total, "training");
     pb.set_position(trainer.steps().min(total));
-    let (mut sum_g, mut sum_l1, mut sum_d, mut cnt) = (0.0, 0.0, 0.0, 0usize);
+    // The epoch's running loss sums travel with the checkpoint, so an epoch resumed mid-way reports
+    // the same means as a straight one.
+    let (mut sum_g, mut sum_l1, mut sum_d, mut cnt) = if trainer.steps() > 0 {
+        let v = Trainer::checkpoint_caller_state(&ckpt)?;
+        serde_json::from_value::<EpochSums>(v)
+            .map(|e| (e.sum_g, e.sum_l1, e.sum_d, e.cnt))
+            .unwrap_or((0.0, 0.0, 0.0, 0))
+    } else {
+        (0.0, 0.0, 0.0, 0usize)
+    };
     let t_train = Instant::now();
     let start_steps = trainer.steps();
     while trainer.steps() < total {
@@ -360,8 +378,14 @@ pub fn train(a: TrainArgs, out: &Output) -> Result<serde_json::Value> {
             l.d
         ));
         let epoch_end = trainer.steps() % steps_per_epoch == 0;
-        if trainer.steps() % a.schedule.checkpoint_every == 0 || epoch_end {
-            trainer.save_checkpoint(&ckpt)?;
+        if trainer.steps() % a.schedule.checkpoint_every == 0 && !epoch_end {
+            let sums = EpochSums {
+                sum_g,
+                sum_l1,
+                sum_d,
+                cnt,
+            };
+            trainer.save_checkpoint_with(&ckpt, &json!(sums))?;
         }
         if epoch_end {
             let (nrmse, over, under) = if val.n > 0 {
@@ -395,6 +419,9 @@ pub fn train(a: TrainArgs, out: &Output) -> Result<serde_json::Value> {
             history.push(m);
             io::write_json(&history_path, &history)?;
             (sum_g, sum_l1, sum_d, cnt) = (0.0, 0.0, 0.0, 0);
+            // After the history: a kill between the two repeats the epoch's last steps and
+            // rewrites its (identical) entry, never skips it.
+            trainer.save_checkpoint(&ckpt)?;
         }
     }
     pb.finish_and_clear();
@@ -416,12 +443,18 @@ pub fn train(a: TrainArgs, out: &Output) -> Result<serde_json::Value> {
     } else {
         f64::NAN
     };
-    let info = json!({
-        "variant": format!("{:?}", a.schedule.variant), "size_hw": hw, "input": "5 slices x (Re, Im B1+ / nominal |B1+|, DREAM mask)",
-        "sar_unit_w_per_kg": shards[0].manifest.config.sar_unit_w_per_kg, "dataset_config": shards[0].manifest.config, "train_subjects": train_shards.iter().map(|s| s.subject).collect::<Vec<_>>(),
-        "holdout_subjects": holdout, "safety_factor": if sf.is_finite() { Some(sf) } else { None }, "epochs": a.schedule.epochs, "steps": trainer.steps(), "dataset": a.data,
-    });
-    io::write_json(&model_dir.join("model.json"), &info)?;
+    ModelInfo::new(
+        format!("{:?}", a.schedule.variant),
+        hw,
+        shards[0].manifest.config.clone(),
+        train_shards.iter().map(|s| s.subject).collect(),
+        holdout.clone(),
+        sf.is_finite().then_some(sf),
+        a.schedule.epochs,
+        trainer.steps(),
+        a.data.clone(),
+    )
+    .save(&model_dir)?;
     let curve = |f: fn(&EpochMetrics) -> f64| {
         history
             .iter()

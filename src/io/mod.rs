@@ -9,7 +9,7 @@ use crate::grid::Grid;
 use ndarray::{Array, ArrayView3, Dimension};
 use ndarray_npy::{NpzReader, NpzWriter, ReadableElement, WriteNpyExt};
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Write a file atomically: `fill` writes into a temporary file beside `path`, which is then
@@ -71,11 +71,99 @@ pub fn write_npy<T: WriteNpyExt + ?Sized>(path: &Path, array: &T) -> Result<()> 
     })
 }
 
+/// The same array in standard (row-major, C) layout: numpy writes Fortran order for
+/// `np.asfortranarray` data and for everything that came through `scipy.io.loadmat`, and the
+/// library's kernels walk arrays as flat row-major slices. Free when the layout is already standard.
+pub fn standard_layout<A: Clone, D: Dimension>(a: Array<A, D>) -> Array<A, D> {
+    if a.is_standard_layout() {
+        a
+    } else {
+        a.as_standard_layout().into_owned()
+    }
+}
+
 /// An NPZ file open for reading, with errors that name the file and array.
 pub struct NpzIn {
     path: PathBuf,
     reader: NpzReader<File>,
     names: Vec<String>,
+    /// The same archive, to check an entry's NPY header before ndarray-npy allocates what it claims.
+    zip: zip::ZipArchive<File>,
+    file_len: u64,
+}
+
+/// Deflate expands at most 1032:1; an entry claiming more than this times the archive's size is
+/// corrupt, whatever its size field says.
+const MAX_DEFLATE_RATIO: u64 = 1100;
+
+/// The longest NPY header accepted (numpy writes well under 1 KiB; version 2 allows 4 GiB).
+const MAX_NPY_HEADER_BYTES: u64 = 1 << 20;
+
+/// What an NPY header claims: the element size (bytes) and the number of elements.
+fn npy_claim(header: &str) -> std::result::Result<(u64, u64), String> {
+    let compact: String = header.chars().filter(|c| !c.is_whitespace()).collect();
+    let descr = compact
+        .split("'descr':'")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .ok_or("no 'descr' in the NPY header")?;
+    // '<f8', '|u1', '<c16': the size in bytes ends the type string.
+    let digits: String = descr.chars().filter(|c| c.is_ascii_digit()).collect();
+    let elem: u64 = digits.parse().unwrap_or(1).max(1);
+    let shape = compact
+        .split("'shape':(")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .ok_or("no 'shape' in the NPY header")?;
+    let mut n: u64 = 1;
+    for d in shape.split(',').filter(|d| !d.is_empty()) {
+        let d: u64 = d
+            .parse()
+            .map_err(|_| format!("shape entry `{d}` is not a non-negative integer"))?;
+        n = n
+            .checked_mul(d)
+            .ok_or_else(|| format!("shape ({shape}) overflows"))?;
+    }
+    Ok((elem, n))
+}
+
+/// Read an NPY header's bytes (after the magic string) from an archive entry.
+fn npy_header(r: &mut impl std::io::Read, limit: u64) -> std::result::Result<String, String> {
+    let mut pre = [0u8; 8];
+    r.read_exact(&mut pre)
+        .map_err(|e| format!("NPY preamble: {e}"))?;
+    if &pre[..6] != b"\x93NUMPY" {
+        return Err("not an NPY array (magic string missing)".into());
+    }
+    let len = match pre[6] {
+        1 => {
+            let mut b = [0u8; 2];
+            r.read_exact(&mut b)
+                .map_err(|e| format!("NPY header length: {e}"))?;
+            u64::from(u16::from_le_bytes(b))
+        }
+        2 | 3 => {
+            let mut b = [0u8; 4];
+            r.read_exact(&mut b)
+                .map_err(|e| format!("NPY header length: {e}"))?;
+            u64::from(u32::from_le_bytes(b))
+        }
+        v => return Err(format!("NPY format version {v} (expected 1, 2 or 3)")),
+    };
+    if len > limit.min(MAX_NPY_HEADER_BYTES) {
+        return Err(format!(
+            "NPY header of {len} bytes (at most {} in this entry)",
+            limit.min(MAX_NPY_HEADER_BYTES)
+        ));
+    }
+    let mut h = Vec::new();
+    r.take(len)
+        .read_to_end(&mut h)
+        .map_err(|e| format!("NPY header: {e}"))?;
+    if h.len() as u64 != len {
+        return Err(format!("NPY header truncated ({} of {len} bytes)", h.len()));
+    }
+    String::from_utf8(h).map_err(|_| "NPY header is not text".into())
 }
 
 impl NpzIn {
@@ -87,11 +175,49 @@ impl NpzIn {
         let names = reader
             .names()
             .map_err(|e| Error::format(path, "NPZ archive index", e))?;
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let zip = zip::ZipArchive::new(file)
+            .map_err(|e| Error::format(path, "NPZ archive (zip of .npy arrays)", e))?;
         Ok(NpzIn {
             path: path.to_path_buf(),
             reader,
             names,
+            zip,
+            file_len,
         })
+    }
+
+    /// Refuse an entry whose NPY header claims more data than the entry can hold (a corrupt shape
+    /// or size field), before ndarray-npy allocates the claimed size.
+    fn check_claim(&mut self, name: &str) -> Result<()> {
+        let stored = if self.zip.index_for_name(name).is_some() {
+            name.to_string()
+        } else {
+            format!("{name}.npy")
+        };
+        let what = format!("array `{name}`");
+        let mut entry = self
+            .zip
+            .by_name(&stored)
+            .map_err(|e| Error::format(&self.path, &what, e))?;
+        let cap = entry
+            .size()
+            .min(self.file_len.saturating_mul(MAX_DEFLATE_RATIO));
+        let (elem, n) = npy_header(&mut entry, cap)
+            .and_then(|h| npy_claim(&h))
+            .map_err(|e| Error::format(&self.path, &what, e))?;
+        // Within the entry's capacity, ndarray-npy's own exact-length check takes over.
+        if n.checked_mul(elem).is_none_or(|b| b > cap) {
+            return Err(Error::format(
+                &self.path,
+                &what,
+                format!(
+                    "its header claims {n} elements of {elem} bytes, more than the {cap} bytes the entry can hold"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Path of the file.
@@ -105,24 +231,28 @@ impl NpzIn {
     }
 
     /// Read an array of element type `T` and dimension `D`, if present.
-    pub fn get<T: ReadableElement, D: Dimension>(
+    pub fn get<T: ReadableElement + Clone, D: Dimension>(
         &mut self,
         name: &str,
     ) -> Result<Option<Array<T, D>>> {
         if !self.has(name) {
             return Ok(None);
         }
-        self.reader.by_name(name).map(Some).map_err(|e| {
-            Error::format(
-                &self.path,
-                format!(
-                    "array `{name}` as {} of {} dimensions",
-                    std::any::type_name::<T>(),
-                    D::NDIM.map_or("any".into(), |n| n.to_string())
-                ),
-                e,
-            )
-        })
+        self.check_claim(name)?;
+        self.reader
+            .by_name(name)
+            .map(|a| Some(standard_layout(a)))
+            .map_err(|e| {
+                Error::format(
+                    &self.path,
+                    format!(
+                        "array `{name}` as {} of {} dimensions",
+                        std::any::type_name::<T>(),
+                        D::NDIM.map_or("any".into(), |n| n.to_string())
+                    ),
+                    e,
+                )
+            })
     }
 
     /// Read a floating-point array stored as f64 or f32, as f64; `None` when absent.
@@ -130,10 +260,11 @@ impl NpzIn {
         if !self.has(name) {
             return Ok(None);
         }
+        self.check_claim(name)?;
         match self.reader.by_name::<ndarray::OwnedRepr<f64>, D>(name) {
-            Ok(a) => Ok(Some(a)),
+            Ok(a) => Ok(Some(standard_layout(a))),
             Err(first) => match self.reader.by_name::<ndarray::OwnedRepr<f32>, D>(name) {
-                Ok(a) => Ok(Some(a.mapv(f64::from))),
+                Ok(a) => Ok(Some(standard_layout(a.mapv(f64::from)))),
                 Err(_) => Err(Error::format(
                     &self.path,
                     format!(

@@ -24,6 +24,7 @@ mod checkpoint;
 mod discriminator;
 mod generator;
 pub mod loss;
+mod model_info;
 mod predict;
 mod train;
 
@@ -32,6 +33,7 @@ pub use checkpoint::{load_generator, save_generator};
 pub use discriminator::{Discriminator, DiscriminatorConfig};
 pub use generator::{Generator, GeneratorConfig};
 pub use loss::LossConfig;
+pub use model_info::{MODEL_INFO_FILE, ModelInfo, SafetyFactor, SafetyFactorSource};
 pub use predict::{input_tensor, predict};
 pub use train::{StepLosses, Trainer, TrainerConfig};
 

@@ -134,6 +134,22 @@ const OPTIMIZER_G: &str = "optimizer_g.bpk";
 const OPTIMIZER_D: &str = "optimizer_d.bpk";
 /// Written last, so a directory with it holds a complete checkpoint.
 const TRAINER_STATE: &str = "trainer.json";
+const CALLER_STATE: &str = "caller.json";
+
+/// `dir` with `.suffix` added to its name (the checkpoint's staging and previous folders).
+fn checkpoint_sibling(dir: &Path, suffix: &str) -> std::path::PathBuf {
+    let name = dir
+        .file_name()
+        .map_or_else(|| "checkpoint".into(), |n| n.to_string_lossy().to_string());
+    dir.with_file_name(format!("{name}.{suffix}"))
+}
+
+fn remove_dir_if_present(dir: &Path) -> error::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(dir, e)),
+        _ => Ok(()),
+    }
+}
 
 /// The generator, the discriminator and their Adam optimisers, trained together step by step.
 pub struct Trainer {
@@ -285,27 +301,93 @@ impl Trainer {
         Ok(losses)
     }
 
-    /// Write a resumable checkpoint into `dir` (created if missing): the generator as a model
-    /// directory (see [`super::save_generator`]), the discriminator, both optimiser states and
-    /// `trainer.json`. Each file is written atomically; `trainer.json` comes last.
-    pub fn save_checkpoint(&self, dir: &Path) -> error::Result<()> {
-        super::save_generator(&self.g, dir)?;
-        write_module(&dir.join(DISCRIMINATOR_WEIGHTS), &self.d)?;
+    /// Write a resumable checkpoint at `dir`: the generator as a model directory (see
+    /// [`super::save_generator`]), the discriminator, both optimiser states, `caller.json` (the
+    /// caller's own resumable state, e.g. an epoch's running loss sums; `null` for none) and
+    /// `trainer.json`.
+    ///
+    /// The files form one state, so they are written together into a staging folder beside `dir`
+    /// (`trainer.json` last) that then replaces `dir` by two renames. A crash at any point leaves a
+    /// complete checkpoint (the old one or the new one) that [`Trainer::recover_checkpoint`] finds;
+    /// overwriting the files in place would let a kill between two files resume the generator of
+    /// one step with the discriminator and step count of another.
+    pub fn save_checkpoint_with(
+        &self,
+        dir: &Path,
+        caller: &serde_json::Value,
+    ) -> error::Result<()> {
+        let (staging, previous) = (
+            checkpoint_sibling(dir, "new"),
+            checkpoint_sibling(dir, "old"),
+        );
+        remove_dir_if_present(&staging)?;
+        super::save_generator(&self.g, &staging)?;
+        write_module(&staging.join(DISCRIMINATOR_WEIGHTS), &self.d)?;
         for (name, opt) in [(OPTIMIZER_G, &self.opt_g), (OPTIMIZER_D, &self.opt_d)] {
-            let path = dir.join(name);
+            let path = staging.join(name);
             let bytes = opt.into_bytes().map_err(|e| {
                 Error::Computation(format!("{}: encoding optimiser state: {e}", path.display()))
             })?;
             write_atomic(&path, |w| std::io::Write::write_all(w, &bytes))?;
         }
+        write_json(&staging.join(CALLER_STATE), caller)?;
         write_json(
-            &dir.join(TRAINER_STATE),
+            &staging.join(TRAINER_STATE),
             &TrainerState {
                 config: self.config.clone(),
                 steps: self.steps,
                 learning_rate: self.learning_rate,
             },
-        )
+        )?;
+        if dir.exists() {
+            remove_dir_if_present(&previous)?;
+            std::fs::rename(dir, &previous).map_err(|e| Error::io(dir, e))?;
+        }
+        std::fs::rename(&staging, dir).map_err(|e| Error::io(dir, e))?;
+        remove_dir_if_present(&previous)
+    }
+
+    /// [`Trainer::save_checkpoint_with`] without caller state.
+    pub fn save_checkpoint(&self, dir: &Path) -> error::Result<()> {
+        self.save_checkpoint_with(dir, &serde_json::Value::Null)
+    }
+
+    /// Put the newest complete checkpoint at `dir` after a crash during
+    /// [`Trainer::save_checkpoint_with`] (a staging folder whose `trainer.json` exists is complete;
+    /// the previous checkpoint is kept until the new one is in place). Returns whether `dir` then
+    /// holds a checkpoint.
+    pub fn recover_checkpoint(dir: &Path) -> error::Result<bool> {
+        let (staging, previous) = (
+            checkpoint_sibling(dir, "new"),
+            checkpoint_sibling(dir, "old"),
+        );
+        let complete = |d: &Path| d.join(TRAINER_STATE).is_file();
+        if complete(&staging) && !complete(dir) {
+            // Killed between the two renames (or before the first): the staged one is the newest.
+            remove_dir_if_present(dir)?;
+            std::fs::rename(&staging, dir).map_err(|e| Error::io(dir, e))?;
+        } else if !complete(dir) && complete(&previous) {
+            remove_dir_if_present(dir)?;
+            std::fs::rename(&previous, dir).map_err(|e| Error::io(dir, e))?;
+        }
+        if complete(dir) {
+            // A staging folder without trainer.json is a write that never finished.
+            if !complete(&staging) {
+                remove_dir_if_present(&staging)?;
+            }
+            remove_dir_if_present(&previous)?;
+        }
+        Ok(complete(dir))
+    }
+
+    /// The caller state stored with the checkpoint at `dir` (`null` when none was given).
+    pub fn checkpoint_caller_state(dir: &Path) -> error::Result<serde_json::Value> {
+        let path = dir.join(CALLER_STATE);
+        if path.exists() {
+            read_json(&path, "checkpoint caller state")
+        } else {
+            Ok(serde_json::Value::Null)
+        }
     }
 
     /// Resume from a checkpoint written by [`save_checkpoint`](Self::save_checkpoint), on `device`.

@@ -346,8 +346,9 @@ pub enum Objective {
     Cv { target_t: f64 },
     /// Magnitude least squares to `target_t`: mean of ((|b| - t)/t)^2.
     Mls { target_t: f64 },
-    /// Maximal mean |B1+| per sqrt(pSAR) of the first limit: minimise that limit's value at mean
-    /// |B1+| = `target_t` (scale-free).
+    /// Maximal mean |B1+| per sqrt(r), r = max_k value_k / limit_k over the local-SAR limits (the
+    /// most binding one; [`LimitKind::LocalSar`]): minimise r at mean |B1+| = `target_t`
+    /// (scale-free). With one local-SAR limit this is its value at the target.
     Efficiency { target_t: f64 },
 }
 
@@ -370,8 +371,25 @@ impl Objective {
     }
 }
 
+/// What a limit bounds. The efficiency objective weighs local SAR only: whole-body SAR and power
+/// limits are constraints, not the SAR a shim is efficient against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LimitKind {
+    /// Local SAR10g (exact Q10g, VOPs of any type, a network).
+    LocalSar,
+    /// Whole-body SAR.
+    WholeBody,
+    /// Per-channel or total forward power.
+    Power,
+}
+
 /// A limit `value(s) <= limit` with value homogeneous of degree 2 in s (SAR, power).
 pub trait Limit: Send + Sync {
+    /// What the limit bounds (default: local SAR10g).
+    fn kind(&self) -> LimitKind {
+        LimitKind::LocalSar
+    }
     /// Name for reports ("local SAR10g (exact Q10g) x SF 1.0").
     fn name(&self) -> String;
     /// The limit, in the value's units.
@@ -392,6 +410,7 @@ pub struct QuadraticLimit {
     factor: f64,
     limit: f64,
     block_weights: Vec<f64>,
+    kind: LimitKind,
 }
 
 impl QuadraticLimit {
@@ -434,7 +453,13 @@ impl QuadraticLimit {
             factor,
             limit,
             block_weights: block_weights.to_vec(),
+            kind: LimitKind::LocalSar,
         })
+    }
+
+    /// The same limit bounding another quantity (default: local SAR).
+    pub fn with_kind(self, kind: LimitKind) -> Self {
+        QuadraticLimit { kind, ..self }
     }
 
     /// Power of each channel (time-averaged over the blocks) <= `limit_w`.
@@ -443,7 +468,10 @@ impl QuadraticLimit {
         for c in 0..n_ch {
             p[[c, c]] = 1.0;
         }
-        Self::new("per-channel power (W)", p, 1.0, limit_w, block_weights)
+        Ok(
+            Self::new("per-channel power (W)", p, 1.0, limit_w, block_weights)?
+                .with_kind(LimitKind::Power),
+        )
     }
 
     /// Total power (time-averaged over the blocks) <= `limit_w`.
@@ -452,7 +480,10 @@ impl QuadraticLimit {
         for c in 0..n_ch {
             p[[0, c]] = 1.0;
         }
-        Self::new("total power (W)", p, 1.0, limit_w, block_weights)
+        Ok(
+            Self::new("total power (W)", p, 1.0, limit_w, block_weights)?
+                .with_kind(LimitKind::Power),
+        )
     }
 
     /// The same matrices with another limit.
@@ -507,6 +538,10 @@ impl QuadraticLimit {
 }
 
 impl Limit for QuadraticLimit {
+    fn kind(&self) -> LimitKind {
+        self.kind
+    }
+
     fn name(&self) -> String {
         if self.factor == 1.0 {
             self.name.clone()
@@ -711,19 +746,50 @@ fn objective_value_at(
             Ok((f, sys.pull_back(&alpha, g)))
         }
         Objective::Efficiency { target_t } => {
-            let first = limits.first().ok_or_else(|| {
-                Error::invalid(
-                    "efficiency objective",
-                    "a SAR limit (the efficiency is mean |B1+| per sqrt(pSAR))",
-                    "no limit",
-                )
-            })?;
-            let (v, gv) = first.smooth(s, p)?;
-            let (val, grad) = normalised(v, &gv, at, target_t);
-            let l = first.limit();
-            Ok((val / l, grad.into_iter().map(|x| x / l).collect()))
+            let (r, gr) = binding_ratio(limits, s, p)?;
+            Ok(normalised(r, &gr, at, target_t))
         }
     }
+}
+
+/// The most binding local-SAR limit, smoothly: r = || (v_k / L_k)_k ||_p over the local-SAR limits
+/// (each v_k itself the limit's smooth p-norm over its matrices), an upper bound of max_k v_k / L_k
+/// as for the matrices. A scanner file's VOP types are separate limits, and a type that the shim
+/// barely touches (or whose VOPs are all zero) must not decide the efficiency. With one limit,
+/// r = v / L. Homogeneous of degree 2 in s like every v_k.
+fn binding_ratio(limits: &[&dyn Limit], s: &[Complex64], p: f64) -> Result<(f64, Vec<Complex64>)> {
+    let mut terms = Vec::new();
+    for l in limits.iter().filter(|l| l.kind() == LimitKind::LocalSar) {
+        let (v, g) = l.smooth(s, p)?;
+        terms.push((v / l.limit(), g, l.limit()));
+    }
+    if terms.is_empty() {
+        return Err(Error::invalid(
+            "efficiency objective",
+            "a local-SAR limit (the efficiency is mean |B1+| per sqrt(pSAR10g))",
+            "no local-SAR limit",
+        ));
+    }
+    if let [(r, g, l)] = terms.as_slice() {
+        return Ok((*r, g.iter().map(|x| x / *l).collect()));
+    }
+    let rmax = terms.iter().map(|t| t.0).fold(0.0, f64::max);
+    if rmax <= 0.0 {
+        return Ok((0.0, vec![Complex64::new(0.0, 0.0); s.len()]));
+    }
+    let sum: f64 = terms.iter().map(|t| (t.0.max(0.0) / rmax).powf(p)).sum();
+    let r = rmax * sum.powf(1.0 / p);
+    // d r / d r_k = (r_k / r)^(p - 1), and d r_k / d s = g_k / L_k.
+    let mut grad = vec![Complex64::new(0.0, 0.0); s.len()];
+    for (rk, g, l) in &terms {
+        let w = (rk.max(0.0) / r).powf(p - 1.0) / l;
+        if w > 0.0 {
+            for (o, x) in grad.iter_mut().zip(g) {
+                *o += x * w;
+            }
+        }
+    }
+    Ok((r, grad))
 }
 
 /// v(s t/mean(s)) = v(s) t^2 / mean^2 for v homogeneous of degree 2, and its complex gradient.

@@ -439,3 +439,69 @@ fn per_subpulse_shims_improve_the_flip_pattern_under_the_time_averaged_limit() {
     let e = Subpulses::split(&bad).unwrap_err();
     assert!(e.to_string().contains("sub-pulse 1"), "{e}");
 }
+
+/// Issue 20, defect 4: a scanner VOP file's types are separate limits and the first type's VOPs
+/// can be all zero (a real 7 T file). The efficiency objective must follow the most binding type,
+/// not the first: with an all-zero first type and a second that binds, the optimum is the
+/// single-type one (the zero type adds nothing to max_k v_k / L_k).
+#[test]
+fn efficiency_follows_the_most_binding_local_sar_limit_not_the_first() {
+    let n = 4;
+    let sys = ShimSystem::static_shim(random_system(60, n, 11)).unwrap();
+    let vops = random_psd(n, 12, 12);
+    // Limits far above any value at the target: as constraints they are loose, so only the
+    // objective can move the shim away from its start.
+    let big = 1e12;
+    let zero =
+        QuadraticLimit::new("VOP type 1", Array2::zeros((3, n * n)), 1.0, big, &[1.0]).unwrap();
+    let binding = QuadraticLimit::new("VOP type 2", vops.clone(), 1.0, big, &[1.0]).unwrap();
+    // A generous per-channel power limit: a constraint, never part of the efficiency.
+    let power = QuadraticLimit::per_channel_power(n, 1e9, &[1.0]).unwrap();
+    let obj = Objective::Efficiency { target_t: 1e-6 };
+    let settings = Settings {
+        starts: 4,
+        ..Settings::default()
+    };
+    let single = optimize(&obj, &sys, &[&binding, &power], &settings).unwrap();
+    let typed = optimize(&obj, &sys, &[&zero, &binding, &power], &settings).unwrap();
+    let sar = |s: &[Complex64]| binding.exact(s).unwrap();
+    let eff = |s: &[Complex64]| sys.stats(s).mean_t / sar(s).sqrt();
+    let (e1, e2) = (eff(&single.amplitudes), eff(&typed.amplitudes));
+    assert!(
+        (e1 - e2).abs() <= 1e-6 * e1,
+        "typed optimum {e2} vs single-type {e1}"
+    );
+    // And far better than the start, which is where a zero objective leaves the shim.
+    let start = vec![c(1.0, 0.0); n];
+    assert!(e2 > 1.05 * eff(&start), "{e2} vs start {}", eff(&start));
+    // With a different limit per type, the ratio to each type's limit is what counts: a type at a
+    // tenth of the values and the binding type at half the limit is the binding type's problem.
+    let halved = binding.with_limit(0.5 * big).unwrap();
+    let loose = QuadraticLimit::new("VOP type 3", vops * 0.1, 1.0, big, &[1.0]).unwrap();
+    let alone = optimize(&obj, &sys, &[&halved], &settings).unwrap();
+    let mixed = optimize(&obj, &sys, &[&zero, &loose, &halved], &settings).unwrap();
+    let (e3, e4) = (eff(&alone.amplitudes), eff(&mixed.amplitudes));
+    assert!((e3 - e4).abs() <= 1e-6 * e3, "{e4} vs {e3}");
+    // No local-SAR limit at all: named.
+    let e = optimize(&obj, &sys, &[&power], &settings).unwrap_err();
+    assert!(e.to_string().contains("local-SAR"), "{e}");
+}
+
+#[test]
+fn efficiency_gradient_over_several_limits_matches_finite_differences() {
+    let n = 4;
+    let sys = ShimSystem::static_shim(random_system(40, n, 21)).unwrap();
+    let a = QuadraticLimit::new("a", random_psd(n, 10, 22), 1.0, 5.0, &[1.0]).unwrap();
+    let b = QuadraticLimit::new("b", random_psd(n, 10, 23), 1.0, 4.0, &[1.0]).unwrap();
+    let limits: Vec<&dyn Limit> = vec![&a, &b];
+    let obj = Objective::Efficiency { target_t: 1e-6 };
+    let s = random_drive(n, 24);
+    let p = 16.0;
+    let (_, g) = objective_value(&obj, &sys, &limits, &s, p).unwrap();
+    let num = fd(
+        &|x| objective_value(&obj, &sys, &limits, x, p).unwrap().0,
+        &s,
+        1e-6,
+    );
+    assert_grad_close(&g, &num, 1e-5, "efficiency over two limits");
+}

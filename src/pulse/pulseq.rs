@@ -108,6 +108,10 @@ fn id(path: &Path, line: usize, v: f64, what: &str) -> Result<u32> {
     Ok(v as u32)
 }
 
+/// The longest shape accepted (10 s at a 1 µs raster): a corrupt `num_samples` or run count must
+/// not allocate gigabytes.
+pub const MAX_SHAPE_SAMPLES: usize = 10_000_000;
+
 /// Samples of a shape stored as `packed` with `num_samples` samples: plain when the lengths agree,
 /// otherwise the run-length-coded derivative (see the module doc).
 pub fn decompress_shape(
@@ -117,7 +121,13 @@ pub fn decompress_shape(
     if packed.len() == num_samples {
         return Ok(packed.to_vec());
     }
-    let mut d = Vec::with_capacity(num_samples);
+    // num_samples and the run counts come from the file: bound them before allocating.
+    if num_samples > MAX_SHAPE_SAMPLES {
+        return Err(format!(
+            "num_samples = {num_samples} is more than the {MAX_SHAPE_SAMPLES} samples a shape may have here"
+        ));
+    }
+    let mut d = Vec::with_capacity(num_samples.min(packed.len().saturating_mul(4)));
     let mut i = 0;
     while i < packed.len() {
         let v = packed[i];
@@ -128,7 +138,13 @@ pub fn decompress_shape(
             if r.fract() != 0.0 || r < 0.0 {
                 return Err(format!("run count {r} is not a whole number >= 0"));
             }
-            d.extend(std::iter::repeat_n(v, r as usize + 2));
+            let run = (r as usize).saturating_add(2);
+            if d.len().saturating_add(run) > num_samples {
+                return Err(format!(
+                    "the code gives more than num_samples = {num_samples} samples"
+                ));
+            }
+            d.extend(std::iter::repeat_n(v, run));
             i += 3;
         } else {
             d.push(v);

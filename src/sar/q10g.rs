@@ -165,15 +165,15 @@ impl Q10g {
         let pairs = pairs(n);
         let eflat = e
             .as_slice()
-            .ok_or_else(|| Error::Computation("E array is not contiguous".into()))?;
+            .expect("FieldSet::new stores E in standard layout");
         let sigma = fields
             .sigma()
             .as_slice()
-            .expect("owned arrays are contiguous");
+            .expect("FieldSet::new stores sigma and rho in standard layout");
         let rho = fields
             .rho()
             .as_slice()
-            .expect("owned arrays are contiguous");
+            .expect("FieldSet::new stores sigma and rho in standard layout");
         let dv = grid.voxel_volume_m3();
 
         // The matrices: valid centred cubes, then every face cube of rule-4 voxels.

@@ -98,7 +98,7 @@ impl VopSet {
         }
         Ok(VopSet {
             n_ch,
-            packed,
+            packed: crate::io::standard_layout(packed),
             epsilon: f64::NAN,
             worst_case: f64::NAN,
             unit,

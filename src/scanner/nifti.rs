@@ -238,14 +238,44 @@ fn nifti_error(path: &Path, what: &str, e: nifti::NiftiError) -> Error {
     }
 }
 
+/// The nifti crate stops reading a `.nii.gz` once it has the voxels it needs, so a file cut
+/// inside the gzip trailer (a half-written copy) would pass unseen: inflate it all once, checking
+/// the stream's CRC and length, without keeping the data.
+fn check_gzip(path: &Path) -> Result<()> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    std::io::copy(
+        &mut flate2::read::GzDecoder::new(std::io::BufReader::new(file)),
+        &mut std::io::sink(),
+    )
+    .map_err(|e| Error::format(path, "gzip-compressed NIfTI-1 image", e))?;
+    Ok(())
+}
+
 /// Read a NIfTI-1 image (`.nii` or `.nii.gz`) whole. Errors name the file.
 pub fn read_nifti(path: &Path) -> Result<NiftiImage> {
     const WHAT: &str = "NIfTI-1 image";
+    if path.extension().is_some_and(|e| e == "gz") {
+        check_gzip(path)?;
+    }
     let obj = nifti::ReaderOptions::new()
         .read_file(path)
         .map_err(|e| nifti_error(path, WHAT, e))?;
     let header = obj.header().clone();
     let dtype = header.data_type().map_err(|e| nifti_error(path, WHAT, e))?;
+    // The nifti crate reads bitpix / 8 bytes per voxel but decodes datatype-sized elements, and
+    // panics when the two disagree (a corrupt header): refuse such a header first.
+    let bits = 8 * dtype.size_of();
+    if usize::try_from(header.bitpix).ok() != Some(bits) {
+        return Err(Error::format(
+            path,
+            WHAT,
+            format!(
+                "header bitpix {} disagrees with datatype {} ({bits} bits per voxel)",
+                header.bitpix,
+                datatype_name(dtype)
+            ),
+        ));
+    }
     let dims: Vec<usize> = header
         .dim()
         .map_err(|e| nifti_error(path, WHAT, e))?

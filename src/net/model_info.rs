@@ -1,0 +1,274 @@
+//! `model.json`: what a trained network folder (`b1sar train`'s `OUT/model/`) says about itself —
+//! the dataset settings its inputs were made with, the subjects it was trained and validated on,
+//! and the safety factor measured on the held-out subjects. Read and written here only; every
+//! caller (CLI, predictor, examples) goes through [`ModelInfo`].
+//!
+//! Not here: the generator's weights and architecture (`generator.bpk` / `generator.json`, see
+//! [`super::load_generator`]). Units: SAR in W/kg; the safety factor is a plain ratio
+//! (true / predicted pSAR10g).
+
+use crate::dataset::DatasetConfig;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// File name of the description inside a model folder.
+pub const MODEL_INFO_FILE: &str = "model.json";
+
+/// The description of a trained network (`model.json`). Unknown fields written by a later version
+/// are ignored, so an older b1sar still reads a newer model.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ModelInfo {
+    /// Network variant the generator was built with ("Small", "Base32", "Paper").
+    pub variant: String,
+    /// In-plane sample size [H, W] (pixels).
+    pub size_hw: [usize; 2],
+    /// What the 15 input channels hold (for people reading the file).
+    #[serde(default)]
+    pub input: String,
+    /// Divisor of the training targets (W/kg).
+    pub sar_unit_w_per_kg: f64,
+    /// Sample settings of the training data; predictions make their inputs with the same.
+    pub dataset_config: DatasetConfig,
+    /// Subject ids the network was trained on.
+    pub train_subjects: Vec<usize>,
+    /// Subject ids held out (the safety factor is measured on them).
+    pub holdout_subjects: Vec<usize>,
+    /// SF = max over held-out samples of true / predicted pSAR10g; `None` (JSON `null`, or absent)
+    /// when nothing was held out. Use [`ModelInfo::safety_factor`], which refuses a missing one.
+    #[serde(default)]
+    pub safety_factor: Option<f64>,
+    /// Training epochs.
+    #[serde(default)]
+    pub epochs: usize,
+    /// Optimiser steps taken.
+    #[serde(default)]
+    pub steps: u64,
+    /// The dataset folder trained on, as given to `train`.
+    #[serde(default)]
+    pub dataset: PathBuf,
+    /// The file this description was read from (not stored), so errors can name it.
+    #[serde(skip)]
+    source: Option<PathBuf>,
+}
+
+/// Where the safety factor applied to a network's prediction came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SafetyFactorSource {
+    /// Given on the command line (`--safety-factor`), overriding the model's.
+    User,
+    /// The model's own, measured on its held-out subjects (`model.json`).
+    Model,
+}
+
+impl SafetyFactorSource {
+    /// Words for human output ("user-given", "from model.json").
+    pub fn describe(self) -> &'static str {
+        match self {
+            SafetyFactorSource::User => "user-given (--safety-factor)",
+            SafetyFactorSource::Model => "from the model's model.json",
+        }
+    }
+}
+
+/// A safety factor with its origin.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct SafetyFactor {
+    /// The factor (true / predicted pSAR10g), finite and > 0.
+    pub value: f64,
+    /// Where it came from.
+    pub source: SafetyFactorSource,
+}
+
+impl ModelInfo {
+    /// A description of a freshly trained model (`train`'s output).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        variant: impl Into<String>,
+        size_hw: [usize; 2],
+        dataset_config: DatasetConfig,
+        train_subjects: Vec<usize>,
+        holdout_subjects: Vec<usize>,
+        safety_factor: Option<f64>,
+        epochs: usize,
+        steps: u64,
+        dataset: PathBuf,
+    ) -> Self {
+        ModelInfo {
+            variant: variant.into(),
+            size_hw,
+            input: "5 slices x (Re, Im B1+ / nominal |B1+|, DREAM mask)".into(),
+            sar_unit_w_per_kg: dataset_config.sar_unit_w_per_kg,
+            dataset_config,
+            train_subjects,
+            holdout_subjects,
+            safety_factor: safety_factor.filter(|sf| sf.is_finite()),
+            epochs,
+            steps,
+            dataset,
+            source: None,
+        }
+    }
+
+    /// Path of the description inside model folder `dir`.
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(MODEL_INFO_FILE)
+    }
+
+    /// Read `dir/model.json`; a missing required field is an error naming the file and the field.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = Self::path(dir);
+        let mut info: ModelInfo = crate::io::read_json(&path, "model description (model.json)")?;
+        info.dataset_config
+            .validate()
+            .map_err(|e| e.in_file(&path))?;
+        info.source = Some(path);
+        Ok(info)
+    }
+
+    /// Write `dir/model.json` atomically (the folder is created if needed).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        crate::io::write_json(&Self::path(dir), self)
+    }
+
+    fn file(&self) -> PathBuf {
+        self.source
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(MODEL_INFO_FILE))
+    }
+
+    /// The model's own safety factor: an error naming the file when it has none or it is not a
+    /// finite number > 0 (a network without a measured SF must not be trusted with SF 1).
+    pub fn safety_factor(&self) -> Result<f64> {
+        match self.safety_factor {
+            None => Err(Error::Missing {
+                path: self.file(),
+                name: "safety_factor".into(),
+                what: "the network's safety factor, measured on held-out subjects (train with \
+                       --holdout, or give --safety-factor explicitly)"
+                    .into(),
+            }),
+            Some(sf) if !(sf.is_finite() && sf > 0.0) => Err(Error::invalid(
+                format!("{}: safety_factor", self.file().display()),
+                "a finite safety factor > 0",
+                format!("{sf}"),
+            )),
+            Some(sf) => Ok(sf),
+        }
+    }
+
+    /// The safety factor to apply: the user's (`--safety-factor`) when given, else the model's own
+    /// ([`ModelInfo::safety_factor`], an error when it has none).
+    pub fn resolve_safety_factor(&self, user: Option<f64>) -> Result<SafetyFactor> {
+        match user {
+            Some(sf) if !(sf.is_finite() && sf > 0.0) => Err(Error::invalid(
+                "--safety-factor",
+                "a finite safety factor > 0",
+                format!("{sf}"),
+            )),
+            Some(sf) => Ok(SafetyFactor {
+                value: sf,
+                source: SafetyFactorSource::User,
+            }),
+            None => Ok(SafetyFactor {
+                value: self.safety_factor()?,
+                source: SafetyFactorSource::Model,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/model")
+    }
+
+    #[test]
+    fn reads_the_shipped_model_json_unchanged() {
+        let info = ModelInfo::load(&shipped()).unwrap();
+        assert_eq!(info.variant, "Small");
+        assert_eq!(info.size_hw, [48, 48]);
+        assert_eq!(info.train_subjects, vec![0]);
+        assert_eq!(info.holdout_subjects, vec![1]);
+        assert!((info.safety_factor().unwrap() - 1.7273828178476958).abs() < 1e-15);
+        assert_eq!(info.dataset_config.size_hw, [48, 48]);
+    }
+
+    fn write(dir: &Path, v: &serde_json::Value) {
+        std::fs::write(dir.join(MODEL_INFO_FILE), v.to_string()).unwrap();
+    }
+
+    fn shipped_json() -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(shipped().join(MODEL_INFO_FILE)).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn missing_or_null_safety_factor_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for sf in [None, Some(serde_json::Value::Null)] {
+            let mut v = shipped_json();
+            match sf {
+                None => {
+                    v.as_object_mut().unwrap().remove("safety_factor");
+                }
+                Some(x) => v["safety_factor"] = x,
+            }
+            write(dir.path(), &v);
+            let info = ModelInfo::load(dir.path()).unwrap();
+            let e = info.safety_factor().unwrap_err();
+            assert!(e.is_bad_input());
+            let msg = e.to_string();
+            assert!(
+                msg.contains("model.json") && msg.contains("safety_factor"),
+                "{msg}"
+            );
+            let e = info.resolve_safety_factor(None).unwrap_err().to_string();
+            assert!(e.contains("safety_factor"), "{e}");
+            let sf = info.resolve_safety_factor(Some(2.0)).unwrap();
+            assert_eq!(sf.source, SafetyFactorSource::User);
+            assert_eq!(sf.value, 2.0);
+        }
+        assert!(
+            ModelInfo::load(&shipped())
+                .unwrap()
+                .resolve_safety_factor(Some(f64::NAN))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_tolerated_and_missing_required_ones_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = shipped_json();
+        v["added_by_a_later_version"] = serde_json::json!({"x": 1});
+        write(dir.path(), &v);
+        let info = ModelInfo::load(dir.path()).unwrap();
+        assert_eq!(
+            info.resolve_safety_factor(None).unwrap().source,
+            SafetyFactorSource::Model
+        );
+        v.as_object_mut().unwrap().remove("dataset_config");
+        write(dir.path(), &v);
+        let msg = ModelInfo::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            msg.contains("model.json") && msg.contains("dataset_config"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn save_then_load_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = ModelInfo::load(&shipped()).unwrap();
+        info.save(dir.path()).unwrap();
+        let back = ModelInfo::load(dir.path()).unwrap();
+        assert_eq!(back.safety_factor, info.safety_factor);
+        assert_eq!(back.dataset_config, info.dataset_config);
+        assert_eq!(back.train_subjects, info.train_subjects);
+    }
+}
