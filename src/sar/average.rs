@@ -108,15 +108,16 @@ pub enum Containment {
 
 impl Containment {
     /// Largest integer offset k (voxels) along an axis at which a voxel still counts as inside a cube
-    /// of half-width `h` (voxels) centred on a voxel; `None` when not even the centre voxel counts.
-    fn radius(self, h: f64) -> Option<usize> {
+    /// of half-width `h` (voxels) centred on a voxel. 0 also when the cube is narrower than a voxel
+    /// and holds no whole voxel: harmless, since the centre takes its own average by rule 2 anyway.
+    fn radius(self, h: f64) -> usize {
         // Cube centred on voxel c spans [c + 0.5 - h, c + 0.5 + h]; voxel c + k spans [c + k, c + k + 1]
         // and its centre is c + k + 0.5. Slack of 1e-9 voxel absorbs rounding of edges that coincide.
         let r = match self {
             Containment::EntireVoxel => h - 0.5 + 1e-9,
             Containment::CentreInside => h + 1e-9,
         };
-        (r >= 0.0).then(|| r.floor() as usize)
+        r.max(0.0).floor() as usize
     }
 }
 
@@ -141,14 +142,8 @@ impl Coverage {
         let mut radii: Vec<[usize; 3]> = Vec::new();
         let mut radius_of = vec![u8::MAX; grid.len()];
         for (i, side_m) in valid {
-            // A valid cube always holds its own centre voxel's centre; a cube narrower than a voxel
-            // along an axis contains no whole voxel, not even its own (radius 0 is then harmless: the
-            // centre takes its own average by rule 2 anyway).
-            let r: [usize; 3] = std::array::from_fn(|a| {
-                containment
-                    .radius(side_m / (2.0 * grid.spacing_m[a]))
-                    .unwrap_or(0)
-            });
+            let r: [usize; 3] =
+                std::array::from_fn(|a| containment.radius(side_m / (2.0 * grid.spacing_m[a])));
             let k = match radii.iter().position(|q| *q == r) {
                 Some(k) => k,
                 None => {
