@@ -149,6 +149,14 @@ pub fn scatter_png(
             .y_desc(y_label)
             .draw()
             .map_err(|e| e.to_string())?;
+        // Points first, so that the reference lines stay visible over dense clouds.
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|p| Circle::new(*p, 2, BLUE.mix(0.5).filled())),
+            )
+            .map_err(|e| e.to_string())?;
         chart
             .draw_series(LineSeries::new(
                 [(0.0, 0.0), (max, max)],
@@ -158,23 +166,20 @@ pub fn scatter_png(
             .label("y = x")
             .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK));
         for (i, (label, k)) in extra_lines.iter().enumerate() {
+            if !(k.is_finite() && *k > 0.0) {
+                continue;
+            }
             let color = Palette99::pick(i + 3).to_rgba();
             chart
                 .draw_series(LineSeries::new(
-                    [(0.0, 0.0), (max, max * k)],
-                    color.stroke_width(1),
+                    // End on the frame: plotters does not clip a segment that leaves the chart.
+                    [(0.0, 0.0), (max.min(max / k), (max * k).min(max))],
+                    color.stroke_width(2),
                 ))
                 .map_err(|e| e.to_string())?
                 .label(*label)
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
         }
-        chart
-            .draw_series(
-                points
-                    .iter()
-                    .map(|p| Circle::new(*p, 2, BLUE.mix(0.5).filled())),
-            )
-            .map_err(|e| e.to_string())?;
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperLeft)

@@ -3,7 +3,8 @@
 //! and loading users' own voxel models. Grids are coarse (10 mm, or 5 mm over a few slices) so the
 //! whole file runs in a few seconds.
 
-use b1sar::body::cohort::{GENERIC_INDEX, subject_params};
+use b1sar::body::Variation;
+use b1sar::body::cohort::{GENERIC_INDEX, subject_params, subject_params_with};
 use b1sar::body::{Cohort, GridSpec, Phantom, SubjectParams, build_phantom};
 use b1sar::grid::Grid;
 use b1sar::tissue::{TISSUES, by_name};
@@ -194,6 +195,12 @@ fn anatomy_is_sane_for_every_subject() {
     for k in [0, 13] {
         check_anatomy(k, &subject_params(7, k), &GridSpec::isotropic(0.005));
     }
+    // Cohort version 2: the body-shape draws keep every check (masses, BMI, organs in the pelvis).
+    for k in 0..24 {
+        let p = subject_params_with(7, k, Variation::V2);
+        assert_eq!(k == 0, p == subject_params(7, k), "subject {k}");
+        check_anatomy(k, &p, &GridSpec::isotropic(0.01));
+    }
 }
 
 fn check_anatomy(k: usize, params: &SubjectParams, spec: &GridSpec) {
@@ -381,11 +388,7 @@ fn check_anatomy(k: usize, params: &SubjectParams, spec: &GridSpec) {
 #[test]
 fn cohort_manifest_lists_every_file_and_one_generic_subject() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Cohort {
-        n_subjects: 5,
-        seed: 3,
-        grid: GridSpec::isotropic(0.012),
-    };
+    let c = Cohort::v1(5, 3, GridSpec::isotropic(0.012));
     let entries: Vec<_> = (0..5)
         .rev()
         .map(|k| c.write_subject(dir.path(), k).unwrap())
@@ -449,16 +452,8 @@ fn one_subject_alone_equals_the_full_run() {
     // What `b1sar phantom --subject K` does: the same subject from a cohort of another size.
     let (full, single) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let grid = GridSpec::isotropic(0.012);
-    let c5 = Cohort {
-        n_subjects: 5,
-        seed: 9,
-        grid: grid.clone(),
-    };
-    let c40 = Cohort {
-        n_subjects: 40,
-        seed: 9,
-        grid,
-    };
+    let c5 = Cohort::v1(5, 9, grid.clone());
+    let c40 = Cohort::v1(40, 9, grid);
     let all: Vec<_> = (0..5)
         .map(|k| c5.write_subject(full.path(), k).unwrap())
         .collect();

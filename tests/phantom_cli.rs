@@ -27,9 +27,12 @@ fn phantom_cohort_subject_rewrite_and_manifest_only() {
     assert_eq!(rc, 0, "{j}");
     assert_eq!(
         j["output_paths"].as_array().unwrap().len(),
-        5,
-        "4 subjects + manifest"
+        9,
+        "4 subjects, their 4 placed coil files + manifest"
     );
+    for k in 0..4 {
+        assert!(out.join(format!("coil_{k:03}.json")).is_file(), "coil {k}");
+    }
     assert_eq!(j["generic_subject"], 0);
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
@@ -55,11 +58,13 @@ fn phantom_cohort_subject_rewrite_and_manifest_only() {
     let a = Phantom::load(&out.join("subject_002.npz")).unwrap();
     let b = Phantom::load(&one.join("subject_002.npz")).unwrap();
     assert_eq!(a, b);
-    assert_eq!(
-        std::fs::read(out.join("subject_002.npz")).unwrap(),
-        std::fs::read(one.join("subject_002.npz")).unwrap(),
-        "identical bytes"
-    );
+    for f in ["subject_002.npz", "coil_002.json"] {
+        assert_eq!(
+            std::fs::read(out.join(f)).unwrap(),
+            std::fs::read(one.join(f)).unwrap(),
+            "identical bytes: {f}"
+        );
+    }
 
     // --manifest-only writes the same manifest without subject files.
     let mo = dir.path().join("mo");

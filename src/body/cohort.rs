@@ -10,6 +10,9 @@ use super::pelvis::{GridSpec, SubjectParams, build_phantom};
 use super::phantom::Phantom;
 use super::rng::{SplitMix64, mix};
 use super::shapes::P3;
+use super::variation::{
+    Placement, ShapeDraw, TissueScaling, Variation, draw_placement, draw_shape, draw_tissues,
+};
 use crate::error::{Error, Result};
 use crate::io::write_json;
 use crate::tissue::TISSUES;
@@ -57,9 +60,30 @@ pub fn subject_params(cohort_seed: u64, index: usize) -> SubjectParams {
         .expect("drawn height and BMI lie inside the accepted ranges")
 }
 
+/// Parameters of subject `index` under cohort `variation`: version 2 adds the body-shape draws.
+pub fn subject_params_with(cohort_seed: u64, index: usize, variation: Variation) -> SubjectParams {
+    let p = subject_params(cohort_seed, index);
+    match (variation, index) {
+        (Variation::V1, _) | (_, GENERIC_INDEX) => p,
+        (Variation::V2, _) => {
+            let d = draw_shape(subject_seed(cohort_seed, index), p.bmi);
+            p.with_shape(&d)
+        }
+    }
+}
+
 /// File name of subject `index` (fixed width, independent of the cohort size).
 pub fn subject_file_name(index: usize) -> String {
     format!("subject_{index:03}.npz")
+}
+
+/// File name of subject `index`'s coil array, placed on that subject.
+pub fn coil_file_name(index: usize) -> String {
+    format!("coil_{index:03}.json")
+}
+
+fn v1() -> Variation {
+    Variation::V1
 }
 
 /// Trunk half-extents at the prostate's level (m).
@@ -106,6 +130,21 @@ pub struct ManifestEntry {
     pub origin_m: [f64; 3],
     /// Every anatomical parameter (enough to rebuild the subject with `build_phantom`).
     pub anatomy: SubjectParams,
+    /// Cohort version the subject was drawn under (manifests without it are version 1).
+    #[serde(default = "v1")]
+    pub variation: Variation,
+    /// Body-shape draws (version 2; already applied to `anatomy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<ShapeDraw>,
+    /// Tissue-property multipliers applied to the phantom's eps_r and sigma (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tissue_scaling: Option<TissueScaling>,
+    /// Placement of the array on this subject (absent: nominal placement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+    /// The subject's coil file, relative to the manifest's directory (written by `b1sar phantom`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coil_file: Option<String>,
 }
 
 /// A tissue of the table, as listed in the manifest.
@@ -153,9 +192,25 @@ pub struct Cohort {
     pub seed: u64,
     /// Grid of every subject.
     pub grid: GridSpec,
+    /// What varies between subjects besides anatomy.
+    pub variation: Variation,
+    /// Elements of the array (true: anterior) whose placement varies per subject; `None` keeps the
+    /// nominal placement (also the case for subject 0 and for version 1).
+    pub array: Option<Vec<bool>>,
 }
 
 impl Cohort {
+    /// A version-1 cohort (anatomy only, nominal placement): the cohorts b1sar made before 2026-12.
+    pub fn v1(n_subjects: usize, seed: u64, grid: GridSpec) -> Self {
+        Cohort {
+            n_subjects,
+            seed,
+            grid,
+            variation: Variation::V1,
+            array: None,
+        }
+    }
+
     fn check_index(&self, index: usize) -> Result<()> {
         if index >= self.n_subjects {
             return Err(Error::invalid(
@@ -170,13 +225,33 @@ impl Cohort {
     /// Parameters of subject `index`.
     pub fn params(&self, index: usize) -> Result<SubjectParams> {
         self.check_index(index)?;
-        Ok(subject_params(self.seed, index))
+        Ok(subject_params_with(self.seed, index, self.variation))
+    }
+
+    /// Tissue multipliers of subject `index` (none for version 1 and the generic subject).
+    pub fn tissue_scaling(&self, index: usize) -> Option<TissueScaling> {
+        (self.variation == Variation::V2 && index != GENERIC_INDEX)
+            .then(|| draw_tissues(subject_seed(self.seed, index)))
+    }
+
+    /// Placement of the array on subject `index` (`None`: nominal).
+    pub fn placement(&self, index: usize) -> Option<Placement> {
+        match (&self.array, self.variation) {
+            (Some(ant), Variation::V2) if index != GENERIC_INDEX => {
+                Some(draw_placement(subject_seed(self.seed, index), ant))
+            }
+            _ => None,
+        }
     }
 
     /// Build subject `index` and its manifest entry (nothing is written).
     pub fn build(&self, index: usize) -> Result<(Phantom, ManifestEntry)> {
         let p = self.params(index)?;
-        let ph = build_phantom(&p, &self.grid)?;
+        let tissue_scaling = self.tissue_scaling(index);
+        let mut ph = build_phantom(&p, &self.grid)?;
+        if let Some(t) = &tissue_scaling {
+            ph = ph.with_tissue_scaling(&t.by_name())?;
+        }
         let [ap, lr] = p.outer_semi_axes_m(0.0);
         let masses = ph.tissue_masses();
         let entry = ManifestEntry {
@@ -195,7 +270,13 @@ impl Cohort {
             shape_zyx: ph.grid().shape,
             spacing_m: ph.grid().spacing_m,
             origin_m: ph.grid().origin_m,
+            shape: (self.variation == Variation::V2 && index != GENERIC_INDEX)
+                .then(|| draw_shape(subject_seed(self.seed, index), p.bmi)),
             anatomy: p,
+            variation: self.variation,
+            tissue_scaling,
+            placement: self.placement(index),
+            coil_file: None,
         };
         Ok((ph, entry))
     }
@@ -271,11 +352,7 @@ mod tests {
 
     #[test]
     fn index_outside_the_cohort_is_an_error() {
-        let c = Cohort {
-            n_subjects: 3,
-            seed: 1,
-            grid: GridSpec::isotropic(0.01),
-        };
+        let c = Cohort::v1(3, 1, GridSpec::isotropic(0.01));
         let e = c.params(3).unwrap_err().to_string();
         assert!(e.contains("subject") && e.contains('3'), "{e}");
         assert!(c.manifest(vec![]).is_err());

@@ -15,7 +15,9 @@ pub mod pelvis;
 pub mod phantom;
 mod rng;
 pub mod shapes;
+pub mod variation;
 
 pub use cohort::{Cohort, Manifest, ManifestEntry};
 pub use pelvis::{GridSpec, SubjectParams, build_phantom};
 pub use phantom::{Phantom, TissueMass};
+pub use variation::{Placement, Variation};

@@ -100,10 +100,23 @@ pub struct Trunk {
     pub fat_m: f64,
     /// Relative fat-thickness harmonics, same form as `outline_harmonics`.
     pub fat_harmonics: Vec<[f64; 4]>,
+    /// Factor on the fat thickness over the anterior half (cohort version 2; 1 otherwise).
+    #[serde(default = "one")]
+    pub fat_anterior_factor: f64,
+    /// Factor on the fat thickness over the posterior half.
+    #[serde(default = "one")]
+    pub fat_posterior_factor: f64,
+    /// Factor on the AP semi-axis of the muscle outline's anterior half.
+    #[serde(default = "one")]
+    pub lean_anterior_factor: f64,
     /// z of the crotch, the top of the gap between the thighs (m).
     pub crotch_z_m: f64,
     /// Half-width of the gap between the thighs at mid-depth (m).
     pub thigh_gap_m: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 fn harmonics_at(h: &[[f64; 4]], z: f64) -> Vec<[f64; 2]> {
@@ -155,6 +168,12 @@ impl Trunk {
         let a = a0 * (1.0 - self.taper * ((z - self.hip_z_m) / Z_REF_M).powi(2));
         let n = self.exponent;
         let (s, c) = theta.sin_cos();
+        // +y is anterior: the front half has its own depth (continuous at s = 0, where b drops out).
+        let b = if s > 0.0 {
+            b * self.lean_anterior_factor
+        } else {
+            b
+        };
         let r = ((c / a).abs().powf(n) + (s / b).abs().powf(n)).powf(-1.0 / n);
         r * (1.0 + fourier(harm, theta))
     }
@@ -162,8 +181,16 @@ impl Trunk {
     /// Fat thickness (m) at angle `theta`, with the fat harmonics `harm` evaluated at the level.
     fn fat_at(&self, theta: f64, harm: &[[f64; 2]]) -> f64 {
         // Over the trochanters fat is thinner than over the buttocks and the lower abdomen.
-        let base = 0.85 + 0.3 * theta.sin().powi(2);
-        self.fat_m * base * (1.0 + fourier(harm, theta)).max(0.5)
+        let s = theta.sin();
+        let base = 0.85 + 0.3 * s * s;
+        // Anterior and posterior factors blend in with sin^2, so the flanks keep the mean.
+        let side = if s > 0.0 {
+            self.fat_anterior_factor
+        } else {
+            self.fat_posterior_factor
+        };
+        let front_back = 1.0 + (side - 1.0) * s * s;
+        self.fat_m * base * front_back * (1.0 + fourier(harm, theta)).max(0.5)
     }
 
     fn outline(&self, z: f64) -> Outline {
@@ -470,6 +497,9 @@ impl SubjectParams {
             skin_m,
             fat_m,
             fat_harmonics: zip4(fh0, fh1),
+            fat_anterior_factor: 1.0,
+            fat_posterior_factor: 1.0,
+            lean_anterior_factor: 1.0,
             crotch_z_m,
             thigh_gap_m,
         };
@@ -670,6 +700,16 @@ impl SubjectParams {
             colon: [sigmoid, caecum],
             bowel,
         }
+    }
+
+    /// This subject with the body-shape draws of cohort version 2 applied (see
+    /// [`super::variation`]).
+    pub fn with_shape(mut self, d: &super::variation::ShapeDraw) -> Self {
+        self.trunk.lean_semi_axes_m[1] /= d.ap_lr_factor;
+        self.trunk.lean_anterior_factor = d.anterior_depth_factor;
+        self.trunk.fat_anterior_factor = d.fat_anterior_factor;
+        self.trunk.fat_posterior_factor = d.fat_posterior_factor;
+        self
     }
 
     /// Half-extents [AP, LR] (m) of the skin outline at level `z` (the trunk's outer semi-axes).

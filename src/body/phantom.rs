@@ -192,6 +192,42 @@ impl Phantom {
         z.finish()
     }
 
+    /// This phantom with the relative permittivity and conductivity of the named tissues (table
+    /// names, matched through the labels) multiplied by (eps_r factor, sigma factor): a subject's own
+    /// tissue properties. Errors on an unknown tissue name or a factor that is not finite and > 0, or
+    /// that would push eps_r below 1.
+    pub fn with_tissue_scaling(mut self, factors: &[(&str, [f64; 2])]) -> Result<Self> {
+        for (name, [fe, fs]) in factors {
+            let t = crate::tissue::by_name(name)?;
+            if !(fe.is_finite() && *fe > 0.0 && fs.is_finite() && *fs > 0.0) {
+                return Err(Error::invalid(
+                    format!("{name} property factors"),
+                    "finite factors > 0",
+                    format!("eps_r x {fe}, sigma x {fs}"),
+                ));
+            }
+            if t.eps_r * fe < 1.0 {
+                return Err(Error::invalid(
+                    format!("{name} permittivity factor"),
+                    "a relative permittivity >= 1",
+                    format!("{} x {fe}", t.eps_r),
+                ));
+            }
+            for ((l, e), g) in self
+                .labels
+                .iter()
+                .zip(self.eps_r.iter_mut())
+                .zip(self.sigma.iter_mut())
+            {
+                if *l == t.label {
+                    *e *= fe;
+                    *g *= fs;
+                }
+            }
+        }
+        Ok(self)
+    }
+
     /// Grid geometry.
     pub fn grid(&self) -> &Grid {
         &self.grid

@@ -4,9 +4,10 @@
 
 use super::{Output, bar};
 use anyhow::Result;
-use b1sar::body::cohort::{GENERIC_INDEX, MANIFEST_FILE};
-use b1sar::body::{Cohort, GridSpec, ManifestEntry};
-use clap::Args;
+use b1sar::body::cohort::{GENERIC_INDEX, MANIFEST_FILE, coil_file_name};
+use b1sar::body::{Cohort, GridSpec, ManifestEntry, Variation};
+use b1sar::sim::coil::CoilSpec;
+use clap::{Args, ValueEnum};
 use rayon::prelude::*;
 use serde_json::json;
 use std::path::PathBuf;
@@ -49,9 +50,39 @@ pub struct PhantomArgs {
     /// Write only manifest.json (subjects are built in memory to measure their masses).
     #[arg(long, conflicts_with = "subject")]
     pub manifest_only: bool,
+    /// What varies between subjects besides anatomy: `v2` adds body shape, tissue properties and
+    /// array placement; `v1` is the cohort b1sar made before 2026-12 (anatomy only).
+    #[arg(long, value_enum, default_value = "v2")]
+    pub variation: VariationArg,
+    /// `varied`: each subject gets its own placement of the array (version 2); `nominal`: every
+    /// subject gets the array as given.
+    #[arg(long, value_enum, default_value = "varied")]
+    pub placement: PlacementArg,
+    /// The array to place on every subject (default: the built-in 8-dipole pelvis array); each
+    /// subject's placed copy is written as DIR/coil_KKK.json.
+    #[arg(long)]
+    pub coil: Option<PathBuf>,
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// `--variation`.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum VariationArg {
+    /// Anatomy only.
+    V1,
+    /// Anatomy, body shape, tissue properties, array placement.
+    V2,
+}
+
+/// `--placement`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlacementArg {
+    /// The array as given on every subject.
+    Nominal,
+    /// A drawn placement per subject (subject 0 keeps the nominal one).
+    Varied,
 }
 
 /// Run `b1sar phantom`.
@@ -68,6 +99,24 @@ pub fn run(a: PhantomArgs, out: &Output) -> Result<()> {
         )
         .into());
     }
+    let coil = match &a.coil {
+        Some(p) => CoilSpec::load(p)?,
+        None => CoilSpec::default_pelvis(),
+    };
+    let variation = match a.variation {
+        VariationArg::V1 => Variation::V1,
+        VariationArg::V2 => Variation::V2,
+    };
+    let array = match (a.placement, variation) {
+        (PlacementArg::Varied, Variation::V2) => Some(coil.anterior_flags().map_err(|e| {
+            b1sar::Error::invalid(
+                "--coil",
+                "elements with a surface placement (`side`, `standoff_m`) for --placement varied",
+                e.to_string(),
+            )
+        })?),
+        _ => None,
+    };
     let cohort = Cohort {
         n_subjects: n,
         seed: a.seed,
@@ -77,6 +126,8 @@ pub fn run(a: PhantomArgs, out: &Output) -> Result<()> {
             z_above_m: a.z_above_mm * 1e-3,
             margin_voxels: a.margin_voxels as usize,
         },
+        variation,
+        array,
     };
     let indices: Vec<usize> = match a.subject {
         Some(k) => vec![k as usize],
@@ -96,19 +147,31 @@ pub fn run(a: PhantomArgs, out: &Output) -> Result<()> {
     let entries: Vec<ManifestEntry> = indices
         .par_iter()
         .map(|&k| {
-            let e = if write_npz {
-                cohort.write_subject(&a.out, k)
+            let mut e = if write_npz {
+                cohort.write_subject(&a.out, k)?
             } else {
-                cohort.build(k).map(|(_, e)| e)
+                cohort.build(k)?.1
             };
+            let placed = match &e.placement {
+                Some(p) => coil.placed(p)?,
+                None => coil.clone(),
+            };
+            let file = coil_file_name(k);
+            if write_npz {
+                b1sar::io::write_json(&a.out.join(&file), &placed)?;
+            }
+            e.coil_file = Some(file);
             pb.inc(1);
-            e
+            Ok(e)
         })
         .collect::<b1sar::Result<_>>()?;
     pb.finish_and_clear();
 
     let mut paths: Vec<PathBuf> = if write_npz {
-        entries.iter().map(|e| a.out.join(&e.file)).collect()
+        entries
+            .iter()
+            .flat_map(|e| [a.out.join(&e.file), a.out.join(coil_file_name(e.id))])
+            .collect()
     } else {
         vec![]
     };

@@ -5,7 +5,9 @@
 
 use super::{Output, bar};
 use anyhow::{Context, Result};
-use b1sar::eval::population::{Summary, subject_figures, summarize};
+use b1sar::eval::population::{
+    Conventional, Summary, conventional, load_generic, subject_figures, summarize,
+};
 use b1sar::{Drive, FieldSet, io, plot};
 use clap::Args;
 use serde_json::json;
@@ -30,6 +32,12 @@ pub struct PopulationArgs {
     /// Seed of the drives (the same drives for every subject).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// The generic subject of the conventional approach: its field set (with E) or its VOP file
+    /// (.npz). Its pSAR10g for each drive is taken as every subject's estimate, and the conventional
+    /// safety factor, SF_UOF, P(under) and over-estimation are reported. A `--fields` file that is
+    /// the generic subject itself is left out of these figures.
+    #[arg(long)]
+    pub generic: Option<PathBuf>,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
@@ -37,6 +45,17 @@ pub struct PopulationArgs {
 
 /// The paper's figures (Meliadò 2020, 8 x 1 W random-phase drives over 23 subjects).
 const PAPER_P999_W_PER_KG: f64 = 3.8;
+
+/// The paper's conventional approach (Duke as the generic model, against in vivo-based models;
+/// PHYSICS.md §1).
+const PAPER_CONVENTIONAL: Conventional = Conventional {
+    n: 0,
+    sf: 2.43,
+    sf_uof: 1.72,
+    p_under: 0.24,
+    mean_overestimation: 0.18,
+    mean_overestimation_after_sf: 1.03,
+};
 
 /// The range the paper reports most pSAR10g values in (W/kg).
 const PAPER_MOSTLY_W_PER_KG: std::ops::RangeInclusive<f64> = 1.0..=4.0;
@@ -52,6 +71,9 @@ struct Row {
     roi_voxels: usize,
     b1_ut: Summary,
     aligned_ut: f64,
+    /// The conventional approach on this subject (`--generic`); `None` for the generic subject.
+    conventional: Option<Conventional>,
+    is_generic: bool,
 }
 
 /// Fraction of `v` within the paper's 1-4 W/kg.
@@ -84,6 +106,22 @@ pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
         None => Default::default(),
     };
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    // The generic subject's estimate of every drive: the drives are the same for every subject.
+    let generic = match &a.generic {
+        Some(p) => {
+            let est = load_generic(p)?;
+            let drives =
+                Drive::random_phase_set(est.n_channels(), a.power_w, a.drives as usize, a.seed)?;
+            let estimate = est.psar(&drives)?;
+            let canonical =
+                std::fs::canonicalize(p).with_context(|| format!("reading {}", p.display()))?;
+            out.line(format!("generic subject: {} ({})", p.display(), est.name()));
+            Some((canonical, est.n_channels(), estimate))
+        }
+        None => None,
+    };
+    let (mut pooled_truth, mut pooled_estimate) = (Vec::new(), Vec::new());
+    let mut scatter: Vec<(f64, f64)> = Vec::new();
     let pb = bar(a.fields.len() as u64, "subjects");
     let mut rows = Vec::new();
     let mut all_psar = Vec::new();
@@ -103,6 +141,31 @@ pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let is_generic = match &generic {
+            Some((g, ..)) => std::fs::canonicalize(path).is_ok_and(|c| &c == g),
+            None => false,
+        };
+        let conv = match &generic {
+            Some((_, n_g, estimate)) if !is_generic => {
+                if *n_g != f.n_channels() {
+                    anyhow::bail!(b1sar::Error::invalid(
+                        format!("{}", path.display()),
+                        format!("{n_g} channels like the generic subject"),
+                        format!("{}", f.n_channels())
+                    ));
+                }
+                pooled_truth.extend_from_slice(&fig.psar_w_per_kg);
+                pooled_estimate.extend_from_slice(estimate);
+                scatter.extend(
+                    estimate
+                        .iter()
+                        .copied()
+                        .zip(fig.psar_w_per_kg.iter().copied()),
+                );
+                Some(conventional(&fig.psar_w_per_kg, estimate).map_err(|e| e.in_file(path))?)
+            }
+            _ => None,
+        };
         let row = Row {
             file: path.display().to_string(),
             bmi: bmi_of.get(&name).copied(),
@@ -117,6 +180,8 @@ pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
             roi_voxels: fig.roi_voxels,
             b1_ut: scale(&summarize(&fig.roi_b1_t)?, 1e6),
             aligned_ut: fig.roi_b1_aligned_t * 1e6,
+            conventional: conv,
+            is_generic,
         };
         pb.println(format!(
             "{name}: pSAR10g mean {:.2}, 99.9 % {:.2}, max {:.2} W/kg; whole-body {:.3} W/kg; {} |B1+| {:.3} µT (aligned {:.3} µT)",
@@ -128,6 +193,15 @@ pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
             row.b1_ut.mean,
             row.aligned_ut
         ));
+        if let Some(c) = &row.conventional {
+            pb.println(format!(
+                "{name}: conventional SF {:.2}, SF_UOF {:.2}, P(under) {:.1} %, over-estimation after SF {:.0} %",
+                c.sf,
+                c.sf_uof,
+                100.0 * c.p_under,
+                100.0 * c.mean_overestimation_after_sf
+            ));
+        }
         all_psar.extend_from_slice(&fig.psar_w_per_kg);
         rows.push(row);
         pb.inc(1);
@@ -138,6 +212,15 @@ pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
     let in_1_4 = fraction_in_paper_range(&all_psar);
     let b1_means: Vec<f64> = rows.iter().map(|r| r.b1_ut.mean).collect();
     let aligned: Vec<f64> = rows.iter().map(|r| r.aligned_ut).collect();
+    let pooled_conv = match &generic {
+        Some(_) if pooled_truth.is_empty() => anyhow::bail!(b1sar::Error::invalid(
+            "--fields",
+            "at least one subject besides the generic subject (--generic)",
+            "only the generic subject"
+        )),
+        Some(_) => Some(conventional(&pooled_truth, &pooled_estimate)?),
+        None => None,
+    };
     let per_subject: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
@@ -151,6 +234,8 @@ pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
                 "roi_voxels": r.roi_voxels,
                 "roi_b1_ut": r.b1_ut,
                 "roi_b1_aligned_ut": r.aligned_ut,
+                "conventional": r.conventional,
+                "is_generic": r.is_generic,
             })
         })
         .collect();
@@ -164,7 +249,9 @@ pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
         "subject_p999_range_w_per_kg": [min(&subj_p999), max(&subj_p999)],
         "roi_b1_mean_range_ut": [min(&b1_means), max(&b1_means)],
         "roi_b1_aligned_range_ut": [min(&aligned), max(&aligned)],
-        "paper": {"psar10g_p999_w_per_kg": PAPER_P999_W_PER_KG, "psar10g_mostly_w_per_kg": [PAPER_MOSTLY_W_PER_KG.start(), PAPER_MOSTLY_W_PER_KG.end()]},
+        "paper": {"conventional": {"sf": PAPER_CONVENTIONAL.sf, "sf_uof": PAPER_CONVENTIONAL.sf_uof, "p_under": PAPER_CONVENTIONAL.p_under, "mean_overestimation": PAPER_CONVENTIONAL.mean_overestimation, "mean_overestimation_after_sf": PAPER_CONVENTIONAL.mean_overestimation_after_sf}, "psar10g_p999_w_per_kg": PAPER_P999_W_PER_KG, "psar10g_mostly_w_per_kg": [PAPER_MOSTLY_W_PER_KG.start(), PAPER_MOSTLY_W_PER_KG.end()]},
+        "generic": a.generic,
+        "conventional": pooled_conv,
         "per_subject": per_subject,
         "elapsed_s": t0.elapsed().as_secs_f64(),
     });
@@ -240,6 +327,58 @@ pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
         min(&aligned),
         max(&aligned),
     );
+    let mut md = md;
+    if let Some(c) = &pooled_conv {
+        let g = a.generic.as_deref().unwrap_or(std::path::Path::new(""));
+        plot::scatter_png(
+            &a.out.join("conventional_scatter.png"),
+            &scatter,
+            &format!(
+                "Conventional approach: generic subject vs each subject ({} drives)",
+                scatter.len()
+            ),
+            "generic-subject pSAR10g (W/kg)",
+            "subject's true pSAR10g (W/kg)",
+            &[("SF", c.sf)],
+        )?;
+        let sfs: Vec<f64> = rows
+            .iter()
+            .filter_map(|r| r.conventional.as_ref().map(|c| c.sf))
+            .collect();
+        let p = &PAPER_CONVENTIONAL;
+        md.push_str(&format!(
+            "\n## Conventional approach (generic subject `{}`)\n\n\
+             Each drive's estimate is the generic subject's pSAR10g; {} subjects x {} drives{}.\n\n\
+             | figure | here | paper (Meliadò 2020, in vivo models) |\n|---|---|---|\n\
+             | SF = max(true / estimate) | {:.2} | {:.2} |\n\
+             | SF_UOF = Q3 + 3 IQR | {:.2} | {:.2} |\n\
+             | P(under-estimation) before SF | {:.1} % | {:.0} % |\n\
+             | mean over-estimation before SF | {:.0} % | {:.0} % |\n\
+             | mean over-estimation after SF | {:.0} % | {:.0} % |\n\
+             | SF per subject | {:.2}-{:.2} | |\n\n\
+             Scatter: `conventional_scatter.png` (the line is true = SF x estimate).\n",
+            g.display(),
+            sfs.len(),
+            a.drives,
+            if rows.iter().any(|r| r.is_generic) {
+                " (the generic subject itself left out)"
+            } else {
+                ""
+            },
+            c.sf,
+            p.sf,
+            c.sf_uof,
+            p.sf_uof,
+            100.0 * c.p_under,
+            100.0 * p.p_under,
+            100.0 * c.mean_overestimation,
+            100.0 * p.mean_overestimation,
+            100.0 * c.mean_overestimation_after_sf,
+            100.0 * p.mean_overestimation_after_sf,
+            min(&sfs),
+            max(&sfs),
+        ));
+    }
     io::write_atomic(&a.out.join("summary.md"), |w| {
         std::io::Write::write_all(w, md.as_bytes())
     })?;

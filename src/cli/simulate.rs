@@ -25,7 +25,9 @@ pub struct SimulateArgs {
     /// Subject index within the `--phantom` folder (for cluster job arrays: one subject per job).
     #[arg(long)]
     pub subject: Option<usize>,
-    /// Coil array JSON (default: the built-in 8-dipole pelvis array, see examples/data/coil_default.json).
+    /// Coil array JSON (default: with `--phantom DIR --subject K`, the subject's own placed array
+    /// `DIR/coil_KKK.json` when the folder has one; otherwise the built-in 8-dipole pelvis array, see
+    /// examples/data/coil_default.json).
     #[arg(long)]
     pub coil: Option<PathBuf>,
     /// Output field set (.npz).
@@ -172,9 +174,19 @@ pub fn run(a: SimulateArgs, out: &Output) -> Result<()> {
         (false, None) => a.phantom.clone(),
     };
     let ph = Phantom::load(&phantom_path)?;
-    let coil = match &a.coil {
-        Some(p) => CoilSpec::load(p)?,
-        None => CoilSpec::default_pelvis(),
+    let subject_coil = match (a.phantom.is_dir(), a.subject) {
+        (true, Some(k)) => {
+            Some(a.phantom.join(b1sar::body::cohort::coil_file_name(k))).filter(|p| p.is_file())
+        }
+        _ => None,
+    };
+    let (coil, coil_source) = match (&a.coil, &subject_coil) {
+        (Some(p), _) => (CoilSpec::load(p)?, p.display().to_string()),
+        (None, Some(p)) => (CoilSpec::load(p)?, p.display().to_string()),
+        (None, None) => (
+            CoilSpec::default_pelvis(),
+            "built-in default array".to_string(),
+        ),
     };
     if !(a.pad_mm.is_finite() && a.pad_mm >= 0.0 && a.tol > 0.0 && a.tol < 1.0 && a.max_periods > 0)
     {
@@ -193,6 +205,7 @@ pub fn run(a: SimulateArgs, out: &Output) -> Result<()> {
     };
     let dom = Domain::new(&ph, &coil, &opts)?;
     let nch = coil.elements.len();
+    out.line(format!("coil: {coil_source}"));
     out.line(format!(
         "FDTD domain {} x {} x {} cells of {:.1} mm ({:.2} M cells), dt {:.2} ps, {} steps per period, {nch} channels",
         dom.n[0], dom.n[1], dom.n[2], dom.d[0] * 1e3, dom.cells() as f64 / 1e6, dom.dt * 1e12, dom.steps_per_period
@@ -299,7 +312,7 @@ pub fn run(a: SimulateArgs, out: &Output) -> Result<()> {
         "output_paths": [a.out],
         "channels": reports.iter().map(|r| json!({"channel": r.channel + 1, "input_impedance_ohm": r.input_impedance_ohm, "accepted_power_w": r.accepted_power_w, "periods": r.periods, "elapsed_s": r.elapsed_s})).collect::<Vec<_>>(),
         "s_matrix": (0..nch).map(|i| (0..nch).map(|j| reports[j].s_column[i]).collect::<Vec<_>>()).collect::<Vec<_>>(),
-        "cells": dom.cells(), "cell_updates_per_s": rate, "elapsed_s": t0.elapsed().as_secs_f64(),
+        "coil": coil_source, "cells": dom.cells(), "cell_updates_per_s": rate, "elapsed_s": t0.elapsed().as_secs_f64(),
     }));
     Ok(())
 }

@@ -5,9 +5,11 @@
 use crate::drive::Drive;
 use crate::error::{Error, Result};
 use crate::field::FieldSet;
-use crate::sar::{Averager, Q10g};
+use crate::predict::SarPredictor;
+use crate::sar::{Averager, Q10g, VopSet};
 use num_complex::Complex64;
 use serde::Serialize;
+use std::path::Path;
 
 /// One subject's figures over a set of drives.
 #[derive(Clone, Debug, Serialize)]
@@ -54,6 +56,65 @@ pub fn summarize(v: &[f64]) -> Result<Summary> {
         p999: q(0.999)?,
         min: q(0.0)?,
         max: q(1.0)?,
+    })
+}
+
+/// The generic subject of the conventional approach, as given to `b1sar population --generic`:
+/// its field set (exact Q10g) or its VOPs (b1sar `.npz`; drives in sqrt(W)). A `.npz` with
+/// `vop_packed` is read as VOPs, any other `.npz` as a field set with E.
+pub fn load_generic(path: &Path) -> Result<Box<dyn SarPredictor + Sync>> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("mat"))
+    {
+        return Err(Error::invalid(
+            format!("generic subject {}", path.display()),
+            "a field set or b1sar VOP file (.npz) for drives in sqrt(W)",
+            "a scanner .mat VOP file (volts)",
+        ));
+    }
+    if crate::io::NpzIn::open(path)?.has("vop_packed") {
+        return Ok(Box::new(VopSet::load(path)?));
+    }
+    let f = FieldSet::load(path)?;
+    if f.e().is_none() {
+        return Err(Error::invalid(
+            format!("generic subject {}", path.display()),
+            "a field set with E (or a VOP file)",
+            "a B1+-only field set",
+        ));
+    }
+    Ok(Box::new(Q10g::from_fields(&f)?))
+}
+
+/// The conventional approach's figures on a set of drives: the generic subject's pSAR10g taken as
+/// the estimate of each subject's true pSAR10g (Meliadò 2020, the "conventional approach").
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Conventional {
+    /// Samples (subject x drive).
+    pub n: usize,
+    /// SF = max(true / estimate).
+    pub sf: f64,
+    /// SF_UOF = Q3 + 3 IQR of true / estimate.
+    pub sf_uof: f64,
+    /// Fraction of samples the generic subject under-estimates, before any SF.
+    pub p_under: f64,
+    /// mean(estimate / true) - 1, before any SF.
+    pub mean_overestimation: f64,
+    /// mean(SF x estimate / true) - 1.
+    pub mean_overestimation_after_sf: f64,
+}
+
+/// [`Conventional`] figures of paired true and generic-subject pSAR10g (W/kg, all > 0).
+pub fn conventional(truth: &[f64], estimate: &[f64]) -> Result<Conventional> {
+    let s = super::safety_stats(truth, estimate)?;
+    Ok(Conventional {
+        n: s.n,
+        sf: s.safety_factor,
+        sf_uof: s.safety_factor_uof,
+        p_under: s.p_underestimation,
+        mean_overestimation: s.mean_overestimation,
+        mean_overestimation_after_sf: s.mean_overestimation_after_sf,
     })
 }
 

@@ -106,6 +106,30 @@ pub struct Dipole {
     /// Distance from the skin for surface placement (m).
     #[serde(default)]
     pub standoff_m: Option<f64>,
+    /// Where the standoff is measured from (surface placement only).
+    #[serde(default, skip_serializing_if = "StandoffFrom::is_centre")]
+    pub standoff_from: StandoffFrom,
+}
+
+/// Which skin point a surface-placed element keeps its standoff from.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StandoffFrom {
+    /// The skin on the line through the element's centre (the default, and b1sar's rule before
+    /// 2026-12): a body that bulges further along the wire comes closer than the standoff, and a
+    /// wire that would pass through tissue is refused.
+    #[default]
+    Centre,
+    /// The most protruding skin under the whole wire: a rigid housing rests there, so nowhere along
+    /// the wire is the skin closer than the standoff. Per-subject placements (`b1sar phantom`)
+    /// use it.
+    Wire,
+}
+
+impl StandoffFrom {
+    fn is_centre(&self) -> bool {
+        *self == StandoffFrom::Centre
+    }
 }
 
 /// A transmit element.
@@ -228,6 +252,46 @@ impl CoilSpec {
         Ok(())
     }
 
+    /// Anterior (`true`) or posterior flag of each element, for drawing a per-subject placement;
+    /// errors when an element has no surface placement (`side` and `standoff_m`).
+    pub fn anterior_flags(&self) -> Result<Vec<bool>> {
+        self.elements
+            .iter()
+            .enumerate()
+            .map(|(i, Element::Dipole(d))| match d.side {
+                Some(side) => Ok(side == Side::Anterior),
+                None => Err(Error::invalid(
+                    format!("coil element {}", i + 1),
+                    "a surface placement (`side` and `standoff_m`) for per-subject placement",
+                    "a fixed centre",
+                )),
+            })
+            .collect()
+    }
+
+    /// This array placed on a subject: each element's centre moves by (dx, array dz + dz) and its
+    /// standoff becomes the drawn one. Errors when the element counts differ or an element has no
+    /// surface placement.
+    pub fn placed(&self, p: &crate::body::Placement) -> Result<Self> {
+        self.anterior_flags()?;
+        if p.elements.len() != self.elements.len() {
+            return Err(Error::invalid(
+                "placement",
+                format!("one entry per coil element ({})", self.elements.len()),
+                format!("{}", p.elements.len()),
+            ));
+        }
+        let mut out = self.clone();
+        for (Element::Dipole(d), e) in out.elements.iter_mut().zip(&p.elements) {
+            d.centre_m.x += e.dx_m;
+            d.centre_m.z += p.array_dz_m + e.dz_m;
+            d.standoff_m = Some(e.standoff_m);
+            d.standoff_from = StandoffFrom::Wire;
+        }
+        out.validate()?;
+        Ok(out)
+    }
+
     /// The default array: 8 z-directed 30 cm dipoles, 4 anterior and 4 posterior, 3 cm from the skin
     /// at x = -15, -5, 5, 15 cm, centred on the prostate (the setup of Meliadò 2020).
     pub fn default_pelvis() -> Self {
@@ -243,6 +307,7 @@ impl CoilSpec {
                     port_impedance_ohm: 50.0,
                     side: Some(side),
                     standoff_m: Some(0.03),
+                    standoff_from: StandoffFrom::Centre,
                     wire_radius_m: None,
                     inductors: Vec::new(),
                 }));

@@ -10,7 +10,7 @@
 //! B1+ = (Bx + i By) / 2 with phasors in the e^{i omega t} convention: the component rotating
 //! counter-clockwise seen from +z (x towards y). Units: SI.
 
-use super::coil::{CoilSpec, Element, Side};
+use super::coil::{CoilSpec, Dipole, Element, Side, StandoffFrom};
 use super::dft::CentreDft;
 use super::yee::{MU0, Port, Yee, time_step};
 use crate::body::Phantom;
@@ -169,22 +169,64 @@ fn surface_y(ph: &Phantom, x_m: f64, z_m: f64, side: Side) -> Result<f64> {
     Ok(g.origin_m[1] + *y as f64 * dy + if side == Side::Anterior { half } else { -half })
 }
 
+/// Skin surface under the whole wire of a surface-placed dipole centred at `c` (world x, y, z):
+/// the extreme of [`surface_y`] over the grid lines the wire spans (the highest anterior skin, the
+/// lowest posterior skin). Lines outside the grid or without tissue do not count; none left is an
+/// error.
+fn surface_y_under_wire(ph: &Phantom, e: &Dipole, c: [f64; 3], side: Side) -> Result<f64> {
+    let g = ph.grid();
+    let ax = e.axis.index();
+    let step = g.spacing_m[2 - ax];
+    let n = (e.length_m / step).ceil() as usize;
+    let ys: Vec<f64> = (0..=n)
+        .filter_map(|i| {
+            let mut p = c;
+            p[ax] = c[ax] - 0.5 * e.length_m + e.length_m * i as f64 / n as f64;
+            surface_y(ph, p[0], p[2], side).ok()
+        })
+        .collect();
+    let pick = |a: f64, b: f64| {
+        if side == Side::Anterior {
+            a.max(b)
+        } else {
+            a.min(b)
+        }
+    };
+    ys.into_iter().reduce(pick).ok_or_else(|| {
+        Error::invalid(
+            "coil element placement",
+            "tissue under the element's wire",
+            format!("no tissue along the wire at x {} m, z {} m", c[0], c[2]),
+        )
+    })
+}
+
+/// World centre (x, y, z in m) of every element of `coil` on subject `ph`: surface-placed elements
+/// get their y from the skin and their standoff (see [`StandoffFrom`]), the others keep `centre_m`.
+pub fn element_centres(ph: &Phantom, coil: &CoilSpec) -> Result<Vec<[f64; 3]>> {
+    coil.elements
+        .iter()
+        .map(|Element::Dipole(e)| {
+            let mut c = [e.centre_m.x, e.centre_m.y, e.centre_m.z];
+            if let (Some(side), Some(s)) = (e.side, e.standoff_m) {
+                let y = match e.standoff_from {
+                    StandoffFrom::Centre => surface_y(ph, c[0], c[2], side)?,
+                    StandoffFrom::Wire => surface_y_under_wire(ph, e, c, side)?,
+                };
+                c[1] = if side == Side::Anterior { y + s } else { y - s };
+            }
+            Ok(c)
+        })
+        .collect()
+}
+
 impl Domain {
     /// Lay out the domain for a subject and a coil.
     pub fn new(ph: &Phantom, coil: &CoilSpec, opts: &SimOptions) -> Result<Self> {
         let g = ph.grid();
         let d = [g.spacing_m[2], g.spacing_m[1], g.spacing_m[0]];
         let nsub = [g.shape[2], g.shape[1], g.shape[0]];
-        // Resolve element centres (surface placement).
-        let mut centres = Vec::new();
-        for Element::Dipole(e) in &coil.elements {
-            let mut c = [e.centre_m.x, e.centre_m.y, e.centre_m.z];
-            if let (Some(side), Some(s)) = (e.side, e.standoff_m) {
-                let y = surface_y(ph, c[0], c[2], side)?;
-                c[1] = if side == Side::Anterior { y + s } else { y - s };
-            }
-            centres.push(c);
-        }
+        let centres = element_centres(ph, coil)?;
         // Bounding box (world) of subject and elements.
         let mut lo: [f64; 3] = std::array::from_fn(|a| corner(ph, a));
         let mut hi: [f64; 3] = std::array::from_fn(|a| corner(ph, a) + nsub[a] as f64 * d[a]);
