@@ -250,7 +250,10 @@ fn diff(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
             }
         }
         (Value::Number(x), Value::Number(y)) => {
-            let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
+            let (x, y) = (
+                x.as_f64().unwrap_or(f64::NAN),
+                y.as_f64().unwrap_or(f64::NAN),
+            );
             if !(x == y || (x - y).abs() <= RTOL * x.abs().max(y.abs())) {
                 out.push(format!("{path}: {x} vs {y}"));
             }

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use ndarray::ArrayView2;
 use plotters::prelude::*;
 use plotters::style::colors::colormaps::ViridisRGB;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Once;
 
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
@@ -23,7 +23,7 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::io(path, std::io::Error::other(format!("plotting failed: {e}")))
 }
 
-/// Draw into a temporary `.png` beside `path`, then rename it into place.
+/// Draw into a temporary `.png` beside `path`, then rename it into place (removed on error).
 fn atomic_png(
     path: &Path,
     size: (u32, u32),
@@ -32,25 +32,12 @@ fn atomic_png(
     ) -> std::result::Result<(), String>,
 ) -> Result<()> {
     ensure_font();
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let tmp = dir.join(format!(
-        ".b1sar-tmp-{}-{}.png",
-        std::process::id(),
-        path.file_name()
-            .map(|f| f.to_string_lossy().to_string())
-            .unwrap_or_default()
-    ));
-    {
-        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+    crate::io::write_atomic_via_path(path, ".png", |tmp| {
+        let root = BitMapBackend::new(tmp, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
         draw(&root).map_err(|e| plot_err(path, e))?;
-        root.present().map_err(|e| plot_err(path, e))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        root.present().map_err(|e| plot_err(path, e))
+    })
 }
 
 /// A 2-D map (rows = y, columns = x; row 0 at the bottom) with a colour bar. `pixel_mm` is the voxel

@@ -386,7 +386,7 @@ impl SarPredictor for crate::sar::VopSet {
         crate::sar::VopSet::n_channels(self)
     }
     fn psar(&self, drives: &[Drive]) -> Result<Vec<f64>> {
-        if self.unit != crate::sar::vop::AmplitudeUnit::SqrtWatt {
+        if self.unit != crate::sar::vop::AmplitudeUnit::SqrtW {
             return Err(Error::invalid(
                 "VOP set",
                 "VOPs for drives in sqrt(W)",
@@ -396,7 +396,7 @@ impl SarPredictor for crate::sar::VopSet {
         drives.iter().map(|d| self.psar(d).map(|b| b.0)).collect()
     }
     fn quadratic(&self) -> Option<ndarray::ArrayView2<'_, f64>> {
-        (self.unit == crate::sar::vop::AmplitudeUnit::SqrtWatt).then(|| self.packed())
+        (self.unit == crate::sar::vop::AmplitudeUnit::SqrtW).then(|| self.packed())
     }
 }
 

@@ -52,3 +52,23 @@ pub fn volts_per_sqrt_watt(z_ohm: f64) -> f64 {
 /// Gyromagnetic ratio of 1H divided by 2 pi (Hz/T): gamma = 2 pi x 42.577 MHz/T (CODATA 2018,
 /// 42.577478518 MHz/T).
 pub const GAMMA_BAR_HZ_PER_T: f64 = 42.577_478_518e6;
+
+/// What a drive's complex amplitudes are: b1sar's sqrt(W) of forward power, or the scanner's peak
+/// volts at the coil plug (converted with [`REFERENCE_IMPEDANCE_OHM`] or a given impedance:
+/// V = sqrt(2 Z P)). Pulse files, VOP sets and scanner data all use this one type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AmplitudeUnit {
+    /// sqrt(W) of forward (accepted) power: |s|^2 = W.
+    #[default]
+    SqrtW,
+    /// Peak volts across the reference impedance: s = V / sqrt(2 Z).
+    Volt,
+}
+
+impl AmplitudeUnit {
+    /// True for sqrt(W) (the default, left out of files that store it).
+    pub fn is_sqrt_w(&self) -> bool {
+        *self == AmplitudeUnit::SqrtW
+    }
+}

@@ -679,7 +679,7 @@ fn vop_compression_metadata_and_sizes() {
         assert!(!v.is_empty() && v.len() <= f.q.len(), "{} VOPs", v.len());
         assert_eq!(v.n_channels(), 8);
         assert_eq!(v.epsilon, eps);
-        assert_eq!(v.unit, AmplitudeUnit::SqrtWatt);
+        assert_eq!(v.unit, AmplitudeUnit::SqrtW);
         assert!(v.types.is_none());
         // The recorded worst case is the largest eigenvalue over the matrices (same computation).
         assert!((v.worst_case - worst).abs() <= 1e-12 * worst);

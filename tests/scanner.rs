@@ -472,7 +472,7 @@ fn roi_matrix_gives_the_shimmed_b1_and_scatters_back() {
         assert!((shim[r] - full[[*z, *y, *x]]).norm() <= 1e-15 * full[[*z, *y, *x]].norm());
     }
     // In sqrt(W): A_sqrtW w_sqrtW = A_V w_V with w_V = 10 w_sqrtW (50 ohm).
-    let a_w = roi_matrix_in(&b1, &roi, AmplitudeUnit::SqrtWatt, 50.0).unwrap();
+    let a_w = roi_matrix_in(&b1, &roi, AmplitudeUnit::SqrtW, 50.0).unwrap();
     let shim_w = a_w.dot(&w.mapv(|c| c / 10.0));
     for (x, y) in shim_w.iter().zip(shim.iter()) {
         assert!((x - y).norm() <= 1e-14 * y.norm());
@@ -629,7 +629,7 @@ fn scanner_vop_files_with_types_and_limits() {
         assert!(b8.vop_index >= 2);
         // The same drive in sqrt(W): V = 10 sqrt(W) at 50 ohm.
         let dw = Drive::new(s.iter().map(|c| c / 10.0).collect()).unwrap();
-        let bw = vop_bound(&v, &dw, AmplitudeUnit::SqrtWatt, 50.0, None).unwrap();
+        let bw = vop_bound(&v, &dw, AmplitudeUnit::SqrtW, 50.0, None).unwrap();
         assert!((bw.psar_w_per_kg - b.psar_w_per_kg).abs() <= 1e-12 * b.psar_w_per_kg);
     }
     // Unknown requested type: an error listing the types present.
@@ -998,7 +998,7 @@ fn inspect_summarises_every_input_kind() {
     assert_eq!(rc, 0);
     assert_eq!(j["kind"], "vop_npz");
     assert_eq!(j["n_vops"], n_generic);
-    assert_eq!(j["amplitude_unit"], "SqrtWatt");
+    assert_eq!(j["amplitude_unit"], "sqrt_w");
 
     let (rc, j, _) = b1sar(&["inspect", p(&data("subject_small.npz"))]);
     assert_eq!(rc, 0);
@@ -1137,7 +1137,7 @@ fn matrices_are_exactly_hermitian_after_conversion() {
     let generic = VopSet::load(&data("generic_vops.npz")).unwrap();
     for z in [50.0, 33.3] {
         let v = convert_vops(&generic, AmplitudeUnit::Volt, z).unwrap();
-        let back = convert_vops(&v, AmplitudeUnit::SqrtWatt, z).unwrap();
+        let back = convert_vops(&v, AmplitudeUnit::SqrtW, z).unwrap();
         let diff = (&back.packed() - &generic.packed()).mapv(f64::abs);
         let scale = generic
             .packed()

@@ -61,7 +61,7 @@ pub(crate) fn load_fields(path: &Path) -> Result<FieldSet> {
 }
 
 fn load_drive(arg: &str) -> Result<Drive> {
-    Ok(Drive::parse_cli(arg)?)
+    Ok(super::args::parse_drive(arg)?)
 }
 
 /// Arguments of `b1sar synth`.
@@ -294,7 +294,7 @@ pub fn sar(a: SarArgs, out: &Output) -> Result<()> {
         }
         let v = VopSet::load(vp)?;
         let unit = match a.drive_units {
-            DriveUnits::SqrtW => AmplitudeUnit::SqrtWatt,
+            DriveUnits::SqrtW => AmplitudeUnit::SqrtW,
             DriveUnits::Volts => AmplitudeUnit::Volt,
         };
         let b = scanner::vop_bound(

@@ -1,5 +1,6 @@
 //! Subcommand implementations and the output contract shared by all of them.
 
+pub mod args;
 pub mod bench;
 pub mod commands;
 pub mod cv;

@@ -66,6 +66,23 @@ pub enum PredictorArg {
     None,
 }
 
+/// `--net-gradient` (see [`GradientMethod`]).
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum NetGradient {
+    /// Reverse-mode autodiff through the network.
+    Autodiff,
+    /// Central differences over one batch of 4 x channels + 1 drives.
+    CentralDifference,
+}
+
+impl From<NetGradient> for GradientMethod {
+    fn from(g: NetGradient) -> Self {
+        match g {
+            NetGradient::Autodiff => GradientMethod::Autodiff,
+            NetGradient::CentralDifference => GradientMethod::CentralDifference,
+        }
+    }
+}
 /// Arguments of `b1sar optimize`.
 #[derive(Args)]
 pub struct OptimizeArgs {
@@ -166,7 +183,7 @@ pub struct OptimizeArgs {
     /// pass, the DREAM mask held at the drive's own) or central differences (4 x channels + 1
     /// predictions per slice).
     #[arg(long, value_enum, default_value = "autodiff")]
-    pub net_gradient: GradientMethod,
+    pub net_gradient: NetGradient,
     /// Device for the network predictor.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -409,7 +426,7 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
     let net_limit = net_pred.as_ref().map(|p| PredictorLimit {
         predictor: p,
         limit_w_per_kg: a.sar_limit,
-        gradient: a.net_gradient,
+        gradient: a.net_gradient.into(),
     });
     let wb = match &q_exact {
         Some(q) => Some(

@@ -5,7 +5,7 @@ use anyhow::Result;
 use b1sar::dataset::target_slice;
 use b1sar::predict::NetworkSar;
 use b1sar::sar::Q10g;
-use b1sar::{Drive, FieldSet, io, net, plot};
+use b1sar::{FieldSet, io, net, plot};
 use clap::Args;
 use ndarray::Axis;
 use serde_json::json;
@@ -113,7 +113,7 @@ pub fn run(a: PredictArgs, out: &Output) -> Result<()> {
             "neither"
         )),
     };
-    let d = Drive::parse_cli(&a.drive)?;
+    let d = super::args::parse_drive(&a.drive)?;
     d.expect_channels(f.n_channels(), &source.display().to_string())?;
     let target = match (a.slice, a.maps.is_some()) {
         (Some(z), _) => z,

@@ -707,7 +707,7 @@ fn parse_points<const N: usize>(flag: &str, text: &str) -> Result<Vec<[f64; N]>>
 /// The pulse that `b1sar pulse-gen` makes from its arguments (rounded to `--digits`).
 pub fn generate(a: &PulseGenArgs) -> Result<Pulse> {
     let shims: Vec<Drive> = match (&a.shim, &a.shims) {
-        (Some(s), _) => vec![Drive::parse_cli(s)?],
+        (Some(s), _) => vec![super::args::parse_drive(s)?],
         (None, Some(p)) => {
             let list: Vec<b1sar::drive::DriveJson> =
                 io::read_json(p, "per-sub-pulse shims (JSON array of drives)")?;
@@ -842,7 +842,7 @@ pub struct PulseImportArgs {
 
 pub fn import_cmd(a: PulseImportArgs, out: &Output) -> Result<()> {
     let seq = SeqFile::read(&a.seq)?;
-    let shim = Drive::parse_cli(&a.shim)?;
+    let shim = super::args::parse_drive(&a.shim)?;
     let (cal, b1) = match (a.sqrt_w_per_hz, a.b1_ut_per_sqrt_w, &a.fields) {
         (Some(k), _, _) => (Calibration::SqrtWPerHz(k), None),
         (None, Some(b), _) => (Calibration::B1PerShim(b * 1e-6), Some(b * 1e-6)),
@@ -946,7 +946,7 @@ pub struct PulseSincArgs {
 }
 
 pub fn sinc(a: PulseSincArgs, out: &Output) -> Result<()> {
-    let shim = Drive::parse_cli(&a.shim)?;
+    let shim = super::args::parse_drive(&a.shim)?;
     let p = sinc_shimmed(&a.name, a.duration_ms * 1e-3, a.steps, a.tbw, &shim)?;
     io::write_json(&a.out, &p)?;
     out.line(format!("wrote {} ({})", a.out.display(), p.description));

@@ -5,14 +5,14 @@ use super::{Output, bar};
 use anyhow::Result;
 use b1sar::body::Phantom;
 use b1sar::field::{FieldMeta, FieldSet};
-use b1sar::io::{NpzIn, NpzOut};
+use b1sar::sim::checkpoint;
 use b1sar::sim::coil::CoilSpec;
-use b1sar::sim::run::{ChannelReport, Domain, SimOptions, simulate_channel};
+use b1sar::sim::run::{Domain, SimOptions, simulate_channel};
 use clap::Args;
-use ndarray::{Array1, Array3, Array4, Array5, Axis};
+use ndarray::{Array5, Axis};
 use num_complex::Complex32;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Arguments of `b1sar simulate`.
@@ -52,109 +52,6 @@ pub struct SimulateArgs {
     /// Checkpoint folder (default: OUT with extension .ckpt).
     #[arg(long)]
     pub checkpoint_dir: Option<PathBuf>,
-}
-
-/// FNV-1a, to fingerprint the inputs of a checkpoint (not cryptographic: it only guards against
-/// resuming with different inputs by mistake).
-fn fnv1a(h: &mut u64, bytes: &[u8]) {
-    for b in bytes {
-        *h ^= *b as u64;
-        *h = h.wrapping_mul(0x100000001b3);
-    }
-}
-
-fn fingerprint(ph: &Phantom, coil: &CoilSpec, opts: &SimOptions) -> u64 {
-    let mut h = 0xcbf29ce484222325u64;
-    for a in [ph.eps_r(), ph.sigma(), ph.rho()] {
-        for v in a.iter() {
-            fnv1a(&mut h, &v.to_le_bytes());
-        }
-    }
-    fnv1a(
-        &mut h,
-        serde_json::to_string(coil)
-            .expect("coil serialises")
-            .as_bytes(),
-    );
-    fnv1a(
-        &mut h,
-        serde_json::to_string(opts)
-            .expect("options serialise")
-            .as_bytes(),
-    );
-    fnv1a(
-        &mut h,
-        &ph.grid()
-            .spacing_m
-            .map(|v| v.to_bits())
-            .iter()
-            .flat_map(|b| b.to_le_bytes())
-            .collect::<Vec<u8>>(),
-    );
-    h
-}
-
-fn save_channel(
-    path: &Path,
-    fp: u64,
-    b1: &Array3<Complex32>,
-    e: &Array4<Complex32>,
-    rep: &ChannelReport,
-) -> b1sar::Result<()> {
-    let mut z = NpzOut::create(path, false)?;
-    z.add("b1p_re", &b1.mapv(|c| c.re))?;
-    z.add("b1p_im", &b1.mapv(|c| c.im))?;
-    z.add("e_re", &e.mapv(|c| c.re))?;
-    z.add("e_im", &e.mapv(|c| c.im))?;
-    z.add("fingerprint", &Array1::from(vec![fp]))?;
-    z.add(
-        "report_json",
-        &Array1::from(serde_json::to_vec(rep).expect("report serialises")),
-    )?;
-    z.finish()
-}
-
-type Loaded = (Array3<Complex32>, Array4<Complex32>, ChannelReport);
-
-fn load_channel(path: &Path, fp: u64) -> Option<Loaded> {
-    let mut z = NpzIn::open(path).ok()?;
-    let f = z.get::<u64, ndarray::Ix1>("fingerprint").ok()??;
-    if f.first() != Some(&fp) {
-        return None;
-    }
-    let br: Array3<f32> = z.get("b1p_re").ok()??;
-    let bi: Array3<f32> = z.get("b1p_im").ok()??;
-    let er: Array4<f32> = z.get("e_re").ok()??;
-    let ei: Array4<f32> = z.get("e_im").ok()??;
-    let rep_bytes = z.get::<u8, ndarray::Ix1>("report_json").ok()??;
-    let rep: serde_json::Value = serde_json::from_slice(&rep_bytes.to_vec()).ok()?;
-    let report = ChannelReport {
-        channel: rep["channel"].as_u64()? as usize,
-        input_impedance_ohm: [
-            rep["input_impedance_ohm"][0].as_f64()?,
-            rep["input_impedance_ohm"][1].as_f64()?,
-        ],
-        accepted_power_w: rep["accepted_power_w"].as_f64()?,
-        s_column: rep["s_column"]
-            .as_array()?
-            .iter()
-            .map(|s| Some([s[0].as_f64()?, s[1].as_f64()?]))
-            .collect::<Option<_>>()?,
-        periods: rep["periods"].as_u64()? as usize,
-        final_change: rep["final_change"].as_f64()?,
-        cell_updates_per_s: rep["cell_updates_per_s"].as_f64()?,
-        elapsed_s: rep["elapsed_s"].as_f64()?,
-    };
-    if br.shape() != bi.shape() || er.shape() != ei.shape() {
-        return None;
-    }
-    let b1 = ndarray::Zip::from(&br)
-        .and(&bi)
-        .map_collect(|r, i| Complex32::new(*r, *i));
-    let e = ndarray::Zip::from(&er)
-        .and(&ei)
-        .map_collect(|r, i| Complex32::new(*r, *i));
-    Some((b1, e, report))
 }
 
 pub fn run(a: SimulateArgs, out: &Output) -> Result<()> {
@@ -215,7 +112,7 @@ pub fn run(a: SimulateArgs, out: &Output) -> Result<()> {
         .clone()
         .unwrap_or_else(|| a.out.with_extension("ckpt"));
     std::fs::create_dir_all(&ckpt).map_err(|e| b1sar::Error::io(&ckpt, e))?;
-    let fp = fingerprint(&ph, &coil, &opts);
+    let fp = checkpoint::fingerprint(&ph, &coil, &opts);
     let g = *ph.grid();
     let [nz, ny, nx] = g.shape;
     let mut b1p = ndarray::Array4::<Complex32>::zeros((nch, nz, ny, nx));
@@ -223,7 +120,7 @@ pub fn run(a: SimulateArgs, out: &Output) -> Result<()> {
     let mut reports = Vec::new();
     for ch in 0..nch {
         let path = ckpt.join(format!("channel_{:02}.npz", ch + 1));
-        let (b, ee, rep) = if let Some(l) = load_channel(&path, fp) {
+        let (b, ee, rep) = if let Some(l) = checkpoint::load_channel(&path, fp) {
             out.line(format!(
                 "channel {}: resumed from {}",
                 ch + 1,
@@ -240,7 +137,7 @@ pub fn run(a: SimulateArgs, out: &Output) -> Result<()> {
                 pb.set_message(format!("channel {}/{nch} change {c:.1e}", ch + 1));
             })?;
             pb.finish_and_clear();
-            save_channel(&path, fp, &r.b1p, &r.e, &r.report)?;
+            checkpoint::save_channel(&path, fp, &r.b1p, &r.e, &r.report)?;
             (r.b1p, r.e, r.report)
         };
         out.line(format!(

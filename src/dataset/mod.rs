@@ -194,15 +194,7 @@ pub struct FileEntry {
     pub fnv1a64: String,
 }
 
-/// FNV-1a 64: a fast checksum of shard files (detects truncation and corruption, not tampering).
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h = 0xcbf29ce484222325u64;
-    for b in bytes {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
-}
+use crate::io::fnv1a64;
 
 /// Grid z index nearest to `z_m` (world, m), if inside the grid.
 fn z_index(f: &FieldSet, z_m: f64) -> Option<usize> {

@@ -247,7 +247,7 @@ pub struct Case {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct MethodReport {
     /// SF, SF_UOF, over/under-estimation before and after them.
-    pub stats: SafetyStatsRecord,
+    pub stats: SafetyStats,
     /// Quartiles of r = true / predicted (type 7).
     pub ratio_q1: f64,
     /// Median of r.
@@ -260,42 +260,6 @@ pub struct MethodReport {
     pub worst_overestimation: Case,
     /// Largest under-estimation (min predicted / true; may be an over-estimation if none is under).
     pub worst_underestimation: Case,
-}
-
-/// [`SafetyStats`] as stored in reports (readable back).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct SafetyStatsRecord {
-    /// Samples.
-    pub n: usize,
-    /// SF = max(true / predicted).
-    pub safety_factor: f64,
-    /// SF_UOF = Q3 + 3 IQR of true / predicted.
-    pub safety_factor_uof: f64,
-    /// mean(predicted / true) - 1.
-    pub mean_overestimation: f64,
-    /// Fraction of samples with predicted < true.
-    pub p_underestimation: f64,
-    /// mean(SF x predicted / true) - 1.
-    pub mean_overestimation_after_sf: f64,
-    /// mean(SF_UOF x predicted / true) - 1.
-    pub mean_overestimation_after_sf_uof: f64,
-    /// Fraction still under-estimated after SF_UOF.
-    pub p_underestimation_after_sf_uof: f64,
-}
-
-impl From<SafetyStats> for SafetyStatsRecord {
-    fn from(s: SafetyStats) -> Self {
-        SafetyStatsRecord {
-            n: s.n,
-            safety_factor: s.safety_factor,
-            safety_factor_uof: s.safety_factor_uof,
-            mean_overestimation: s.mean_overestimation,
-            p_underestimation: s.p_underestimation,
-            mean_overestimation_after_sf: s.mean_overestimation_after_sf,
-            mean_overestimation_after_sf_uof: s.mean_overestimation_after_sf_uof,
-            p_underestimation_after_sf_uof: s.p_underestimation_after_sf_uof,
-        }
-    }
 }
 
 /// Statistics of paired true and estimated pSAR10g with the samples' identities
@@ -331,7 +295,7 @@ pub fn method_report(
         .min_by(by)
         .expect("safety_stats refused empty input");
     Ok(MethodReport {
-        stats: stats.into(),
+        stats,
         ratio_q1: q1,
         ratio_median: q2,
         ratio_q3: q3,

@@ -37,6 +37,58 @@ where
     readable(path)
 }
 
+/// Write a file atomically through a writer that opens the file by name itself (the NIfTI crate,
+/// plotters): `fill` writes to a temporary path beside `path` with the same suffix (writers choose the
+/// format from it), which is then synced and renamed over `path`. The temporary file is removed when
+/// `fill` fails.
+pub fn write_atomic_via_path<F>(path: &Path, suffix: &str, fill: F) -> Result<()>
+where
+    F: FnOnce(&Path) -> Result<()>,
+{
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".b1sar-tmp-")
+        .suffix(suffix)
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io(&dir, e))?;
+    fill(tmp.path())?;
+    // The writer may have replaced the file behind the handle: sync what is at the path now.
+    File::open(tmp.path())
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    readable(path)
+}
+
+/// FNV-1a 64 of `bytes` (the `fnv` crate): the one content hash of b1sar, a fast checksum of
+/// shard files and a fingerprint of checkpoint inputs. It detects truncation, corruption and changed
+/// inputs, not tampering.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h = ContentHash::default();
+    h.update(bytes);
+    h.finish()
+}
+
+/// FNV-1a 64 over several pieces, in order ([`fnv1a64`] of their concatenation).
+#[derive(Default)]
+pub struct ContentHash(fnv::FnvHasher);
+
+impl ContentHash {
+    /// Add bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        std::hash::Hasher::write(&mut self.0, bytes);
+    }
+
+    /// The hash of everything added.
+    pub fn finish(&self) -> u64 {
+        std::hash::Hasher::finish(&self.0)
+    }
+}
+
 /// Temporary files are created 0600; published results should be readable like any other file.
 fn readable(path: &Path) -> Result<()> {
     #[cfg(unix)]
@@ -392,25 +444,13 @@ pub fn write_nifti_map(
     descrip.truncate(79);
     header.descrip = descrip;
     let gz = path.extension().is_some_and(|e| e == "gz");
-    // nifti writes through File::create; write to a temporary name in the same directory and rename.
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let fname = path
-        .file_name()
-        .ok_or_else(|| Error::invalid("NIfTI path", "a file name", path.display().to_string()))?
-        .to_string_lossy()
-        .to_string();
-    let tmp = dir.join(format!(".b1sar-tmp-{}-{fname}", std::process::id()));
     // NIfTI stores x fastest: the writer transposes its (i, j, k) input to Fortran order, so pass x y z.
     let xyz = map.t();
-    nifti::writer::WriterOptions::new(&tmp)
-        .reference_header(&header)
-        .compress(gz)
-        .write_nifti(&xyz)
-        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    Ok(())
+    write_atomic_via_path(path, if gz { ".nii.gz" } else { ".nii" }, |tmp| {
+        nifti::writer::WriterOptions::new(tmp)
+            .reference_header(&header)
+            .compress(gz)
+            .write_nifti(&xyz)
+            .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+    })
 }

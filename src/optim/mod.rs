@@ -613,9 +613,7 @@ pub struct PredictorLimit<'a> {
 }
 
 /// How a [`PredictorLimit`] gets its drive gradient.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GradientMethod {
     /// The predictor's own gradient (the network: reverse-mode autodiff, one forward and one

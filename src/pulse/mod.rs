@@ -33,21 +33,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// Unit of the amplitudes in a pulse file.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum AmplitudeUnit {
-    /// sqrt(W) of forward power at the coil plug (|s|^2 = W).
-    #[default]
-    SqrtW,
-    /// Peak volts across `reference_impedance_ohm` (default 50 ohm): s = V / sqrt(2 Z).
-    Volt,
-}
-
-impl AmplitudeUnit {
-    fn is_sqrt_w(&self) -> bool {
-        *self == AmplitudeUnit::SqrtW
-    }
-}
+pub use crate::units::AmplitudeUnit;
 
 /// A pulse: `n` steps of length `dt_s`, amplitudes [step][channel] (sqrt(W) unless
 /// `amplitude_unit` says volts; [`Pulse::load`] converts to sqrt(W)), optional gradients.

@@ -17,17 +17,10 @@ use crate::io::{NpzIn, NpzOut};
 use ndarray::{Array1, Array2, ArrayView2};
 use num_complex::Complex64;
 use rayon::prelude::*;
-use serde::Serialize;
 use std::path::Path;
 
-/// The amplitude a VOP set expects from a drive.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum AmplitudeUnit {
-    /// sqrt(W) of accepted power (b1sar's drives).
-    SqrtWatt,
-    /// Peak volts at the coil plug (scanner VOP files).
-    Volt,
-}
+/// The amplitude a VOP set expects from a drive (sqrt(W) for b1sar's, volts for scanner files).
+pub use crate::units::AmplitudeUnit;
 
 /// A set of VOP matrices (packed Hermitian, see [`super::q10g`]).
 #[derive(Clone, Debug)]
@@ -207,7 +200,7 @@ impl VopSet {
         let mut set = VopSet::new(
             n,
             Array2::from_shape_vec((k, n * n), flat).expect("n^2 per VOP"),
-            AmplitudeUnit::SqrtWatt,
+            AmplitudeUnit::SqrtW,
         )?;
         set.epsilon = epsilon;
         set.worst_case = worst;
@@ -326,7 +319,7 @@ impl VopSet {
         let packed =
             z.require_f64::<ndarray::Ix2>("vop_packed", "packed VOP matrices [vop, n^2]")?;
         let n_ch = z.require_u32_scalar("n_channels", "channel count")? as usize;
-        let mut set = VopSet::new(n_ch, packed, AmplitudeUnit::SqrtWatt)
+        let mut set = VopSet::new(n_ch, packed, AmplitudeUnit::SqrtW)
             .map_err(|e| Error::format(path, "VOP file", e))?;
         let scalar = |z: &mut NpzIn, name: &str| -> Result<f64> {
             Ok(z.get_f64::<ndarray::Ix1>(name)?

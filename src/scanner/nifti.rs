@@ -556,31 +556,12 @@ fn write_with_geometry(
     let mut descrip = description.as_bytes().to_vec();
     descrip.truncate(79);
     header.descrip = descrip;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    // The nifti writer creates the file itself; reserve a temporary name with the right suffix in
-    // the target directory, let the writer fill it, then rename it into place.
-    let tmp = tempfile::Builder::new()
-        .prefix(".b1sar-tmp-")
-        .suffix(if gz { ".nii.gz" } else { ".nii" })
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io(&dir, e))?;
-    let options = nifti::writer::WriterOptions::new(tmp.path())
-        .reference_header(&header)
-        .compress(gz);
-    write(&options).map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| Error::io(path, e))?;
-    }
-    Ok(())
+    crate::io::write_atomic_via_path(path, if gz { ".nii.gz" } else { ".nii" }, |tmp| {
+        let options = nifti::writer::WriterOptions::new(tmp)
+            .reference_header(&header)
+            .compress(gz);
+        write(&options).map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+    })
 }
 
 #[cfg(test)]

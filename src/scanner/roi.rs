@@ -260,7 +260,7 @@ pub fn roi_matrix_in(
     let a = roi_matrix(b1, roi)?;
     Ok(match unit {
         AmplitudeUnit::Volt => a,
-        AmplitudeUnit::SqrtWatt => {
+        AmplitudeUnit::SqrtW => {
             if !(z_ohm.is_finite() && z_ohm > 0.0) {
                 return Err(Error::invalid(
                     "reference impedance",

@@ -69,8 +69,8 @@ pub fn drive_in_vop_unit(
     }
     let k = volts_per_sqrt_watt(z_ohm);
     Ok(match (vops.unit, drive_unit) {
-        (AmplitudeUnit::Volt, AmplitudeUnit::SqrtWatt) => drive.scaled(k),
-        (AmplitudeUnit::SqrtWatt, AmplitudeUnit::Volt) => drive.scaled(1.0 / k),
+        (AmplitudeUnit::Volt, AmplitudeUnit::SqrtW) => drive.scaled(k),
+        (AmplitudeUnit::SqrtW, AmplitudeUnit::Volt) => drive.scaled(1.0 / k),
         _ => drive.clone(),
     })
 }
@@ -195,8 +195,8 @@ pub fn convert_vops(vops: &VopSet, to: AmplitudeUnit, z_ohm: f64) -> Result<VopS
     }
     let k2 = volts_per_sqrt_watt(z_ohm).powi(2);
     let f = match (vops.unit, to) {
-        (AmplitudeUnit::SqrtWatt, AmplitudeUnit::Volt) => 1.0 / k2,
-        (AmplitudeUnit::Volt, AmplitudeUnit::SqrtWatt) => k2,
+        (AmplitudeUnit::SqrtW, AmplitudeUnit::Volt) => 1.0 / k2,
+        (AmplitudeUnit::Volt, AmplitudeUnit::SqrtW) => k2,
         _ => 1.0,
     };
     let mut out = VopSet::new(vops.n_channels(), vops.packed().mapv(|v| v * f), to)?;

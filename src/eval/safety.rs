@@ -4,10 +4,7 @@
 //! of under-estimation P(r > 1), before and after applying a safety factor.
 
 use crate::error::{Error, Result};
-use serde::Serialize;
-
-pub mod cv;
-pub mod population;
+use serde::{Deserialize, Serialize};
 
 /// Quantile `p` in [0, 1] of `v` with linear interpolation between order statistics (the "type 7"
 /// definition of R and numpy's default).
@@ -30,8 +27,8 @@ pub fn quantile(v: &[f64], p: f64) -> Result<f64> {
     })
 }
 
-/// Statistics of predicted vs true pSAR10g.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+/// Statistics of predicted vs true pSAR10g (also as stored in reports, readable back).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SafetyStats {
     /// Samples.
     pub n: usize,
