@@ -18,23 +18,14 @@ pub fn write_atomic<F>(path: &Path, fill: F) -> Result<()>
 where
     F: FnOnce(&mut BufWriter<&mut File>) -> std::io::Result<()>,
 {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".b1sar-tmp-")
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io(&dir, e))?;
+    let mut tmp = temp_beside(path, "")?;
     {
         let mut w = BufWriter::new(tmp.as_file_mut());
         fill(&mut w).map_err(|e| Error::io(path, e))?;
         w.flush().map_err(|e| Error::io(path, e))?;
     }
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    readable(path)
+    publish(tmp, path)
 }
 
 /// Write a file atomically through a writer that opens the file by name itself (the NIfTI crate,
@@ -45,23 +36,13 @@ pub fn write_atomic_via_path<F>(path: &Path, suffix: &str, fill: F) -> Result<()
 where
     F: FnOnce(&Path) -> Result<()>,
 {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".b1sar-tmp-")
-        .suffix(suffix)
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io(&dir, e))?;
+    let tmp = temp_beside(path, suffix)?;
     fill(tmp.path())?;
     // The writer may have replaced the file behind the handle: sync what is at the path now.
     File::open(tmp.path())
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    readable(path)
+    publish(tmp, path)
 }
 
 /// FNV-1a 64 of `bytes` (the `fnv` crate): the one content hash of b1sar, a fast checksum of
@@ -87,6 +68,27 @@ impl ContentHash {
     pub fn finish(&self) -> u64 {
         std::hash::Hasher::finish(&self.0)
     }
+}
+
+/// A temporary file named `.b1sar-tmp-*SUFFIX` in `path`'s directory (created if needed), so that
+/// the final rename stays on one file system; it is removed if dropped before [`publish`].
+fn temp_beside(path: &Path, suffix: &str) -> Result<tempfile::NamedTempFile> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    tempfile::Builder::new()
+        .prefix(".b1sar-tmp-")
+        .suffix(suffix)
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io(&dir, e))
+}
+
+/// Rename a finished, synced temporary file over `path` and make it readable.
+fn publish(tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    readable(path)
 }
 
 /// Temporary files are created 0600; published results should be readable like any other file.
@@ -360,15 +362,7 @@ pub struct NpzOut {
 impl NpzOut {
     /// Start writing `path` (compressed with deflate when `compress`).
     pub fn create(path: &Path, compress: bool) -> Result<Self> {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".b1sar-tmp-")
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io(&dir, e))?;
+        let tmp = temp_beside(path, "")?;
         let file = tmp.reopen().map_err(|e| Error::io(path, e))?;
         let writer = if compress {
             NpzWriter::new_compressed(file)
@@ -406,10 +400,7 @@ impl NpzOut {
             .finish()
             .map_err(|e| Error::io(&self.path, std::io::Error::other(e.to_string())))?;
         file.sync_all().map_err(|e| Error::io(&self.path, e))?;
-        self.tmp
-            .persist(&self.path)
-            .map_err(|e| Error::io(&self.path, e.error))?;
-        readable(&self.path)
+        publish(self.tmp, &self.path)
     }
 }
 
