@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use b1sar::dataset::target_slice;
 use b1sar::net::cpu_device;
 use b1sar::predict::{NetworkPredictor, NetworkSar};
-use b1sar::pulse::integrate::{QuadraticMaps, covariance_eigen};
+use b1sar::pulse::integrate::{covariance_eigen, sar_covariance};
 use b1sar::pulse::{HardwareLimits, Pulse, psar_covariance, psar_eigen, sar_per_step_maps};
 use b1sar::sar::{Q10g, VopSet};
 use b1sar::units::{LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, WHOLE_BODY_SAR_LIMIT_W_PER_KG};
@@ -149,10 +149,7 @@ fn main() -> Result<()> {
     let net_step = sar_per_step_maps(&np, &pulse, tr_s, 64)?;
     let step_ms = t.elapsed().as_secs_f64() * 1e3;
     // The exact time-averaged SAR10g on the same slice, for a like-for-like look at the network.
-    let exact_values = QuadraticMaps::of(&q)
-        .expect("Q10g is quadratic")
-        .covariance(&pulse, tr_s)?
-        .values;
+    let exact_values = sar_covariance(&q, &pulse, tr_s)?.values;
     let exact_slice = q
         .voxels()
         .iter()

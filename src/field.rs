@@ -612,3 +612,29 @@ impl MeasurementModel {
         Ok(MeasuredMap { b1: out, mask })
     }
 }
+
+/// Centroid voxel [z, y, x] of the prostate label, if the field set has labels with a prostate.
+pub fn prostate_centre(f: &FieldSet) -> Option<[usize; 3]> {
+    let label = crate::tissue::by_name("prostate").ok()?.label;
+    let labels = f.labels()?;
+    let (mut sum, mut n) = ([0usize; 3], 0usize);
+    for ((z, y, x), l) in labels.indexed_iter() {
+        if *l == label {
+            sum = [sum[0] + z, sum[1] + y, sum[2] + x];
+            n += 1;
+        }
+    }
+    (n > 0).then(|| sum.map(|v| (v as f64 / n as f64).round() as usize))
+}
+
+/// Phase-only shim aligning every channel's B1+ phase at the voxel `at` [z, y, x] (1 W per
+/// channel): the simplest shim a scanner's calibration would pick for a small target.
+pub fn centre_phase_shim(f: &FieldSet, at: [usize; 3]) -> Result<Drive> {
+    let phases: Vec<f64> = (0..f.n_channels())
+        .map(|n| {
+            let b = f.b1p()[[n, at[0], at[1], at[2]]];
+            -(b.im as f64).atan2(b.re as f64)
+        })
+        .collect();
+    Drive::from_power_phase(&vec![1.0; f.n_channels()], &phases)
+}

@@ -2,7 +2,75 @@
 
 use b1sar::Drive;
 use b1sar::error::{Error, Result};
-use std::path::Path;
+use b1sar::predict::{SarModelKind, SarModelSpec};
+use clap::{Args, ValueEnum};
+use std::path::{Path, PathBuf};
+
+/// `--predictor`: the SAR model.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum PredictorArg {
+    /// Exact Q10g (from --q, or computed from --fields with E).
+    Exact,
+    /// VOPs of this subject (--vop, drives in sqrt(W)): a bound.
+    Vop,
+    /// A generic subject's VOPs (--vop) with the conventional safety factor (--safety-factor).
+    Generic,
+    /// The trained network (--model) on the subject's B1+ maps (--fields), with its safety factor.
+    Net,
+    /// No local-SAR model (optimize: power limits only).
+    None,
+}
+
+impl From<PredictorArg> for SarModelKind {
+    fn from(p: PredictorArg) -> Self {
+        match p {
+            PredictorArg::Exact => SarModelKind::Exact,
+            PredictorArg::Vop => SarModelKind::Vop,
+            PredictorArg::Generic => SarModelKind::Generic,
+            PredictorArg::Net => SarModelKind::Net,
+            PredictorArg::None => SarModelKind::None,
+        }
+    }
+}
+
+/// The SAR model flags shared by every command that judges drives or pulses.
+#[derive(Args, Clone, Debug)]
+pub struct SarModelArgs {
+    /// SAR model (default: net with --model, else exact with --q, vop with --vop, else exact).
+    #[arg(long, value_enum)]
+    pub predictor: Option<PredictorArg>,
+    /// Q10g file for the exact model (default: computed from --fields when it has E).
+    #[arg(long)]
+    pub q: Option<PathBuf>,
+    /// VOP file: the subject's VOPs, or the generic subject's with `--predictor generic` (.npz,
+    /// drives in sqrt(W); `optimize --b1` also takes a scanner .mat file in volts).
+    #[arg(long)]
+    pub vop: Option<PathBuf>,
+    /// Trained network folder (`OUT/model` of `b1sar train`, e.g. examples/data/model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Safety factor (>= 1) the estimate is multiplied by: required for generic; net: the model's
+    /// own unless given (an error when the model has none); 1 otherwise.
+    #[arg(long)]
+    pub safety_factor: Option<f64>,
+    /// Device of the network: cpu, wgpu[:i] (feature gpu), cuda[:i] (feature cuda).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl SarModelArgs {
+    /// The library's description of the chosen model.
+    pub fn spec(&self) -> SarModelSpec {
+        SarModelSpec {
+            kind: self.predictor.map(Into::into),
+            q: self.q.clone(),
+            vop: self.vop.clone(),
+            model: self.model.clone(),
+            safety_factor: self.safety_factor,
+            device: self.device.clone(),
+        }
+    }
+}
 
 /// Parse a drive given on the command line: a JSON object, a path to a JSON file, or a compact list
 /// `P@PHASE,...` of per-channel power (W) and phase (degrees), e.g. `1@0,1@45,1@90`; a bare `P`

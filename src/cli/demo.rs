@@ -7,21 +7,18 @@
 
 use super::{Output, bar, spinner};
 use anyhow::Result;
-use b1sar::field::MeasurementModel;
+use b1sar::eval::demo;
 use b1sar::net::ModelInfo;
 use b1sar::predict::{NetworkPredictor, NetworkSar};
-use b1sar::pulse::integrate::QuadraticMaps;
-use b1sar::pulse::{psar_eigen, sar_per_step_maps};
-use b1sar::sar::{self, Averager, Q10g, VopSet};
+use b1sar::sar::{self, Averager, Q10g, SarPredictor, VopSet};
 use b1sar::synth::{SynthSpec, pelvis_fieldset};
-use b1sar::units::{LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, T_TO_UT, WHOLE_BODY_SAR_LIMIT_W_PER_KG};
-use b1sar::{Drive, FieldSet, io, net, plot};
+use b1sar::units::T_TO_UT;
+use b1sar::{FieldSet, io, net, plot};
 use clap::Args;
 use ndarray::{Array2, Axis};
-use num_complex::Complex64;
 use serde_json::json;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Arguments of `b1sar demo`.
@@ -56,50 +53,14 @@ pub fn demo_subjects() -> (SynthSpec, SynthSpec) {
     (subject, generic)
 }
 
-/// Centroid voxel of the prostate label, if the field set has labels with a prostate.
-pub fn prostate_centre(f: &FieldSet) -> Option<[usize; 3]> {
-    let label = b1sar::tissue::by_name("prostate").ok()?.label;
-    let labels = f.labels()?;
-    let (mut sum, mut n) = ([0usize; 3], 0usize);
-    for ((z, y, x), l) in labels.indexed_iter() {
-        if *l == label {
-            sum = [sum[0] + z, sum[1] + y, sum[2] + x];
-            n += 1;
-        }
-    }
-    (n > 0).then(|| sum.map(|v| (v as f64 / n as f64).round() as usize))
-}
-
-/// Phase-only shim aligning every channel's B1+ phase at the voxel `at` (1 W per channel).
-pub fn centre_phase_shim(f: &FieldSet, at: [usize; 3]) -> Result<Drive> {
-    let phases: Vec<f64> = (0..f.n_channels())
-        .map(|n| {
-            let b = f.b1p()[[n, at[0], at[1], at[2]]];
-            -(b.im as f64).atan2(b.re as f64)
-        })
-        .collect();
-    Ok(Drive::from_power_phase(
-        &vec![1.0; f.n_channels()],
-        &phases,
-    )?)
-}
-
 fn slice_z(map: &ndarray::Array3<f64>, z: usize) -> Array2<f64> {
     map.index_axis(Axis(0), z).to_owned()
-}
-
-fn stats(v: &[f64]) -> (f64, f64, f64) {
-    let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let max = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let min = v.iter().cloned().fold(f64::INFINITY, f64::min);
-    (mean, min, max)
 }
 
 pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
     let t0 = Instant::now();
     let dir = &a.out;
     std::fs::create_dir_all(dir).map_err(|e| b1sar::Error::io(dir, e))?;
-    let p = |name: &str| -> PathBuf { dir.join(name) };
     let mut files: Vec<PathBuf> = Vec::new();
 
     // 1. Subject and exact SAR machinery.
@@ -120,544 +81,152 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
         ));
         pelvis_fieldset(&spec)?
     };
-    pb.set_message("10 g averaging cubes (IEC/IEEE 62704-1)");
-    let av = Averager::new(*f.grid(), f.rho().view())?;
     pb.finish_and_clear();
-    let counts = av.counts();
-    let pb = bar(4, "Q10g matrices");
-    let q = Q10g::compute(&f, &av, &|d, _| pb.set_position(d as u64))?;
-    pb.finish_and_clear();
-    let pb = bar(q.len() as u64, "VOP compression");
-    let vops = VopSet::compress(&q, a.epsilon, &|r, t| pb.set_position((t - r) as u64))?;
-    pb.finish_and_clear();
+    let pq = bar(4, "Q10g matrices");
+    let pv = bar(0, "VOP compression");
+    let e = demo::exact_machinery(&f, a.epsilon, &|d, _| pq.set_position(d as u64), &|r, t| {
+        pv.set_length(t as u64);
+        pv.set_position((t - r) as u64)
+    })?;
+    pq.finish_and_clear();
+    pv.finish_and_clear();
     out.line(format!(
         "subject: {} , {:.2} kg tissue; {} Q10g matrices -> {} VOPs (epsilon {:.0} %)",
         sar::describe(f.grid()),
-        av.total_mass_kg(),
-        q.len(),
-        vops.len(),
+        e.av.total_mass_kg(),
+        e.q.len(),
+        e.vops.len(),
         100.0 * a.epsilon
     ));
 
-    // 2. A phase shim for the prostate region and its B1+, as computed and as a scanner would measure it.
-    let grid = *f.grid();
-    let centre =
-        prostate_centre(&f).unwrap_or([grid.shape[0] / 2, grid.shape[1] / 2, grid.shape[2] / 2]);
-    let shim = centre_phase_shim(&f, centre)?;
-    let b1 = f.combine(&shim)?;
-    let body = f.body_mask();
-    let b1_body: Vec<f64> = b1
-        .iter()
-        .zip(body.iter())
-        .filter(|(_, b)| **b)
-        .map(|(c, _)| c.norm() * T_TO_UT)
-        .collect();
-    let (b1_mean, _, _) = stats(&b1_body);
-    let b1_cv = (b1_body.iter().map(|v| (v - b1_mean).powi(2)).sum::<f64>() / b1_body.len() as f64)
-        .sqrt()
-        / b1_mean;
-    let rel = FieldSet::new(
-        grid,
-        f.b1p_relative(),
-        None,
-        ndarray::Array3::zeros(grid.shape),
-        f.rho().clone(),
-        None,
-        f.meta().clone(),
-    )?;
-    let b1_rel = rel.combine(&shim)?;
-    // The scanner calibrates the transmit voltage so the nominal flip angle is reached in the region
-    // of interest: the DREAM range is set around the shim's |B1+| at the prostate.
-    let nominal_t = b1[[centre[0], centre[1], centre[2]]].norm();
-    let model = MeasurementModel {
-        nominal_t,
-        noise_t: 0.02 * nominal_t,
-        reference_power_w: shim.total_power_w(),
-        ..MeasurementModel::default()
-    };
-    let measured = model.measure(b1_rel.view(), body.view(), &shim, 1)?;
-    let mask_frac = measured.mask.iter().filter(|m| **m).count() as f64 / b1_body.len() as f64;
-    let px = (grid.spacing_m[1] * 1e3, grid.spacing_m[2] * 1e3);
-    let mag = b1.mapv(|c: Complex64| c.norm() * T_TO_UT);
-    plot::map_png(
-        &p("b1_shim.png"),
-        slice_z(&mag, centre[0]).view(),
-        "|B1+| of the phase shim, centre slice",
-        "µT",
-        px,
-        None,
-    )?;
-    let mmag = measured.b1.mapv(|c| c.norm() * T_TO_UT);
-    plot::map_png(
-        &p("b1_measured.png"),
-        slice_z(&mmag, centre[0]).view(),
-        "Emulated DREAM map (noise, relative phase, range mask)",
-        "µT",
-        px,
-        None,
-    )?;
-    files.extend([p("b1_shim.png"), p("b1_measured.png")]);
-
-    // 3. Exact SAR10g of the shim: from Q10g and, as a cross-check, by averaging the point SAR.
+    // 2-3. A phase shim for the prostate region, its B1+ as computed and as a scanner would measure
+    //      it, and its exact SAR10g.
     let pb = spinner("SAR10g of the shim");
-    let sar_q = q.sar_map(&shim)?;
-    let point = f.point_sar(&shim)?;
-    let sar_direct = av.average(point.view())?;
+    let shim = demo::shim_stage(&f, &e)?;
     pb.finish_and_clear();
-    let pk = sar::peak(sar_q.view());
-    let max_diff = sar_q
-        .iter()
-        .zip(sar_direct.iter())
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
-    let wb = q.whole_body_sar(&shim)?;
-    let (vop_bound, _) = vops.psar(&shim)?;
-    let power_local = LOCAL_SAR_LIMIT_TRUNK_W_PER_KG / pk.value_w_per_kg * shim.total_power_w();
-    let power_wb = WHOLE_BODY_SAR_LIMIT_W_PER_KG / wb * shim.total_power_w();
-    plot::map_png(
-        &p("sar10g_shim.png"),
-        slice_z(&sar_q, pk.index_zyx[0]).view(),
-        &format!(
-            "SAR10g of the shim (8 x 1 W), slice z = {}",
-            pk.index_zyx[0]
-        ),
-        "W/kg",
-        px,
-        None,
-    )?;
-    let mip = sar_q.map_axis(Axis(0), |c| c.iter().cloned().fold(0.0, f64::max));
-    plot::map_png(
-        &p("sar10g_mip.png"),
-        mip.view(),
-        "SAR10g maximum-intensity projection along z",
-        "W/kg",
-        px,
-        None,
-    )?;
-    io::write_nifti_map(
-        &p("sar10g_shim.nii.gz"),
-        sar_q.mapv(|v| v as f32).view(),
-        &grid,
-        "b1sar SAR10g (W/kg), 8 x 1 W",
-    )?;
-    io::write_json(&p("shim_drive.json"), &shim.to_json())?;
-    files.extend([
-        p("sar10g_shim.png"),
-        p("sar10g_mip.png"),
-        p("sar10g_shim.nii.gz"),
-        p("shim_drive.json"),
-    ]);
+    files.extend(shim_figures(dir, &f, &shim)?);
 
     // 4. Random-phase drives as in the paper's training set: exact pSAR, VOP bound, conventional estimate.
-    let drives = Drive::random_phase_set(f.n_channels(), 1.0, a.drives, 2020)?;
-    let pb = spinner(&format!("pSAR10g of {} random-phase drives", drives.len()));
-    let exact: Vec<f64> = q
-        .psar_batch(&drives)?
-        .iter()
-        .map(|p| p.value_w_per_kg)
-        .collect();
-    let bound: Vec<f64> = drives
-        .iter()
-        .map(|d| vops.psar(d).map(|b| b.0))
-        .collect::<b1sar::Result<_>>()?;
-    pb.set_message("generic reference subject (conventional approach)");
-    let conventional: Vec<f64> = if shipped {
-        let gv = VopSet::load(&generic_file)?;
-        drives
-            .iter()
-            .map(|d| gv.psar(d).map(|b| b.0))
-            .collect::<b1sar::Result<_>>()?
+    let pb = spinner(&format!("pSAR10g of {} random-phase drives", a.drives));
+    let generic_vops = if shipped {
+        Some(VopSet::load(&generic_file)?)
+    } else {
+        None
+    };
+    let generic_q = if shipped {
+        None
     } else {
         let g = pelvis_fieldset(&generic_spec)?;
         let gav = Averager::new(*g.grid(), g.rho().view())?;
-        let gq = Q10g::compute(&g, &gav, &|_, _| {})?;
-        gq.psar_batch(&drives)?
-            .iter()
-            .map(|p| p.value_w_per_kg)
-            .collect()
+        Some(Q10g::compute(&g, &gav, &|_, _| {})?)
     };
+    let generic: &dyn SarPredictor = match (&generic_vops, &generic_q) {
+        (Some(v), _) => v,
+        (None, Some(q)) => q,
+        (None, None) => unreachable!("one of the two generic subjects is built above"),
+    };
+    let rd = demo::random_drive_stage(&e, a.epsilon, generic, a.drives, 2020)?;
     pb.finish_and_clear();
-    let over: Vec<f64> = bound.iter().zip(&exact).map(|(b, e)| b / e - 1.0).collect();
-    let under_vop = bound.iter().zip(&exact).filter(|(b, e)| *b < *e).count();
-    let conv_stats = b1sar::eval::safety_stats(&exact, &conventional)?;
-    let (sf_conv, p_under_conv) = (conv_stats.safety_factor, conv_stats.p_underestimation);
-    let (e_mean, e_min, e_max) = stats(&exact);
-    let p999 = b1sar::eval::quantile(&exact, 0.999)?;
-    let (o_mean, _, o_max) = stats(&over);
-    let scatter_vop: Vec<(f64, f64)> = exact.iter().cloned().zip(bound.iter().cloned()).collect();
-    plot::scatter_png(
-        &p("vop_vs_exact.png"),
-        &scatter_vop,
-        "VOP bound vs exact pSAR10g (8 x 1 W)",
-        "exact pSAR10g (W/kg)",
-        "VOP pSAR10g (W/kg)",
-        &[],
-    )?;
-    let scatter_conv: Vec<(f64, f64)> = exact
-        .iter()
-        .cloned()
-        .zip(conventional.iter().cloned())
-        .collect();
-    plot::scatter_png(
-        &p("conventional_vs_exact.png"),
-        &scatter_conv,
-        "Generic-subject estimate vs exact pSAR10g",
-        "exact pSAR10g (W/kg)",
-        "generic-subject pSAR10g (W/kg)",
-        &[("1 / SF", 1.0 / sf_conv)],
-    )?;
-    plot::histogram_png(
-        &p("psar_hist.png"),
-        &exact,
-        25,
-        "pSAR10g over random-phase drives (8 x 1 W)",
-        "pSAR10g (W/kg)",
-    )?;
-    files.extend([
-        p("vop_vs_exact.png"),
-        p("conventional_vs_exact.png"),
-        p("psar_hist.png"),
-    ]);
+    files.extend(random_drive_figures(dir, &rd)?);
 
     // 5. The network: SAR10g of the prostate slice from the emulated measured maps, against exact.
     let model_dir = data.join("model");
+    let network = if shipped && ModelInfo::path(&model_dir).exists() {
+        let m = NetworkSar::load(&model_dir, &net::cpu_device())?;
+        let sf = m.info.resolve_safety_factor(a.safety_factor)?;
+        Some((m, sf))
+    } else {
+        None
+    };
     let mut net_json = serde_json::Value::Null;
     let mut net_row: Option<(String, String)> = None;
-    if shipped && ModelInfo::path(&model_dir).exists() {
-        let pb = spinner("network prediction (cGAN, CPU)");
-        let model = NetworkSar::load(&model_dir, &net::cpu_device())?;
-        let sf_used = model.info.resolve_safety_factor(a.safety_factor)?;
+    if let Some((model, sf_used)) = &network {
         let sf = sf_used.value;
-        pb.suspend(|| {
-            out.line(format!(
-                "network safety factor {sf:.3} ({})",
-                sf_used.source.describe()
-            ))
-        });
-        let z = b1sar::dataset::target_slice(&f);
-        let n_net = drives.len().min(40);
-        let t = Instant::now();
-        let preds = model.predict(&f, &drives[..n_net], &[z], 11)?;
-        let per_drive_ms = t.elapsed().as_secs_f64() * 1e3 / n_net as f64;
-        let shim_pred = model
-            .predict(&f, std::slice::from_ref(&shim), &[z], 11)?
-            .remove(0);
-        pb.finish_and_clear();
-        let slice_peak = |m: &ndarray::Array3<f64>| m.iter().cloned().fold(0.0, f64::max);
-        let mut pairs = Vec::new();
-        for (d, pm) in drives[..n_net].iter().zip(&preds) {
-            let e = q
-                .sar_map(d)?
-                .index_axis(Axis(0), z)
-                .iter()
-                .cloned()
-                .fold(0.0, f64::max);
-            pairs.push((e, slice_peak(pm)));
-        }
-        let (truth, pred): (Vec<f64>, Vec<f64>) = pairs.iter().cloned().unzip();
-        let st = b1sar::eval::safety_stats(&truth, &pred)?;
-        let (sf_here, over, under) = (
-            st.safety_factor,
-            st.mean_overestimation,
-            st.p_underestimation,
-        );
-        let ratio: Vec<f64> = pairs.iter().map(|(e, p)| e / p).collect();
-        let covered = ratio.iter().filter(|r| **r <= sf).count();
-        let exact_slice = sar_q.index_axis(Axis(0), z).to_owned();
-        let hi = exact_slice
-            .iter()
-            .cloned()
-            .fold(0.0, f64::max)
-            .max(slice_peak(&shim_pred));
-        plot::map_png(
-            &p("net_predicted.png"),
-            shim_pred.index_axis(Axis(0), 0),
-            &format!("cGAN-predicted SAR10g of the shim, slice z = {z}"),
-            "W/kg",
-            px,
-            Some((0.0, hi)),
-        )?;
-        plot::map_png(
-            &p("net_exact.png"),
-            exact_slice.view(),
-            &format!("Exact SAR10g of the shim, slice z = {z}"),
-            "W/kg",
-            px,
-            Some((0.0, hi)),
-        )?;
-        plot::scatter_png(
-            &p("net_vs_exact.png"),
-            &pairs,
-            "cGAN vs exact pSAR10g on the prostate slice",
-            "exact (W/kg)",
-            "predicted (W/kg)",
-            &[("1 / SF", 1.0 / sf)],
-        )?;
-        files.extend([
-            p("net_predicted.png"),
-            p("net_exact.png"),
-            p("net_vs_exact.png"),
-        ]);
         out.line(format!(
-            "cGAN on the prostate slice ({n_net} drives, {per_drive_ms:.1} ms each): pSAR over-estimation {:+.1} %, P(under) {:.0} %; with the model's SF {sf:.2}: {covered}/{n_net} drives covered",
-            100.0 * over,
-            100.0 * under
+            "network safety factor {sf:.3} ({})",
+            sf_used.source.describe()
+        ));
+        let pb = spinner("network prediction (cGAN, CPU)");
+        let ns = demo::network_stage(model, *sf_used, &f, &e, &rd.drives, &shim)?;
+        pb.finish_and_clear();
+        files.extend(network_figures(dir, &f, &ns, sf)?);
+        let s = &ns.section;
+        out.line(format!(
+            "cGAN on the prostate slice ({} drives, {:.1} ms each): pSAR over-estimation {:+.1} %, P(under) {:.0} %; with the model's SF {sf:.2}: {}/{} drives covered",
+            s.drives,
+            s.ms_per_prediction,
+            100.0 * s.mean_overestimation,
+            100.0 * s.p_underestimation,
+            s.covered_by_sf,
+            s.drives
         ));
         net_row = Some((
             "cGAN on the prostate slice: over-est.; P(under); SF (model / here)".into(),
             format!(
-                "{:+.1} %; {:.0} %; {sf:.2} / {sf_here:.2}",
-                100.0 * over,
-                100.0 * under
+                "{:+.1} %; {:.0} %; {sf:.2} / {:.2}",
+                100.0 * s.mean_overestimation,
+                100.0 * s.p_underestimation,
+                s.safety_factor_here
             ),
         ));
-        net_json = json!({"drives": n_net, "mean_overestimation": over, "p_underestimation": under, "safety_factor_model": sf, "safety_factor_source": sf_used.source, "safety_factor_here": sf_here, "covered_by_sf": covered, "ms_per_prediction": per_drive_ms});
+        net_json = serde_json::to_value(s)?;
     }
 
     // 6. Time-averaged SAR of the shipped pulses (TR 10 ms): exact Q10g and VOPs (covariance path),
     //    the network with its safety factor (per-step batched inference and the eigen fast path),
     //    and the flip-angle homogeneity in the prostate (full-rotation Bloch simulation).
-    let model_dir = data.join("model");
-    let model = if shipped && ModelInfo::path(&model_dir).exists() {
-        let m = NetworkSar::load(&model_dir, &net::cpu_device())?;
-        let sf = m.info.resolve_safety_factor(a.safety_factor)?.value;
-        Some((m, sf))
-    } else {
-        None
-    };
-    let net_pred = model.as_ref().map(|(m, sf)| NetworkPredictor {
+    let net_pred = network.as_ref().map(|(m, sf)| NetworkPredictor {
         net: m,
         fields: &f,
         slices: vec![b1sar::dataset::target_slice(&f)],
-        sf: *sf,
+        sf: sf.value,
         noise_seed: 11,
         noise: b1sar::predict::NoiseDraw::Shared,
     });
-    let prostate = b1sar::tissue::by_name("prostate")?.label;
-    // The prostate, and which of its voxels lie in the grid plane nearest z = 0: slice-selective
-    // pulses (spokes) excite a slice at the gradient isocentre, so their homogeneity is judged there;
-    // over the whole organ the out-of-slice voxels would dominate the CV.
-    let prostate_bloch = match b1sar::bloch::label_voxels(&f, prostate) {
-        Ok(idx) => {
-            let g = f.grid();
-            let z0 = (-g.origin_m[0] / g.spacing_m[0]).round();
-            let in_plane: Vec<usize> = (0..idx.len())
-                .filter(|&k| g.unflat(idx[k])[0] as f64 == z0)
-                .collect();
-            Some((b1sar::bloch::Voxels::from_fields(&f, &idx, None)?, in_plane))
-        }
-        Err(_) => None,
-    };
-    let mut pulse_rows = Vec::new();
-    let pulse_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pulses");
-    if let Ok(entries) = std::fs::read_dir(&pulse_dir) {
-        let mut paths: Vec<_> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        paths.sort();
-        let pb = bar(paths.len() as u64, "pulses: SAR and Bloch");
-        let mut time_series = Vec::new();
-        for path in paths {
-            pb.inc(1);
-            let pulse = b1sar::pulse::Pulse::load(&path, 40.0)?;
-            if pulse.n_channels() != f.n_channels() {
-                continue;
-            }
-            let tr = 10e-3;
-            let qm = QuadraticMaps::of(&q).expect("Q10g is quadratic");
-            let per_step = sar_per_step_maps(&qm, &pulse, tr, 256)?;
-            let exact = b1sar::pulse::psar_covariance(&q, &pulse, tr)?.unwrap_or(f64::NAN);
-            let bound = b1sar::pulse::psar_covariance(&vops, &pulse, tr)?.unwrap_or(f64::NAN);
-            let (mut net_step, mut net_eig, mut net_ms) =
-                (f64::NAN, f64::NAN, (f64::NAN, f64::NAN));
-            if let Some(np) = &net_pred {
-                let t = Instant::now();
-                net_step = sar_per_step_maps(np, &pulse, tr, 128)?.psar_w_per_kg * np.sf;
-                let t_step = t.elapsed().as_secs_f64();
-                let t = Instant::now();
-                net_eig = psar_eigen(np, &pulse, tr)? * np.sf;
-                net_ms = (t_step * 1e3, t.elapsed().as_secs_f64() * 1e3);
-            }
-            let (flips, slice_flips) = match &prostate_bloch {
-                Some((v, in_plane)) => {
-                    let deg = b1sar::bloch::flip_angles_deg(
-                        &pulse,
-                        v,
-                        b1sar::bloch::Model::FullRotation,
-                    )?;
-                    let plane: Vec<f64> = in_plane.iter().map(|&k| deg[k]).collect();
-                    let plane_stats = if plane.is_empty() {
-                        None
-                    } else {
-                        Some(b1sar::bloch::flip_stats(&plane)?)
-                    };
-                    (Some(b1sar::bloch::flip_stats(&deg)?), plane_stats)
-                }
-                None => (None, None),
-            };
-            out.line(format!(
-                "pulse {}: TR-averaged pSAR10g {exact:.3} W/kg exact, {bound:.3} VOP bound, {net_step:.3} network x SF per step ({:.0} ms), {net_eig:.3} eigen fast path ({:.0} ms){}{}",
-                pulse.name,
-                net_ms.0,
-                net_ms.1,
-                flips
-                    .as_ref()
-                    .map(|fs| format!("; prostate flip {:.1}° (CV {:.1} %)", fs.mean_deg, 100.0 * fs.cv))
-                    .unwrap_or_default(),
-                slice_flips
-                    .as_ref()
-                    .map(|fs| format!(", in the z = 0 plane {:.1}° (CV {:.1} %)", fs.mean_deg, 100.0 * fs.cv))
-                    .unwrap_or_default()
-            ));
-            time_series.push((
-                pulse.name.clone(),
-                per_step
-                    .step_psar_w_per_kg
-                    .iter()
-                    .enumerate()
-                    .map(|(k, v)| ((k as f64 + 0.5) * pulse.dt_s * 1e3, *v))
-                    .collect::<Vec<_>>(),
-            ));
-            pulse_rows.push(json!({"pulse": pulse.name, "tr_ms": 10.0, "duration_ms": pulse.duration_s() * 1e3,
-                "psar10g_w_per_kg": exact, "per_step_psar10g_w_per_kg": per_step.psar_w_per_kg, "vop_bound_w_per_kg": bound,
-                "network_per_step_x_sf_w_per_kg": net_step, "network_eigen_x_sf_w_per_kg": net_eig,
-                "network_per_step_ms": net_ms.0, "network_eigen_ms": net_ms.1,
-                "flip_mean_deg": flips.as_ref().map(|f| f.mean_deg), "flip_cv": flips.as_ref().map(|f| f.cv),
-                "flip_z0_plane_mean_deg": slice_flips.as_ref().map(|f| f.mean_deg),
-                "flip_z0_plane_cv": slice_flips.as_ref().map(|f| f.cv)}));
-        }
-        pb.finish_and_clear();
-        if !time_series.is_empty() {
-            let series: Vec<(&str, Vec<(f64, f64)>)> = time_series
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.clone()))
-                .collect();
-            let path = p("pulse_psar_vs_time.png");
-            plot::lines_png(
-                &path,
-                &series,
-                "instantaneous pSAR10g of each step (exact Q10g)",
-                "time in pulse (ms)",
-                "pSAR10g (W/kg)",
-                true,
-            )?;
-            files.push(path);
-        }
-    }
+    let net_dyn = net_pred.as_ref().map(|p| p as &dyn SarPredictor);
+    let (pulse_rows, pulse_files) = pulses(dir, &f, &e, net_dyn, out)?;
+    files.extend(pulse_files);
 
     // 7. A prostate shim under the 10 W/kg limit with three SAR models: exact Q10g (reference), the
     //    network with its safety factor, the generic subject's VOPs with the conventional safety
     //    factor; the exact pSAR10g of each result shows which constraints are safe and what each costs.
-    let mut opt_rows = Vec::new();
-    if let Ok((_, amat)) = b1sar::optim::roi_from_fields(&f, Some(prostate), None) {
-        use b1sar::optim::{
-            Limit, Objective, PredictorLimit, QuadraticLimit, Settings, ShimSystem,
-        };
-        let sys = ShimSystem::static_shim(amat)?;
-        let n = f.n_channels();
-        // The target: the prostate mean |B1+| of the zero-phase shim at 8 x 3 W.
-        let target_t = sys.stats(&vec![Complex64::new(3f64.sqrt(), 0.0); n]).mean_t;
-        let obj = Objective::Cv { target_t };
-        let limit = LOCAL_SAR_LIMIT_TRUNK_W_PER_KG;
-        let exact_l = QuadraticLimit::new("exact Q10g", q.packed().to_owned(), 1.0, limit, &[1.0])?;
-        let generic = if shipped {
-            let gv = VopSet::load(&generic_file)?;
-            Some(QuadraticLimit::new(
-                "generic-subject VOPs",
-                gv.packed().to_owned(),
-                sf_conv.max(1.0),
-                limit,
-                &[1.0],
-            )?)
-        } else {
-            None
-        };
-        let net_l = net_pred.as_ref().map(|np| PredictorLimit {
-            predictor: np,
-            limit_w_per_kg: limit,
-            gradient: b1sar::optim::GradientMethod::Autodiff,
-        });
-        let full = Settings::default();
-        // The network limit's gradient costs 33 inferences: a short schedule keeps the demo short.
-        let short = if a.quick {
-            Settings {
-                starts: 1,
-                max_outer: 2,
-                max_inner: 6,
-                ..Settings::default()
-            }
-        } else {
-            Settings {
-                starts: 2,
-                max_outer: 5,
-                max_inner: 25,
-                ..Settings::default()
-            }
-        };
-        let mut cases: Vec<(&str, &dyn Limit, &Settings)> = vec![("exact Q10g", &exact_l, &full)];
-        if let Some(l) = &net_l {
-            cases.push(("cGAN x SF", l, &short));
-        }
-        if let Some(l) = &generic {
-            cases.push(("generic VOPs x SF (conventional)", l, &full));
-        }
-        let pb = bar(cases.len() as u64, "shim optimisation");
-        for (name, l, settings) in cases {
-            let r = b1sar::optim::optimize(&obj, &sys, &[l], settings)?;
-            let d = Drive::new(r.amplitudes.clone())?;
-            let exact = q.psar(&d)?.value_w_per_kg;
+    let sf_conv = rd.conventional_stats.safety_factor;
+    let pb = bar(3, "shim optimisation");
+    let opt = demo::shim_under_limit_stage(
+        &f,
+        &e.q,
+        net_dyn,
+        generic_vops.as_ref().map(|v| (v, sf_conv)),
+        a.quick,
+        &|k, t| {
+            pb.set_length(t as u64);
+            pb.set_position(k as u64)
+        },
+    )?;
+    pb.finish_and_clear();
+    let mut opt_rows: Vec<serde_json::Value> = Vec::new();
+    if let Some(o) = &opt {
+        for r in &o.rows {
             out.line(format!(
-                "shim under 10 W/kg ({name}): prostate CV {:.2} % (zero phase {:.1} %), predicted x SF {:.2} W/kg, exact {exact:.2} W/kg{}, {:.1} s",
-                100.0 * r.objective,
-                100.0 * r.zero_phase_objective,
-                r.limits[0].value,
-                if exact <= limit { "" } else { " EXCEEDS" },
+                "shim under 10 W/kg ({}): prostate CV {:.2} % (zero phase {:.1} %), predicted x SF {:.2} W/kg, exact {:.2} W/kg{}, {:.1} s",
+                r.constraint,
+                100.0 * r.roi_cv,
+                100.0 * r.zero_phase_cv,
+                r.predicted_x_sf_w_per_kg,
+                r.exact_psar10g_w_per_kg,
+                if r.exact_within_limit { "" } else { " EXCEEDS" },
                 r.seconds
             ));
-            opt_rows.push(json!({"constraint": name, "roi_cv": r.objective, "zero_phase_cv": r.zero_phase_objective,
-                "predicted_x_sf_w_per_kg": r.limits[0].value, "exact_psar10g_w_per_kg": exact, "exact_within_limit": exact <= limit,
-                "feasible": r.feasible, "seconds": r.seconds, "evaluations": r.evaluations,
-                "sar_efficiency_ut_per_sqrt_w_per_kg": r.stats.mean_t * T_TO_UT / exact.sqrt()}));
-            pb.inc(1);
+            opt_rows.push(serde_json::to_value(r)?);
         }
-        pb.finish_and_clear();
-        // Pareto front with the exact model: homogeneity against the pSAR10g allowed.
-        let sweep: &[f64] = if a.quick {
-            &[4.0, 8.0, 14.0]
-        } else {
-            &[3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 14.0]
-        };
-        let pts: Vec<(f64, f64)> = sweep
-            .iter()
-            .map(|l| {
-                let r = b1sar::optim::optimize(
-                    &obj,
-                    &sys,
-                    &[&exact_l.with_limit(*l)? as &dyn Limit],
-                    &full,
-                )?;
-                Ok((
-                    *l,
-                    if r.feasible {
-                        100.0 * r.objective
-                    } else {
-                        f64::NAN
-                    },
-                ))
-            })
-            .collect::<b1sar::Result<Vec<_>>>()?
-            .into_iter()
-            .filter(|(_, v)| v.is_finite())
-            .collect();
-        if pts.len() >= 2 {
-            let path = p("pareto_cv_vs_psar.png");
+        if o.pareto.len() >= 2 {
+            let path = dir.join("pareto_cv_vs_psar.png");
             plot::lines_png(
                 &path,
-                &[("best prostate CV", pts)],
+                &[("best prostate CV", o.pareto.clone())],
                 &format!(
                     "Pareto front at mean |B1+| {:.2} µT (exact Q10g)",
-                    target_t * T_TO_UT
+                    o.target_t * T_TO_UT
                 ),
                 "pSAR10g limit (W/kg)",
                 "prostate |B1+| CV (%)",
@@ -669,29 +238,299 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
 
     // 8. Report.
     let summary = json!({
-        "subject": {"shape_zyx": grid.shape, "spacing_mm": grid.spacing_m[0] * 1e3, "tissue_mass_kg": av.total_mass_kg(), "voxel_counts": counts, "source": f.meta().source},
-        "q10g": {"n_matrices": q.len(), "worst_case_w_per_kg_per_w": vops.worst_case},
-        "vop": {"n_vops": vops.len(), "epsilon": a.epsilon, "under_estimates": under_vop, "mean_overestimation": o_mean, "max_overestimation": o_max},
-        "shim": {"b1_mean_ut": b1_mean, "b1_cv": b1_cv, "dream_mask_fraction": mask_frac, "psar10g_w_per_kg": pk.value_w_per_kg, "psar10g_index_zyx": pk.index_zyx,
-                 "vop_bound_w_per_kg": vop_bound, "whole_body_sar_w_per_kg": wb, "q_vs_direct_max_abs_diff_w_per_kg": max_diff,
-                 "max_power_local_limit_w": power_local, "max_power_whole_body_limit_w": power_wb},
-        "random_drives": {"n": drives.len(), "psar10g_mean_w_per_kg": e_mean, "psar10g_min_w_per_kg": e_min, "psar10g_max_w_per_kg": e_max, "psar10g_p99_9_w_per_kg": p999},
-        "conventional": conv_stats,
+        "subject": demo::subject_section(&f, &e.av),
+        "q10g": {"n_matrices": e.q.len(), "worst_case_w_per_kg_per_w": e.vops.worst_case},
+        "vop": rd.vop,
+        "shim": shim.section,
+        "random_drives": rd.section,
+        "conventional": rd.conventional_stats,
         "network": net_json,
         "pulses": pulse_rows,
         "optimisation": opt_rows,
         "elapsed_s": t0.elapsed().as_secs_f64(),
     });
-    io::write_json(&p("summary.json"), &summary)?;
-    files.push(p("summary.json"));
+    io::write_json(&dir.join("summary.json"), &summary)?;
+    files.push(dir.join("summary.json"));
+    let md = markdown(
+        &f,
+        &e,
+        &shim.section,
+        &rd,
+        a.epsilon,
+        net_row,
+        &summary,
+        &files,
+    );
+    let index = dir.join("index.md");
+    io::write_atomic(&index, |w| std::io::Write::write_all(w, md.as_bytes()))?;
+    files.push(index.clone());
+
+    let (sh, r) = (&shim.section, &rd.section);
+    out.line(format!("shim: mean |B1+| {:.3} µT (CV {:.1} %), pSAR10g {:.3} W/kg (VOP bound {:.3}), whole-body {:.4} W/kg", sh.b1_mean_ut, 100.0 * sh.b1_cv, sh.psar10g_w_per_kg, sh.vop_bound_w_per_kg, sh.whole_body_sar_w_per_kg));
+    out.line(format!("{} random drives: pSAR10g {:.3} W/kg mean, 99.9 % {:.3} W/kg; VOPs over-estimate by {:.1} % on average, never under", r.n, r.psar10g_mean_w_per_kg, r.psar10g_p999_w_per_kg, 100.0 * rd.vop.mean_overestimation));
+    out.line(format!("conventional generic-subject estimate: safety factor {sf_conv:.2}, under-estimates {:.0} % of drives", 100.0 * rd.conventional_stats.p_underestimation));
+    out.line(format!(
+        "report: {} ({} files) in {:.1} s",
+        index.display(),
+        files.len(),
+        t0.elapsed().as_secs_f64()
+    ));
+    let mut result = summary;
+    result["output_paths"] = json!(files);
+    out.result(result);
+    Ok(())
+}
+
+/// |B1+| of the shim and its emulated DREAM map, exact SAR10g slice and MIP, NIfTI and drive.
+fn shim_figures(dir: &Path, f: &FieldSet, s: &demo::ShimStage) -> Result<Vec<PathBuf>> {
+    let p = |name: &str| -> PathBuf { dir.join(name) };
+    let grid = f.grid();
+    let px = (grid.spacing_m[1] * 1e3, grid.spacing_m[2] * 1e3);
+    plot::map_png(
+        &p("b1_shim.png"),
+        slice_z(&s.b1_ut, s.centre[0]).view(),
+        "|B1+| of the phase shim, centre slice",
+        "µT",
+        px,
+        None,
+    )?;
+    plot::map_png(
+        &p("b1_measured.png"),
+        slice_z(&s.measured_ut, s.centre[0]).view(),
+        "Emulated DREAM map (noise, relative phase, range mask)",
+        "µT",
+        px,
+        None,
+    )?;
+    let z = s.section.psar10g_index_zyx[0];
+    plot::map_png(
+        &p("sar10g_shim.png"),
+        slice_z(&s.sar10g, z).view(),
+        &format!("SAR10g of the shim (8 x 1 W), slice z = {z}"),
+        "W/kg",
+        px,
+        None,
+    )?;
+    let mip = s
+        .sar10g
+        .map_axis(Axis(0), |c| c.iter().cloned().fold(0.0, f64::max));
+    plot::map_png(
+        &p("sar10g_mip.png"),
+        mip.view(),
+        "SAR10g maximum-intensity projection along z",
+        "W/kg",
+        px,
+        None,
+    )?;
+    io::write_nifti_map(
+        &p("sar10g_shim.nii.gz"),
+        s.sar10g.mapv(|v| v as f32).view(),
+        grid,
+        "b1sar SAR10g (W/kg), 8 x 1 W",
+    )?;
+    io::write_json(&p("shim_drive.json"), &s.shim.to_json())?;
+    Ok(vec![
+        p("b1_shim.png"),
+        p("b1_measured.png"),
+        p("sar10g_shim.png"),
+        p("sar10g_mip.png"),
+        p("sar10g_shim.nii.gz"),
+        p("shim_drive.json"),
+    ])
+}
+
+/// VOP and conventional estimates against exact pSAR10g, and the pSAR10g histogram.
+fn random_drive_figures(dir: &Path, rd: &demo::RandomDrives) -> Result<Vec<PathBuf>> {
+    let p = |name: &str| -> PathBuf { dir.join(name) };
+    let scatter_vop: Vec<(f64, f64)> = rd
+        .exact
+        .iter()
+        .cloned()
+        .zip(rd.bound.iter().cloned())
+        .collect();
+    plot::scatter_png(
+        &p("vop_vs_exact.png"),
+        &scatter_vop,
+        "VOP bound vs exact pSAR10g (8 x 1 W)",
+        "exact pSAR10g (W/kg)",
+        "VOP pSAR10g (W/kg)",
+        &[],
+    )?;
+    let scatter_conv: Vec<(f64, f64)> = rd
+        .exact
+        .iter()
+        .cloned()
+        .zip(rd.conventional.iter().cloned())
+        .collect();
+    plot::scatter_png(
+        &p("conventional_vs_exact.png"),
+        &scatter_conv,
+        "Generic-subject estimate vs exact pSAR10g",
+        "exact pSAR10g (W/kg)",
+        "generic-subject pSAR10g (W/kg)",
+        &[("1 / SF", 1.0 / rd.conventional_stats.safety_factor)],
+    )?;
+    plot::histogram_png(
+        &p("psar_hist.png"),
+        &rd.exact,
+        25,
+        "pSAR10g over random-phase drives (8 x 1 W)",
+        "pSAR10g (W/kg)",
+    )?;
+    Ok(vec![
+        p("vop_vs_exact.png"),
+        p("conventional_vs_exact.png"),
+        p("psar_hist.png"),
+    ])
+}
+
+/// The network's and the exact map of the shim on the prostate slice, and the pSAR scatter.
+fn network_figures(
+    dir: &Path,
+    f: &FieldSet,
+    ns: &demo::NetworkStage,
+    sf: f64,
+) -> Result<Vec<PathBuf>> {
+    let p = |name: &str| -> PathBuf { dir.join(name) };
+    let grid = f.grid();
+    let px = (grid.spacing_m[1] * 1e3, grid.spacing_m[2] * 1e3);
+    let z = ns.z;
+    let hi = ns
+        .shim_exact
+        .iter()
+        .cloned()
+        .fold(0.0, f64::max)
+        .max(ns.shim_predicted.iter().cloned().fold(0.0, f64::max));
+    plot::map_png(
+        &p("net_predicted.png"),
+        ns.shim_predicted.view(),
+        &format!("cGAN-predicted SAR10g of the shim, slice z = {z}"),
+        "W/kg",
+        px,
+        Some((0.0, hi)),
+    )?;
+    plot::map_png(
+        &p("net_exact.png"),
+        ns.shim_exact.view(),
+        &format!("Exact SAR10g of the shim, slice z = {z}"),
+        "W/kg",
+        px,
+        Some((0.0, hi)),
+    )?;
+    plot::scatter_png(
+        &p("net_vs_exact.png"),
+        &ns.pairs,
+        "cGAN vs exact pSAR10g on the prostate slice",
+        "exact (W/kg)",
+        "predicted (W/kg)",
+        &[("1 / SF", 1.0 / sf)],
+    )?;
+    Ok(vec![
+        p("net_predicted.png"),
+        p("net_exact.png"),
+        p("net_vs_exact.png"),
+    ])
+}
+
+/// Stage 5 over the shipped pulses: rows, a line each, and the pSAR-vs-time figure.
+fn pulses(
+    dir: &Path,
+    f: &FieldSet,
+    e: &demo::Exact,
+    net: Option<&dyn SarPredictor>,
+    out: &Output,
+) -> Result<(Vec<serde_json::Value>, Vec<PathBuf>)> {
+    let prostate = demo::prostate_voxels(f)?;
+    let mut rows = Vec::new();
+    let mut files = Vec::new();
+    let pulse_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pulses");
+    let Ok(entries) = std::fs::read_dir(&pulse_dir) else {
+        return Ok((rows, files));
+    };
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    let pb = bar(paths.len() as u64, "pulses: SAR and Bloch");
+    let mut time_series = Vec::new();
+    for path in paths {
+        pb.inc(1);
+        let pulse = b1sar::pulse::Pulse::load(&path, 40.0)?;
+        if pulse.n_channels() != f.n_channels() {
+            continue;
+        }
+        let (r, steps) = demo::pulse_stage(e, net, prostate.as_ref(), &pulse)?;
+        let fl = |m: Option<f64>, cv: Option<f64>, what: &str| {
+            m.zip(cv)
+                .map(|(m, cv)| format!("{what} {m:.1}° (CV {:.1} %)", 100.0 * cv))
+                .unwrap_or_default()
+        };
+        out.line(format!(
+            "pulse {}: TR-averaged pSAR10g {:.3} W/kg exact, {:.3} VOP bound, {:.3} network x SF per step ({:.0} ms), {:.3} eigen fast path ({:.0} ms){}{}",
+            r.pulse,
+            r.psar10g_w_per_kg,
+            r.vop_bound_w_per_kg,
+            r.network_per_step_x_sf_w_per_kg,
+            r.network_per_step_ms,
+            r.network_eigen_x_sf_w_per_kg,
+            r.network_eigen_ms,
+            fl(r.flip_mean_deg, r.flip_cv, "; prostate flip"),
+            fl(r.flip_z0_plane_mean_deg, r.flip_z0_plane_cv, ", in the z = 0 plane")
+        ));
+        time_series.push((
+            pulse.name.clone(),
+            steps
+                .iter()
+                .enumerate()
+                .map(|(k, v)| ((k as f64 + 0.5) * pulse.dt_s * 1e3, *v))
+                .collect::<Vec<_>>(),
+        ));
+        rows.push(serde_json::to_value(&r)?);
+    }
+    pb.finish_and_clear();
+    if !time_series.is_empty() {
+        let series: Vec<(&str, Vec<(f64, f64)>)> = time_series
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.clone()))
+            .collect();
+        let path = dir.join("pulse_psar_vs_time.png");
+        plot::lines_png(
+            &path,
+            &series,
+            "instantaneous pSAR10g of each step (exact Q10g)",
+            "time in pulse (ms)",
+            "pSAR10g (W/kg)",
+            true,
+        )?;
+        files.push(path);
+    }
+    Ok((rows, files))
+}
+
+/// The report's index.md.
+#[allow(clippy::too_many_arguments)]
+fn markdown(
+    f: &FieldSet,
+    e: &demo::Exact,
+    sh: &demo::ShimSection,
+    rd: &demo::RandomDrives,
+    epsilon: f64,
+    net_row: Option<(String, String)>,
+    summary: &serde_json::Value,
+    files: &[PathBuf],
+) -> String {
+    let grid = f.grid();
+    let counts = e.av.counts();
+    let r = &rd.section;
     let mut md = String::new();
     let _ = writeln!(md, "# b1sar demo report\n");
     let _ = writeln!(
         md,
         "Subject: {} ({}), {:.2} kg of tissue.\n",
-        sar::describe(&grid),
+        sar::describe(grid),
         f.meta().source,
-        av.total_mass_kg()
+        e.av.total_mass_kg()
     );
     let _ = writeln!(
         md,
@@ -700,59 +539,76 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
     );
     let _ = writeln!(md, "| quantity | value |\n|---|---|");
     let rows = [
-        ("Q10g matrices", format!("{}", q.len())),
+        ("Q10g matrices", format!("{}", e.q.len())),
         (
             "VOPs (epsilon)",
             format!(
                 "{} ({:.0} % of worst case {:.3} W/kg per W)",
-                vops.len(),
-                100.0 * a.epsilon,
-                vops.worst_case
+                e.vops.len(),
+                100.0 * epsilon,
+                e.vops.worst_case
             ),
         ),
         (
             "Shim mean |B1+| / CV in body (8 x 1 W)",
-            format!("{b1_mean:.3} µT / {:.1} %", 100.0 * b1_cv),
+            format!("{:.3} µT / {:.1} %", sh.b1_mean_ut, 100.0 * sh.b1_cv),
         ),
         (
             "DREAM mask coverage of the body",
-            format!("{:.1} %", 100.0 * mask_frac),
+            format!("{:.1} %", 100.0 * sh.dream_mask_fraction),
         ),
         (
             "Shim pSAR10g exact (voxel z, y, x)",
-            format!("{:.3} W/kg at {:?}", pk.value_w_per_kg, pk.index_zyx),
+            format!(
+                "{:.3} W/kg at {:?}",
+                sh.psar10g_w_per_kg, sh.psar10g_index_zyx
+            ),
         ),
-        ("Shim pSAR10g VOP bound", format!("{vop_bound:.3} W/kg")),
-        ("Shim whole-body SAR", format!("{wb:.4} W/kg")),
+        (
+            "Shim pSAR10g VOP bound",
+            format!("{:.3} W/kg", sh.vop_bound_w_per_kg),
+        ),
+        (
+            "Shim whole-body SAR",
+            format!("{:.4} W/kg", sh.whole_body_sar_w_per_kg),
+        ),
         (
             "Q10g vs direct averaging, max difference",
-            format!("{max_diff:.2e} W/kg"),
+            format!("{:.2e} W/kg", sh.q_vs_direct_max_abs_diff_w_per_kg),
         ),
         (
             "Max total power: 10 W/kg local / 2 W/kg whole-body",
-            format!("{power_local:.1} W / {power_wb:.1} W"),
+            format!(
+                "{:.1} W / {:.1} W",
+                sh.max_power_local_limit_w, sh.max_power_whole_body_limit_w
+            ),
         ),
         (
             "Random drives: pSAR10g mean (min..max)",
-            format!("{e_mean:.3} ({e_min:.3}..{e_max:.3}) W/kg"),
+            format!(
+                "{:.3} ({:.3}..{:.3}) W/kg",
+                r.psar10g_mean_w_per_kg, r.psar10g_min_w_per_kg, r.psar10g_max_w_per_kg
+            ),
         ),
         (
             "Random drives: 99.9 % pSAR10g (paper: 3.8 W/kg)",
-            format!("{p999:.3} W/kg"),
+            format!("{:.3} W/kg", r.psar10g_p999_w_per_kg),
         ),
         (
             "VOP overestimation mean / max; under-estimates",
             format!(
-                "{:.1} % / {:.1} %; {under_vop}",
-                100.0 * o_mean,
-                100.0 * o_max
+                "{:.1} % / {:.1} %; {}",
+                100.0 * rd.vop.mean_overestimation,
+                100.0 * rd.vop.max_overestimation,
+                rd.vop.under_estimates
             ),
         ),
         (
             "Conventional (generic subject) SF; P(under)",
             format!(
-                "{sf_conv:.2}; {:.0} % (paper: 2.43; 24 %)",
-                100.0 * p_under_conv
+                "{:.2}; {:.0} % (paper: 2.43; 24 %)",
+                rd.conventional_stats.safety_factor,
+                100.0 * rd.conventional_stats.p_underestimation
             ),
         ),
     ];
@@ -763,13 +619,15 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
     {
         let _ = writeln!(md, "| {k} | {v} |");
     }
+    let empty = Vec::new();
+    let pulse_rows = summary["pulses"].as_array().unwrap_or(&empty);
     if !pulse_rows.is_empty() {
         let _ = writeln!(
             md,
             "\n## Pulses (time-averaged over TR 10 ms)\n\n| pulse | exact pSAR10g (W/kg) | VOP bound (W/kg) | cGAN x SF, per step (W/kg) | cGAN x SF, eigen fast path (W/kg) | prostate flip (°) / CV | in the z = 0 plane (°) / CV |\n|---|---|---|---|---|---|---|"
         );
         let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
-        for r in &pulse_rows {
+        for r in pulse_rows {
             let _ = writeln!(
                 md,
                 "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} / {:.1} % | {:.1} / {:.1} % |",
@@ -785,12 +643,13 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
             );
         }
     }
+    let opt_rows = summary["optimisation"].as_array().unwrap_or(&empty);
     if !opt_rows.is_empty() {
         let _ = writeln!(
             md,
             "\n## Prostate shim under 10 W/kg\n\nEach row optimises the prostate |B1+| homogeneity with the local-SAR limit judged by one model (times its safety factor); the exact pSAR10g of the result shows whether that shim is safe.\n\n| constraint | prostate CV | predicted x SF (W/kg) | exact pSAR10g (W/kg) | time (s) |\n|---|---|---|---|---|"
         );
-        for r in &opt_rows {
+        for r in opt_rows {
             let _ = writeln!(
                 md,
                 "| {} | {:.2} % | {:.2} | {:.2} | {:.1} |",
@@ -803,7 +662,7 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
         }
     }
     let _ = writeln!(md, "\n## Figures\n");
-    for f in &files {
+    for f in files {
         if f.extension().is_some_and(|e| e == "png") {
             let name = f
                 .file_name()
@@ -812,21 +671,5 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
             let _ = writeln!(md, "![{name}]({name})\n");
         }
     }
-    let index = p("index.md");
-    io::write_atomic(&index, |w| std::io::Write::write_all(w, md.as_bytes()))?;
-    files.push(index.clone());
-
-    out.line(format!("shim: mean |B1+| {b1_mean:.3} µT (CV {:.1} %), pSAR10g {:.3} W/kg (VOP bound {vop_bound:.3}), whole-body {wb:.4} W/kg", 100.0 * b1_cv, pk.value_w_per_kg));
-    out.line(format!("{} random drives: pSAR10g {e_mean:.3} W/kg mean, 99.9 % {p999:.3} W/kg; VOPs over-estimate by {:.1} % on average, never under", drives.len(), 100.0 * o_mean));
-    out.line(format!("conventional generic-subject estimate: safety factor {sf_conv:.2}, under-estimates {:.0} % of drives", 100.0 * p_under_conv));
-    out.line(format!(
-        "report: {} ({} files) in {:.1} s",
-        index.display(),
-        files.len(),
-        t0.elapsed().as_secs_f64()
-    ));
-    let mut result = summary;
-    result["output_paths"] = json!(files);
-    out.result(result);
-    Ok(())
+    md
 }

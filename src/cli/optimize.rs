@@ -1,19 +1,22 @@
 //! `b1sar optimize`: RF shim for homogeneity (or SAR efficiency) in a region of interest under a
 //! predicted-SAR limit, with any predictor (exact Q10g, VOPs, the generic subject, the network).
 
+use super::args::SarModelArgs;
 use super::{Output, spinner};
 use anyhow::{Result, bail};
-use b1sar::net::SafetyFactorSource;
 use b1sar::optim::{
-    GradientMethod, Limit, LimitKind, Objective, OptimizeReport, PredictorLimit, QuadraticLimit,
-    Settings, ShimSystem, Start, optimize, pareto, roi_from_fields,
+    GradientMethod, Limit, LimitSpec, Objective, OptimizeReport, QuadraticLimit, Settings,
+    ShimSystem, Start, VopLimitRule, assemble_limits, optimize, pareto_sweep, plan,
+    roi_from_fields,
 };
-use b1sar::predict::{NetworkPredictor, NetworkSar, NoiseDraw};
+use b1sar::predict::{NoiseDraw, SarModelKind};
 use b1sar::sar::{Q10g, VopSet};
-use b1sar::units::{LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, T_TO_UT, WHOLE_BODY_SAR_LIMIT_W_PER_KG};
-use b1sar::{Drive, Error, FieldSet, io, net, plot};
+use b1sar::units::{
+    AmplitudeUnit, LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, T_TO_UT, WHOLE_BODY_SAR_LIMIT_W_PER_KG,
+};
+use b1sar::{Drive, Error, FieldSet, io, plot};
 use clap::{Args, ValueEnum};
-use ndarray::{Array2, Axis};
+use ndarray::Axis;
 use num_complex::Complex64;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -49,21 +52,6 @@ impl ObjectiveArg {
             Start::MagnitudePhase
         }
     }
-}
-
-/// The SAR model of the local-SAR limit.
-#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
-pub enum PredictorArg {
-    /// Exact Q10g of the field set (needs E).
-    Exact,
-    /// VOPs of this subject (`--vop`, sqrt(W)).
-    Vop,
-    /// The generic subject's VOPs (`--vop`) with the conventional safety factor.
-    Generic,
-    /// The trained network (`--model`) with its safety factor.
-    Net,
-    /// No local-SAR limit (power limits only).
-    None,
 }
 
 /// `--net-gradient` (see [`GradientMethod`]).
@@ -126,22 +114,12 @@ pub struct OptimizeArgs {
     /// Objective.
     #[arg(long, value_enum, default_value_t = ObjectiveArg::Cv)]
     pub objective: ObjectiveArg,
-    /// SAR model of the local-SAR limit.
-    #[arg(long, value_enum, default_value_t = PredictorArg::Exact)]
-    pub predictor: PredictorArg,
-    /// VOP file for `--predictor vop|generic` (.npz, drives in sqrt(W)).
-    #[arg(long)]
-    pub vop: Option<PathBuf>,
-    /// Trained model folder for `--predictor net`.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
+    /// The SAR model of the local-SAR limit (default exact; scanner maps: vop with --vop).
+    #[command(flatten)]
+    pub model: SarModelArgs,
     /// Local SAR10g limit (W/kg); the predicted value times the safety factor must stay below it.
     #[arg(long, default_value_t = LOCAL_SAR_LIMIT_TRUNK_W_PER_KG)]
     pub sar_limit: f64,
-    /// Safety factor of the predictor (default: 1 for exact/vop, the model's for net, an error when
-    /// its model.json has none; required for generic).
-    #[arg(long)]
-    pub safety_factor: Option<f64>,
     /// Whole-body SAR limit (W/kg), enforced when E is available (exact Q10g).
     #[arg(long, default_value_t = WHOLE_BODY_SAR_LIMIT_W_PER_KG)]
     pub wb_limit: f64,
@@ -184,9 +162,6 @@ pub struct OptimizeArgs {
     /// predictions per slice).
     #[arg(long, value_enum, default_value = "autodiff")]
     pub net_gradient: NetGradient,
-    /// Device for the network predictor.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
     /// Output folder: drive.json, report.json, PNGs.
     #[arg(long)]
     pub out: PathBuf,
@@ -227,15 +202,6 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
             format!("{}", a.sar_limit)
         ));
     }
-    if let Some(sf) = a.safety_factor
-        && !(sf.is_finite() && sf >= 1.0)
-    {
-        bail!(Error::invalid(
-            "--safety-factor",
-            "a finite factor >= 1",
-            format!("{sf}")
-        ));
-    }
     let f = super::commands::load_fields(a.fields.as_ref().ok_or_else(|| {
         Error::usage(
             "--fields | --b1",
@@ -256,38 +222,11 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
             "neither"
         )),
     };
+    let spec = a.model.spec();
+    let kind = spec.kind();
     let n = f.n_channels();
     // A static shim, or per-subpulse shims of a pulse (pattern: small-tip flip angle in rad).
-    let pulse_case = match &a.pulse {
-        Some(pp) => {
-            if a.predictor == PredictorArg::Net || a.pareto.is_some() {
-                bail!(Error::invalid(
-                    "--pulse",
-                    "an exact, vop or generic SAR model and no --pareto",
-                    "--predictor net or --pareto"
-                ));
-            }
-            let tr = a.tr_ms.expect("clap requires --tr-ms with --pulse") * 1e-3;
-            let pulse = b1sar::pulse::Pulse::load(pp, 1e3)?;
-            if pulse.n_channels() != n {
-                bail!(Error::invalid(
-                    format!("{}", pp.display()),
-                    format!("{n} channels (the field set's)"),
-                    format!("{}", pulse.n_channels())
-                ));
-            }
-            if !(tr.is_finite() && tr >= pulse.duration_s()) {
-                bail!(Error::invalid(
-                    "--tr-ms",
-                    format!(">= the pulse duration ({:.3} ms)", pulse.duration_s() * 1e3),
-                    format!("{}", tr * 1e3)
-                ));
-            }
-            let sp = b1sar::optim::Subpulses::split(&pulse).map_err(|e| e.in_file(pp))?;
-            Some((pulse, sp, tr))
-        }
-        None => None,
-    };
+    let pulse_case = load_pulse_case(&a, kind, n)?;
     let (sys, w) = match &pulse_case {
         Some((pulse, sp, tr)) => {
             let g = f.grid();
@@ -313,167 +252,38 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
     };
     let obj = a.objective.at(target_t);
 
-    // The exact model, when the field set has E: for the whole-body limit and the exact report.
-    let q_exact = if f.e().is_some() {
-        let pb = spinner("Q10g matrices (exact SAR10g)");
-        let q = Q10g::from_fields(&f)?;
-        pb.finish_and_clear();
-        Some(q)
+    // The model, and the exact Q10g when the field set has E (whole-body limit, exact report).
+    let pb = spinner("SAR model (and Q10g matrices when the field set has E)");
+    let model = spec.load(Some(&f))?;
+    pb.finish_and_clear();
+    let net_slices = if kind == SarModelKind::Net {
+        let zs: Vec<usize> = idx.iter().map(|i| f.grid().unflat(*i)[0]).collect();
+        plan::net_slices(f.grid().shape[0], &zs, a.net_slices)?
     } else {
-        None
+        Vec::new()
     };
-    let model = match a.predictor {
-        PredictorArg::Net => {
-            let dir = a.model.as_ref().ok_or_else(|| {
-                Error::usage(
-                    "--model",
-                    "--predictor net needs --model DIR (a trained network)",
-                )
-            })?;
-            let device = net::device_by_name(&a.device)?;
-            Some(NetworkSar::load(dir, &device)?)
-        }
-        _ => None,
-    };
-    // A network without a measured safety factor is refused unless the user gives one.
-    let net_sf = model
-        .as_ref()
-        .map(|m| m.info.resolve_safety_factor(a.safety_factor))
-        .transpose()?;
-    let nz = f.grid().shape[0];
-    let zc = {
-        let mut zs: Vec<usize> = idx.iter().map(|i| f.grid().unflat(*i)[0]).collect();
-        zs.sort_unstable();
-        zs[zs.len() / 2]
-    };
-    // The network needs two slices either side of each target slice.
-    let usable: Vec<usize> = (2..nz.saturating_sub(2)).collect();
-    if a.predictor == PredictorArg::Net && (usable.is_empty() || a.net_slices == 0) {
-        bail!(Error::invalid(
-            "--net-slices",
-            "at least one slice with two neighbours either side in the field set",
-            format!("{} slices requested of a grid with {nz}", a.net_slices)
-        ));
-    }
-    let mut net_slices = usable.clone();
-    net_slices.sort_by_key(|z| z.abs_diff(zc));
-    net_slices.truncate(a.net_slices);
-    net_slices.sort_unstable();
-    let net_pred = model.as_ref().map(|m| NetworkPredictor {
-        net: m,
-        fields: &f,
-        slices: net_slices.clone(),
-        sf: net_sf.map_or(1.0, |sf| sf.value),
-        noise_seed: 0,
-        noise: NoiseDraw::Shared,
-    });
-    let vop_path = || -> b1sar::Result<&PathBuf> {
-        a.vop
-            .as_ref()
-            .ok_or_else(|| Error::usage("--vop", "--predictor vop|generic needs --vop FILE"))
-    };
-    let local: Option<QuadraticLimit> = match a.predictor {
-        PredictorArg::Exact => {
-            let q = q_exact.as_ref().ok_or_else(|| {
-                Error::invalid(
-                    "--predictor exact",
-                    "a field set with E (or use --predictor vop|generic|net)",
-                    "a field set without E",
-                )
-            })?;
-            Some(QuadraticLimit::new(
-                "local SAR10g (exact Q10g)",
-                q.packed().to_owned(),
-                a.safety_factor.unwrap_or(1.0),
-                a.sar_limit,
-                &w,
-            )?)
-        }
-        PredictorArg::Vop | PredictorArg::Generic => {
-            let p = vop_path()?;
-            let v = VopSet::load(p)?;
-            if v.n_channels() != n {
-                bail!(Error::invalid(
-                    format!("{}", p.display()),
-                    format!("VOPs for {n} channels (the field set's)"),
-                    format!("{}", v.n_channels())
-                ));
-            }
-            let sf = match (a.predictor, a.safety_factor) {
-                (_, Some(sf)) => sf,
-                (PredictorArg::Generic, None) => bail!(Error::invalid(
-                    "--safety-factor",
-                    "the conventional approach's safety factor (from `b1sar cv` or the demo)",
-                    "none"
-                )),
-                _ => 1.0,
-            };
-            let name = if a.predictor == PredictorArg::Generic {
-                "local SAR10g (generic-subject VOPs)"
-            } else {
-                "local SAR10g (VOPs)"
-            };
-            Some(QuadraticLimit::new(
-                name,
-                v.packed().to_owned(),
-                sf,
-                a.sar_limit,
-                &w,
-            )?)
-        }
-        PredictorArg::Net | PredictorArg::None => None,
-    };
-    let net_limit = net_pred.as_ref().map(|p| PredictorLimit {
-        predictor: p,
-        limit_w_per_kg: a.sar_limit,
-        gradient: a.net_gradient.into(),
-    });
-    let wb = match &q_exact {
-        Some(q) => Some(
-            QuadraticLimit::new(
-                "whole-body SAR (W/kg)",
-                Array2::from_shape_vec((1, n * n), q.whole_body_packed().to_vec())?,
-                1.0,
-                a.wb_limit,
-                &w,
-            )?
-            .with_kind(LimitKind::WholeBody),
-        ),
-        None => None,
-    };
-    let chan = a
-        .max_channel_power_w
-        .map(|p| QuadraticLimit::per_channel_power(n, p, &w))
-        .transpose()?;
-    let total = a
-        .max_total_power_w
-        .map(|p| QuadraticLimit::total_power(n, p, &w))
-        .transpose()?;
-    let mut others: Vec<&dyn Limit> = Vec::new();
-    if let Some(l) = &wb {
-        others.push(l);
-    }
-    if let Some(l) = &chan {
-        others.push(l);
-    }
-    if let Some(l) = &total {
-        others.push(l);
-    }
-    let mut limits: Vec<&dyn Limit> = Vec::new();
-    if let Some(l) = &local {
-        limits.push(l);
-    }
-    if let Some(l) = &net_limit {
-        limits.push(l);
-    }
-    if obj == (Objective::Efficiency { target_t }) && limits.is_empty() {
+    let pred = model.predictor(Some(&f), &net_slices, NoiseDraw::Shared)?;
+    let limits = assemble_limits(
+        pred.as_deref().map(|p| (kind.limit_name(), p)),
+        model.exact.as_ref(),
+        n,
+        &LimitSpec {
+            local_w_per_kg: a.sar_limit,
+            whole_body_w_per_kg: a.wb_limit,
+            max_channel_power_w: a.max_channel_power_w,
+            max_total_power_w: a.max_total_power_w,
+            gradient: a.net_gradient.into(),
+        },
+        &w,
+    )?;
+    if obj == (Objective::Efficiency { target_t }) && !limits.has_local() {
         bail!(Error::invalid(
             "--objective efficiency",
             "a local-SAR predictor (exact, vop, generic or net)",
             "--predictor none"
         ));
     }
-    limits.extend(others.iter().copied());
+    let all = limits.all();
     let settings = Settings {
         start: a.objective.start(),
         starts: a.starts,
@@ -482,7 +292,7 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
     };
     // The network limit costs a batch of inferences per evaluation and its finite-difference
     // gradient is only as smooth as the network: a shorter schedule gets as far.
-    let settings = if a.predictor == PredictorArg::Net {
+    let settings = if kind == SarModelKind::Net {
         Settings {
             max_outer: 8,
             max_inner: 40,
@@ -495,78 +305,30 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         "optimising ({} ROI voxels, {} starts, {})",
         sys.n_voxels(),
         a.starts,
-        limits
-            .first()
+        all.first()
             .map(|l| l.name())
             .unwrap_or_else(|| "no SAR limit".into())
     ));
-    let r = optimize(&obj, &sys, &limits, &settings)?;
+    let r = optimize(&obj, &sys, &all, &settings)?;
     pb.finish_and_clear();
-    let mut subpulse_json = serde_json::Value::Null;
-    let predicted = limits.first().map(|l| l.exact(&r.amplitudes)).transpose()?;
+    let predicted = all.first().map(|l| l.exact(&r.amplitudes)).transpose()?;
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let mut paths = Vec::new();
-    let (drive, exact) = match &pulse_case {
+    let case = ShimCase {
+        f: &f,
+        idx: &idx,
+        sys: &sys,
+        w: &w,
+        q: model.exact.as_ref(),
+    };
+    let (drive, exact, subpulse_json) = match &pulse_case {
         None => {
-            let drive = Drive::new(r.amplitudes.clone())?;
-            let exact = match &q_exact {
-                Some(q) => Some((q.psar(&drive)?.value_w_per_kg, q.whole_body_sar(&drive)?)),
-                None => None,
-            };
-            io::write_json(&a.out.join("drive.json"), &drive.to_json())?;
-            paths.push(a.out.join("drive.json"));
-            write_plots(&a.out, &f, &idx, &drive, q_exact.as_ref(), &r, &mut paths)?;
-            (Some(drive), exact)
+            let (d, e) = static_outputs(&a.out, &case, &r, &mut paths)?;
+            (Some(d), e, serde_json::Value::Null)
         }
-        Some((pulse, sp, tr)) => {
-            // The optimised pulse, integrated as a pulse (exact covariance path) and simulated
-            // (full-rotation Bloch) so the report does not rest on the optimiser's own model.
-            let out_pulse = sp.apply(pulse, &r.amplitudes)?;
-            let drives: Vec<_> = sys
-                .drives(&r.amplitudes)?
-                .iter()
-                .map(|d| d.to_json())
-                .collect();
-            io::write_json(&a.out.join("drives.json"), &drives)?;
-            io::write_json(&a.out.join("pulse.json"), &out_pulse)?;
-            paths.push(a.out.join("drives.json"));
-            paths.push(a.out.join("pulse.json"));
-            let exact = match &q_exact {
-                Some(q) => {
-                    let p = b1sar::pulse::psar_covariance(q, &out_pulse, *tr)?
-                        .expect("Q10g is quadratic");
-                    let wb: f64 = sys
-                        .drives(&r.amplitudes)?
-                        .iter()
-                        .zip(&w)
-                        .map(|(d, wk)| q.whole_body_sar(d).map(|v| v * wk))
-                        .sum::<b1sar::Result<f64>>()?;
-                    Some((p, wb))
-                }
-                None => None,
-            };
-            let vox = b1sar::bloch::Voxels::from_fields(&f, &idx, None)?;
-            let before = b1sar::bloch::flip_stats(&b1sar::bloch::flip_angles_deg(
-                pulse,
-                &vox,
-                b1sar::bloch::Model::FullRotation,
-            )?)?;
-            let after = b1sar::bloch::flip_stats(&b1sar::bloch::flip_angles_deg(
-                &out_pulse,
-                &vox,
-                b1sar::bloch::Model::FullRotation,
-            )?)?;
-            out.line(format!(
-                "Bloch (full rotation) in the ROI: flip {:.2}° (CV {:.2} %) before, {:.2}° (CV {:.2} %) after",
-                before.mean_deg,
-                100.0 * before.cv,
-                after.mean_deg,
-                100.0 * after.cv
-            ));
-            subpulse_json = json!({"sub_pulses": sp.len(), "tr_ms": tr * 1e3,
-                "flip_mean_deg_before": before.mean_deg, "flip_cv_before": before.cv,
-                "flip_mean_deg_after": after.mean_deg, "flip_cv_after": after.cv});
-            (None, exact)
+        Some(pc) => {
+            let (e, j) = pulse_outputs(&a.out, &case, pc, &r, &mut paths, out)?;
+            (None, e, j)
         }
     };
     let psar_report = exact.map(|e| e.0).or(predicted);
@@ -574,18 +336,8 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         None => psar_report.map(|p| r.stats.mean_t * T_TO_UT / p.sqrt()),
         Some(_) => None,
     };
-
     // The factor applied to the local-SAR predictor and where it came from (null: the default 1).
-    let sf_used = match net_sf {
-        Some(sf) => SfUsed {
-            value: sf.value,
-            source: Some(sf.source),
-        },
-        None => SfUsed {
-            value: a.safety_factor.unwrap_or(1.0),
-            source: a.safety_factor.map(|_| SafetyFactorSource::User),
-        },
-    };
+    let sf_used = model.factor();
     if let Some(src) = sf_used.source {
         out.line(format!(
             "safety factor {:.3} ({})",
@@ -593,67 +345,28 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
             src.describe()
         ));
     }
-    let mut pareto_json = serde_json::Value::Null;
-    if let Some(np) = a.pareto {
-        let local = local.as_ref().ok_or_else(|| {
-            Error::invalid(
-                "--pareto",
-                "a quadratic local-SAR predictor (exact, vop or generic)",
-                format!("{:?}", a.predictor),
-            )
-        })?;
-        if np < 2 {
-            bail!(Error::invalid("--pareto", ">= 2 points", format!("{np}")));
+    let pareto_json = match a.pareto {
+        Some(np) => {
+            let local = limits.local.as_ref().ok_or_else(|| {
+                Error::invalid(
+                    "--pareto",
+                    "a quadratic local-SAR predictor (exact, vop or generic)",
+                    format!("{kind:?}"),
+                )
+            })?;
+            pareto_front(
+                &a.out,
+                (&obj, target_t),
+                &sys,
+                local,
+                &limits.others(),
+                &settings,
+                np,
+                &mut paths,
+            )?
         }
-        let pb = super::bar(np as u64 + 2, "Pareto sweep");
-        // Ends: the least pSAR reachable at the target (efficiency optimum) and the pSAR of the
-        // unconstrained homogeneity optimum.
-        let eff = optimize(
-            &Objective::Efficiency { target_t },
-            &sys,
-            &[local as &dyn Limit],
-            &settings,
-        )?;
-        pb.inc(1);
-        let free = optimize(&obj, &sys, &others, &settings)?;
-        pb.inc(1);
-        let (lo, hi) = (eff.limits[0].value, local.exact(&free.amplitudes)?);
-        let values: Vec<f64> = (0..np)
-            .map(|k| lo * (hi / lo).powf(k as f64 / (np - 1) as f64))
-            .collect();
-        let mut front = Vec::new();
-        for v in &values {
-            let p = pareto(&obj, &sys, local, &others, &[*v], &settings)?;
-            front.extend(p);
-            pb.inc(1);
-        }
-        pb.finish_and_clear();
-        let pts: Vec<(f64, f64)> = front
-            .iter()
-            .filter(|(_, r)| r.feasible)
-            .map(|(_, r)| (r.limits[0].value, r.objective))
-            .collect();
-        let path = a.out.join("pareto.png");
-        plot::lines_png(
-            &path,
-            &[(obj.name(), pts.clone())],
-            &format!(
-                "Pareto front: {} vs pSAR10g at mean |B1+| {:.3} µT",
-                obj.name(),
-                target_t * T_TO_UT
-            ),
-            &format!("{} x SF (W/kg)", local.name()),
-            obj.name(),
-            false,
-        )?;
-        paths.push(path);
-        pareto_json = json!(
-            front
-                .iter()
-                .map(|(l, r)| json!({"limit_w_per_kg": l, "psar_w_per_kg": r.limits[0].value, "objective": r.objective, "feasible": r.feasible}))
-                .collect::<Vec<_>>()
-        );
-    }
+        None => serde_json::Value::Null,
+    };
     let report = json!({
         "objective_name": r.objective_name,
         "objective": r.objective,
@@ -685,8 +398,199 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
     });
     io::write_json(&a.out.join("report.json"), &report)?;
     paths.push(a.out.join("report.json"));
+    print_result(
+        &r,
+        &sys,
+        pulse_case.is_some(),
+        exact,
+        drive.as_ref(),
+        &paths,
+        out,
+    );
+    let mut result = report;
+    result["outputs"] = json!(paths);
+    result.as_object_mut().map(|o| o.remove("trace"));
+    out.result(result);
+    if !r.feasible {
+        bail!(Error::Computation(
+            "no shim satisfies every limit at the target |B1+| (see report.json); lower --target-ut or relax a limit".into()
+        ));
+    }
+    Ok(())
+}
 
-    let mean = if pulse_case.is_some() {
+/// A pulse whose sub-pulse shims are optimised: the pulse, its sub-pulses and the TR (s).
+type PulseCase = (b1sar::pulse::Pulse, b1sar::optim::Subpulses, f64);
+
+fn load_pulse_case(a: &OptimizeArgs, kind: SarModelKind, n: usize) -> Result<Option<PulseCase>> {
+    let Some(pp) = &a.pulse else {
+        return Ok(None);
+    };
+    if kind == SarModelKind::Net || a.pareto.is_some() {
+        bail!(Error::invalid(
+            "--pulse",
+            "an exact, vop or generic SAR model and no --pareto",
+            "--predictor net or --pareto"
+        ));
+    }
+    let tr = a.tr_ms.expect("clap requires --tr-ms with --pulse") * 1e-3;
+    let pulse = b1sar::pulse::Pulse::load(pp, 1e3)?;
+    if pulse.n_channels() != n {
+        bail!(Error::invalid(
+            format!("{}", pp.display()),
+            format!("{n} channels (the field set's)"),
+            format!("{}", pulse.n_channels())
+        ));
+    }
+    if !(tr.is_finite() && tr >= pulse.duration_s()) {
+        bail!(Error::invalid(
+            "--tr-ms",
+            format!(">= the pulse duration ({:.3} ms)", pulse.duration_s() * 1e3),
+            format!("{}", tr * 1e3)
+        ));
+    }
+    let sp = b1sar::optim::Subpulses::split(&pulse).map_err(|e| e.in_file(pp))?;
+    Ok(Some((pulse, sp, tr)))
+}
+
+/// What the outputs of a solved shim need to know of the problem.
+struct ShimCase<'a> {
+    f: &'a FieldSet,
+    idx: &'a [usize],
+    sys: &'a ShimSystem,
+    w: &'a [f64],
+    q: Option<&'a Q10g>,
+}
+
+/// A static shim's drive, its exact pSAR10g and whole-body SAR (with E), drive.json and plots.
+fn static_outputs(
+    dir: &Path,
+    c: &ShimCase<'_>,
+    r: &OptimizeReport,
+    paths: &mut Vec<PathBuf>,
+) -> Result<(Drive, Option<(f64, f64)>)> {
+    let drive = Drive::new(r.amplitudes.clone())?;
+    let exact = match c.q {
+        Some(q) => Some((q.psar(&drive)?.value_w_per_kg, q.whole_body_sar(&drive)?)),
+        None => None,
+    };
+    io::write_json(&dir.join("drive.json"), &drive.to_json())?;
+    paths.push(dir.join("drive.json"));
+    write_plots(dir, c.f, c.idx, &drive, c.q, r, paths)?;
+    Ok((drive, exact))
+}
+
+/// The optimised pulse, integrated as a pulse (exact covariance path) and simulated (full-rotation
+/// Bloch) so the report does not rest on the optimiser's own model; drives.json and pulse.json.
+fn pulse_outputs(
+    dir: &Path,
+    c: &ShimCase<'_>,
+    (pulse, sp, tr): &PulseCase,
+    r: &OptimizeReport,
+    paths: &mut Vec<PathBuf>,
+    out: &Output,
+) -> Result<(Option<(f64, f64)>, serde_json::Value)> {
+    let out_pulse = sp.apply(pulse, &r.amplitudes)?;
+    let drives: Vec<_> = c
+        .sys
+        .drives(&r.amplitudes)?
+        .iter()
+        .map(|d| d.to_json())
+        .collect();
+    io::write_json(&dir.join("drives.json"), &drives)?;
+    io::write_json(&dir.join("pulse.json"), &out_pulse)?;
+    paths.push(dir.join("drives.json"));
+    paths.push(dir.join("pulse.json"));
+    let exact = match c.q {
+        Some(q) => {
+            let p = b1sar::pulse::psar_covariance(q, &out_pulse, *tr)?.expect("Q10g is quadratic");
+            let wb: f64 = c
+                .sys
+                .drives(&r.amplitudes)?
+                .iter()
+                .zip(c.w)
+                .map(|(d, wk)| q.whole_body_sar(d).map(|v| v * wk))
+                .sum::<b1sar::Result<f64>>()?;
+            Some((p, wb))
+        }
+        None => None,
+    };
+    let vox = b1sar::bloch::Voxels::from_fields(c.f, c.idx, None)?;
+    let flip = |p: &b1sar::pulse::Pulse| -> b1sar::Result<b1sar::bloch::FlipStats> {
+        b1sar::bloch::flip_stats(&b1sar::bloch::flip_angles_deg(
+            p,
+            &vox,
+            b1sar::bloch::Model::FullRotation,
+        )?)
+    };
+    let (before, after) = (flip(pulse)?, flip(&out_pulse)?);
+    out.line(format!(
+        "Bloch (full rotation) in the ROI: flip {:.2}° (CV {:.2} %) before, {:.2}° (CV {:.2} %) after",
+        before.mean_deg,
+        100.0 * before.cv,
+        after.mean_deg,
+        100.0 * after.cv
+    ));
+    let j = json!({"sub_pulses": sp.len(), "tr_ms": tr * 1e3,
+        "flip_mean_deg_before": before.mean_deg, "flip_cv_before": before.cv,
+        "flip_mean_deg_after": after.mean_deg, "flip_cv_after": after.cv});
+    Ok((exact, j))
+}
+
+/// The Pareto sweep with a progress bar, its plot and JSON.
+#[allow(clippy::too_many_arguments)]
+fn pareto_front(
+    dir: &Path,
+    (obj, target_t): (&Objective, f64),
+    sys: &ShimSystem,
+    local: &QuadraticLimit,
+    others: &[&dyn Limit],
+    settings: &Settings,
+    np: usize,
+    paths: &mut Vec<PathBuf>,
+) -> Result<serde_json::Value> {
+    let pb = super::bar(np as u64 + 2, "Pareto sweep");
+    let front = pareto_sweep(obj, target_t, sys, local, others, settings, np, &|k, _| {
+        pb.set_position(k as u64)
+    })?;
+    pb.finish_and_clear();
+    let pts: Vec<(f64, f64)> = front
+        .iter()
+        .filter(|(_, r)| r.feasible)
+        .map(|(_, r)| (r.limits[0].value, r.objective))
+        .collect();
+    let path = dir.join("pareto.png");
+    plot::lines_png(
+        &path,
+        &[(obj.name(), pts)],
+        &format!(
+            "Pareto front: {} vs pSAR10g at mean |B1+| {:.3} µT",
+            obj.name(),
+            target_t * T_TO_UT
+        ),
+        &format!("{} x SF (W/kg)", local.name()),
+        obj.name(),
+        false,
+    )?;
+    paths.push(path);
+    Ok(json!(
+        front
+            .iter()
+            .map(|(l, r)| json!({"limit_w_per_kg": l, "psar_w_per_kg": r.limits[0].value, "objective": r.objective, "feasible": r.feasible}))
+            .collect::<Vec<_>>()
+    ))
+}
+
+fn print_result(
+    r: &OptimizeReport,
+    sys: &ShimSystem,
+    is_pulse: bool,
+    exact: Option<(f64, f64)>,
+    drive: Option<&Drive>,
+    paths: &[PathBuf],
+    out: &Output,
+) {
+    let mean = if is_pulse {
         format!("small-tip flip {:.2}°", r.stats.mean_t.to_degrees())
     } else {
         format!("|B1+| {:.3} µT", r.stats.mean_t * T_TO_UT)
@@ -713,7 +617,6 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         out.line(format!(
             "  exact pSAR10g {p:.3} W/kg, whole-body {wbv:.3} W/kg{}",
             drive
-                .as_ref()
                 .map(|d| format!(", total power {:.2} W", d.total_power_w()))
                 .unwrap_or_else(|| " (time-averaged over the TR)".into())
         ));
@@ -729,16 +632,6 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    let mut result = report;
-    result["outputs"] = json!(paths);
-    result.as_object_mut().map(|o| o.remove("trace"));
-    out.result(result);
-    if !r.feasible {
-        bail!(Error::Computation(
-            "no shim satisfies every limit at the target |B1+| (see report.json); lower --target-ut or relax a limit".into()
-        ));
-    }
-    Ok(())
 }
 
 /// |B1+| of the shim and (with E) its exact SAR10g on the ROI's central slice, and the history.
@@ -810,16 +703,16 @@ fn write_plots(
 /// `b1sar optimize --b1 ...`: the shim on measured maps, weights in peak volts, limits from the
 /// scanner's VOP file (types kept apart, each with its own limit).
 fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
-    use b1sar::sar::vop::AmplitudeUnit;
     use b1sar::scanner::{B1Maps, B1Options, RoiMask, convert_vops, roi_matrix};
+    let kind = a.model.spec().kind();
     if !matches!(
-        a.predictor,
-        PredictorArg::Exact | PredictorArg::Vop | PredictorArg::None
+        kind,
+        SarModelKind::Exact | SarModelKind::Vop | SarModelKind::None
     ) {
         bail!(Error::invalid(
             "--predictor",
             "vop (with --vop) or none for scanner maps",
-            format!("{:?}", a.predictor)
+            format!("{kind:?}")
         ));
     }
     let b1_path = a.b1.as_ref().expect("run_scanner is called with --b1");
@@ -854,10 +747,9 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
         None => sys.stats(&unit_norm).mean_t,
     };
     let obj = a.objective.at(target_t);
-    let w = [1.0];
     // VOPs in volts, one limit per selected type.
-    let vops = match (&a.vop, a.predictor) {
-        (Some(p), PredictorArg::Vop | PredictorArg::Exact) => {
+    let vops = match (&a.model.vop, kind) {
+        (Some(p), SarModelKind::Vop | SarModelKind::Exact) => {
             let v = VopSet::load(p)?;
             let v = match &a.vop_types {
                 Some(t) => v.select_types(t).map_err(|e| e.in_file(p))?,
@@ -867,36 +759,14 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
             b1.expect_channels(v.n_channels(), &p.display().to_string())?;
             Some(v)
         }
-        (None, PredictorArg::Vop) => bail!(Error::invalid(
+        (None, SarModelKind::Vop) => bail!(Error::invalid(
             "--predictor vop",
             "--vop SarDataUser.mat (or a b1sar VOP .npz)",
             "no --vop"
         )),
         _ => None,
     };
-    let groups: Vec<(String, Array2<f64>)> = match &vops {
-        None => Vec::new(),
-        Some(v) => match &v.types {
-            Some(types) => {
-                let mut distinct: Vec<i32> = types.clone();
-                distinct.sort_unstable();
-                distinct.dedup();
-                distinct
-                    .iter()
-                    .map(|t| {
-                        let rows: Vec<usize> =
-                            (0..types.len()).filter(|k| types[*k] == *t).collect();
-                        (
-                            format!("VOP type {t} SAR (W/kg)"),
-                            v.packed().select(Axis(0), &rows),
-                        )
-                    })
-                    .collect()
-            }
-            None => vec![("VOP SAR (W/kg)".into(), v.packed().to_owned())],
-        },
-    };
-    let sf = a.safety_factor.unwrap_or(1.0);
+    let groups = vops.as_ref().map(plan::vop_type_groups).unwrap_or_default();
     let settings = Settings {
         start: a.objective.start(),
         starts: a.starts,
@@ -905,55 +775,24 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
         ..Settings::default()
     };
     // Limits per type: --sar-factor F x the best phase-only (CV) shim's value, or --sar-limit.
-    let reference = match a.sar_factor {
-        Some(fct) => {
-            if !(fct.is_finite() && fct > 0.0) {
-                bail!(Error::invalid(
-                    "--sar-factor",
-                    "a finite factor > 0",
-                    format!("{fct}")
-                ));
-            }
-            if groups.is_empty() {
-                bail!(Error::invalid("--sar-factor", "a VOP file (--vop)", "none"));
-            }
-            let pb = spinner("best phase-only shim (the --sar-factor reference)");
-            let po = optimize(
-                &Objective::Cv { target_t },
-                &sys,
-                &[],
-                &Settings {
-                    start: Start::PhaseOnly,
-                    ..settings.clone()
-                },
-            )?;
-            pb.finish_and_clear();
-            Some((fct, po.amplitudes))
-        }
-        None => None,
+    let rule = match a.sar_factor {
+        Some(f) => VopLimitRule::FactorOfPhaseOnly(f),
+        None => VopLimitRule::Fixed(a.sar_limit),
     };
-    let mut quad = Vec::new();
-    for (name, packed) in &groups {
-        let probe = QuadraticLimit::new(name.clone(), packed.clone(), sf, 1.0, &w)?;
-        let limit = match &reference {
-            Some((fct, s_ref)) => fct * probe.exact(s_ref)?,
-            None => a.sar_limit,
-        };
-        quad.push(probe.with_limit(limit)?);
-    }
+    let pb = spinner("VOP limits (with --sar-factor: the best phase-only shim)");
+    let quad = plan::scanner_vop_limits(
+        &groups,
+        a.model.safety_factor.unwrap_or(1.0),
+        rule,
+        &sys,
+        target_t,
+        &settings,
+    )?;
+    pb.finish_and_clear();
     let chan = a
         .max_channel_power_w
         .map(|p| {
-            // Power of a channel in W at weight w (V): |w|^2 / (2 Z).
-            let zf = 1.0 / (2.0 * a.reference_impedance_ohm);
-            let mut m = Array2::<f64>::zeros((n, n * n));
-            for c in 0..n {
-                m[[c, c]] = zf;
-            }
-            Ok::<_, b1sar::Error>(
-                QuadraticLimit::new("per-channel power (W)", m, 1.0, p, &w)?
-                    .with_kind(LimitKind::Power),
-            )
+            plan::per_channel_power_limit(n, p, AmplitudeUnit::Volt, a.reference_impedance_ohm)
         })
         .transpose()?;
     let mut limits: Vec<&dyn Limit> = quad.iter().map(|l| l as &dyn Limit).collect();
@@ -976,7 +815,6 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
     let r = optimize(&obj, &sys, &limits, &settings)?;
     pb.finish_and_clear();
     let weights = r.amplitudes.clone();
-    let drive = Drive::new(weights.clone())?;
     // Mean |B1+| per sqrt of the largest VOP SAR (over every type), at the result and at the
     // zero-phase start (equal magnitudes; scale-free), so the report shows what the shim gained.
     let efficiency_at = |s: &[Complex64]| -> b1sar::Result<(Option<f64>, Option<f64>)> {
@@ -989,41 +827,13 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
         Ok((vmax, vmax.map(|v| sys.stats(s).mean_t * 1e9 / v.sqrt())))
     };
     let (vop_max, efficiency) = efficiency_at(&weights)?;
-    let zero_phase = vec![Complex64::new(1.0 / (n as f64).sqrt(), 0.0); n];
-    let (_, zero_phase_efficiency) = efficiency_at(&zero_phase)?;
+    let (_, zero_phase_efficiency) = efficiency_at(&unit_norm)?;
     if let (Some(e), Some(z)) = (efficiency, zero_phase_efficiency) {
         out.line(format!(
             "SAR efficiency (mean |B1+| / sqrt(max VOP SAR over all types)): {e:.1} nT/sqrt(W/kg), zero-phase shim {z:.1}"
         ));
     }
-
-    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
-    let mut paths = Vec::new();
-    let p = a.out.join("drive.json");
-    io::write_json(&p, &drive.to_json())?;
-    paths.push(p);
-    let p = a.out.join("b1_shimmed_ut.nii.gz");
-    b1.write_shimmed_ut(&p, &weights)?;
-    paths.push(p);
-    // PNG of the ROI's central slice.
-    let mut zs: Vec<usize> = roi.voxels().iter().map(|v| v[0]).collect();
-    zs.sort_unstable();
-    let z = zs[zs.len() / 2];
-    let map = b1
-        .combine(&weights)?
-        .index_axis(Axis(0), z)
-        .mapv(|v| v.norm() * 1e9);
-    let vs = b1.geometry().voxel_size_mm();
-    let p = a.out.join("b1_shimmed.png");
-    plot::map_png(
-        &p,
-        map.view(),
-        &format!("|B1+| of the shim (nT at these weights), slice {z}"),
-        "nT",
-        (vs[1], vs[0]),
-        None,
-    )?;
-    paths.push(p);
+    let paths = scanner_outputs(&a.out, &b1, &roi, &weights)?;
     let report = json!({
         "objective_name": r.objective_name,
         "objective": r.objective,
@@ -1047,6 +857,7 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
         "seconds": r.seconds,
         "roi_warnings": roi.warnings(),
     });
+    let mut paths = paths;
     io::write_json(&a.out.join("report.json"), &report)?;
     paths.push(a.out.join("report.json"));
     out.line(format!(
@@ -1087,6 +898,42 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// drive.json, the shimmed |B1+| as NIfTI (µT) and a PNG of the ROI's central slice.
+fn scanner_outputs(
+    dir: &Path,
+    b1: &b1sar::scanner::B1Maps,
+    roi: &b1sar::scanner::RoiMask,
+    weights: &[Complex64],
+) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut paths = Vec::new();
+    let p = dir.join("drive.json");
+    io::write_json(&p, &Drive::new(weights.to_vec())?.to_json())?;
+    paths.push(p);
+    let p = dir.join("b1_shimmed_ut.nii.gz");
+    b1.write_shimmed_ut(&p, weights)?;
+    paths.push(p);
+    let mut zs: Vec<usize> = roi.voxels().iter().map(|v| v[0]).collect();
+    zs.sort_unstable();
+    let z = zs[zs.len() / 2];
+    let map = b1
+        .combine(weights)?
+        .index_axis(Axis(0), z)
+        .mapv(|v| v.norm() * 1e9);
+    let vs = b1.geometry().voxel_size_mm();
+    let p = dir.join("b1_shimmed.png");
+    plot::map_png(
+        &p,
+        map.view(),
+        &format!("|B1+| of the shim (nT at these weights), slice {z}"),
+        "nT",
+        (vs[1], vs[0]),
+        None,
+    )?;
+    paths.push(p);
+    Ok(paths)
 }
 
 /// `b1sar bench optimize`: phase-only and magnitude + phase shims of an analytic 8-channel subject
@@ -1191,10 +1038,4 @@ pub fn bench(roi_voxels: usize, dump: Option<&Path>, out: &Output) -> Result<()>
     ));
     out.result(json!({"roi_voxels": sys.n_voxels(), "channels": n, "vops": vops.len(), "q_matrices": q.len(), "runs": rows}));
     Ok(())
-}
-
-/// The safety factor a shim was judged with, and its origin (`None`: the default of 1).
-struct SfUsed {
-    value: f64,
-    source: Option<SafetyFactorSource>,
 }

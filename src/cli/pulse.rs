@@ -3,20 +3,22 @@
 //! shimmed sinc, kept for scripts), `b1sar pulse-import` (Pulseq RF -> pulse JSON) and
 //! `b1sar pulse-export-seq` (one channel of a pulse -> Pulseq).
 
+use super::args::{PredictorArg, SarModelArgs};
 use super::{Output, spinner};
 use anyhow::{Context, Result};
 use b1sar::bloch::{self, Model, Voxels};
-use b1sar::net::SafetyFactorSource;
+use b1sar::predict::{AppliedFactor, NoiseDraw, SarModel, SarModelKind};
 use b1sar::predict::{NetworkPredictor, NetworkSar};
 use b1sar::pulse::generate::{
     KtSpec, SpinsSpec, SpokesSpec, gauss_shimmed, hard_shimmed, kt_points, spins, spokes,
 };
-use b1sar::pulse::integrate::{
-    QuadraticMaps, SarMapPredictor, TimeAveraged, covariance_eigen, sar_eigen, sar_per_step_maps,
-};
+use b1sar::pulse::integrate::{TimeAveraged, sar_covariance, sar_eigen, sar_per_step_maps};
 use b1sar::pulse::pulseq::{self, Calibration, SeqFile};
+use b1sar::pulse::report::{
+    IecWindows, Integrated, Method, eigen_drives, exact_reference, iec_windows, integrate,
+};
 use b1sar::pulse::{HardwareLimits, Pulse, sinc_shimmed};
-use b1sar::sar::{Q10g, VopSet};
+use b1sar::sar::QuadraticMaps;
 use b1sar::units::{LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, WHOLE_BODY_SAR_LIMIT_W_PER_KG};
 use b1sar::{Drive, Error, FieldSet, io, plot};
 use clap::{Args, ValueEnum};
@@ -27,7 +29,7 @@ use std::time::Instant;
 
 /// Integration method.
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
-pub enum Method {
+pub enum MethodArg {
     /// tr(Q S) with the drive covariance S (exact for quadratic predictors); the eigen fast path
     /// (<= N_channels evaluations) for the network.
     Covariance,
@@ -35,17 +37,13 @@ pub enum Method {
     PerStep,
 }
 
-/// Which SAR predictor.
-#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
-pub enum PredictorKind {
-    /// Exact Q10g (from --q, or computed from --fields with E).
-    Exact,
-    /// VOPs of the subject (--vop): a bound.
-    Vop,
-    /// A generic subject's VOPs (--vop) with a population safety factor (--safety-factor).
-    Generic,
-    /// The trained network (--model) on the subject's B1+ maps (--fields).
-    Net,
+impl From<MethodArg> for Method {
+    fn from(m: MethodArg) -> Self {
+        match m {
+            MethodArg::Covariance => Method::Covariance,
+            MethodArg::PerStep => Method::PerStep,
+        }
+    }
 }
 
 /// Bloch model.
@@ -63,22 +61,9 @@ pub struct PulseSarArgs {
     /// Field set: B1+ (Bloch, network input) and, with E, the exact Q10g.
     #[arg(long)]
     pub fields: Option<PathBuf>,
-    /// Q10g file (exact predictor).
-    #[arg(long)]
-    pub q: Option<PathBuf>,
-    /// VOP file (.npz, sqrt(W) drives): the subject's VOPs, or the generic subject's with
-    /// `--predictor generic`.
-    #[arg(long)]
-    pub vop: Option<PathBuf>,
-    /// Trained network folder (`OUT/model` of `b1sar train`, e.g. examples/data/model); needs --fields.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Predictor (default: net with --model, else exact with --q, vop with --vop, exact from --fields).
-    #[arg(long, value_enum)]
-    pub predictor: Option<PredictorKind>,
-    /// Safety factor of the estimate (required for `generic`; `net`: the model's own, an error when model.json has none unless this is given; 1 otherwise).
-    #[arg(long)]
-    pub safety_factor: Option<f64>,
+    /// The SAR model.
+    #[command(flatten)]
+    pub model: SarModelArgs,
     /// Pulse JSON (see `pulses/`).
     #[arg(long)]
     pub pulse: PathBuf,
@@ -93,8 +78,8 @@ pub struct PulseSarArgs {
     #[arg(long)]
     pub scan_duration_s: Option<f64>,
     /// Integration method.
-    #[arg(long, value_enum, default_value_t = Method::Covariance)]
-    pub method: Method,
+    #[arg(long, value_enum, default_value_t = MethodArg::Covariance)]
+    pub method: MethodArg,
     /// Steps per batch of the per-step path (network: batched inference).
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
@@ -120,9 +105,6 @@ pub struct PulseSarArgs {
     /// Network slices (z indices; default the prostate slice).
     #[arg(long, value_delimiter = ',')]
     pub slices: Vec<usize>,
-    /// Device of the network: cpu, wgpu[:i] (feature gpu), cuda[:i] (feature cuda).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
     /// Output folder for plots (pSAR vs time, time-averaged SAR10g slice and MIP, flip angles) and
     /// summary.json.
     #[arg(long)]
@@ -146,6 +128,187 @@ fn roi_label(name: &str) -> Result<u8> {
     Ok(b1sar::tissue::by_name(name)?.label)
 }
 
+/// Flip angles of a pulse in a region of interest: the JSON figures and, when plots are asked for,
+/// the map of the ROI's central slice (z, [y, x] degrees over the body).
+struct FlipReport {
+    json: serde_json::Value,
+    slice: Option<(usize, Array2<f64>)>,
+}
+
+fn flip_angles(a: &PulseSarArgs, f: &FieldSet, pulse: &Pulse, out: &Output) -> Result<FlipReport> {
+    let mut r = FlipReport {
+        json: serde_json::Value::Null,
+        slice: None,
+    };
+    let prostate = b1sar::tissue::by_name("prostate")?.label;
+    let name = match (&a.roi_label, f.labels()) {
+        (Some(n), _) => n.clone(),
+        (None, Some(l)) if l.iter().any(|v| *v == prostate) => "prostate".to_string(),
+        _ => return Ok(r),
+    };
+    let idx = bloch::label_voxels(f, roi_label(&name)?)?;
+    let off = match &a.off_resonance {
+        Some(p) => Some(
+            ndarray_npy::read_npy::<_, Array3<f64>>(p)
+                .map_err(|e| Error::format(p, "off-resonance map (.npy, f64 [z, y, x], Hz)", e))?,
+        ),
+        None => None,
+    };
+    let (model, model_name) = match a.bloch {
+        BlochModel::Full => (Model::FullRotation, "full_rotation"),
+        BlochModel::SmallTip => (Model::SmallTip, "small_tip"),
+    };
+    let vox = Voxels::from_fields(f, &idx, off.as_ref())?;
+    let fa = bloch::flip_angles_deg(pulse, &vox, model)?;
+    let st = bloch::flip_stats(&fa)?;
+    out.line(format!(
+        "flip angle in {name} ({} voxels, {model_name}): mean {:.2}°, CV {:.1} %, range {:.2}..{:.2}°",
+        st.n_voxels,
+        st.mean_deg,
+        100.0 * st.cv,
+        st.min_deg,
+        st.max_deg
+    ));
+    r.json = json!({"roi": name, "model": model_name, "n_voxels": st.n_voxels, "mean_deg": st.mean_deg,
+        "cv": st.cv, "min_deg": st.min_deg, "max_deg": st.max_deg});
+    if a.out.is_some() {
+        let g = f.grid();
+        let z = (idx.iter().map(|i| g.unflat(*i)[0]).sum::<usize>() as f64 / idx.len() as f64)
+            .round() as usize;
+        let plane = g.shape[1] * g.shape[2];
+        let rho = f.rho();
+        let body: Vec<usize> = (z * plane..(z + 1) * plane)
+            .filter(|i| {
+                let [zz, y, x] = g.unflat(*i);
+                rho[[zz, y, x]] >= b1sar::units::AIR_DENSITY_KG_M3
+            })
+            .collect();
+        let vs = Voxels::from_fields(f, &body, off.as_ref())?;
+        let fs = bloch::flip_angles_deg(pulse, &vs, model)?;
+        let mut m = Array2::<f64>::zeros((g.shape[1], g.shape[2]));
+        for (i, v) in body.iter().zip(fs) {
+            let [_, y, x] = g.unflat(*i);
+            m[[y, x]] = v;
+        }
+        r.slice = Some((z, m));
+    }
+    Ok(r)
+}
+
+/// Time-averaged SAR10g maps for the plots: [z, y, x] W/kg, pixel size (y, x) in mm, and the z
+/// index of each map slice. Exact Q10g: the sum of the eigen drives' maps (exact on valid-cube
+/// voxels, an upper bound on the rule-3/4 voxels whose value is a maximum over cubes); the
+/// network: its accumulated slices.
+type Maps = (Array3<f64>, (f64, f64), Vec<usize>);
+
+fn tavg_maps(
+    kind: SarModelKind,
+    model: &SarModel,
+    fields: Option<&FieldSet>,
+    eig_drives: &[Drive],
+    main: &TimeAveraged,
+    slices: &[usize],
+) -> Result<Option<Maps>> {
+    Ok(match (kind, &model.exact, fields) {
+        (SarModelKind::Exact, Some(q), _) => {
+            let mut m = Array3::<f64>::zeros(q.grid().shape);
+            for d in eig_drives {
+                m += &q.sar_map(d)?;
+            }
+            let g = q.grid();
+            Some((
+                m,
+                (g.spacing_m[1] * 1e3, g.spacing_m[2] * 1e3),
+                (0..g.shape[0]).collect(),
+            ))
+        }
+        (SarModelKind::Net, _, Some(f)) => {
+            let g = f.grid();
+            let m = Array3::from_shape_vec(
+                (slices.len(), g.shape[1], g.shape[2]),
+                main.values.clone(),
+            )?;
+            Some((
+                m,
+                (g.spacing_m[1] * 1e3, g.spacing_m[2] * 1e3),
+                slices.to_vec(),
+            ))
+        }
+        _ => None,
+    })
+}
+
+/// pSAR vs time, the time-averaged slice and MIP, and the flip-angle map.
+#[allow(clippy::too_many_arguments)]
+fn pulse_plots(
+    dir: &std::path::Path,
+    a: &PulseSarArgs,
+    pulse: &Pulse,
+    steps: &[f64],
+    model_name: &str,
+    maps: Option<Maps>,
+    location: Option<[usize; 3]>,
+    flip: (&FlipReport, Option<&FieldSet>),
+) -> Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    let p = |n: &str| dir.join(n);
+    if steps.iter().any(|v| *v > 0.0) {
+        let pts: Vec<(f64, f64)> = steps
+            .iter()
+            .enumerate()
+            .map(|(k, v)| ((k as f64 + 0.5) * pulse.dt_s * 1e3, *v))
+            .collect();
+        plot::lines_png(
+            &p("psar_vs_time.png"),
+            &[("instantaneous pSAR10g of each step", pts)],
+            &format!("pulse `{}`: pSAR10g per step ({model_name})", pulse.name),
+            "time (ms)",
+            "pSAR10g (W/kg)",
+            false,
+        )?;
+        paths.push(p("psar_vs_time.png"));
+    }
+    if let Some((m, px, zs)) = maps {
+        let z_at = location.map(|l| l[0]).unwrap_or(zs[0]);
+        let k = zs.iter().position(|z| *z == z_at).unwrap_or(0);
+        let hi = m.iter().cloned().fold(0.0, f64::max);
+        plot::map_png(
+            &p("sar_tavg_slice.png"),
+            m.index_axis(Axis(0), k),
+            &format!(
+                "time-averaged SAR10g over TR {} ms, slice z = {z_at}",
+                a.tr_ms
+            ),
+            "W/kg",
+            px,
+            Some((0.0, hi)),
+        )?;
+        let mip = m.fold_axis(Axis(0), 0.0f64, |a, b| a.max(*b));
+        plot::map_png(
+            &p("sar_tavg_mip.png"),
+            mip.view(),
+            &format!("time-averaged SAR10g, maximum over z ({} slices)", zs.len()),
+            "W/kg",
+            px,
+            Some((0.0, hi)),
+        )?;
+        paths.extend([p("sar_tavg_slice.png"), p("sar_tavg_mip.png")]);
+    }
+    if let (Some((z, m)), Some(f)) = (&flip.0.slice, flip.1) {
+        let g = f.grid();
+        plot::map_png(
+            &p("flip_angle.png"),
+            m.view(),
+            &format!("flip angle ({}), slice z = {z}", pulse.name),
+            "degrees",
+            (g.spacing_m[1] * 1e3, g.spacing_m[2] * 1e3),
+            None,
+        )?;
+        paths.push(p("flip_angle.png"));
+    }
+    Ok(paths)
+}
+
 pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
     let t0 = Instant::now();
     let pulse = Pulse::load_with(
@@ -164,418 +327,105 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
     {
         return Err(bad("--scan-duration-s", "a duration > 0 s", format!("{d}")));
     }
+    if a.model.predictor == Some(PredictorArg::None) {
+        return Err(bad("--predictor", "exact, vop, generic or net", "none"));
+    }
     let tr = a.tr_ms * 1e-3;
     // One pulse every TR / pulses_per_tr: averaging over that period is the TR average of all
     // pulses_per_tr pulses.
     let period = tr / a.pulses_per_tr as f64;
     let fields = a.fields.as_ref().map(|p| FieldSet::load(p)).transpose()?;
-    let kind = a.predictor.unwrap_or(if a.model.is_some() {
-        PredictorKind::Net
-    } else if a.q.is_some() {
-        PredictorKind::Exact
-    } else if a.vop.is_some() {
-        PredictorKind::Vop
-    } else {
-        PredictorKind::Exact
-    });
+    let spec = a.model.spec();
+    let kind = spec.kind();
     let pb = spinner("loading the SAR model");
-    // Exact Q10g whenever it is available (the exact predictor, or the reference and the
-    // whole-body SAR for the others).
-    let q = match (&a.q, &fields) {
-        (Some(p), _) => Some(Q10g::load(p)?),
-        (None, Some(f)) if f.e().is_some() => Some(Q10g::from_fields(f)?),
-        _ => None,
-    };
-    let vops = match (&a.vop, kind) {
-        (Some(p), _) => Some(VopSet::load(p)?),
-        (None, PredictorKind::Vop | PredictorKind::Generic) => {
-            return Err(bad(
-                "--vop",
-                "a VOP file for --predictor vop/generic",
-                "none",
-            ));
-        }
-        _ => None,
-    };
-    let net = match (&a.model, kind) {
-        (Some(dir), PredictorKind::Net) => {
-            let device = b1sar::net::device_by_name(&a.device)?;
-            let net = NetworkSar::load(dir, &device)?;
-            // A network without a measured safety factor is refused unless the user gives one.
-            let sf = net.info.resolve_safety_factor(a.safety_factor)?;
-            Some((net, sf))
-        }
-        (None, PredictorKind::Net) => {
-            return Err(bad(
-                "--model",
-                "a trained network folder for --predictor net",
-                "none",
-            ));
-        }
-        _ => None,
-    };
+    let model = spec.load(fields.as_ref())?;
     pb.finish_and_clear();
     let slices: Vec<usize> = match (&fields, a.slices.is_empty()) {
         (Some(f), true) => vec![b1sar::dataset::target_slice(f)],
         _ => a.slices.clone(),
     };
-    let netpred = match (&net, &fields) {
-        (Some((n, sf)), Some(f)) => Some(NetworkPredictor {
-            net: n,
-            fields: f,
-            slices: slices.clone(),
-            sf: sf.value,
-            noise_seed: 0,
-            noise: b1sar::predict::NoiseDraw::PerDrive,
-        }),
-        (Some(_), None) => {
-            return Err(bad(
-                "--fields",
-                "the subject's field set (B1+ maps) for the network",
-                "none",
-            ));
-        }
-        _ => None,
-    };
-    let quad: Option<QuadraticMaps<'_>> = match kind {
-        PredictorKind::Exact => Some(q.as_ref().and_then(|q| QuadraticMaps::of(q)).ok_or_else(
-            || {
-                bad(
-                    "--q/--fields",
-                    "a Q10g file or a field set with E",
-                    "neither",
-                )
-            },
-        )?),
-        PredictorKind::Vop | PredictorKind::Generic => {
-            let v = vops.as_ref().expect("checked above: --vop given");
-            let m = QuadraticMaps::of(v).ok_or_else(|| {
-                bad(
-                    "--vop",
-                    "VOPs for drives in sqrt(W)",
-                    "a scanner file in volts",
-                )
-            })?;
-            Some(if kind == PredictorKind::Generic {
-                let sf = a.safety_factor.ok_or_else(|| {
-                    bad(
-                        "--safety-factor",
-                        "the generic subject's safety factor",
-                        "none",
-                    )
-                })?;
-                m.named("generic subject (conventional)", sf)
-            } else {
-                m.named(format!("{} VOPs", v.len()), a.safety_factor.unwrap_or(1.0))
-            })
-        }
-        PredictorKind::Net => None,
-    };
-    let pred: &dyn SarMapPredictor = match (&quad, &netpred) {
-        (Some(m), _) => m,
-        (None, Some(n)) => n,
-        (None, None) => unreachable!("every predictor kind was built above"),
-    };
-    let quadratic = quad.is_some();
+    let pred = model
+        .predictor(fields.as_ref(), &slices, NoiseDraw::PerDrive)?
+        .expect("every model but none has a predictor");
 
-    // Time-averaged SAR.
-    let t = Instant::now();
     let pb = spinner("integrating SAR over the pulse");
-    let main: TimeAveraged = match (a.method, &quad) {
-        (Method::Covariance, Some(m)) => m.covariance(&pulse, period)?,
-        (Method::Covariance, None) => sar_eigen(pred, &pulse, period)?,
-        (Method::PerStep, _) => sar_per_step_maps(pred, &pulse, period, a.batch)?,
-    };
-    let integrate_s = t.elapsed().as_secs_f64();
-    // The per-step path as well for the network (its fast-path difference) and for the
-    // pSAR-vs-time plot.
-    let per_step = if a.method == Method::PerStep {
-        None
-    } else if !quadratic || a.out.is_some() {
-        Some(sar_per_step_maps(pred, &pulse, period, a.batch)?)
-    } else {
-        None
-    };
-    let eigen_vs_per_step = match (a.method, quadratic) {
-        (Method::PerStep, false) => {
-            let e = sar_eigen(pred, &pulse, period)?;
-            Some((e.psar_w_per_kg - main.psar_w_per_kg) / main.psar_w_per_kg)
-        }
-        (Method::Covariance, false) => per_step
-            .as_ref()
-            .map(|p| (main.psar_w_per_kg - p.psar_w_per_kg) / p.psar_w_per_kg),
-        _ => None,
-    };
+    let it = integrate(
+        pred.as_ref(),
+        &pulse,
+        period,
+        a.method.into(),
+        a.batch,
+        a.out.is_some(),
+    )?;
     pb.finish_and_clear();
-    let steps: &[f64] = match &per_step {
-        Some(p) => &p.step_psar_w_per_kg,
-        None => &main.step_psar_w_per_kg,
-    };
-
+    let main = &it.main;
     let psar = main.psar_w_per_kg;
-    let sf = pred.safety_factor();
-    // Where the factor came from: the model's model.json, or the user (any --safety-factor given).
-    let sf_source = match &net {
-        Some((_, n)) if kind == PredictorKind::Net => Some(n.source),
-        _ => a.safety_factor.map(|_| SafetyFactorSource::User),
-    };
+    let factor = model.factor();
+    let sf = factor.value;
     let location: Option<[usize; 3]> = match kind {
-        PredictorKind::Exact => q
+        SarModelKind::Exact => model
+            .exact
             .as_ref()
             .map(|q| q.grid().unflat(q.voxels()[main.argmax] as usize)),
-        PredictorKind::Net => fields.as_ref().map(|f| {
+        SarModelKind::Net => fields.as_ref().map(|f| {
             let (ny, nx) = (f.grid().shape[1], f.grid().shape[2]);
             let i = main.argmax;
             [slices[i / (ny * nx)], (i / nx) % ny, i % nx]
         }),
         _ => None,
     };
-    // Exact reference and whole-body SAR from the covariance's eigen drives (both linear in S).
-    let eig_drives: Vec<Drive> = covariance_eigen(&pulse, period)
-        .iter()
-        .map(|(l, v)| Drive::new(v.iter().map(|x| x * l.sqrt()).collect()))
-        .collect::<b1sar::Result<_>>()?;
-    let (exact, whole_body) = match &q {
-        Some(q) => (
-            b1sar::pulse::psar_covariance(q, &pulse, period)?,
-            Some(
-                eig_drives
-                    .iter()
-                    .map(|d| q.whole_body_sar(d))
-                    .sum::<b1sar::Result<f64>>()?,
-            ),
-        ),
-        None => (None, None),
-    };
-    // 10 s and 6 min averages: a periodic sequence gives the TR average in every window; a scan
-    // shorter than the window is averaged with the idle rest of it.
-    let window = |w_s: f64| a.scan_duration_s.map_or(1.0, |d| (d / w_s).min(1.0));
-    let (f10, f360) = (window(10.0), window(360.0));
-    let (avg10, avg6) = (psar * f10, psar * f360);
-    let margin_local = LOCAL_SAR_LIMIT_TRUNK_W_PER_KG / (avg6 * sf);
-    let margin_10s = 2.0 * LOCAL_SAR_LIMIT_TRUNK_W_PER_KG / (avg10 * sf);
-    let margin_wb = whole_body.map(|w| WHOLE_BODY_SAR_LIMIT_W_PER_KG / (w * f360));
+    let reference = model
+        .exact
+        .as_ref()
+        .map(|q| exact_reference(q, &pulse, period))
+        .transpose()?;
+    let (exact, whole_body) = (reference.map(|r| r.0), reference.map(|r| r.1));
+    let iec = iec_windows(psar, sf, whole_body, a.scan_duration_s);
     let duty = pulse.duration_s() / period;
-
-    // Flip angles in a region of interest.
-    let mut flip_json = serde_json::Value::Null;
-    let mut flip_slice: Option<(usize, Array2<f64>)> = None;
-    if let Some(f) = &fields {
-        let prostate = b1sar::tissue::by_name("prostate")?.label;
-        let roi_name = match (&a.roi_label, f.labels()) {
-            (Some(n), _) => Some(n.clone()),
-            (None, Some(l)) if l.iter().any(|v| *v == prostate) => Some("prostate".to_string()),
-            _ => None,
-        };
-        if let Some(name) = roi_name {
-            let idx = bloch::label_voxels(f, roi_label(&name)?)?;
-            let off = match &a.off_resonance {
-                Some(p) => Some(ndarray_npy::read_npy::<_, Array3<f64>>(p).map_err(|e| {
-                    Error::format(p, "off-resonance map (.npy, f64 [z, y, x], Hz)", e)
-                })?),
-                None => None,
-            };
-            let (model, model_name) = match a.bloch {
-                BlochModel::Full => (Model::FullRotation, "full_rotation"),
-                BlochModel::SmallTip => (Model::SmallTip, "small_tip"),
-            };
-            let vox = Voxels::from_fields(f, &idx, off.as_ref())?;
-            let fa = bloch::flip_angles_deg(&pulse, &vox, model)?;
-            let st = bloch::flip_stats(&fa)?;
-            out.line(format!(
-                "flip angle in {name} ({} voxels, {model_name}): mean {:.2}°, CV {:.1} %, range {:.2}..{:.2}°",
-                st.n_voxels,
-                st.mean_deg,
-                100.0 * st.cv,
-                st.min_deg,
-                st.max_deg
-            ));
-            flip_json = json!({"roi": name, "model": model_name, "n_voxels": st.n_voxels, "mean_deg": st.mean_deg,
-                "cv": st.cv, "min_deg": st.min_deg, "max_deg": st.max_deg});
-            if a.out.is_some() {
-                let g = f.grid();
-                let z = (idx.iter().map(|i| g.unflat(*i)[0]).sum::<usize>() as f64
-                    / idx.len() as f64)
-                    .round() as usize;
-                let plane = g.shape[1] * g.shape[2];
-                let rho = f.rho();
-                let body: Vec<usize> = (z * plane..(z + 1) * plane)
-                    .filter(|i| {
-                        let [zz, y, x] = g.unflat(*i);
-                        rho[[zz, y, x]] >= b1sar::units::AIR_DENSITY_KG_M3
-                    })
-                    .collect();
-                let vs = Voxels::from_fields(f, &body, off.as_ref())?;
-                let fs = bloch::flip_angles_deg(&pulse, &vs, model)?;
-                let mut m = Array2::<f64>::zeros((g.shape[1], g.shape[2]));
-                for (i, v) in body.iter().zip(fs) {
-                    let [_, y, x] = g.unflat(*i);
-                    m[[y, x]] = v;
-                }
-                flip_slice = Some((z, m));
-            }
-        }
-    }
-
-    // Plots and summary.
-    let mut paths: Vec<PathBuf> = Vec::new();
-    if let Some(dir) = &a.out {
-        let p = |n: &str| dir.join(n);
-        if steps.iter().any(|v| *v > 0.0) {
-            let pts: Vec<(f64, f64)> = steps
-                .iter()
-                .enumerate()
-                .map(|(k, v)| ((k as f64 + 0.5) * pulse.dt_s * 1e3, *v))
-                .collect();
-            plot::lines_png(
-                &p("psar_vs_time.png"),
-                &[("instantaneous pSAR10g of each step", pts)],
-                &format!("pulse `{}`: pSAR10g per step ({})", pulse.name, pred.name()),
-                "time (ms)",
-                "pSAR10g (W/kg)",
-                false,
-            )?;
-            paths.push(p("psar_vs_time.png"));
-        }
-        // Time-averaged maps: exact Q10g as the sum of the eigen drives' maps (exact on valid-cube
-        // voxels, an upper bound on the rule-3/4 voxels whose value is a maximum over cubes); the
-        // network's accumulated slices.
-        // (map [z, y, x], pixel size (y, x) in mm, z index of each map slice)
-        type Maps = (Array3<f64>, (f64, f64), Vec<usize>);
-        let maps: Option<Maps> = match (kind, &q, &fields) {
-            (PredictorKind::Exact, Some(q), _) => {
-                let mut m = Array3::<f64>::zeros(q.grid().shape);
-                for d in &eig_drives {
-                    m += &q.sar_map(d)?;
-                }
-                let g = q.grid();
-                Some((
-                    m,
-                    (g.spacing_m[1] * 1e3, g.spacing_m[2] * 1e3),
-                    (0..g.shape[0]).collect(),
-                ))
-            }
-            (PredictorKind::Net, _, Some(f)) => {
-                let g = f.grid();
-                let m = Array3::from_shape_vec(
-                    (slices.len(), g.shape[1], g.shape[2]),
-                    main.values.clone(),
-                )?;
-                Some((
-                    m,
-                    (g.spacing_m[1] * 1e3, g.spacing_m[2] * 1e3),
-                    slices.clone(),
-                ))
-            }
-            _ => None,
-        };
-        if let Some((m, px, zs)) = maps {
-            let z_at = location.map(|l| l[0]).unwrap_or(zs[0]);
-            let k = zs.iter().position(|z| *z == z_at).unwrap_or(0);
-            let hi = m.iter().cloned().fold(0.0, f64::max);
-            plot::map_png(
-                &p("sar_tavg_slice.png"),
-                m.index_axis(Axis(0), k),
-                &format!(
-                    "time-averaged SAR10g over TR {} ms, slice z = {z_at}",
-                    a.tr_ms
-                ),
-                "W/kg",
-                px,
-                Some((0.0, hi)),
-            )?;
-            let mip = m.fold_axis(Axis(0), 0.0f64, |a, b| a.max(*b));
-            plot::map_png(
-                &p("sar_tavg_mip.png"),
-                mip.view(),
-                &format!("time-averaged SAR10g, maximum over z ({} slices)", zs.len()),
-                "W/kg",
-                px,
-                Some((0.0, hi)),
-            )?;
-            paths.extend([p("sar_tavg_slice.png"), p("sar_tavg_mip.png")]);
-        }
-        if let (Some((z, m)), Some(f)) = (&flip_slice, &fields) {
-            let g = f.grid();
-            plot::map_png(
-                &p("flip_angle.png"),
-                m.view(),
-                &format!("flip angle ({}), slice z = {z}", pulse.name),
-                "degrees",
-                (g.spacing_m[1] * 1e3, g.spacing_m[2] * 1e3),
-                None,
-            )?;
-            paths.push(p("flip_angle.png"));
-        }
-    }
-
-    out.line(format!(
-        "pulse `{}`: {} steps x {:.1} µs, {} channels, {} per TR of {:.1} ms, duty cycle {:.2} %",
-        pulse.name,
-        pulse.len(),
-        pulse.dt_s * 1e6,
-        pulse.n_channels(),
-        a.pulses_per_tr,
-        a.tr_ms,
-        100.0 * duty
-    ));
-    out.line(format!(
-        "time-averaged pSAR10g over the TR ({}, {}): {psar:.4} W/kg{}{}",
-        pred.name(),
-        if a.method == Method::PerStep {
-            "per step"
-        } else if quadratic {
-            "covariance"
-        } else {
-            "eigen fast path"
+    let flip = match &fields {
+        Some(f) => flip_angles(&a, f, &pulse, out)?,
+        None => FlipReport {
+            json: serde_json::Value::Null,
+            slice: None,
         },
-        location
-            .map(|l| format!(" at voxel (z, y, x) {l:?}"))
-            .unwrap_or_default(),
-        if sf != 1.0 || sf_source.is_some() {
-            format!(
-                " (x safety factor {sf:.2}, {}, = {:.4} W/kg)",
-                sf_source.map_or("default", |s| s.describe()),
-                psar * sf
-            )
-        } else {
-            String::new()
+    };
+    let paths = match &a.out {
+        Some(dir) => {
+            let eig = eigen_drives(&pulse, period)?;
+            let maps = tavg_maps(kind, &model, fields.as_ref(), &eig, main, &slices)?;
+            pulse_plots(
+                dir,
+                &a,
+                &pulse,
+                it.steps(),
+                &pred.name(),
+                maps,
+                location,
+                (&flip, fields.as_ref()),
+            )?
         }
-    ));
-    if let Some(d) = eigen_vs_per_step {
-        out.line(format!(
-            "network: eigen fast path vs per-step pSAR10g {:+.2} %",
-            100.0 * d
-        ));
-    }
-    out.line(format!(
-        "10 s average {avg10:.4} W/kg, 6 min average {avg6:.4} W/kg ({}): {margin_local:.1}x below the 10 W/kg local limit, {margin_10s:.1}x below the 20 W/kg 10 s limit (with the safety factor)",
-        a.scan_duration_s
-            .map(|d| format!("scan of {d} s"))
-            .unwrap_or_else(|| "periodic sequence: both equal the TR average".into())
-    ));
-    if let (Some(w), Some(m)) = (whole_body, margin_wb) {
-        out.line(format!(
-            "whole-body SAR {w:.4} W/kg over the TR: {m:.1}x below the 2 W/kg limit"
-        ));
-    }
-    if let (Some(e), false) = (exact, kind == PredictorKind::Exact) {
+        None => Vec::new(),
+    };
+    print_pulse_sar(&a, &pulse, &it, &pred.name(), location, factor, out);
+    print_windows(&a, &iec, whole_body, out);
+    if let (Some(e), false) = (exact, kind == SarModelKind::Exact) {
         out.line(format!("exact pSAR10g (Q10g) for comparison: {e:.4} W/kg"));
     }
     let mut summary = json!({
         "psar10g_w_per_kg": psar, "psar10g_index_zyx": location, "safety_factor": sf,
-        "safety_factor_source": sf_source, "psar10g_bound_w_per_kg": psar * sf, "exact_psar10g_w_per_kg": exact,
+        "safety_factor_source": factor.source, "psar10g_bound_w_per_kg": psar * sf, "exact_psar10g_w_per_kg": exact,
         "whole_body_sar_w_per_kg": whole_body,
-        "sar10g_10s_w_per_kg": avg10, "sar10g_6min_w_per_kg": avg6,
-        "whole_body_sar_6min_w_per_kg": whole_body.map(|w| w * f360),
-        "limit_margin": margin_local, "limit_margin_10s": margin_10s, "whole_body_limit_margin": margin_wb,
+        "sar10g_10s_w_per_kg": iec.sar10g_10s_w_per_kg, "sar10g_6min_w_per_kg": iec.sar10g_6min_w_per_kg,
+        "whole_body_sar_6min_w_per_kg": iec.whole_body_sar_6min_w_per_kg,
+        "limit_margin": iec.limit_margin, "limit_margin_10s": iec.limit_margin_10s, "whole_body_limit_margin": iec.whole_body_limit_margin,
         "local_limit_w_per_kg": LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, "whole_body_limit_w_per_kg": WHOLE_BODY_SAR_LIMIT_W_PER_KG,
         "tr_ms": a.tr_ms, "pulses_per_tr": a.pulses_per_tr, "duty_cycle": duty,
-        "model": pred.name(), "method": if a.method == Method::PerStep { "per_step" } else { "covariance" },
-        "evaluations": main.evaluations, "eigen_vs_per_step_rel_diff": eigen_vs_per_step,
-        "peak_step_psar10g_w_per_kg": steps.iter().cloned().fold(0.0, f64::max),
-        "flip_angle": flip_json, "integration_s": integrate_s,
+        "model": pred.name(), "method": if a.method == MethodArg::PerStep { "per_step" } else { "covariance" },
+        "evaluations": main.evaluations, "eigen_vs_per_step_rel_diff": it.eigen_vs_per_step,
+        "peak_step_psar10g_w_per_kg": it.steps().iter().cloned().fold(0.0, f64::max),
+        "flip_angle": flip.json, "integration_s": it.seconds,
     });
+    let mut paths = paths;
     if let Some(dir) = &a.out {
         paths.push(dir.join("summary.json"));
         summary["output_paths"] = json!(paths);
@@ -587,6 +437,70 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
     summary["elapsed_s"] = json!(t0.elapsed().as_secs_f64());
     out.result(summary);
     Ok(())
+}
+
+fn print_pulse_sar(
+    a: &PulseSarArgs,
+    pulse: &Pulse,
+    it: &Integrated,
+    model_name: &str,
+    location: Option<[usize; 3]>,
+    factor: AppliedFactor,
+    out: &Output,
+) {
+    let period = a.tr_ms * 1e-3 / a.pulses_per_tr as f64;
+    let psar = it.main.psar_w_per_kg;
+    out.line(format!(
+        "pulse `{}`: {} steps x {:.1} µs, {} channels, {} per TR of {:.1} ms, duty cycle {:.2} %",
+        pulse.name,
+        pulse.len(),
+        pulse.dt_s * 1e6,
+        pulse.n_channels(),
+        a.pulses_per_tr,
+        a.tr_ms,
+        100.0 * pulse.duration_s() / period
+    ));
+    out.line(format!(
+        "time-averaged pSAR10g over the TR ({model_name}, {}): {psar:.4} W/kg{}{}",
+        it.path,
+        location
+            .map(|l| format!(" at voxel (z, y, x) {l:?}"))
+            .unwrap_or_default(),
+        if factor.value != 1.0 || factor.source.is_some() {
+            format!(
+                " (x safety factor {:.2}, {}, = {:.4} W/kg)",
+                factor.value,
+                factor.source.map_or("default", |s| s.describe()),
+                psar * factor.value
+            )
+        } else {
+            String::new()
+        }
+    ));
+    if let Some(d) = it.eigen_vs_per_step {
+        out.line(format!(
+            "network: eigen fast path vs per-step pSAR10g {:+.2} %",
+            100.0 * d
+        ));
+    }
+}
+
+fn print_windows(a: &PulseSarArgs, iec: &IecWindows, whole_body: Option<f64>, out: &Output) {
+    out.line(format!(
+        "10 s average {:.4} W/kg, 6 min average {:.4} W/kg ({}): {:.1}x below the 10 W/kg local limit, {:.1}x below the 20 W/kg 10 s limit (with the safety factor)",
+        iec.sar10g_10s_w_per_kg,
+        iec.sar10g_6min_w_per_kg,
+        a.scan_duration_s
+            .map(|d| format!("scan of {d} s"))
+            .unwrap_or_else(|| "periodic sequence: both equal the TR average".into()),
+        iec.limit_margin,
+        iec.limit_margin_10s
+    ));
+    if let (Some(w), Some(m)) = (whole_body, iec.whole_body_limit_margin) {
+        out.line(format!(
+            "whole-body SAR {w:.4} W/kg over the TR: {m:.1}x below the 2 W/kg limit"
+        ));
+    }
 }
 
 /// Pulse kinds of `b1sar pulse-gen`.
@@ -1040,7 +954,7 @@ pub fn bench(voxels: usize, device: &str, out: &Output) -> Result<()> {
     let mut cov = 0.0;
     for _ in 0..5 {
         let t = Instant::now();
-        cov = qm.covariance(&pulse, tr)?.psar_w_per_kg;
+        cov = sar_covariance(&qm, &pulse, tr)?.psar_w_per_kg;
         cov_s = cov_s.min(t.elapsed().as_secs_f64());
     }
     out.line(format!(

@@ -3,6 +3,7 @@
 //! figures with the conventional approach (`population`).
 
 pub mod cv;
+pub mod demo;
 pub mod population;
 pub mod safety;
 

@@ -5,7 +5,7 @@
 use crate::drive::Drive;
 use crate::error::{Error, Result};
 use crate::field::FieldSet;
-use crate::predict::SarPredictor;
+use crate::sar::SarPredictor;
 use crate::sar::{Averager, Q10g, VopSet};
 use num_complex::Complex64;
 use serde::Serialize;

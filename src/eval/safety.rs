@@ -89,8 +89,8 @@ pub fn safety_stats(truth: &[f64], predicted: &[f64]) -> Result<SafetyStats> {
 /// [`safety_stats`] of `estimate` against `exact` over `n` random-phase drives of 1 W per channel
 /// (seeded): how the conventional approach's safety factor is measured on one subject.
 pub fn random_drive_stats(
-    exact: &dyn crate::predict::SarPredictor,
-    estimate: &dyn crate::predict::SarPredictor,
+    exact: &dyn crate::sar::SarPredictor,
+    estimate: &dyn crate::sar::SarPredictor,
     n: usize,
     seed: u64,
 ) -> Result<SafetyStats> {

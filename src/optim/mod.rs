@@ -19,16 +19,18 @@
 //! an upper bound of the maximum, so a point feasible for the smooth problem is feasible for the
 //! exact one; the result is judged on the exact maximum.
 
+pub mod plan;
 mod solve;
 mod subpulse;
 
+pub use plan::{LimitSpec, Limits, VopLimitRule, assemble_limits, pareto_sweep};
 pub use solve::{OptimizeReport, Settings, Start, Trace, optimize, pareto};
 pub use subpulse::Subpulses;
 
 use crate::drive::Drive;
 use crate::error::{Error, Result};
 use crate::field::FieldSet;
-use crate::predict::SarPredictor;
+use crate::sar::SarPredictor;
 use crate::sar::q10g::{features, unpack};
 use ndarray::{Array1, Array2, ArrayView2};
 use num_complex::Complex64;
@@ -464,9 +466,31 @@ impl QuadraticLimit {
 
     /// Power of each channel (time-averaged over the blocks) <= `limit_w`.
     pub fn per_channel_power(n_ch: usize, limit_w: f64, block_weights: &[f64]) -> Result<Self> {
+        Self::per_channel_power_in(
+            n_ch,
+            limit_w,
+            block_weights,
+            crate::units::AmplitudeUnit::SqrtW,
+            crate::units::REFERENCE_IMPEDANCE_OHM,
+        )
+    }
+
+    /// Power of each channel <= `limit_w` for drives in `unit`: sqrt(W) (P = |s|^2), or peak volts
+    /// into `impedance_ohm` (P = |V|^2 / (2 Z)).
+    pub fn per_channel_power_in(
+        n_ch: usize,
+        limit_w: f64,
+        block_weights: &[f64],
+        unit: crate::units::AmplitudeUnit,
+        impedance_ohm: f64,
+    ) -> Result<Self> {
+        let w_per_unit2 = match unit {
+            crate::units::AmplitudeUnit::SqrtW => 1.0,
+            crate::units::AmplitudeUnit::Volt => 1.0 / (2.0 * impedance_ohm),
+        };
         let mut p = Array2::<f64>::zeros((n_ch, n_ch * n_ch));
         for c in 0..n_ch {
-            p[[c, c]] = 1.0;
+            p[[c, c]] = w_per_unit2;
         }
         Ok(
             Self::new("per-channel power (W)", p, 1.0, limit_w, block_weights)?

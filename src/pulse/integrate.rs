@@ -15,167 +15,24 @@
 use super::Pulse;
 use crate::drive::Drive;
 use crate::error::{Error, Result};
-use crate::predict::{NetworkPredictor, SarPredictor};
-use crate::sar::q10g::{features, packed_len};
+use crate::sar::SarPredictor;
 use nalgebra::{DMatrix, SymmetricEigen};
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray::Array1;
 use num_complex::Complex64;
-use rayon::prelude::*;
 
-/// A predictor that gives SAR values at a fixed set of locations for a batch of drives.
-pub trait SarMapPredictor: Sync {
-    /// Short name for reports.
-    fn name(&self) -> String;
-    /// Number of transmit channels.
-    fn n_channels(&self) -> usize;
-    /// Number of locations (matrices or pixels).
-    fn n_locations(&self) -> usize;
-    /// Adds sum_j weights[j] SAR(drives[j]) (W/kg) into `acc` (length [`n_locations`]) and returns
-    /// each drive's own peak SAR (W/kg).
-    ///
-    /// [`n_locations`]: SarMapPredictor::n_locations
-    fn accumulate(&self, drives: &[Drive], weights: &[f64], acc: &mut [f64]) -> Result<Vec<f64>>;
-    /// Factor by which estimates must be multiplied to bound the true SAR (1 for exact/VOPs).
-    fn safety_factor(&self) -> f64 {
-        1.0
-    }
-}
-
-/// A quadratic model (exact Q10g or VOPs) as packed Hermitian matrices (W/kg per W).
-pub struct QuadraticMaps<'a> {
-    name: String,
-    n_ch: usize,
-    q: ArrayView2<'a, f64>,
-    sf: f64,
-}
-
-impl<'a> QuadraticMaps<'a> {
-    /// The matrices of a quadratic predictor; `None` for other predictors.
-    pub fn of(pred: &'a dyn SarPredictor) -> Option<Self> {
-        pred.quadratic().map(|q| QuadraticMaps {
-            name: pred.name(),
-            n_ch: pred.n_channels(),
-            q,
-            sf: pred.safety_factor(),
-        })
-    }
-}
-
-impl<'a> QuadraticMaps<'a> {
-    /// Packed matrices (rows of n^2 reals, W/kg per W) given directly, e.g. for benchmarks.
-    pub fn from_packed(
-        name: impl Into<String>,
-        n_channels: usize,
-        q: ArrayView2<'a, f64>,
-    ) -> Result<Self> {
-        if q.shape()[1] != packed_len(n_channels) {
-            return Err(Error::invalid(
-                "packed matrices",
-                format!(
-                    "{} columns for {n_channels} channels",
-                    packed_len(n_channels)
-                ),
-                format!("{}", q.shape()[1]),
-            ));
-        }
-        Ok(QuadraticMaps {
-            name: name.into(),
-            n_ch: n_channels,
-            q,
-            sf: 1.0,
-        })
-    }
-
-    /// The same matrices under another name and safety factor (e.g. a generic subject's VOPs used
-    /// for every subject, the conventional approach).
-    pub fn named(mut self, name: impl Into<String>, safety_factor: f64) -> Self {
-        self.name = name.into();
-        self.sf = safety_factor;
-        self
-    }
-
-    /// Covariance path: Q . features(S), one matrix-vector product for any number of steps.
-    pub fn covariance(&self, pulse: &Pulse, tr_s: f64) -> Result<TimeAveraged> {
-        check(self, pulse, tr_s)?;
-        let f = Array1::from(pulse.covariance_features(tr_s)?);
-        Ok(finish(self.q.dot(&f).to_vec(), Vec::new(), 0))
-    }
-}
-
-impl SarMapPredictor for QuadraticMaps<'_> {
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-    fn n_channels(&self) -> usize {
-        self.n_ch
-    }
-    fn n_locations(&self) -> usize {
-        self.q.shape()[0]
-    }
-    fn accumulate(&self, drives: &[Drive], weights: &[f64], acc: &mut [f64]) -> Result<Vec<f64>> {
-        for d in drives {
-            d.expect_channels(self.n_ch, "the SAR model")?;
-        }
-        let mut ft = Array2::<f64>::zeros((packed_len(self.n_ch), drives.len()));
-        for (j, d) in drives.iter().enumerate() {
-            ft.column_mut(j)
-                .assign(&Array1::from(features(d.amplitudes())));
-        }
-        let w = Array1::from(weights.to_vec());
-        const ROWS: usize = 4096;
-        let peaks: Vec<Vec<f64>> = self
-            .q
-            .axis_chunks_iter(Axis(0), ROWS)
-            .into_par_iter()
-            .zip(acc.par_chunks_mut(ROWS))
-            .map(|(q, a)| {
-                let sar = q.dot(&ft); // rows x drives
-                for (ai, v) in a.iter_mut().zip(sar.dot(&w).iter()) {
-                    *ai += v;
-                }
-                sar.axis_iter(Axis(1))
-                    .map(|c| c.iter().cloned().fold(0.0, f64::max))
-                    .collect()
-            })
-            .collect();
-        Ok((0..drives.len())
-            .map(|j| peaks.iter().map(|p| p[j]).fold(0.0, f64::max))
-            .collect())
-    }
-    fn safety_factor(&self) -> f64 {
-        self.sf
-    }
-}
-
-impl SarMapPredictor for NetworkPredictor<'_> {
-    fn name(&self) -> String {
-        SarPredictor::name(self)
-    }
-    fn n_channels(&self) -> usize {
-        self.fields.n_channels()
-    }
-    fn n_locations(&self) -> usize {
-        let g = self.fields.grid();
-        self.slices.len() * g.shape[1] * g.shape[2]
-    }
-    fn accumulate(&self, drives: &[Drive], weights: &[f64], acc: &mut [f64]) -> Result<Vec<f64>> {
-        let maps = self
-            .net
-            .predict(self.fields, drives, &self.slices, self.noise_seed)?;
-        Ok(maps
-            .iter()
-            .zip(weights)
-            .map(|(m, w)| {
-                for (a, v) in acc.iter_mut().zip(m.iter()) {
-                    *a += w * v;
-                }
-                m.iter().cloned().fold(0.0, f64::max)
-            })
-            .collect())
-    }
-    fn safety_factor(&self) -> f64 {
-        self.sf
-    }
+/// Covariance path for a quadratic predictor: Q . features(S), one matrix-vector product for any
+/// number of steps, at every location of the model.
+pub fn sar_covariance(pred: &dyn SarPredictor, pulse: &Pulse, tr_s: f64) -> Result<TimeAveraged> {
+    check(pred, pulse, tr_s)?;
+    let q = pred.quadratic().ok_or_else(|| {
+        Error::invalid(
+            "SAR model",
+            "a quadratic model (exact Q10g or VOPs) for the covariance path",
+            pred.name(),
+        )
+    })?;
+    let f = Array1::from(pulse.covariance_features(tr_s)?);
+    Ok(finish(q.dot(&f).to_vec(), Vec::new(), 0))
 }
 
 /// Time-averaged SAR over a TR.
@@ -211,7 +68,7 @@ fn finish(values: Vec<f64>, steps: Vec<f64>, evaluations: usize) -> TimeAveraged
     }
 }
 
-fn check(pred: &dyn SarMapPredictor, pulse: &Pulse, tr_s: f64) -> Result<()> {
+fn check(pred: &dyn SarPredictor, pulse: &Pulse, tr_s: f64) -> Result<()> {
     if !(tr_s.is_finite() && tr_s >= pulse.duration_s()) {
         return Err(Error::invalid(
             "TR",
@@ -232,7 +89,7 @@ fn check(pred: &dyn SarMapPredictor, pulse: &Pulse, tr_s: f64) -> Result<()> {
 /// Per-step path: every non-zero step predicted (in batches of `batch` drives), weighted by dt / TR
 /// and accumulated into one array; the per-step peaks are kept for a pSAR-vs-time plot.
 pub fn sar_per_step_maps(
-    pred: &dyn SarMapPredictor,
+    pred: &dyn SarPredictor,
     pulse: &Pulse,
     tr_s: f64,
     batch: usize,
@@ -283,7 +140,7 @@ pub fn covariance_eigen(pulse: &Pulse, tr_s: f64) -> Vec<(f64, Vec<Complex64>)> 
 
 /// Eigen fast path: SAR_avg = sum_j SAR(sqrt(lambda_j) v_j) with S = sum_j lambda_j v_j v_j^H
 /// (at most N_channels evaluations).
-pub fn sar_eigen(pred: &dyn SarMapPredictor, pulse: &Pulse, tr_s: f64) -> Result<TimeAveraged> {
+pub fn sar_eigen(pred: &dyn SarPredictor, pulse: &Pulse, tr_s: f64) -> Result<TimeAveraged> {
     check(pred, pulse, tr_s)?;
     let eig = covariance_eigen(pulse, tr_s);
     let mut acc = vec![0.0; pred.n_locations()];
@@ -299,7 +156,7 @@ pub fn sar_eigen(pred: &dyn SarMapPredictor, pulse: &Pulse, tr_s: f64) -> Result
 }
 
 /// Time-averaged pSAR10g (W/kg) by the eigen fast path.
-pub fn psar_eigen(pred: &dyn SarMapPredictor, pulse: &Pulse, tr_s: f64) -> Result<f64> {
+pub fn psar_eigen(pred: &dyn SarPredictor, pulse: &Pulse, tr_s: f64) -> Result<f64> {
     Ok(sar_eigen(pred, pulse, tr_s)?.psar_w_per_kg)
 }
 
@@ -310,13 +167,14 @@ mod tests {
     use crate::pulse::{HardwareLimits, psar_covariance, sinc_shimmed};
     use crate::sar::{Averager, Q10g};
     use crate::synth::{SynthSpec, pelvis_fieldset};
+    use ndarray::Array2;
 
     #[test]
     fn eigen_path_per_step_path_and_covariance_agree_for_a_quadratic_model() {
         let f = pelvis_fieldset(&SynthSpec::pelvis([12, 16, 20], 0.008)).unwrap();
         let av = Averager::new(*f.grid(), f.rho().view()).unwrap();
         let q = Q10g::compute(&f, &av, &|_, _| {}).unwrap();
-        let qm = QuadraticMaps::of(&q).unwrap();
+        let qm = &q;
         let shims = Drive::random_phase_set(8, 1.0, 5, 9).unwrap();
         let p = kt_points(
             "kt",
@@ -331,10 +189,10 @@ mod tests {
         .unwrap();
         let tr = 20e-3;
         let cov = psar_covariance(&q, &p, tr).unwrap().unwrap();
-        let eig = sar_eigen(&qm, &p, tr).unwrap();
+        let eig = sar_eigen(qm, &p, tr).unwrap();
         // Batch sizes must not change the result (1 and one that does not divide the step count).
         for batch in [1, 7] {
-            let ps = sar_per_step_maps(&qm, &p, tr, batch).unwrap();
+            let ps = sar_per_step_maps(qm, &p, tr, batch).unwrap();
             assert!((ps.psar_w_per_kg - cov).abs() <= 1e-9 * cov);
             // Zero-amplitude steps (blips) were skipped: 5 sub-pulses x 10 steps evaluated.
             assert_eq!(ps.evaluations, 50);
@@ -353,8 +211,8 @@ mod tests {
         assert_eq!(eig.evaluations, 5);
         // A single-shim sinc has a rank-1 covariance: one evaluation.
         let s = sinc_shimmed("s", 1e-3, 50, 4.0, &shims[0]).unwrap();
-        assert_eq!(sar_eigen(&qm, &s, tr).unwrap().evaluations, 1);
-        assert!(sar_per_step_maps(&qm, &s, tr, 0).is_err());
+        assert_eq!(sar_eigen(qm, &s, tr).unwrap().evaluations, 1);
+        assert!(sar_per_step_maps(qm, &s, tr, 0).is_err());
     }
 
     proptest::proptest! {
@@ -387,7 +245,7 @@ mod tests {
                 })
                 .collect();
             let q = Array2::from_shape_vec((30, n_ch * n_ch), rows).unwrap();
-            let qm = QuadraticMaps::from_packed("random", n_ch, q.view()).unwrap();
+            let qm = crate::sar::QuadraticMaps::from_packed("random", n_ch, q.view()).unwrap();
             let p = Pulse {
                 name: "r".into(),
                 dt_s: 1e-5,
@@ -396,7 +254,7 @@ mod tests {
                 ..Default::default()
             };
             let tr = 1e-3;
-            let cov = qm.covariance(&p, tr).unwrap();
+            let cov = sar_covariance(&qm, &p, tr).unwrap();
             let ps = sar_per_step_maps(&qm, &p, tr, 5).unwrap();
             let eig = sar_eigen(&qm, &p, tr).unwrap();
             let top = cov.psar_w_per_kg;
@@ -409,7 +267,7 @@ mod tests {
                 rf_im: p.rf_im.iter().map(|r| r.iter().map(|v| v * a).collect()).collect(),
                 ..p.clone()
             };
-            let s2 = qm.covariance(&scaled, tr).unwrap().psar_w_per_kg;
+            let s2 = sar_covariance(&qm, &scaled, tr).unwrap().psar_w_per_kg;
             proptest::prop_assert!((s2 - a * a * top).abs() <= 1e-9 * s2);
         }
     }

@@ -18,13 +18,14 @@
 pub mod generate;
 pub mod integrate;
 pub mod pulseq;
+pub mod report;
 
 pub use generate::sinc_shimmed;
-pub use integrate::{SarMapPredictor, TimeAveraged, psar_eigen, sar_eigen, sar_per_step_maps};
+pub use integrate::{TimeAveraged, psar_eigen, sar_covariance, sar_eigen, sar_per_step_maps};
 
 use crate::drive::Drive;
 use crate::error::{Error, Result};
-use crate::predict::SarPredictor;
+use crate::sar::SarPredictor;
 use crate::sar::q10g::features;
 use crate::units::{GAMMA_BAR_HZ_PER_T, REFERENCE_IMPEDANCE_OHM, volts_per_sqrt_watt};
 use ndarray::Array1;

@@ -4,11 +4,13 @@
 //! Units: SAR in W/kg for the drive's amplitudes in sqrt(W); Q10g in W/kg per W.
 
 pub mod average;
+pub mod predictor;
 pub mod q10g;
 pub mod sat;
 pub mod vop;
 
 pub use average::{Averager, AveragingCounts, Containment, Cube, VoxelClass};
+pub use predictor::{GenericSubject, QuadraticMaps, SarPredictor};
 pub use q10g::Q10g;
 pub use vop::VopSet;
 

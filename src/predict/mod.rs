@@ -8,6 +8,10 @@ use crate::drive::Drive;
 use crate::error::{Error, Result};
 use crate::field::FieldSet;
 use crate::net::{Device, Generator, ModelInfo, load_generator, predict};
+pub use crate::sar::{GenericSubject, SarPredictor};
+
+mod model;
+pub use model::{AppliedFactor, SarModel, SarModelKind, SarModelSpec};
 use ndarray::{Array3, Array4, Axis};
 use std::path::Path;
 
@@ -329,101 +333,6 @@ impl NoiseDraw {
     }
 }
 
-/// Anything that estimates pSAR10g for drives: exact Q10g, VOPs (a bound), the generic subject's VOPs
-/// (the conventional approach) and the network. Pulses and the optimiser take this trait.
-pub trait SarPredictor {
-    /// Short name for reports.
-    fn name(&self) -> String;
-    /// Number of transmit channels.
-    fn n_channels(&self) -> usize;
-    /// Estimated pSAR10g (W/kg) of each drive, before the safety factor.
-    fn psar(&self, drives: &[Drive]) -> Result<Vec<f64>>;
-    /// Factor by which estimates must be multiplied to bound the true pSAR10g (1 for exact and
-    /// bounding predictors).
-    fn safety_factor(&self) -> f64 {
-        1.0
-    }
-    /// The packed Hermitian matrices (W/kg per W, see [`crate::sar::q10g`]) when the predictor is an
-    /// exact quadratic form max_m s^H Q_m s: time-averaged SAR of a pulse is then exact from the
-    /// drive covariance (`Q . sum_k w_k features(s_k)`).
-    fn quadratic(&self) -> Option<ndarray::ArrayView2<'_, f64>> {
-        None
-    }
-    /// pSAR10g of one drive with its gradient (complex: d/dRe + i d/dIm, before the safety
-    /// factor), where the predictor provides one analytically (the network: autodiff).
-    fn psar_gradient(
-        &self,
-        _s: &[num_complex::Complex64],
-    ) -> Option<Result<(f64, Vec<num_complex::Complex64>)>> {
-        None
-    }
-}
-
-impl SarPredictor for crate::sar::Q10g {
-    fn name(&self) -> String {
-        "exact Q10g".into()
-    }
-    fn n_channels(&self) -> usize {
-        crate::sar::Q10g::n_channels(self)
-    }
-    fn psar(&self, drives: &[Drive]) -> Result<Vec<f64>> {
-        Ok(self
-            .psar_batch(drives)?
-            .into_iter()
-            .map(|p| p.value_w_per_kg)
-            .collect())
-    }
-    fn quadratic(&self) -> Option<ndarray::ArrayView2<'_, f64>> {
-        Some(self.packed())
-    }
-}
-
-impl SarPredictor for crate::sar::VopSet {
-    fn name(&self) -> String {
-        format!("{} VOPs", self.len())
-    }
-    fn n_channels(&self) -> usize {
-        crate::sar::VopSet::n_channels(self)
-    }
-    fn psar(&self, drives: &[Drive]) -> Result<Vec<f64>> {
-        if self.unit != crate::sar::vop::AmplitudeUnit::SqrtW {
-            return Err(Error::invalid(
-                "VOP set",
-                "VOPs for drives in sqrt(W)",
-                "a scanner file in volts",
-            ));
-        }
-        drives.iter().map(|d| self.psar(d).map(|b| b.0)).collect()
-    }
-    fn quadratic(&self) -> Option<ndarray::ArrayView2<'_, f64>> {
-        (self.unit == crate::sar::vop::AmplitudeUnit::SqrtW).then(|| self.packed())
-    }
-}
-
-/// The conventional approach: a generic subject's VOPs applied to every subject, with the safety
-/// factor that population statistics assign to it.
-pub struct GenericSubject {
-    /// The generic subject's VOPs.
-    pub vops: crate::sar::VopSet,
-    /// Its safety factor.
-    pub sf: f64,
-}
-
-impl SarPredictor for GenericSubject {
-    fn name(&self) -> String {
-        "generic subject (conventional)".into()
-    }
-    fn n_channels(&self) -> usize {
-        self.vops.n_channels()
-    }
-    fn psar(&self, drives: &[Drive]) -> Result<Vec<f64>> {
-        SarPredictor::psar(&self.vops, drives)
-    }
-    fn safety_factor(&self) -> f64 {
-        self.sf
-    }
-}
-
 /// The network applied to one subject's B1+ maps on chosen slices.
 pub struct NetworkPredictor<'a> {
     /// The trained network.
@@ -472,49 +381,23 @@ impl SarPredictor for NetworkPredictor<'_> {
                 .psar_gradient(self.fields, s, &self.slices, self.noise_seed),
         )
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sar::q10g::features;
-    use crate::sar::{Averager, Q10g, VopSet};
-    use crate::synth::{SynthSpec, pelvis_fieldset};
-
-    #[test]
-    fn exact_and_vop_predictors_and_the_covariance_identity() {
-        let f = pelvis_fieldset(&SynthSpec::pelvis([14, 18, 22], 0.007)).unwrap();
-        let av = Averager::new(*f.grid(), f.rho().view()).unwrap();
-        let q = Q10g::compute(&f, &av, &|_, _| {}).unwrap();
-        let v = VopSet::compress(&q, 0.1, &|_, _| {}).unwrap();
-        let drives = Drive::random_phase_set(8, 1.0, 6, 3).unwrap();
-        let exact = SarPredictor::psar(&q, &drives).unwrap();
-        let bound = SarPredictor::psar(&v, &drives).unwrap();
-        for (e, b) in exact.iter().zip(&bound) {
-            assert!(b >= e && *e > 0.0);
-        }
-        // Time-averaged SAR of a "pulse" of these drives with weights w: per voxel (matrix) the
-        // weighted sum of per-step SAR equals Q . sum_k w_k features(s_k) (quadratic forms are
-        // linear in s s^H), to rounding (1e-12 relative).
-        let w = [0.1, 0.3, 0.05, 0.2, 0.15, 0.2];
-        let qp = q.quadratic().unwrap();
-        let mut f_sum = vec![0.0; 64];
-        for (d, wk) in drives.iter().zip(w) {
-            for (a, b) in f_sum.iter_mut().zip(features(d.amplitudes())) {
-                *a += wk * b;
-            }
-        }
-        let cov = qp.dot(&ndarray::Array1::from(f_sum));
-        let mut per_step = ndarray::Array1::<f64>::zeros(qp.shape()[0]);
-        for (d, wk) in drives.iter().zip(w) {
-            per_step = per_step + q.values(d).map(|v| ndarray::Array1::from(v) * wk).unwrap();
-        }
-        for (a, b) in cov.iter().zip(per_step.iter()) {
-            assert!((a - b).abs() <= 1e-12 * b.abs().max(1e-12), "{a} vs {b}");
-        }
-        assert_eq!(q.safety_factor(), 1.0);
-        let g = GenericSubject { vops: v, sf: 2.4 };
-        assert_eq!(g.safety_factor(), 2.4);
-        assert_eq!(g.psar(&drives).unwrap(), bound);
+    fn n_locations(&self) -> usize {
+        let g = self.fields.grid();
+        self.slices.len() * g.shape[1] * g.shape[2]
+    }
+    fn accumulate(&self, drives: &[Drive], weights: &[f64], acc: &mut [f64]) -> Result<Vec<f64>> {
+        let maps = self
+            .net
+            .predict(self.fields, drives, &self.slices, self.noise_seed)?;
+        Ok(maps
+            .iter()
+            .zip(weights)
+            .map(|(m, w)| {
+                for (a, v) in acc.iter_mut().zip(m.iter()) {
+                    *a += w * v;
+                }
+                m.iter().cloned().fold(0.0, f64::max)
+            })
+            .collect())
     }
 }
