@@ -443,6 +443,274 @@ fn check_size(height_m: f64, bmi: f64) -> Result<()> {
     Ok(())
 }
 
+/// The rectum, the anal canal and the fat around them (drawn together: they share the rectum's
+/// centre line and radius).
+struct Anorectum {
+    rectum: Tube,
+    anal_canal: Tube,
+    perirectal_fat: Tube,
+    ischioanal_fat: [Ellipsoid; 2],
+}
+
+/// Join each harmonic's coefficients at z = 0 (`a`) with their change over `Z_REF_M` (`b`) into the
+/// `[a0, a1, b0, b1]` rows [`harmonics_at`] reads.
+fn zip4(a: Vec<[f64; 2]>, b: Vec<[f64; 2]>) -> Vec<[f64; 4]> {
+    a.into_iter()
+        .zip(b)
+        .map(|(a, b)| [a[0], a[1], b[0], b[1]])
+        .collect()
+}
+
+/// The trunk outline and fat layer of a subject of height scale `hs` and body-mass index `bmi`.
+fn draw_trunk(j: &mut Jitter, hs: f64, bmi: f64) -> Trunk {
+    // Muscle mass grows mildly with BMI too (obese men carry more lean mass).
+    let lean_f = hs * (1.0 + 0.004 * (bmi - BMI_RANGE[0]));
+    let lean_semi_axes_m = [
+        0.095 * lean_f * j.around(1.0, 0.03),
+        0.156 * lean_f * j.around(1.0, 0.03),
+    ];
+    let centre_y_m = -0.020 * hs + j.around(0.0, 0.003);
+    let exponent = j.around(2.4, 0.2);
+    let hip_z_m = -0.02 * hs + j.around(0.0, 0.01);
+    let taper = j.around(0.08, 0.02);
+    let oh0 = j.harmonics(4, 0.02);
+    let oh1 = j.harmonics(4, 0.01);
+    let skin_m = j.around(0.002, 0.0004);
+    let fat_m = fat_thickness_m(bmi) * j.around(1.0, 0.12);
+    let fh0 = j.harmonics(3, 0.12);
+    let fh1 = j.harmonics(3, 0.06);
+    let crotch_z_m = -0.065 * hs + j.around(0.0, 0.008);
+    let thigh_gap_m = j.around(0.006, 0.004);
+    Trunk {
+        lean_semi_axes_m,
+        centre_y_m,
+        exponent,
+        hip_z_m,
+        taper,
+        outline_harmonics: zip4(oh0, oh1),
+        skin_m,
+        fat_m,
+        fat_harmonics: zip4(fh0, fh1),
+        fat_anterior_factor: 1.0,
+        fat_posterior_factor: 1.0,
+        lean_anterior_factor: 1.0,
+        crotch_z_m,
+        thigh_gap_m,
+    }
+}
+
+/// The pelvic bone ring.
+fn draw_pelvis(j: &mut Jitter, hs: f64) -> PelvicRing {
+    PelvicRing {
+        centre_m: [-0.018 * hs + j.around(0.0, 0.003), j.around(0.0, 0.002)],
+        yaw_rad: j.around(0.0, 0.035),
+        inner_semi_axes_m: [
+            0.055 * hs * j.around(1.0, 0.05),
+            0.055 * hs * j.around(1.0, 0.05),
+        ],
+        inner_harmonics: j.harmonics(3, 0.02),
+        wing_z_m: 0.05 * hs + j.around(0.0, 0.005),
+        wing_flare: j.around(0.35, 0.05),
+        pubic_z_m: [
+            -0.028 * hs + j.around(0.0, 0.004),
+            0.035 * hs + j.around(0.0, 0.004),
+        ],
+        ischium_bottom_z_m: -0.045 * hs + j.around(0.0, 0.004),
+        coccyx_z_m: -0.012 * hs + j.around(0.0, 0.004),
+        top_z_m: 0.25,
+        pubic_thickness_m: 0.016 * hs * j.around(1.0, 0.1),
+        lateral_thickness_m: 0.018 * hs * j.around(1.0, 0.1),
+        wing_thickness_m: 0.010 * hs,
+        coccyx_thickness_m: 0.014 * hs,
+        sacrum_thickness_m: 0.032 * hs * j.around(1.0, 0.1),
+        sacral_hollow_m: 0.02 * hs * j.around(1.0, 0.25),
+        cortex_m: 0.002,
+    }
+}
+
+/// The right (+x) and left (-x) femur.
+fn draw_femurs(j: &mut Jitter, hs: f64) -> [Femur; 2] {
+    [1.0, -1.0].map(|side: f64| {
+        let head_c = jit3(j, scaled([0.025, -0.005, side * 0.088], hs), 0.003);
+        let head_r = 0.024 * hs * j.around(1.0, 0.06);
+        let neck_end = jit3(j, scaled([-0.008, -0.012, side * 0.112], hs), 0.003);
+        let troch = jit3(j, scaled([-0.005, -0.018, side * 0.118], hs), 0.003);
+        let troch_r = 0.016 * hs * j.around(1.0, 0.06);
+        let shaft_r = 0.0135 * hs * j.around(1.0, 0.06);
+        Femur {
+            head: Tube {
+                points_m: vec![head_c],
+                radius_m: head_r,
+            },
+            neck: Tube {
+                points_m: vec![head_c, neck_end],
+                radius_m: 0.015 * hs,
+            },
+            trochanter: Tube {
+                points_m: vec![troch],
+                radius_m: troch_r,
+            },
+            shaft: Tube {
+                points_m: vec![
+                    scaled([-0.02, -0.012, side * 0.114], hs),
+                    scaled([-0.40, 0.0, side * 0.085], hs),
+                ],
+                radius_m: shaft_r,
+            },
+        }
+    })
+}
+
+/// The prostate, centred at the origin.
+fn draw_prostate(j: &mut Jitter) -> Ellipsoid {
+    // Prostate: 26 cm^3 nominal, 13-51 cm^3 over the cohort; long axis tilted forwards; the
+    // base (top) wider than the apex.
+    let pf = j.between(0.85, 1.25, 1.0);
+    Ellipsoid {
+        centre_m: [0.0; 3],
+        semi_axes_m: [0.018 * pf, 0.016 * pf, 0.022 * pf],
+        tilt_rad: j.between(0.15, 0.45, 0.3),
+        azimuth_harmonics: [
+            [j.around(0.0, 0.04), j.around(0.0, 0.04)],
+            [j.around(0.0, 0.03), j.around(0.0, 0.03)],
+        ],
+        pear: j.between(0.03, 0.12, 0.08),
+    }
+}
+
+/// The bladder on top of `prostate`, and its wall thickness (m).
+fn draw_bladder(j: &mut Jitter, prostate: &Ellipsoid) -> (Ellipsoid, f64) {
+    // Bladder: 150-400 ml (a moderately filled bladder, as in prostate MRI), wider than deep,
+    // resting on the prostate base; the wall thins as it fills.
+    let vol = j.between(0.15e-3, 0.40e-3, 0.25e-3);
+    let r_eq = (3.0 * vol / (4.0 * PI)).cbrt();
+    let ratio = [0.80 * j.around(1.0, 0.08), 0.85 * j.around(1.0, 0.08), 1.47];
+    let norm = ratio.iter().product::<f64>().cbrt();
+    let bsemi = ratio.map(|r| r_eq * r / norm);
+    let prostate_top = prostate.semi_axes_m[0] * prostate.tilt_rad.cos();
+    let bladder = Ellipsoid {
+        centre_m: [
+            prostate_top + 0.92 * bsemi[0] + j.around(0.0, 0.003),
+            0.008 + j.around(0.0, 0.004),
+            j.around(0.0, 0.004),
+        ],
+        semi_axes_m: bsemi,
+        tilt_rad: j.around(0.0, 0.1),
+        azimuth_harmonics: [
+            [j.around(0.0, 0.05), j.around(0.0, 0.05)],
+            [j.around(0.0, 0.03), j.around(0.0, 0.03)],
+        ],
+        pear: j.around(0.0, 0.05),
+    };
+    let bladder_wall_m = 0.005 - 0.002 * (vol - 0.15e-3) / 0.25e-3;
+    (bladder, bladder_wall_m)
+}
+
+/// The rectum and what surrounds it (see [`Anorectum`]).
+fn draw_anorectum(j: &mut Jitter, hs: f64, bmi_f: f64, prostate: &Ellipsoid) -> Anorectum {
+    // Rectum: its anterior wall touches the prostate's posterior surface; it follows the
+    // sacral curve backwards and up to the sigmoid at z = +10 cm.
+    let rr = j.between(0.013, 0.018, 0.0155);
+    let y0 = -(prostate.semi_axes_m[1] + rr + 0.002);
+    let anorectal = [-0.035 * hs, -0.026, 0.0];
+    let rectum_pts = vec![
+        anorectal,
+        [0.0, y0, j.around(0.0, 0.003)],
+        [
+            0.04,
+            y0 - 0.006 + j.around(0.0, 0.003),
+            j.around(0.0, 0.004),
+        ],
+        [
+            0.075,
+            y0 - 0.008 + j.around(0.0, 0.003),
+            j.around(0.0, 0.005),
+        ],
+        [0.10, -0.035 + j.around(0.0, 0.003), j.around(0.0, 0.005)],
+    ];
+    let rectum = Tube {
+        points_m: rectum_pts.clone(),
+        radius_m: rr,
+    };
+    let anal_canal = Tube {
+        points_m: vec![anorectal, [-0.075 * hs, -0.035, 0.0]],
+        radius_m: 0.007,
+    };
+    let perirectal_fat = Tube {
+        points_m: rectum_pts,
+        radius_m: rr + 0.004 + 0.010 * bmi_f,
+    };
+    let pad = 1.0 + 0.4 * bmi_f;
+    let ischioanal_fat = [1.0, -1.0].map(|side: f64| Ellipsoid {
+        centre_m: [-0.04 * hs, -0.035, side * 0.032],
+        semi_axes_m: [0.025 * pad, 0.028 * pad, 0.016 * pad].map(|v| v * j.around(1.0, 0.1)),
+        tilt_rad: 0.0,
+        azimuth_harmonics: [[0.0; 2]; 2],
+        pear: 0.0,
+    });
+    Anorectum {
+        rectum,
+        anal_canal,
+        perirectal_fat,
+        ischioanal_fat,
+    }
+}
+
+/// The right and left iliac / femoral vessel bundles.
+fn draw_vessels(j: &mut Jitter, hs: f64) -> [Tube; 2] {
+    // Iliac vessels run along the pelvic brim, leave the pelvis in front of the hip joint and
+    // continue as femoral vessels at the front of the thigh.
+    [1.0, -1.0].map(|side: f64| Tube {
+        points_m: [
+            [0.16, -0.035, 0.030],
+            [0.09, -0.012, 0.058],
+            [0.045, 0.028, 0.074],
+            [0.015, 0.045, 0.076],
+            [-0.06, 0.042, 0.070],
+            [-0.20, 0.035, 0.062],
+        ]
+        .iter()
+        .map(|p| jit3(j, scaled([p[0], p[1], side * p[2]], hs), 0.003))
+        .collect(),
+        radius_m: j.around(0.0065, 0.001),
+    })
+}
+
+/// Sigmoid + descending colon (left) and caecum + ascending colon (right).
+fn draw_colon(j: &mut Jitter) -> [Tube; 2] {
+    let sigmoid = Tube {
+        points_m: [
+            [0.10, -0.035, 0.0],
+            [0.12, -0.015, -0.025],
+            [0.11, 0.0, -0.045],
+            [0.13, -0.02, -0.06],
+            [0.25, -0.03, -0.065],
+        ]
+        .iter()
+        .map(|p| jit3(j, *p, 0.005))
+        .collect(),
+        radius_m: j.around(0.015, 0.002),
+    };
+    let caecum = Tube {
+        points_m: [[0.075, -0.005, 0.055], [0.25, -0.02, 0.06]]
+            .iter()
+            .map(|p| jit3(j, *p, 0.005))
+            .collect(),
+        radius_m: j.around(0.021, 0.003),
+    };
+    [sigmoid, caecum]
+}
+
+/// The small-intestine cavity.
+fn draw_bowel(j: &mut Jitter, hs: f64) -> BowelCavity {
+    BowelCavity {
+        centre_y_m: 0.005 * hs,
+        semi_y_m: 0.058 * hs,
+        floor_z_m: (0.055 + j.around(0.0, 0.008)) * hs,
+        lateral_margin_m: 0.005,
+    }
+}
+
 impl SubjectParams {
     /// The generic reference subject: height 1.78 m, BMI 24.5, every shape parameter at its nominal
     /// value (left-right symmetric, no random variation).
@@ -462,225 +730,21 @@ impl SubjectParams {
     fn draw(mut j: Jitter, height_m: f64, bmi: f64) -> Self {
         let hs = height_m / REFERENCE_HEIGHT_M;
         let bmi_f = (bmi - BMI_RANGE[0]) / (BMI_RANGE[1] - BMI_RANGE[0]);
-        // Muscle mass grows mildly with BMI too (obese men carry more lean mass).
-        let lean_f = hs * (1.0 + 0.004 * (bmi - BMI_RANGE[0]));
-        let zip4 = |a: Vec<[f64; 2]>, b: Vec<[f64; 2]>| -> Vec<[f64; 4]> {
-            a.into_iter()
-                .zip(b)
-                .map(|(a, b)| [a[0], a[1], b[0], b[1]])
-                .collect()
-        };
-
-        let lean_semi_axes_m = [
-            0.095 * lean_f * j.around(1.0, 0.03),
-            0.156 * lean_f * j.around(1.0, 0.03),
-        ];
-        let centre_y_m = -0.020 * hs + j.around(0.0, 0.003);
-        let exponent = j.around(2.4, 0.2);
-        let hip_z_m = -0.02 * hs + j.around(0.0, 0.01);
-        let taper = j.around(0.08, 0.02);
-        let oh0 = j.harmonics(4, 0.02);
-        let oh1 = j.harmonics(4, 0.01);
-        let skin_m = j.around(0.002, 0.0004);
-        let fat_m = fat_thickness_m(bmi) * j.around(1.0, 0.12);
-        let fh0 = j.harmonics(3, 0.12);
-        let fh1 = j.harmonics(3, 0.06);
-        let crotch_z_m = -0.065 * hs + j.around(0.0, 0.008);
-        let thigh_gap_m = j.around(0.006, 0.004);
-        let trunk = Trunk {
-            lean_semi_axes_m,
-            centre_y_m,
-            exponent,
-            hip_z_m,
-            taper,
-            outline_harmonics: zip4(oh0, oh1),
-            skin_m,
-            fat_m,
-            fat_harmonics: zip4(fh0, fh1),
-            fat_anterior_factor: 1.0,
-            fat_posterior_factor: 1.0,
-            lean_anterior_factor: 1.0,
-            crotch_z_m,
-            thigh_gap_m,
-        };
-
-        let pelvis = PelvicRing {
-            centre_m: [-0.018 * hs + j.around(0.0, 0.003), j.around(0.0, 0.002)],
-            yaw_rad: j.around(0.0, 0.035),
-            inner_semi_axes_m: [
-                0.055 * hs * j.around(1.0, 0.05),
-                0.055 * hs * j.around(1.0, 0.05),
-            ],
-            inner_harmonics: j.harmonics(3, 0.02),
-            wing_z_m: 0.05 * hs + j.around(0.0, 0.005),
-            wing_flare: j.around(0.35, 0.05),
-            pubic_z_m: [
-                -0.028 * hs + j.around(0.0, 0.004),
-                0.035 * hs + j.around(0.0, 0.004),
-            ],
-            ischium_bottom_z_m: -0.045 * hs + j.around(0.0, 0.004),
-            coccyx_z_m: -0.012 * hs + j.around(0.0, 0.004),
-            top_z_m: 0.25,
-            pubic_thickness_m: 0.016 * hs * j.around(1.0, 0.1),
-            lateral_thickness_m: 0.018 * hs * j.around(1.0, 0.1),
-            wing_thickness_m: 0.010 * hs,
-            coccyx_thickness_m: 0.014 * hs,
-            sacrum_thickness_m: 0.032 * hs * j.around(1.0, 0.1),
-            sacral_hollow_m: 0.02 * hs * j.around(1.0, 0.25),
-            cortex_m: 0.002,
-        };
-
-        let femurs = [1.0, -1.0].map(|side: f64| {
-            let head_c = jit3(&mut j, scaled([0.025, -0.005, side * 0.088], hs), 0.003);
-            let head_r = 0.024 * hs * j.around(1.0, 0.06);
-            let neck_end = jit3(&mut j, scaled([-0.008, -0.012, side * 0.112], hs), 0.003);
-            let troch = jit3(&mut j, scaled([-0.005, -0.018, side * 0.118], hs), 0.003);
-            let troch_r = 0.016 * hs * j.around(1.0, 0.06);
-            let shaft_r = 0.0135 * hs * j.around(1.0, 0.06);
-            Femur {
-                head: Tube {
-                    points_m: vec![head_c],
-                    radius_m: head_r,
-                },
-                neck: Tube {
-                    points_m: vec![head_c, neck_end],
-                    radius_m: 0.015 * hs,
-                },
-                trochanter: Tube {
-                    points_m: vec![troch],
-                    radius_m: troch_r,
-                },
-                shaft: Tube {
-                    points_m: vec![
-                        scaled([-0.02, -0.012, side * 0.114], hs),
-                        scaled([-0.40, 0.0, side * 0.085], hs),
-                    ],
-                    radius_m: shaft_r,
-                },
-            }
-        });
-
-        // Prostate: 26 cm^3 nominal, 13-51 cm^3 over the cohort; long axis tilted forwards; the
-        // base (top) wider than the apex.
-        let pf = j.between(0.85, 1.25, 1.0);
-        let prostate = Ellipsoid {
-            centre_m: [0.0; 3],
-            semi_axes_m: [0.018 * pf, 0.016 * pf, 0.022 * pf],
-            tilt_rad: j.between(0.15, 0.45, 0.3),
-            azimuth_harmonics: [
-                [j.around(0.0, 0.04), j.around(0.0, 0.04)],
-                [j.around(0.0, 0.03), j.around(0.0, 0.03)],
-            ],
-            pear: j.between(0.03, 0.12, 0.08),
-        };
-
-        // Bladder: 150-400 ml (a moderately filled bladder, as in prostate MRI), wider than deep,
-        // resting on the prostate base; the wall thins as it fills.
-        let vol = j.between(0.15e-3, 0.40e-3, 0.25e-3);
-        let r_eq = (3.0 * vol / (4.0 * PI)).cbrt();
-        let ratio = [0.80 * j.around(1.0, 0.08), 0.85 * j.around(1.0, 0.08), 1.47];
-        let norm = ratio.iter().product::<f64>().cbrt();
-        let bsemi = ratio.map(|r| r_eq * r / norm);
-        let prostate_top = prostate.semi_axes_m[0] * prostate.tilt_rad.cos();
-        let bladder = Ellipsoid {
-            centre_m: [
-                prostate_top + 0.92 * bsemi[0] + j.around(0.0, 0.003),
-                0.008 + j.around(0.0, 0.004),
-                j.around(0.0, 0.004),
-            ],
-            semi_axes_m: bsemi,
-            tilt_rad: j.around(0.0, 0.1),
-            azimuth_harmonics: [
-                [j.around(0.0, 0.05), j.around(0.0, 0.05)],
-                [j.around(0.0, 0.03), j.around(0.0, 0.03)],
-            ],
-            pear: j.around(0.0, 0.05),
-        };
-        let bladder_wall_m = 0.005 - 0.002 * (vol - 0.15e-3) / 0.25e-3;
-
-        // Rectum: its anterior wall touches the prostate's posterior surface; it follows the
-        // sacral curve backwards and up to the sigmoid at z = +10 cm.
-        let rr = j.between(0.013, 0.018, 0.0155);
-        let y0 = -(prostate.semi_axes_m[1] + rr + 0.002);
-        let anorectal = [-0.035 * hs, -0.026, 0.0];
-        let rectum_pts = vec![
-            anorectal,
-            [0.0, y0, j.around(0.0, 0.003)],
-            [
-                0.04,
-                y0 - 0.006 + j.around(0.0, 0.003),
-                j.around(0.0, 0.004),
-            ],
-            [
-                0.075,
-                y0 - 0.008 + j.around(0.0, 0.003),
-                j.around(0.0, 0.005),
-            ],
-            [0.10, -0.035 + j.around(0.0, 0.003), j.around(0.0, 0.005)],
-        ];
-        let rectum = Tube {
-            points_m: rectum_pts.clone(),
-            radius_m: rr,
-        };
-        let anal_canal = Tube {
-            points_m: vec![anorectal, [-0.075 * hs, -0.035, 0.0]],
-            radius_m: 0.007,
-        };
-        let perirectal_fat = Tube {
-            points_m: rectum_pts,
-            radius_m: rr + 0.004 + 0.010 * bmi_f,
-        };
-        let pad = 1.0 + 0.4 * bmi_f;
-        let ischioanal_fat = [1.0, -1.0].map(|side: f64| Ellipsoid {
-            centre_m: [-0.04 * hs, -0.035, side * 0.032],
-            semi_axes_m: [0.025 * pad, 0.028 * pad, 0.016 * pad].map(|v| v * j.around(1.0, 0.1)),
-            tilt_rad: 0.0,
-            azimuth_harmonics: [[0.0; 2]; 2],
-            pear: 0.0,
-        });
-
-        // Iliac vessels run along the pelvic brim, leave the pelvis in front of the hip joint and
-        // continue as femoral vessels at the front of the thigh.
-        let vessels = [1.0, -1.0].map(|side: f64| Tube {
-            points_m: [
-                [0.16, -0.035, 0.030],
-                [0.09, -0.012, 0.058],
-                [0.045, 0.028, 0.074],
-                [0.015, 0.045, 0.076],
-                [-0.06, 0.042, 0.070],
-                [-0.20, 0.035, 0.062],
-            ]
-            .iter()
-            .map(|p| jit3(&mut j, scaled([p[0], p[1], side * p[2]], hs), 0.003))
-            .collect(),
-            radius_m: j.around(0.0065, 0.001),
-        });
-        let sigmoid = Tube {
-            points_m: [
-                [0.10, -0.035, 0.0],
-                [0.12, -0.015, -0.025],
-                [0.11, 0.0, -0.045],
-                [0.13, -0.02, -0.06],
-                [0.25, -0.03, -0.065],
-            ]
-            .iter()
-            .map(|p| jit3(&mut j, *p, 0.005))
-            .collect(),
-            radius_m: j.around(0.015, 0.002),
-        };
-        let caecum = Tube {
-            points_m: [[0.075, -0.005, 0.055], [0.25, -0.02, 0.06]]
-                .iter()
-                .map(|p| jit3(&mut j, *p, 0.005))
-                .collect(),
-            radius_m: j.around(0.021, 0.003),
-        };
-        let bowel = BowelCavity {
-            centre_y_m: 0.005 * hs,
-            semi_y_m: 0.058 * hs,
-            floor_z_m: (0.055 + j.around(0.0, 0.008)) * hs,
-            lateral_margin_m: 0.005,
-        };
+        let j = &mut j;
+        let trunk = draw_trunk(j, hs, bmi);
+        let pelvis = draw_pelvis(j, hs);
+        let femurs = draw_femurs(j, hs);
+        let prostate = draw_prostate(j);
+        let (bladder, bladder_wall_m) = draw_bladder(j, &prostate);
+        let Anorectum {
+            rectum,
+            anal_canal,
+            perirectal_fat,
+            ischioanal_fat,
+        } = draw_anorectum(j, hs, bmi_f, &prostate);
+        let vessels = draw_vessels(j, hs);
+        let colon = draw_colon(j);
+        let bowel = draw_bowel(j, hs);
 
         SubjectParams {
             height_m,
@@ -697,7 +761,7 @@ impl SubjectParams {
             perirectal_fat,
             ischioanal_fat,
             vessels,
-            colon: [sigmoid, caecum],
+            colon,
             bowel,
         }
     }

@@ -1,11 +1,11 @@
 //! `b1sar cv`: cross-validation of the cGAN over the subjects of a dataset (leave-one-subject-out or
-//! k-fold), each fold trained from scratch with `b1sar train`'s code path, evaluated on the held-out
-//! subjects' validation slices against the exact SAR10g and against the conventional approach (the
-//! generic subject's Q10g). Folds write `OUT/fold_KK/results.json` and can run as separate jobs
-//! (`--fold K`); `--summarize` merges them into `OUT/cv.json`, PNGs and `OUT/summary.md`. The
-//! statistics live in `b1sar::eval::cv`.
+//! k-fold), each fold trained from scratch with [`b1sar::net::fit`] as `b1sar train` does, evaluated
+//! on the held-out subjects' validation slices against the exact SAR10g and against the conventional
+//! approach (the generic subject's Q10g). Folds write `OUT/fold_KK/results.json` and can run as
+//! separate jobs (`--fold K`); `--summarize` merges them into `OUT/cv.json`, PNGs and
+//! `OUT/summary.md`. The statistics live in `b1sar::eval::cv`.
 
-use super::train::{TrainArgs, TrainSchedule};
+use super::train::TrainSchedule;
 use super::{Output, bar};
 use anyhow::{Context, Result};
 use b1sar::dataset::{ShardManifest, load_shard, shard_dir};
@@ -13,7 +13,7 @@ use b1sar::eval::cv::{
     self, CvSummary, Fold, PAPER, SampleResult, ShardRecord, SliceComparison, check_isolation,
     compare_volume, plan_folds,
 };
-use b1sar::net::{self, Device, Generator, ModelInfo, load_generator, predict};
+use b1sar::net::{self, Device, FitPlan, Generator, ModelInfo, Schedule, load_generator, predict};
 use b1sar::sar::Q10g;
 use b1sar::units::AIR_DENSITY_KG_M3;
 use b1sar::{Drive, Error, FieldSet, io, plot};
@@ -169,12 +169,13 @@ pub fn run(a: CvArgs, out: &Output) -> Result<()> {
         ));
     }
     let folds = plan_folds(&ids, Some(a.generic), a.folds)?;
+    let sch = Schedule::from(a.schedule.clone());
     let plan = Plan {
         format: "b1sar-cv-plan-1".into(),
         generic: a.generic,
         folds: folds.clone(),
-        training: json!({"epochs": a.schedule.epochs, "variant": format!("{:?}", a.schedule.variant), "batch": a.schedule.batch, "seed": a.schedule.seed, "lr": a.schedule.lr,
-            "lambda_wl1": a.schedule.lambda_wl1, "lambda_peak": a.schedule.lambda_peak, "max_train": a.schedule.max_train, "data": data}),
+        training: json!({"epochs": sch.epochs, "variant": format!("{:?}", sch.variant), "batch": sch.batch, "seed": sch.seed, "lr": sch.lr,
+            "lambda_wl1": sch.lambda_wl1, "lambda_peak": sch.lambda_peak, "max_train": sch.max_train, "data": data}),
     };
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let plan_path = a.out.join("plan.json");
@@ -199,7 +200,7 @@ pub fn run(a: CvArgs, out: &Output) -> Result<()> {
         )),
         None => folds.iter().collect(),
     };
-    let device = net::device_by_name(&a.schedule.device)?;
+    let device = net::device_by_name(&sch.device)?;
     let mut generic: Option<GenericModel> = None;
     let mut done = Vec::new();
     for fold in run_folds {
@@ -301,15 +302,13 @@ fn run_fold(
     ));
     let t_train = Instant::now();
     let train_out = dir.join("train");
-    let tr = super::train::train(
-        TrainArgs {
-            data: data.to_path_buf(),
-            out: train_out.clone(),
-            holdout: fold.test.clone(),
-            schedule: a.schedule.clone(),
-        },
-        out,
-    )?;
+    let plan = FitPlan {
+        data: data.to_path_buf(),
+        out: train_out.clone(),
+        holdout: fold.test.clone(),
+        schedule: a.schedule.clone().into(),
+    };
+    let tr = net::fit(&plan, &mut super::train::progress(out))?;
     let train_elapsed_s = t_train.elapsed().as_secs_f64();
     let model_dir = train_out.join("model");
     let model_train_subjects = ModelInfo::load(&model_dir)?.train_subjects;
@@ -357,7 +356,7 @@ fn run_fold(
         test_shards,
         train_shards,
         model_train_subjects,
-        steps: tr["steps"].as_u64().unwrap_or(0),
+        steps: tr.steps,
         train_elapsed_s,
         eval_elapsed_s: t_eval.elapsed().as_secs_f64(),
         generic_self_max_rel_error: self_err,

@@ -12,9 +12,10 @@
 //!
 //! What lives here: the U-Net generator ([`Generator`]), the conditional PatchGAN discriminator
 //! ([`Discriminator`]), the losses of the paper ([`loss`]), one adversarial training step with its
-//! checkpoints ([`Trainer`]) and batched inference on plain `f32` slices ([`predict`]). What does
-//! not: building samples from field sets (the data pipeline), epochs, shuffling and
-//! cross-validation folds (the caller's loop).
+//! checkpoints ([`Trainer`]), training on dataset shards with epochs, shuffling, validation and
+//! resume ([`fit`]) and batched inference on plain `f32` slices ([`predict`]). What does not:
+//! building samples from field sets (the data pipeline) and cross-validation folds
+//! ([`crate::eval::cv`] and the caller's loop).
 //!
 //! The device (burn 0.22 picks the backend at run time from a [`Device`] value) is chosen in one
 //! place, [`cpu_device`] / [`device_by_name`]; model code never calls `Device::default()`, which
@@ -22,6 +23,7 @@
 
 mod checkpoint;
 mod discriminator;
+mod fit;
 mod generator;
 pub mod loss;
 mod model_info;
@@ -31,6 +33,7 @@ mod train;
 pub use burn::tensor::Device;
 pub use checkpoint::{load_generator, save_generator};
 pub use discriminator::{Discriminator, DiscriminatorConfig};
+pub use fit::{EpochMetrics, FitEvent, FitPlan, FitReport, Schedule, Variant, fit, metrics};
 pub use generator::{Generator, GeneratorConfig};
 pub use loss::LossConfig;
 pub use model_info::{MODEL_INFO_FILE, ModelInfo, SafetyFactor, SafetyFactorSource};

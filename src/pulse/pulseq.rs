@@ -200,226 +200,302 @@ pub fn compress_shape(w: &[f64]) -> Vec<f64> {
     out
 }
 
+/// A shape of the `[SHAPES]` section being read.
+struct PendingShape {
+    id: u32,
+    num_samples: Option<usize>,
+    /// The compressed samples so far.
+    samples: Vec<f64>,
+    /// Line of its `shape_id` header.
+    line: usize,
+}
+
+/// The state of [`parse`] between lines.
+struct Parser<'a> {
+    path: &'a Path,
+    s: SeqFile,
+    /// Upper-case name of the current section.
+    section: String,
+    /// major, minor, revision as read so far.
+    version: [Option<u32>; 3],
+    shape: Option<PendingShape>,
+}
+
 /// Parse the text of a `.seq` file (`path` names it in errors).
 pub fn parse(text: &str, path: &Path) -> Result<SeqFile> {
-    let mut s = SeqFile {
-        rf_raster_s: 1e-6,
-        block_raster_s: 1e-5,
-        ..Default::default()
-    };
-    let mut section = String::new();
-    let mut version = [None::<u32>; 3];
-    // Shape being read: (id, num_samples, samples so far, line of its header).
-    let mut shape: Option<(u32, Option<usize>, Vec<f64>, usize)> = None;
-    let finish_shape = |s: &mut SeqFile,
-                        sh: Option<(u32, Option<usize>, Vec<f64>, usize)>|
-     -> Result<()> {
-        if let Some((sid, n, data, line)) = sh {
-            let n = n.ok_or_else(|| bad(path, line, format!("shape {sid} has no num_samples")))?;
-            let w = decompress_shape(&data, n)
-                .map_err(|e| bad(path, line, format!("shape {sid}: {e}")))?;
-            s.shapes.insert(sid, w);
-        }
-        Ok(())
+    let mut p = Parser {
+        path,
+        s: SeqFile {
+            rf_raster_s: 1e-6,
+            block_raster_s: 1e-5,
+            ..Default::default()
+        },
+        section: String::new(),
+        version: [None; 3],
+        shape: None,
     };
     for (i, raw) in text.lines().enumerate() {
-        let ln = i + 1;
         let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
+        if !line.is_empty() {
+            p.line(i + 1, line)?;
         }
+    }
+    p.finish_shape()?;
+    p.finish(text.lines().count())
+}
+
+impl Parser<'_> {
+    /// One non-empty line `ln` (comment stripped).
+    fn line(&mut self, ln: usize, line: &str) -> Result<()> {
         if line.starts_with('[') {
             if !line.ends_with(']') {
                 return Err(bad(
-                    path,
+                    self.path,
                     ln,
                     format!("unterminated section header `{line}`"),
                 ));
             }
-            finish_shape(&mut s, shape.take())?;
-            section = line[1..line.len() - 1].to_ascii_uppercase();
-            continue;
+            self.finish_shape()?;
+            self.section = line[1..line.len() - 1].to_ascii_uppercase();
+            return Ok(());
         }
-        match section.as_str() {
-            "VERSION" => {
-                let mut it = line.split_whitespace();
-                let (key, val) = (it.next().unwrap_or(""), it.next().unwrap_or(""));
-                let v: u32 = val.parse().map_err(|_| {
-                    bad(
-                        path,
-                        ln,
-                        format!("version `{key}` must be a whole number, found `{val}`"),
-                    )
-                })?;
-                match key {
-                    "major" => version[0] = Some(v),
-                    "minor" => version[1] = Some(v),
-                    "revision" => version[2] = Some(v),
-                    _ => return Err(bad(path, ln, format!("unknown version key `{key}`"))),
-                }
-            }
-            "DEFINITIONS" => {
-                let mut it = line.split_whitespace();
-                let key = it.next().unwrap_or("");
-                let val = it.next();
-                let num = || -> Result<f64> {
-                    val.and_then(|v| v.parse::<f64>().ok())
-                        .filter(|v| v.is_finite() && *v > 0.0)
-                        .ok_or_else(|| bad(path, ln, format!("{key} must be a time > 0 s")))
-                };
-                match key {
-                    "RadiofrequencyRasterTime" => s.rf_raster_s = num()?,
-                    "BlockDurationRaster" => s.block_raster_s = num()?,
-                    _ => {}
-                }
-            }
-            "BLOCKS" => {
-                let v = numbers(path, ln, line, 8, "a block (NUM DUR RF GX GY GZ ADC EXT)")?;
-                s.blocks.push(Block {
-                    num: id(path, ln, v[0], "block number")?,
-                    duration: id(path, ln, v[1], "block duration")? as u64,
-                    rf: id(path, ln, v[2], "RF event id")?,
-                });
-            }
-            "RF" => {
-                let v = numbers(
-                    path,
-                    ln,
-                    line,
-                    8,
-                    "an RF event (id amplitude mag_id phase_id time_shape_id delay freq phase)",
-                )?;
-                let ev = RfEvent {
-                    amplitude_hz: v[1],
-                    mag_id: id(path, ln, v[2], "magnitude shape id")?,
-                    phase_id: id(path, ln, v[3], "phase shape id")?,
-                    time_id: id(path, ln, v[4], "time shape id")?,
-                    delay_us: v[5],
-                    freq_hz: v[6],
-                    phase_rad: v[7],
-                };
-                if !v.iter().all(|x| x.is_finite()) {
-                    return Err(bad(path, ln, "non-finite number in an RF event"));
-                }
-                s.rf.insert(id(path, ln, v[0], "RF event id")?, ev);
-            }
-            "SHAPES" => {
-                if let Some(rest) = line.strip_prefix("shape_id") {
-                    finish_shape(&mut s, shape.take())?;
-                    let sid = rest.trim().parse::<u32>().map_err(|_| {
-                        bad(
-                            path,
-                            ln,
-                            format!("shape id `{}` is not a whole number", rest.trim()),
-                        )
-                    })?;
-                    shape = Some((sid, None, Vec::new(), ln));
-                } else if let Some(rest) = line.strip_prefix("num_samples") {
-                    let sh = shape
-                        .as_mut()
-                        .ok_or_else(|| bad(path, ln, "num_samples before any shape_id"))?;
-                    sh.1 = Some(rest.trim().parse::<usize>().map_err(|_| {
-                        bad(
-                            path,
-                            ln,
-                            format!("num_samples `{}` is not a whole number", rest.trim()),
-                        )
-                    })?);
-                } else {
-                    let sh = shape
-                        .as_mut()
-                        .ok_or_else(|| bad(path, ln, "shape samples before any shape_id"))?;
-                    if sh.1.is_none() {
-                        return Err(bad(path, ln, "shape samples before num_samples"));
-                    }
-                    for t in line.split_whitespace() {
-                        let x: f64 =
-                            t.parse()
-                                .ok()
-                                .filter(|x: &f64| x.is_finite())
-                                .ok_or_else(|| {
-                                    bad(
-                                        path,
-                                        ln,
-                                        format!("shape sample `{t}` is not a finite number"),
-                                    )
-                                })?;
-                        sh.2.push(x);
-                    }
-                }
-            }
-            _ => {} // gradients, trapezoids, ADC, extensions, signature: not needed for RF
+        match self.section.as_str() {
+            "VERSION" => self.version_line(ln, line),
+            "DEFINITIONS" => self.definitions_line(ln, line),
+            "BLOCKS" => self.block_line(ln, line),
+            "RF" => self.rf_line(ln, line),
+            "SHAPES" => self.shape_line(ln, line),
+            _ => Ok(()), // gradients, trapezoids, ADC, extensions, signature: not needed for RF
         }
     }
-    finish_shape(&mut s, shape.take())?;
-    let n_lines = text.lines().count();
-    match version {
-        [Some(1), Some(4), r] => s.version = (1, 4, r.unwrap_or(0)),
-        [Some(a), Some(b), _] => {
-            return Err(bad(
+
+    fn version_line(&mut self, ln: usize, line: &str) -> Result<()> {
+        let path = self.path;
+        let mut it = line.split_whitespace();
+        let (key, val) = (it.next().unwrap_or(""), it.next().unwrap_or(""));
+        let v: u32 = val.parse().map_err(|_| {
+            bad(
                 path,
-                n_lines,
-                format!("version {a}.{b} is not supported (Pulseq 1.4.x)"),
-            ));
+                ln,
+                format!("version `{key}` must be a whole number, found `{val}`"),
+            )
+        })?;
+        match key {
+            "major" => self.version[0] = Some(v),
+            "minor" => self.version[1] = Some(v),
+            "revision" => self.version[2] = Some(v),
+            _ => return Err(bad(path, ln, format!("unknown version key `{key}`"))),
         }
-        _ => {
-            return Err(bad(
-                path,
-                n_lines,
-                "no [VERSION] with major and minor (truncated file?)",
-            ));
+        Ok(())
+    }
+
+    fn definitions_line(&mut self, ln: usize, line: &str) -> Result<()> {
+        let path = self.path;
+        let mut it = line.split_whitespace();
+        let key = it.next().unwrap_or("");
+        let val = it.next();
+        let num = || -> Result<f64> {
+            val.and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .ok_or_else(|| bad(path, ln, format!("{key} must be a time > 0 s")))
+        };
+        match key {
+            "RadiofrequencyRasterTime" => self.s.rf_raster_s = num()?,
+            "BlockDurationRaster" => self.s.block_raster_s = num()?,
+            _ => {}
         }
+        Ok(())
     }
-    if s.blocks.is_empty() {
-        return Err(bad(path, n_lines, "no [BLOCKS] (truncated file?)"));
+
+    fn block_line(&mut self, ln: usize, line: &str) -> Result<()> {
+        let path = self.path;
+        let v = numbers(path, ln, line, 8, "a block (NUM DUR RF GX GY GZ ADC EXT)")?;
+        self.s.blocks.push(Block {
+            num: id(path, ln, v[0], "block number")?,
+            duration: id(path, ln, v[1], "block duration")? as u64,
+            rf: id(path, ln, v[2], "RF event id")?,
+        });
+        Ok(())
     }
-    for b in &s.blocks {
-        if b.rf != 0 {
-            let ev = s.rf.get(&b.rf).ok_or_else(|| {
+
+    fn rf_line(&mut self, ln: usize, line: &str) -> Result<()> {
+        let path = self.path;
+        let v = numbers(
+            path,
+            ln,
+            line,
+            8,
+            "an RF event (id amplitude mag_id phase_id time_shape_id delay freq phase)",
+        )?;
+        let ev = RfEvent {
+            amplitude_hz: v[1],
+            mag_id: id(path, ln, v[2], "magnitude shape id")?,
+            phase_id: id(path, ln, v[3], "phase shape id")?,
+            time_id: id(path, ln, v[4], "time shape id")?,
+            delay_us: v[5],
+            freq_hz: v[6],
+            phase_rad: v[7],
+        };
+        if !v.iter().all(|x| x.is_finite()) {
+            return Err(bad(path, ln, "non-finite number in an RF event"));
+        }
+        self.s.rf.insert(id(path, ln, v[0], "RF event id")?, ev);
+        Ok(())
+    }
+
+    fn shape_line(&mut self, ln: usize, line: &str) -> Result<()> {
+        let path = self.path;
+        if let Some(rest) = line.strip_prefix("shape_id") {
+            self.finish_shape()?;
+            let sid = rest.trim().parse::<u32>().map_err(|_| {
                 bad(
                     path,
-                    n_lines,
-                    format!(
-                        "block {} uses RF event {} that [RF] does not define",
-                        b.num, b.rf
-                    ),
+                    ln,
+                    format!("shape id `{}` is not a whole number", rest.trim()),
                 )
             })?;
-            if ev.time_id != 0 {
+            self.shape = Some(PendingShape {
+                id: sid,
+                num_samples: None,
+                samples: Vec::new(),
+                line: ln,
+            });
+        } else if let Some(rest) = line.strip_prefix("num_samples") {
+            let sh = self
+                .shape
+                .as_mut()
+                .ok_or_else(|| bad(path, ln, "num_samples before any shape_id"))?;
+            sh.num_samples = Some(rest.trim().parse::<usize>().map_err(|_| {
+                bad(
+                    path,
+                    ln,
+                    format!("num_samples `{}` is not a whole number", rest.trim()),
+                )
+            })?);
+        } else {
+            let sh = self
+                .shape
+                .as_mut()
+                .ok_or_else(|| bad(path, ln, "shape samples before any shape_id"))?;
+            if sh.num_samples.is_none() {
+                return Err(bad(path, ln, "shape samples before num_samples"));
+            }
+            for t in line.split_whitespace() {
+                let x: f64 = t
+                    .parse()
+                    .ok()
+                    .filter(|x: &f64| x.is_finite())
+                    .ok_or_else(|| {
+                        bad(
+                            path,
+                            ln,
+                            format!("shape sample `{t}` is not a finite number"),
+                        )
+                    })?;
+                sh.samples.push(x);
+            }
+        }
+        Ok(())
+    }
+
+    /// Decompress the shape being read, if any, into the file's shapes.
+    fn finish_shape(&mut self) -> Result<()> {
+        let path = self.path;
+        if let Some(PendingShape {
+            id: sid,
+            num_samples: n,
+            samples: data,
+            line,
+        }) = self.shape.take()
+        {
+            let n = n.ok_or_else(|| bad(path, line, format!("shape {sid} has no num_samples")))?;
+            let w = decompress_shape(&data, n)
+                .map_err(|e| bad(path, line, format!("shape {sid}: {e}")))?;
+            self.s.shapes.insert(sid, w);
+        }
+        Ok(())
+    }
+
+    /// Check the version and that every block's RF event and shapes are defined (errors name the
+    /// last line, `n_lines`).
+    fn finish(self, n_lines: usize) -> Result<SeqFile> {
+        let (path, mut s) = (self.path, self.s);
+        match self.version {
+            [Some(1), Some(4), r] => s.version = (1, 4, r.unwrap_or(0)),
+            [Some(a), Some(b), _] => {
                 return Err(bad(
                     path,
                     n_lines,
-                    format!(
-                        "RF event {} has a time shape ({}): only the regular RF raster is supported",
-                        b.rf, ev.time_id
-                    ),
+                    format!("version {a}.{b} is not supported (Pulseq 1.4.x)"),
                 ));
             }
-            for (what, sid) in [("magnitude", ev.mag_id), ("phase", ev.phase_id)] {
-                if !s.shapes.contains_key(&sid) {
-                    return Err(bad(
-                        path,
-                        n_lines,
-                        format!(
-                            "RF event {} uses {what} shape {sid} that [SHAPES] does not define (truncated file?)",
-                            b.rf
-                        ),
-                    ));
-                }
-            }
-            if s.shapes[&ev.mag_id].len() != s.shapes[&ev.phase_id].len() {
+            _ => {
                 return Err(bad(
                     path,
                     n_lines,
-                    format!(
-                        "RF event {}: magnitude and phase shapes differ in length",
-                        b.rf
-                    ),
+                    "no [VERSION] with major and minor (truncated file?)",
                 ));
             }
         }
+        if s.blocks.is_empty() {
+            return Err(bad(path, n_lines, "no [BLOCKS] (truncated file?)"));
+        }
+        for b in &s.blocks {
+            check_block_rf(&s, b, path, n_lines)?;
+        }
+        Ok(s)
     }
-    Ok(s)
+}
+
+/// A block's RF event (if any) must be defined, on the regular raster, with magnitude and phase
+/// shapes of one length.
+fn check_block_rf(s: &SeqFile, b: &Block, path: &Path, n_lines: usize) -> Result<()> {
+    if b.rf == 0 {
+        return Ok(());
+    }
+    let ev = s.rf.get(&b.rf).ok_or_else(|| {
+        bad(
+            path,
+            n_lines,
+            format!(
+                "block {} uses RF event {} that [RF] does not define",
+                b.num, b.rf
+            ),
+        )
+    })?;
+    if ev.time_id != 0 {
+        return Err(bad(
+            path,
+            n_lines,
+            format!(
+                "RF event {} has a time shape ({}): only the regular RF raster is supported",
+                b.rf, ev.time_id
+            ),
+        ));
+    }
+    for (what, sid) in [("magnitude", ev.mag_id), ("phase", ev.phase_id)] {
+        if !s.shapes.contains_key(&sid) {
+            return Err(bad(
+                path,
+                n_lines,
+                format!(
+                    "RF event {} uses {what} shape {sid} that [SHAPES] does not define (truncated file?)",
+                    b.rf
+                ),
+            ));
+        }
+    }
+    if s.shapes[&ev.mag_id].len() != s.shapes[&ev.phase_id].len() {
+        return Err(bad(
+            path,
+            n_lines,
+            format!(
+                "RF event {}: magnitude and phase shapes differ in length",
+                b.rf
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl SeqFile {
