@@ -22,15 +22,15 @@ enum Command {
     /// Run the whole method on the embedded default data and write a report.
     Demo(cli::demo::DemoArgs),
     /// Write an analytic test subject (pelvis-like body, 8 closed-form channels) as a field set.
-    Synth(cli::commands::SynthArgs),
+    Synth(cli::exact_sar::SynthArgs),
     /// Combine per-channel B1+ for a drive (Eq. 1), optionally as a scanner would measure it.
-    Combine(cli::commands::CombineArgs),
+    Combine(cli::exact_sar::CombineArgs),
     /// SAR10g map and pSAR10g of a drive (from E fields or Q10g), or the VOP bound (from VOPs).
-    Sar(cli::commands::SarArgs),
+    Sar(cli::exact_sar::SarArgs),
     /// Q10g matrices of a field set (IEC/IEEE 62704-1 cubes).
-    Qmatrix(cli::commands::QmatrixArgs),
+    Qmatrix(cli::exact_sar::QmatrixArgs),
     /// Compress Q10g matrices into VOPs with a bounded overestimation.
-    Vop(cli::commands::VopArgs),
+    Vop(cli::exact_sar::VopArgs),
     /// Write parametric pelvis subjects (one .npz each, subject 0 generic) and their manifest.
     Phantom(cli::phantom::PhantomArgs),
     /// Per-channel FDTD of a coil array around a subject -> field set (B1+, E per 1 W accepted).
@@ -54,7 +54,7 @@ enum Command {
     /// Export one channel of a pulse as a Pulseq .seq file (one RF event per period).
     PulseExportSeq(cli::pulse::PulseExportArgs),
     /// Export a field set's maps (B1+ magnitude, density, conductivity, labels) to NIfTI.
-    Export(cli::commands::ExportArgs),
+    Export(cli::exact_sar::ExportArgs),
     /// Summarise an input file (B1+ maps, masks, VOP files, field sets, drives...) as b1sar reads it.
     Inspect(cli::inspect::InspectArgs),
     /// Measure throughput figures (10 g averaging, Q10g, batched SAR, VOP compression).
@@ -73,12 +73,12 @@ fn main() -> ExitCode {
     let out = cli::Output { json: cli.json };
     let result = match cli.command {
         Command::Demo(a) => cli::demo::run(a, &out),
-        Command::Synth(a) => cli::commands::synth(a, &out),
-        Command::Combine(a) => cli::commands::combine(a, &out),
-        Command::Sar(a) => cli::commands::sar(a, &out),
-        Command::Qmatrix(a) => cli::commands::qmatrix(a, &out),
-        Command::Vop(a) => cli::commands::vop(a, &out),
-        Command::Export(a) => cli::commands::export(a, &out),
+        Command::Synth(a) => cli::exact_sar::synth(a, &out),
+        Command::Combine(a) => cli::exact_sar::combine(a, &out),
+        Command::Sar(a) => cli::exact_sar::sar(a, &out),
+        Command::Qmatrix(a) => cli::exact_sar::qmatrix(a, &out),
+        Command::Vop(a) => cli::exact_sar::vop(a, &out),
+        Command::Export(a) => cli::exact_sar::export(a, &out),
         Command::Simulate(a) => cli::simulate::run(a, &out),
         Command::Phantom(a) => cli::phantom::run(a, &out),
         Command::Population(a) => cli::population::run(a, &out),

@@ -125,6 +125,45 @@ pub fn parse_drive(arg: &str) -> Result<Drive> {
     Drive::from_power_phase(&power, &phase)
 }
 
+/// Parse N comma-separated positive integers ("Z,Y,X", "H,W").
+pub(crate) fn parse_usizes<const N: usize>(s: &str) -> std::result::Result<[usize; N], String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|x| x.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("expected {N} comma-separated integers: {e}"))?;
+    let arr: [usize; N] = v
+        .try_into()
+        .map_err(|v: Vec<usize>| format!("expected {N} values, got {}", v.len()))?;
+    if arr.contains(&0) {
+        return Err(format!("expected {N} positive values, got {arr:?}"));
+    }
+    Ok(arr)
+}
+
+/// Parse "Z,Y,X".
+pub(crate) fn parse_shape(s: &str) -> std::result::Result<[usize; 3], String> {
+    parse_usizes::<3>(s)
+}
+
+pub(crate) fn positive(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("expected a finite value > 0, got {v}"))
+    }
+}
+
+pub(crate) fn non_negative(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("expected a finite value >= 0, got {v}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -435,19 +435,16 @@ fn evaluate_subject(
             let i = zs
                 .binary_search(&info.slice_z)
                 .expect("zs holds every val slice");
-            for r in 0..h {
-                for c in 0..w {
-                    let (y, x) = (oy + r as isize, ox + c as isize);
-                    if y >= 0
-                        && x >= 0
-                        && (y as usize) < ny
-                        && (x as usize) < nx
-                        && tissue[[i, y as usize, x as usize]]
-                    {
-                        p[[i, y as usize, x as usize]] = pred[(row * h + r) * w + c] as f64 * unit;
-                    }
-                }
-            }
+            let crop =
+                ndarray::ArrayView2::from_shape((h, w), &pred[row * h * w..(row + 1) * h * w])
+                    .expect("the network output holds h x w pixels per sample");
+            b1sar::dataset::uncrop(
+                crop,
+                [oy, ox],
+                unit,
+                p.index_axis_mut(Axis(0), i),
+                |y, x| tissue[[i, y, x]],
+            );
         }
         let cmp = compare_volume(truth.view(), p.view(), tissue.view())?;
         slices.extend(zs.iter().zip(&cmp.slices).map(|(z, c)| SliceRecord {

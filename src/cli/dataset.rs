@@ -46,7 +46,7 @@ pub struct DatasetArgs {
 }
 
 fn parse_hw(s: &str) -> std::result::Result<[usize; 2], String> {
-    super::commands::parse_usizes::<2>(s)
+    super::args::parse_usizes::<2>(s)
 }
 
 pub fn run(a: DatasetArgs, out: &Output) -> Result<()> {

@@ -138,39 +138,12 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
     } else {
         None
     };
-    let mut net_json = serde_json::Value::Null;
-    let mut net_row: Option<(String, String)> = None;
-    if let Some((model, sf_used)) = &network {
-        let sf = sf_used.value;
-        out.line(format!(
-            "network safety factor {sf:.3} ({})",
-            sf_used.source.describe()
-        ));
-        let pb = spinner("network prediction (cGAN, CPU)");
-        let ns = demo::network_stage(model, *sf_used, &f, &e, &rd.drives, &shim)?;
-        pb.finish_and_clear();
-        files.extend(network_figures(dir, &f, &ns, sf)?);
-        let s = &ns.section;
-        out.line(format!(
-            "cGAN on the prostate slice ({} drives, {:.1} ms each): pSAR over-estimation {:+.1} %, P(under) {:.0} %; with the model's SF {sf:.2}: {}/{} drives covered",
-            s.drives,
-            s.ms_per_prediction,
-            100.0 * s.mean_overestimation,
-            100.0 * s.p_underestimation,
-            s.covered_by_sf,
-            s.drives
-        ));
-        net_row = Some((
-            "cGAN on the prostate slice: over-est.; P(under); SF (model / here)".into(),
-            format!(
-                "{:+.1} %; {:.0} %; {sf:.2} / {:.2}",
-                100.0 * s.mean_overestimation,
-                100.0 * s.p_underestimation,
-                s.safety_factor_here
-            ),
-        ));
-        net_json = serde_json::to_value(s)?;
-    }
+    let (net_json, net_row) = match &network {
+        Some((model, sf_used)) => {
+            network_section(dir, &f, &e, &rd, &shim, model, *sf_used, &mut files, out)?
+        }
+        None => (serde_json::Value::Null, None),
+    };
 
     // 6. Time-averaged SAR of the shipped pulses (TR 10 ms): exact Q10g and VOPs (covariance path),
     //    the network with its safety factor (per-step batched inference and the eigen fast path),
@@ -279,6 +252,50 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
     result["output_paths"] = json!(files);
     out.result(result);
     Ok(())
+}
+
+/// Stage 4 with its figures and lines: the report's JSON section and its Markdown row.
+#[allow(clippy::too_many_arguments)]
+fn network_section(
+    dir: &Path,
+    f: &FieldSet,
+    e: &demo::Exact,
+    rd: &demo::RandomDrives,
+    shim: &demo::ShimStage,
+    model: &NetworkSar,
+    sf_used: b1sar::net::SafetyFactor,
+    files: &mut Vec<PathBuf>,
+    out: &Output,
+) -> Result<(serde_json::Value, Option<(String, String)>)> {
+    let sf = sf_used.value;
+    out.line(format!(
+        "network safety factor {sf:.3} ({})",
+        sf_used.source.describe()
+    ));
+    let pb = spinner("network prediction (cGAN, CPU)");
+    let ns = demo::network_stage(model, sf_used, f, e, &rd.drives, shim)?;
+    pb.finish_and_clear();
+    files.extend(network_figures(dir, f, &ns, sf)?);
+    let s = &ns.section;
+    out.line(format!(
+        "cGAN on the prostate slice ({} drives, {:.1} ms each): pSAR over-estimation {:+.1} %, P(under) {:.0} %; with the model's SF {sf:.2}: {}/{} drives covered",
+        s.drives,
+        s.ms_per_prediction,
+        100.0 * s.mean_overestimation,
+        100.0 * s.p_underestimation,
+        s.covered_by_sf,
+        s.drives
+    ));
+    let net_row = Some((
+        "cGAN on the prostate slice: over-est.; P(under); SF (model / here)".into(),
+        format!(
+            "{:+.1} %; {:.0} %; {sf:.2} / {:.2}",
+            100.0 * s.mean_overestimation,
+            100.0 * s.p_underestimation,
+            s.safety_factor_here
+        ),
+    ));
+    Ok((serde_json::to_value(s)?, net_row))
 }
 
 /// |B1+| of the shim and its emulated DREAM map, exact SAR10g slice and MIP, NIfTI and drive.

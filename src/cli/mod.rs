@@ -2,12 +2,13 @@
 
 pub mod args;
 pub mod bench;
-pub mod commands;
 pub mod cv;
 pub mod dataset;
 pub mod demo;
+pub mod exact_sar;
 pub mod inspect;
 pub mod optimize;
+mod output;
 pub mod phantom;
 pub mod population;
 pub mod predict;
@@ -15,58 +16,4 @@ pub mod pulse;
 pub mod simulate;
 pub mod train;
 
-use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
-use std::time::Duration;
-
-/// Where results go: one JSON object on stdout with `--json`, human lines otherwise.
-pub struct Output {
-    pub json: bool,
-}
-
-impl Output {
-    /// A human line (stdout without `--json`, stderr with it so stdout stays one JSON object).
-    pub fn line(&self, s: impl AsRef<str>) {
-        if self.json {
-            eprintln!("{}", s.as_ref());
-        } else {
-            println!("{}", s.as_ref());
-        }
-    }
-
-    /// The final machine-readable result (printed only with `--json`).
-    pub fn result(&self, v: Value) {
-        if self.json {
-            println!(
-                "{}",
-                serde_json::to_string(&v).expect("JSON values serialise")
-            );
-        }
-    }
-}
-
-/// A spinner on stderr for a step of unknown length.
-pub fn spinner(msg: &str) -> ProgressBar {
-    let pb = ProgressBar::new_spinner();
-    pb.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{elapsed_precise}]")
-            .expect("valid template"),
-    );
-    pb.set_message(msg.to_string());
-    pb.enable_steady_tick(Duration::from_millis(120));
-    pb
-}
-
-/// A progress bar on stderr with `len` steps.
-pub fn bar(len: u64, msg: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{msg:24} [{bar:30}] {pos}/{len} [{elapsed_precise} < {eta_precise}]",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    pb.set_message(msg.to_string());
-    pb
-}
+pub use output::{Output, bar, load_fields, spinner};

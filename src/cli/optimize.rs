@@ -202,54 +202,19 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
             format!("{}", a.sar_limit)
         ));
     }
-    let f = super::commands::load_fields(a.fields.as_ref().ok_or_else(|| {
+    let f = super::load_fields(a.fields.as_ref().ok_or_else(|| {
         Error::usage(
             "--fields | --b1",
             "`optimize` needs a field set (--fields F.npz) or scanner maps (--b1 B1.nii.gz)",
         )
     })?)?;
-    let (idx, amat) = match (&a.roi, &a.roi_mask) {
-        (Some(name), None) => {
-            let label = b1sar::tissue::by_name(name)?.label;
-            roi_from_fields(&f, Some(label), None)?
-        }
-        (None, Some(p)) => {
-            roi_from_fields(&f, None, Some(&load_mask(p)?)).map_err(|e| e.in_file(p))?
-        }
-        _ => bail!(Error::invalid(
-            "region of interest",
-            "--roi TISSUE or --roi-mask FILE",
-            "neither"
-        )),
-    };
+    let (idx, amat) = field_roi(&a, &f)?;
     let spec = a.model.spec();
     let kind = spec.kind();
     let n = f.n_channels();
     // A static shim, or per-subpulse shims of a pulse (pattern: small-tip flip angle in rad).
     let pulse_case = load_pulse_case(&a, kind, n)?;
-    let (sys, w) = match &pulse_case {
-        Some((pulse, sp, tr)) => {
-            let g = f.grid();
-            let pos: Vec<[f64; 3]> = idx
-                .iter()
-                .map(|i| {
-                    let p = g.position_m(g.unflat(*i));
-                    [p[2], p[1], p[0]]
-                })
-                .collect();
-            (
-                sp.system(pulse, amat.view(), &pos, *tr)?,
-                sp.block_weights(pulse, *tr),
-            )
-        }
-        None => (ShimSystem::static_shim(amat)?, vec![1.0]),
-    };
-    let target_t = match (&pulse_case, a.target_ut, a.target_flip_deg) {
-        (Some(_), _, Some(deg)) => deg.to_radians(),
-        (Some((_, sp, _)), _, None) => sys.stats(&sp.amplitudes()).mean_t,
-        (None, Some(t), _) => t / T_TO_UT,
-        (None, None, _) => sys.stats(&vec![Complex64::new(1.0, 0.0); n]).mean_t,
-    };
+    let (sys, w, target_t) = shim_system(&a, &f, &idx, amat, pulse_case.as_ref())?;
     let obj = a.objective.at(target_t);
 
     // The model, and the exact Q10g when the field set has E (whole-body limit, exact report).
@@ -417,6 +382,60 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The region of interest of a field set: its voxel indices and B1+ rows.
+fn field_roi(a: &OptimizeArgs, f: &FieldSet) -> Result<(Vec<usize>, ndarray::Array2<Complex64>)> {
+    Ok(match (&a.roi, &a.roi_mask) {
+        (Some(name), None) => {
+            let label = b1sar::tissue::by_name(name)?.label;
+            roi_from_fields(f, Some(label), None)?
+        }
+        (None, Some(p)) => {
+            roi_from_fields(f, None, Some(&load_mask(p)?)).map_err(|e| e.in_file(p))?
+        }
+        _ => bail!(Error::invalid(
+            "region of interest",
+            "--roi TISSUE or --roi-mask FILE",
+            "neither"
+        )),
+    })
+}
+
+/// The shim system (static, or per sub-pulse of a pulse), its block weights and the target (T for
+/// |B1+|, rad for a pulse's small-tip flip).
+fn shim_system(
+    a: &OptimizeArgs,
+    f: &FieldSet,
+    idx: &[usize],
+    amat: ndarray::Array2<Complex64>,
+    pulse_case: Option<&PulseCase>,
+) -> Result<(ShimSystem, Vec<f64>, f64)> {
+    let n = f.n_channels();
+    let (sys, w) = match pulse_case {
+        Some((pulse, sp, tr)) => {
+            let g = f.grid();
+            let pos: Vec<[f64; 3]> = idx
+                .iter()
+                .map(|i| {
+                    let p = g.position_m(g.unflat(*i));
+                    [p[2], p[1], p[0]]
+                })
+                .collect();
+            (
+                sp.system(pulse, amat.view(), &pos, *tr)?,
+                sp.block_weights(pulse, *tr),
+            )
+        }
+        None => (ShimSystem::static_shim(amat)?, vec![1.0]),
+    };
+    let target_t = match (pulse_case, a.target_ut, a.target_flip_deg) {
+        (Some(_), _, Some(deg)) => deg.to_radians(),
+        (Some((_, sp, _)), _, None) => sys.stats(&sp.amplitudes()).mean_t,
+        (None, Some(t), _) => t / T_TO_UT,
+        (None, None, _) => sys.stats(&vec![Complex64::new(1.0, 0.0); n]).mean_t,
+    };
+    Ok((sys, w, target_t))
 }
 
 /// A pulse whose sub-pulse shims are optimised: the pulse, its sub-pulses and the TR (s).
@@ -934,108 +953,4 @@ fn scanner_outputs(
     )?;
     paths.push(p);
     Ok(paths)
-}
-
-/// `b1sar bench optimize`: phase-only and magnitude + phase shims of an analytic 8-channel subject
-/// over `roi_voxels` ROI voxels under its own VOPs (compressed at 5 %), timed.
-pub fn bench(roi_voxels: usize, dump: Option<&Path>, out: &Output) -> Result<()> {
-    use b1sar::sar::Averager;
-    use b1sar::synth::{SynthSpec, pelvis_fieldset};
-    let pb = spinner("analytic subject, Q10g and VOPs");
-    let f = pelvis_fieldset(&SynthSpec::pelvis([40, 56, 64], 0.005))?;
-    let av = Averager::new(*f.grid(), f.rho().view())?;
-    let q = Q10g::compute(&f, &av, &|_, _| {})?;
-    let vops = VopSet::compress(&q, 0.05, &|_, _| {})?;
-    pb.finish_and_clear();
-    // ROI: the body voxels closest to the central slice, `roi_voxels` of them.
-    let g = *f.grid();
-    let zc = g.shape[0] / 2;
-    let mut body: Vec<usize> = f
-        .body_mask()
-        .iter()
-        .enumerate()
-        .filter_map(|(i, b)| b.then_some(i))
-        .collect();
-    body.sort_by_key(|i| (g.unflat(*i)[0].abs_diff(zc), *i));
-    if body.len() < roi_voxels {
-        bail!(Error::invalid(
-            "--roi-voxels",
-            format!("at most {} (the analytic body)", body.len()),
-            format!("{roi_voxels}")
-        ));
-    }
-    body.truncate(roi_voxels);
-    let mut mask = ndarray::Array3::from_elem(g.shape, false);
-    for i in &body {
-        let [z, y, x] = g.unflat(*i);
-        mask[[z, y, x]] = true;
-    }
-    let (_, amat) = roi_from_fields(&f, None, Some(&mask))?;
-    let sys = ShimSystem::static_shim(amat)?;
-    let n = f.n_channels();
-    let target_t = sys.stats(&vec![Complex64::new(1.0, 0.0); n]).mean_t;
-    let obj = Objective::Cv { target_t };
-    let local = QuadraticLimit::new("VOP", vops.packed().to_owned(), 1.0, 1.0, &[1.0])?;
-    // A binding limit: halfway between the least VOP SAR reachable at the target mean |B1+| (the
-    // efficiency optimum) and the VOP SAR of the unconstrained phase-only CV optimum.
-    let phase_only = Settings {
-        start: Start::PhaseOnly,
-        ..Settings::default()
-    };
-    let free = optimize(&obj, &sys, &[], &phase_only)?;
-    let least = optimize(
-        &Objective::Efficiency { target_t },
-        &sys,
-        &[&local as &dyn Limit],
-        &phase_only,
-    )?;
-    let (lo, hi) = (least.limits[0].value, local.exact(&free.amplitudes)?);
-    let local = local.with_limit(0.5 * (lo + hi))?;
-    if let Some(path) = dump {
-        // The same problem for an outside implementation (benches/scipy_shim.py).
-        let a = sys.pattern_matrix();
-        let mut z = io::NpzOut::create(path, false)?;
-        z.add("a_re", &a.mapv(|v| v.re))?;
-        z.add("a_im", &a.mapv(|v| v.im))?;
-        z.add("vop_packed", &vops.packed().to_owned())?;
-        z.add("target_t", &ndarray::arr1(&[target_t]))?;
-        z.add("limit", &ndarray::arr1(&[0.5 * (lo + hi)]))?;
-        z.finish()?;
-        out.line(format!("wrote the problem to {}", path.display()));
-    }
-    out.line(format!(
-        "VOP SAR at the target mean |B1+|: {lo:.4} (least, phase-only) .. {hi:.4} (free CV optimum); limit {:.4}",
-        0.5 * (lo + hi)
-    ));
-    let mut rows = Vec::new();
-    for (name, start, starts) in [
-        ("phase-only, 1 start", Start::PhaseOnly, 1),
-        ("phase-only, 8 starts", Start::PhaseOnly, 8),
-        ("magnitude+phase, 8 starts", Start::MagnitudePhase, 8),
-    ] {
-        let settings = Settings {
-            start,
-            starts,
-            ..Settings::default()
-        };
-        let r = optimize(&obj, &sys, &[&local as &dyn Limit], &settings)?;
-        out.line(format!(
-            "{name:28} {:8.3} s  {:6} evaluations  CV {:.4} (zero phase {:.4})  VOP SAR / limit {:.4}  {}",
-            r.seconds,
-            r.evaluations,
-            r.objective,
-            r.zero_phase_objective,
-            r.limits[0].value / r.limits[0].limit,
-            if r.feasible { "feasible" } else { "INFEASIBLE" }
-        ));
-        rows.push(json!({"case": name, "seconds": r.seconds, "evaluations": r.evaluations, "cv": r.objective, "zero_phase_cv": r.zero_phase_objective, "limit_ratio": r.limits[0].value / r.limits[0].limit, "feasible": r.feasible}));
-    }
-    out.line(format!(
-        "{} ROI voxels, {n} channels, {} VOPs (of {} Q10g matrices), limit halfway between the least reachable and the free optimum's",
-        sys.n_voxels(),
-        vops.len(),
-        q.len()
-    ));
-    out.result(json!({"roi_voxels": sys.n_voxels(), "channels": n, "vops": vops.len(), "q_matrices": q.len(), "runs": rows}));
-    Ok(())
 }

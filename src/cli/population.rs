@@ -256,9 +256,26 @@ pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
         "elapsed_s": t0.elapsed().as_secs_f64(),
     });
     io::write_json(&a.out.join("population.json"), &result)?;
+    population_plots(&a, &rows, &all_psar, bmi_of.is_empty())?;
+    let md = summary_md(&a, &rows, &all_psar, pooled_conv.as_ref(), &scatter)?;
+    io::write_atomic(&a.out.join("summary.md"), |w| {
+        std::io::Write::write_all(w, md.as_bytes())
+    })?;
+    out.line(md);
+    out.result(result);
+    Ok(())
+}
+
+/// The pooled pSAR10g histogram and pSAR10g per subject (against BMI when known).
+fn population_plots(
+    a: &PopulationArgs,
+    rows: &[Row],
+    all_psar: &[f64],
+    no_bmi: bool,
+) -> Result<()> {
     plot::histogram_png(
         &a.out.join("psar_histogram.png"),
-        &all_psar,
+        all_psar,
         40,
         &format!(
             "pSAR10g, {} subjects x {} drives ({} W/ch)",
@@ -273,11 +290,7 @@ pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
         .enumerate()
         .map(|(i, r)| r.bmi.unwrap_or(i as f64))
         .collect();
-    let x_label = if bmi_of.is_empty() {
-        "subject"
-    } else {
-        "BMI (kg/m^2)"
-    };
+    let x_label = if no_bmi { "subject" } else { "BMI (kg/m^2)" };
     let series = |value: fn(&Summary) -> f64| -> Vec<(f64, f64)> {
         let mut v: Vec<(f64, f64)> = rows
             .iter()
@@ -299,7 +312,23 @@ pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
         "pSAR10g (W/kg)",
         false,
     )?;
-    let md = format!(
+    Ok(())
+}
+
+/// summary.md (and the conventional scatter when a generic subject was given).
+fn summary_md(
+    a: &PopulationArgs,
+    rows: &[Row],
+    all_psar: &[f64],
+    pooled_conv: Option<&Conventional>,
+    scatter: &[(f64, f64)],
+) -> Result<String> {
+    let pooled = summarize(all_psar)?;
+    let subj_p999: Vec<f64> = rows.iter().map(|r| r.psar.p999).collect();
+    let in_1_4 = fraction_in_paper_range(all_psar);
+    let b1_means: Vec<f64> = rows.iter().map(|r| r.b1_ut.mean).collect();
+    let aligned: Vec<f64> = rows.iter().map(|r| r.aligned_ut).collect();
+    let mut md = format!(
         "# Simulated population: SAR and B1+ for random-phase drives\n\n\
          {} subjects x {} random-phase drives of {} W per channel (seed {}).\n\n\
          | figure | here | paper (Meliadò 2020) |\n|---|---|---|\n\
@@ -327,12 +356,11 @@ pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
         min(&aligned),
         max(&aligned),
     );
-    let mut md = md;
-    if let Some(c) = &pooled_conv {
+    if let Some(c) = pooled_conv {
         let g = a.generic.as_deref().unwrap_or(std::path::Path::new(""));
         plot::scatter_png(
             &a.out.join("conventional_scatter.png"),
-            &scatter,
+            scatter,
             &format!(
                 "Conventional approach: generic subject vs each subject ({} drives)",
                 scatter.len()
@@ -379,12 +407,7 @@ pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
             max(&sfs),
         ));
     }
-    io::write_atomic(&a.out.join("summary.md"), |w| {
-        std::io::Write::write_all(w, md.as_bytes())
-    })?;
-    out.line(md);
-    out.result(result);
-    Ok(())
+    Ok(md)
 }
 
 fn scale(s: &Summary, k: f64) -> Summary {

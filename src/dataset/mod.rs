@@ -449,13 +449,38 @@ impl<'a> SampleMaker<'a> {
     pub fn to_grid(&self, pixels: ndarray::ArrayView2<'_, f32>) -> ndarray::Array2<f64> {
         let g = self.f.grid();
         let mut out = ndarray::Array2::<f64>::zeros((g.shape[1], g.shape[2]));
-        for ((r, c), v) in pixels.indexed_iter() {
-            let (y, x) = (self.origin[0] + r as isize, self.origin[1] + c as isize);
-            if y >= 0 && x >= 0 && (y as usize) < g.shape[1] && (x as usize) < g.shape[2] {
-                out[[y as usize, x as usize]] = *v as f64 * self.cfg.sar_unit_w_per_kg;
-            }
-        }
+        uncrop(
+            pixels,
+            self.origin,
+            self.cfg.sar_unit_w_per_kg,
+            out.view_mut(),
+            |_, _| true,
+        );
         out
+    }
+}
+
+/// Place an [H, W] network output (target units) whose pixel (0, 0) sits at `origin` [y, x] of a
+/// slice back onto that slice (`out`, [y, x], W/kg = value x `unit`), where `keep(y, x)`; pixels
+/// that fall outside the slice are dropped. The inverse of the dataset's crop.
+pub fn uncrop(
+    pixels: ndarray::ArrayView2<'_, f32>,
+    origin: [isize; 2],
+    unit: f64,
+    mut out: ndarray::ArrayViewMut2<'_, f64>,
+    keep: impl Fn(usize, usize) -> bool,
+) {
+    let (ny, nx) = out.dim();
+    for ((r, c), v) in pixels.indexed_iter() {
+        let (y, x) = (origin[0] + r as isize, origin[1] + c as isize);
+        if y >= 0
+            && x >= 0
+            && (y as usize) < ny
+            && (x as usize) < nx
+            && keep(y as usize, x as usize)
+        {
+            out[[y as usize, x as usize]] = *v as f64 * unit;
+        }
     }
 }
 

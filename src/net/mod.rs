@@ -25,9 +25,9 @@ mod checkpoint;
 mod discriminator;
 mod fit;
 mod generator;
+mod infer;
 pub mod loss;
 mod model_info;
-mod predict;
 mod train;
 
 pub use burn::tensor::Device;
@@ -35,9 +35,9 @@ pub use checkpoint::{load_generator, save_generator};
 pub use discriminator::{Discriminator, DiscriminatorConfig};
 pub use fit::{EpochMetrics, FitEvent, FitPlan, FitReport, Schedule, Variant, fit, metrics};
 pub use generator::{Generator, GeneratorConfig};
+pub use infer::{input_tensor, predict};
 pub use loss::LossConfig;
 pub use model_info::{MODEL_INFO_FILE, ModelInfo, SafetyFactor, SafetyFactorSource};
-pub use predict::{input_tensor, predict};
 pub use train::{StepLosses, Trainer, TrainerConfig};
 
 use std::sync::{Mutex, PoisonError};

@@ -21,7 +21,7 @@ pub struct NetworkSar {
     device: Device,
     /// Sample settings of the training data (size, stack, noise, units, drive power).
     pub config: DatasetConfig,
-    /// The model's description (`model.json`): subjects, safety factor.
+    /// The model's description ([`ModelInfo`]): subjects, safety factor.
     pub info: ModelInfo,
     /// Nominal |B1+| (T, at the training power) of the measurement, when known (e.g. from the
     /// scanner's DREAM settings); otherwise calibrated from the maps like the dataset.
@@ -35,7 +35,7 @@ const DRIVES_PER_CALL: usize = 128;
 const CALIBRATION_DRIVES: usize = 64;
 
 impl NetworkSar {
-    /// Load `model/` written by `b1sar train` (generator weights and config, `model.json`).
+    /// Load `model/` written by `b1sar train` (generator weights and config, its [`ModelInfo`]).
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let g = load_generator(dir, device)?;
         let info = ModelInfo::load(dir)?;

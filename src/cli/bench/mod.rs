@@ -1,5 +1,8 @@
 //! `b1sar bench`: throughput figures on a synthetic body-like grid (never asserted in tests).
 
+mod optimize;
+mod pulse;
+
 use super::{Output, spinner};
 use anyhow::Result;
 use b1sar::Drive;
@@ -72,9 +75,9 @@ pub fn run(a: BenchArgs, out: &Output) -> Result<()> {
         BenchWhat::Fdtd => return fdtd(&a, out),
         BenchWhat::Infer => return infer(&a, out),
         BenchWhat::Train => return train_step(&a, out),
-        BenchWhat::Pulse => return super::pulse::bench(a.voxels, &a.device, out),
+        BenchWhat::Pulse => return pulse::bench(a.voxels, &a.device, out),
         BenchWhat::Optimize => {
-            return super::optimize::bench(a.roi_voxels, a.dump.as_deref(), out);
+            return optimize::bench(a.roi_voxels, a.dump.as_deref(), out);
         }
         BenchWhat::Sar => {}
     }

@@ -3,10 +3,10 @@
 //! and the working folder replaced by `{w}`; `compare` reports every difference between two records.
 //!
 //! ```sh
-//! cargo build --release && cargo run --release --example golden -- record /tmp/golden-before
+//! cargo build --release && cargo bench --bench golden -- record /tmp/golden-before
 //! # ... change the code ...
-//! cargo build --release && cargo run --release --example golden -- record /tmp/golden-after
-//! cargo run --release --example golden -- compare /tmp/golden-before /tmp/golden-after
+//! cargo build --release && cargo bench --bench golden -- record /tmp/golden-after
+//! cargo bench --bench golden -- compare /tmp/golden-before /tmp/golden-after
 //! ```
 //!
 //! The commands: `demo --quick`, `pulse-sar` on every shipped pulse (exact, and the network), `optimize`
@@ -301,7 +301,16 @@ fn compare(a: &Path, b: &Path) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    match Args::parse().what {
+    // `cargo bench` runs every bench target with a trailing `--bench`: without a subcommand there is
+    // nothing to measure here (the comparison is run by hand around a refactor).
+    let args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
+    if args.len() == 1 {
+        println!(
+            "golden: nothing to do (use `cargo bench --bench golden -- record DIR` or `compare A B`)"
+        );
+        return Ok(());
+    }
+    match Args::parse_from(args).what {
         What::Record { dir, bin } => record(&dir, &bin),
         What::Compare { a, b } => compare(&a, &b),
     }

@@ -1,6 +1,7 @@
 //! The exact-SAR subcommands: synth, combine, sar, qmatrix, vop, export.
 
-use super::{Output, bar, spinner};
+use super::args::{non_negative, parse_shape, positive};
+use super::{Output, bar, load_fields, spinner};
 use anyhow::{Result, bail};
 use b1sar::field::MeasurementModel;
 use b1sar::sar::vop::AmplitudeUnit;
@@ -11,54 +12,8 @@ use b1sar::{Drive, Error, FieldSet, io, scanner};
 use clap::{Args, ValueEnum};
 use ndarray::{Array3, Array4, Axis};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
-
-/// Parse N comma-separated positive integers ("Z,Y,X", "H,W").
-pub(crate) fn parse_usizes<const N: usize>(s: &str) -> std::result::Result<[usize; N], String> {
-    let v: Vec<usize> = s
-        .split(',')
-        .map(|x| x.trim().parse::<usize>())
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| format!("expected {N} comma-separated integers: {e}"))?;
-    let arr: [usize; N] = v
-        .try_into()
-        .map_err(|v: Vec<usize>| format!("expected {N} values, got {}", v.len()))?;
-    if arr.contains(&0) {
-        return Err(format!("expected {N} positive values, got {arr:?}"));
-    }
-    Ok(arr)
-}
-
-/// Parse "Z,Y,X".
-fn parse_shape(s: &str) -> std::result::Result<[usize; 3], String> {
-    parse_usizes::<3>(s)
-}
-
-fn positive(s: &str) -> std::result::Result<f64, String> {
-    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if v.is_finite() && v > 0.0 {
-        Ok(v)
-    } else {
-        Err(format!("expected a finite value > 0, got {v}"))
-    }
-}
-
-fn non_negative(s: &str) -> std::result::Result<f64, String> {
-    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if v.is_finite() && v >= 0.0 {
-        Ok(v)
-    } else {
-        Err(format!("expected a finite value >= 0, got {v}"))
-    }
-}
-
-pub(crate) fn load_fields(path: &Path) -> Result<FieldSet> {
-    let pb = spinner(&format!("loading {}", path.display()));
-    let f = FieldSet::load(path);
-    pb.finish_and_clear();
-    Ok(f?)
-}
 
 fn load_drive(arg: &str) -> Result<Drive> {
     Ok(super::args::parse_drive(arg)?)
