@@ -638,3 +638,18 @@ pub fn centre_phase_shim(f: &FieldSet, at: [usize; 3]) -> Result<Drive> {
         .collect();
     Drive::from_power_phase(&vec![1.0; f.n_channels()], &phases)
 }
+
+/// Mean and standard deviation of |B1+| (µT) over the voxels where `mask` is true (0, 0 for an
+/// empty mask): the homogeneity figures of a shim.
+pub fn masked_b1_stats_ut(b1: &Array3<Complex64>, mask: &Array3<bool>) -> (f64, f64) {
+    let mags: Vec<f64> = b1
+        .iter()
+        .zip(mask.iter())
+        .filter(|(_, m)| **m)
+        .map(|(c, _)| c.norm() * crate::units::T_TO_UT)
+        .collect();
+    let n = mags.len().max(1) as f64;
+    let mean = mags.iter().sum::<f64>() / n;
+    let sd = (mags.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / n).sqrt();
+    (mean, sd)
+}

@@ -20,7 +20,7 @@
 //! | [`field`] | field sets (B1+, E, density, labels), B1+ combination, DREAM measurement emulation, the prostate centre and centre-phase shim |
 //! | [`sar`] | point SAR, 10 g averaging, Q10g, VOPs, and the one SAR-model trait [`sar::SarPredictor`] (exact, VOPs, generic subject x SF) |
 //! | [`dataset`] | network samples made in one place ([`dataset::SampleMaker`]), shards, crop and un-crop |
-//! | [`net`] | generator, discriminator, losses, one training step, training on shards ([`net::fit`]), raw inference, `model.json` ([`net::ModelInfo`]) |
+//! | [`net`] | generator, discriminator, losses, one training step, training on shards ([`net::fit`]), raw inference, the trained model's description ([`net::ModelInfo`]) |
 //! | [`predict`] | the network on a subject ([`predict::NetworkSar`]) and choosing any SAR model from files ([`predict::SarModelSpec`] -> [`predict::SarModel`]) |
 //! | [`pulse`] | pulses, generators, Pulseq, time-averaged SAR by any model, IEC 10 s / 6 min windows ([`pulse::report`]) |
 //! | [`bloch`] | flip angles of a pulse (full rotation, small tip) |
@@ -30,7 +30,7 @@
 //! | [`io`], [`plot`], [`units`], [`tissue`], [`grid`], [`drive`], [`synth`] | atomic files and readers, figures, constants and amplitude units, tissue properties, grids, drives, analytic test subjects |
 //!
 //! The binary (`src/main.rs`, `src/cli/`) only parses flags into these types, drives progress bars
-//! and prints; `clap` appears nowhere else.
+//! and prints; the argument parser appears nowhere else.
 
 pub mod bloch;
 pub mod body;

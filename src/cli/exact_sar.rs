@@ -154,15 +154,8 @@ pub fn combine(a: CombineArgs, out: &Output) -> Result<()> {
         paths.push(n.clone());
     }
     let body = f.body_mask();
-    let mags: Vec<f64> = b1
-        .iter()
-        .zip(body.iter())
-        .filter(|(_, b)| **b)
-        .map(|(c, _)| c.norm() * T_TO_UT)
-        .collect();
-    let mean = mags.iter().sum::<f64>() / mags.len().max(1) as f64;
-    let sd =
-        (mags.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / mags.len().max(1) as f64).sqrt();
+    let (mean, sd) = b1sar::field::masked_b1_stats_ut(&b1, &body);
+    let n_body = body.iter().filter(|b| **b).count();
     out.line(format!(
         "|B1+| in the body: mean {mean:.3} µT, CV {:.1} %",
         100.0 * sd / mean.max(1e-300)
@@ -171,7 +164,7 @@ pub fn combine(a: CombineArgs, out: &Output) -> Result<()> {
         out.line(format!(
             "DREAM mask keeps {} of {} body voxels",
             m.iter().filter(|v| **v).count(),
-            mags.len()
+            n_body
         ));
     }
     out.line(format!(

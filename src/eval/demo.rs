@@ -140,16 +140,9 @@ pub fn shim_stage(f: &FieldSet, e: &Exact) -> Result<ShimStage> {
     let shim = crate::field::centre_phase_shim(f, centre)?;
     let b1 = f.combine(&shim)?;
     let body = f.body_mask();
-    let b1_body: Vec<f64> = b1
-        .iter()
-        .zip(body.iter())
-        .filter(|(_, b)| **b)
-        .map(|(c, _)| c.norm() * T_TO_UT)
-        .collect();
-    let (b1_mean, _, _) = stats(&b1_body);
-    let b1_cv = (b1_body.iter().map(|v| (v - b1_mean).powi(2)).sum::<f64>() / b1_body.len() as f64)
-        .sqrt()
-        / b1_mean;
+    let (b1_mean, b1_sd) = crate::field::masked_b1_stats_ut(&b1, &body);
+    let b1_cv = b1_sd / b1_mean;
+    let n_body = body.iter().filter(|b| **b).count();
     let rel = FieldSet::new(
         grid,
         f.b1p_relative(),
@@ -170,7 +163,7 @@ pub fn shim_stage(f: &FieldSet, e: &Exact) -> Result<ShimStage> {
         ..MeasurementModel::default()
     };
     let measured = model.measure(b1_rel.view(), body.view(), &shim, 1)?;
-    let mask_frac = measured.mask.iter().filter(|m| **m).count() as f64 / b1_body.len() as f64;
+    let mask_frac = measured.mask.iter().filter(|m| **m).count() as f64 / n_body as f64;
     // Exact SAR10g of the shim: from Q10g and, as a cross-check, by averaging the point SAR.
     let sar_q = e.q.sar_map(&shim)?;
     let sar_direct = e.av.average(f.point_sar(&shim)?.view())?;

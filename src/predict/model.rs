@@ -119,8 +119,8 @@ impl SarModelSpec {
         };
         if kind == SarModelKind::Exact && exact.is_none() {
             return Err(Error::invalid(
-                "--predictor exact",
-                "a Q10g file (--q) or a field set with E (or use --predictor vop|generic|net)",
+                "--q/--fields",
+                "for --predictor exact a Q10g file (--q) or a field set with E (or use --predictor vop|generic|net)",
                 "neither",
             ));
         }
