@@ -141,6 +141,20 @@ fn manifests(data: &Path) -> Result<BTreeMap<usize, ShardManifest>> {
     Ok(out)
 }
 
+/// The training settings every fold shares, as recorded in plan.json (a resumed CV must match
+/// them). Options that are off are left out, so plans written before they existed still match.
+fn training_json(sch: &Schedule, data: &std::path::Path) -> serde_json::Value {
+    let mut t = json!({"epochs": sch.epochs, "variant": format!("{:?}", sch.variant), "batch": sch.batch, "seed": sch.seed, "lr": sch.lr,
+        "lambda_wl1": sch.lambda_wl1, "lambda_peak": sch.lambda_peak, "max_train": sch.max_train, "data": data});
+    if sch.lr_decay {
+        t["lr_decay"] = json!(true);
+    }
+    if sch.peak_over_tissue {
+        t["peak_over_tissue"] = json!(true);
+    }
+    t
+}
+
 pub fn run(a: CvArgs, out: &Output) -> Result<()> {
     let t0 = Instant::now();
     if a.summarize {
@@ -174,8 +188,7 @@ pub fn run(a: CvArgs, out: &Output) -> Result<()> {
         format: "b1sar-cv-plan-1".into(),
         generic: a.generic,
         folds: folds.clone(),
-        training: json!({"epochs": sch.epochs, "variant": format!("{:?}", sch.variant), "batch": sch.batch, "seed": sch.seed, "lr": sch.lr,
-            "lambda_wl1": sch.lambda_wl1, "lambda_peak": sch.lambda_peak, "max_train": sch.max_train, "data": data}),
+        training: training_json(&sch, &data),
     };
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let plan_path = a.out.join("plan.json");

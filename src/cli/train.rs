@@ -63,6 +63,12 @@ pub struct TrainSchedule {
     /// Use at most this many training samples (quick runs).
     #[arg(long)]
     pub max_train: Option<usize>,
+    /// Decay the learning rate linearly to 0 over the second half of the steps (pix2pix).
+    #[arg(long)]
+    pub lr_decay: bool,
+    /// Take the predicted peak of the peak term over tissue only (target > 0), not over air too.
+    #[arg(long)]
+    pub peak_over_tissue: bool,
 }
 
 impl From<TrainSchedule> for Schedule {
@@ -78,6 +84,8 @@ impl From<TrainSchedule> for Schedule {
             lambda_peak: a.lambda_peak,
             device: a.device,
             max_train: a.max_train,
+            lr_decay: a.lr_decay,
+            peak_over_tissue: a.peak_over_tissue,
         }
     }
 }

@@ -69,6 +69,23 @@ pub struct Schedule {
     pub device: String,
     /// Use at most this many training samples (quick runs).
     pub max_train: Option<usize>,
+    /// Linear learning-rate decay to 0 over the second half of the steps (pix2pix); off: constant.
+    #[serde(default)]
+    pub lr_decay: bool,
+    /// Peak term over tissue only ([`crate::net::loss::peak_loss_tissue`]); off: over every pixel.
+    #[serde(default)]
+    pub peak_over_tissue: bool,
+}
+
+/// Learning rate of step `step` (0-based) of `total` with base rate `lr`: constant over the first
+/// half, then falling linearly so that the last step runs at lr / (steps of the second half).
+pub fn decayed_learning_rate(lr: f64, step: u64, total: u64) -> f64 {
+    let half = total / 2;
+    if step < half || total <= half {
+        lr
+    } else {
+        lr * (total - step) as f64 / (total - half) as f64
+    }
 }
 
 impl Default for Schedule {
@@ -85,6 +102,8 @@ impl Default for Schedule {
             lambda_peak: 0.1,
             device: "cpu".into(),
             max_train: None,
+            lr_decay: false,
+            peak_over_tissue: false,
         }
     }
 }
@@ -467,7 +486,8 @@ fn open_trainer(
         .loss
         .clone()
         .with_lambda_wl1(s.lambda_wl1)
-        .with_lambda_peak(s.lambda_peak);
+        .with_lambda_peak(s.lambda_peak)
+        .with_peak_over_tissue(s.peak_over_tissue);
     if Trainer::recover_checkpoint(ckpt)? {
         let t = Trainer::load_checkpoint(ckpt, device)?;
         progress(FitEvent::Resumed {
@@ -524,6 +544,9 @@ fn run_steps(
         seed_device(&dev, s.seed ^ step.wrapping_mul(0xd1b54a32d192ed03));
         let xt = input_tensor("training input", &x, [n, 15, hw[0], hw[1]], &dev)?;
         let yt = input_tensor("training target", &y, [n, 1, hw[0], hw[1]], &dev)?;
+        if s.lr_decay {
+            trainer.set_learning_rate(decayed_learning_rate(s.lr, step, total))?;
+        }
         let l = trainer.step(xt, yt)?;
         sums.add(&l);
         progress(FitEvent::Step {
@@ -649,6 +672,22 @@ fn plot_history(out: &Path, history: &[EpochMetrics], validated: bool) -> Result
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn learning_rate_is_constant_then_falls_linearly() {
+        // 10 steps: 0..4 at lr; 5..9 at lr x 5/5, 4/5, ..., 1/5.
+        let r: Vec<f64> = (0..10).map(|k| decayed_learning_rate(1.0, k, 10)).collect();
+        assert_eq!(&r[..5], &[1.0; 5]);
+        for (k, v) in r[5..].iter().enumerate() {
+            assert!(
+                (v - (5 - k) as f64 / 5.0).abs() < 1e-12,
+                "step {}: {v}",
+                k + 5
+            );
+        }
+        // A single step never decays.
+        assert_eq!(decayed_learning_rate(2e-4, 0, 1), 2e-4);
+    }
     use super::*;
 
     #[test]

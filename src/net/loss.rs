@@ -25,6 +25,10 @@ pub struct LossConfig {
     /// Weight of the peak under-estimation term.
     #[config(default = "LAMBDA_PEAK")]
     pub lambda_peak: f64,
+    /// Take the predicted peak over tissue only (pixels whose target is > 0), as the weighted L1
+    /// ignores air; off: over every pixel, air included (the first implementation).
+    #[config(default = false)]
+    pub peak_over_tissue: bool,
 }
 
 /// Mean binary cross-entropy of `logits` against the constant label `target` (1 real, 0 fake),
@@ -63,6 +67,15 @@ pub fn peak_loss(pred: Tensor<4>, target: Tensor<4>) -> Tensor<1> {
     relu(target_peak - pred_peak).mean()
 }
 
+/// Peak loss with the predicted peak taken over tissue only: `mean_n ReLU(max y_n - max_{y > 0}
+/// G(x)_n)` (W/kg). Air has no SAR; a large prediction there must not hide an under-estimated
+/// tissue peak. Predictions are non-negative (softplus output), so masking air to 0 leaves the
+/// maximum over tissue.
+pub fn peak_loss_tissue(pred: Tensor<4>, target: Tensor<4>) -> Tensor<1> {
+    let tissue = target.clone().detach().greater_elem(0.0).float();
+    peak_loss(pred * tissue, target)
+}
+
 /// The generator loss and its terms (each a one-element tensor).
 #[derive(Debug, Clone)]
 pub struct GeneratorLoss {
@@ -86,7 +99,11 @@ pub fn generator_loss(
 ) -> GeneratorLoss {
     let gan = bce_with_logits(fake_logits, 1.0);
     let wl1 = weighted_l1(pred.clone(), target.clone());
-    let peak = peak_loss(pred, target);
+    let peak = if config.peak_over_tissue {
+        peak_loss_tissue(pred, target)
+    } else {
+        peak_loss(pred, target)
+    };
     let total = gan.clone()
         + wl1.clone().mul_scalar(config.lambda_wl1)
         + peak.clone().mul_scalar(config.lambda_peak);
@@ -108,6 +125,19 @@ pub fn discriminator_loss(real_logits: Tensor<4>, fake_logits: Tensor<4>) -> Ten
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tissue_peak_ignores_air_by_hand() {
+        // One sample, 2 x 2: targets [2, 1; 0, 0] (two tissue pixels, two air); predictions
+        // [1.5, 0.5; 5, 0]. Over every pixel the predicted peak is 5 (in air) and hides the
+        // under-estimated tissue peak: ReLU(2 - 5) = 0. Over tissue it is 1.5: ReLU(2 - 1.5) = 0.5.
+        let y = [2.0, 1.0, 0.0, 0.0];
+        let p = [1.5, 0.5, 5.0, 0.0];
+        let all = scalar(peak_loss(t4(&p, [1, 1, 2, 2]), t4(&y, [1, 1, 2, 2])));
+        let tissue = scalar(peak_loss_tissue(t4(&p, [1, 1, 2, 2]), t4(&y, [1, 1, 2, 2])));
+        assert!(close(all, 0.0, 1e-7), "{all}");
+        assert!(close(tissue, 0.5, 1e-6), "{tissue}");
+    }
     use crate::net::cpu_device;
     use burn::tensor::TensorData;
 
