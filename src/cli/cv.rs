@@ -152,6 +152,12 @@ fn training_json(sch: &Schedule, data: &std::path::Path) -> serde_json::Value {
     if sch.peak_over_tissue {
         t["peak_over_tissue"] = json!(true);
     }
+    if let Some(l) = sch.dropout_levels {
+        t["dropout_levels"] = json!(l);
+    }
+    if let Some(b) = sch.disc_base {
+        t["disc_base"] = json!(b);
+    }
     t
 }
 

@@ -69,6 +69,13 @@ pub struct TrainSchedule {
     /// Take the predicted peak of the peak term over tissue only (target > 0), not over air too.
     #[arg(long)]
     pub peak_over_tissue: bool,
+    /// Decoder levels with dropout, counted from the innermost (pix2pix: 3 of 8; default: the
+    /// generator's 3, i.e. every level of the small variant).
+    #[arg(long)]
+    pub dropout_levels: Option<usize>,
+    /// Base width of the PatchGAN discriminator (default 64, pix2pix's).
+    #[arg(long)]
+    pub disc_base: Option<usize>,
 }
 
 impl From<TrainSchedule> for Schedule {
@@ -86,6 +93,8 @@ impl From<TrainSchedule> for Schedule {
             max_train: a.max_train,
             lr_decay: a.lr_decay,
             peak_over_tissue: a.peak_over_tissue,
+            dropout_levels: a.dropout_levels,
+            disc_base: a.disc_base,
         }
     }
 }

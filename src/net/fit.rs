@@ -75,6 +75,37 @@ pub struct Schedule {
     /// Peak term over tissue only ([`crate::net::loss::peak_loss_tissue`]); off: over every pixel.
     #[serde(default)]
     pub peak_over_tissue: bool,
+    /// Decoder levels with dropout, counted from the innermost (pix2pix: the innermost 3 of 8);
+    /// `None`: the generator's default (3, every level of the small variant).
+    #[serde(default)]
+    pub dropout_levels: Option<usize>,
+    /// Base width of the PatchGAN discriminator; `None`: 64 (pix2pix).
+    #[serde(default)]
+    pub disc_base: Option<usize>,
+}
+
+impl Schedule {
+    /// The trainer's networks and losses for this schedule.
+    pub fn trainer_config(&self) -> TrainerConfig {
+        let mut g = self.variant.generator();
+        if let Some(l) = self.dropout_levels {
+            g = g.with_dropout_levels(l);
+        }
+        let mut config = TrainerConfig::new()
+            .with_generator(g)
+            .with_learning_rate(self.lr)
+            .with_seed(self.seed);
+        if let Some(b) = self.disc_base {
+            config.discriminator = config.discriminator.clone().with_base(b);
+        }
+        config.loss = config
+            .loss
+            .clone()
+            .with_lambda_wl1(self.lambda_wl1)
+            .with_lambda_peak(self.lambda_peak)
+            .with_peak_over_tissue(self.peak_over_tissue);
+        config
+    }
 }
 
 /// Learning rate of step `step` (0-based) of `total` with base rate `lr`: constant over the first
@@ -104,6 +135,8 @@ impl Default for Schedule {
             max_train: None,
             lr_decay: false,
             peak_over_tissue: false,
+            dropout_levels: None,
+            disc_base: None,
         }
     }
 }
@@ -478,16 +511,7 @@ fn open_trainer(
     device: &Device,
     progress: &mut dyn FnMut(FitEvent),
 ) -> Result<Trainer> {
-    let mut config = TrainerConfig::new()
-        .with_generator(s.variant.generator())
-        .with_learning_rate(s.lr)
-        .with_seed(s.seed);
-    config.loss = config
-        .loss
-        .clone()
-        .with_lambda_wl1(s.lambda_wl1)
-        .with_lambda_peak(s.lambda_peak)
-        .with_peak_over_tissue(s.peak_over_tissue);
+    let config = s.trainer_config();
     if Trainer::recover_checkpoint(ckpt)? {
         let t = Trainer::load_checkpoint(ckpt, device)?;
         progress(FitEvent::Resumed {
@@ -672,6 +696,27 @@ fn plot_history(out: &Path, history: &[EpochMetrics], validated: bool) -> Result
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn schedule_options_reach_the_trainer_config() {
+        // Defaults: the first implementation's networks and losses.
+        let d = Schedule::default().trainer_config();
+        assert_eq!(d.discriminator.base, 64);
+        assert_eq!(d.generator.dropout_levels, 3);
+        assert!(!d.loss.peak_over_tissue);
+        assert_eq!(d.generator.base, GeneratorConfig::small().base);
+        let s = Schedule {
+            dropout_levels: Some(1),
+            disc_base: Some(16),
+            peak_over_tissue: true,
+            ..Schedule::default()
+        };
+        let c = s.trainer_config();
+        assert_eq!(c.discriminator.base, 16);
+        assert_eq!(c.generator.dropout_levels, 1);
+        assert!(c.loss.peak_over_tissue);
+        assert!(c.validate().is_ok());
+    }
 
     #[test]
     fn learning_rate_is_constant_then_falls_linearly() {
