@@ -811,7 +811,13 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
     let chan = a
         .max_channel_power_w
         .map(|p| {
-            plan::per_channel_power_limit(n, p, AmplitudeUnit::Volt, a.reference_impedance_ohm)
+            QuadraticLimit::per_channel_power_in(
+                n,
+                p,
+                &[1.0],
+                AmplitudeUnit::Volt,
+                a.reference_impedance_ohm,
+            )
         })
         .transpose()?;
     let mut limits: Vec<&dyn Limit> = quad.iter().map(|l| l as &dyn Limit).collect();

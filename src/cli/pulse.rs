@@ -372,10 +372,13 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
         }),
         _ => None,
     };
+    // Exact reference and whole-body SAR (both linear in the covariance, so sums over its eigen
+    // drives), and the time-averaged maps of the plots, from one eigen-decomposition.
+    let eig = eigen_drives(&pulse, period)?;
     let reference = model
         .exact
         .as_ref()
-        .map(|q| exact_reference(q, &pulse, period))
+        .map(|q| exact_reference(q, &pulse, period, &eig))
         .transpose()?;
     let (exact, whole_body) = (reference.map(|r| r.0), reference.map(|r| r.1));
     let iec = iec_windows(psar, sf, whole_body, a.scan_duration_s);
@@ -389,7 +392,6 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
     };
     let paths = match &a.out {
         Some(dir) => {
-            let eig = eigen_drives(&pulse, period)?;
             let maps = tavg_maps(kind, &model, fields.as_ref(), &eig, main, &slices)?;
             pulse_plots(
                 dir,

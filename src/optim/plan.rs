@@ -9,7 +9,6 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::sar::{Q10g, SarPredictor, VopSet};
-use crate::units::AmplitudeUnit;
 use ndarray::{Array2, Axis};
 use num_complex::Complex64;
 
@@ -220,8 +219,9 @@ pub fn scanner_vop_limits(
     settings: &Settings,
 ) -> Result<Vec<QuadraticLimit>> {
     let w = [1.0];
-    let reference: Option<(f64, Vec<Complex64>)> = match rule {
-        VopLimitRule::Fixed(_) => None,
+    // The factor and the shim whose value it scales, or the fixed limit.
+    let reference: std::result::Result<(f64, Vec<Complex64>), f64> = match rule {
+        VopLimitRule::Fixed(l) => Err(l),
         VopLimitRule::FactorOfPhaseOnly(f) => {
             if !(f.is_finite() && f > 0.0) {
                 return Err(Error::invalid(
@@ -242,34 +242,20 @@ pub fn scanner_vop_limits(
                     ..settings.clone()
                 },
             )?;
-            Some((f, po.amplitudes))
+            Ok((f, po.amplitudes))
         }
     };
     groups
         .iter()
         .map(|(name, packed)| {
             let probe = QuadraticLimit::new(name.clone(), packed.clone(), sf, 1.0, &w)?;
-            let limit = match (&reference, rule) {
-                (Some((f, s_ref)), _) => f * probe.exact(s_ref)?,
-                (None, VopLimitRule::Fixed(l)) => l,
-                (None, VopLimitRule::FactorOfPhaseOnly(_)) => {
-                    unreachable!("reference solved above")
-                }
+            let limit = match &reference {
+                Ok((f, s_ref)) => f * probe.exact(s_ref)?,
+                Err(fixed) => *fixed,
             };
             probe.with_limit(limit)
         })
         .collect()
-}
-
-/// Per-channel power <= `limit_w` for weights in `unit` (sqrt(W), or peak volts into
-/// `impedance_ohm`: P = |V|^2 / (2 Z)), static shim.
-pub fn per_channel_power_limit(
-    n: usize,
-    limit_w: f64,
-    unit: AmplitudeUnit,
-    impedance_ohm: f64,
-) -> Result<QuadraticLimit> {
-    QuadraticLimit::per_channel_power_in(n, limit_w, &[1.0], unit, impedance_ohm)
 }
 
 /// The `count` slices nearest the median z of the ROI voxels `roi_z` that have two neighbours
@@ -296,6 +282,7 @@ pub fn net_slices(nz: usize, roi_z: &[usize], count: usize) -> Result<Vec<usize>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::AmplitudeUnit;
 
     #[test]
     fn net_slices_centre_on_the_roi_and_keep_the_stack_inside() {
@@ -311,7 +298,8 @@ mod tests {
     #[test]
     fn volt_power_limit_is_the_sqrt_w_one_scaled_by_two_z() {
         // 10 V peak into 50 ohm is 1 W: |V|^2 / (2 Z).
-        let l = per_channel_power_limit(2, 1.0, AmplitudeUnit::Volt, 50.0).unwrap();
+        let l = QuadraticLimit::per_channel_power_in(2, 1.0, &[1.0], AmplitudeUnit::Volt, 50.0)
+            .unwrap();
         let v = l
             .exact(&[Complex64::new(10.0, 0.0), Complex64::new(0.0, 5.0)])
             .unwrap();

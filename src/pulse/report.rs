@@ -108,10 +108,16 @@ pub fn eigen_drives(pulse: &Pulse, period_s: f64) -> Result<Vec<Drive>> {
         .collect()
 }
 
-/// Exact time-averaged pSAR10g and whole-body SAR (W/kg) of a pulse from the subject's Q10g.
-pub fn exact_reference(q: &Q10g, pulse: &Pulse, period_s: f64) -> Result<(f64, f64)> {
+/// Exact time-averaged pSAR10g and whole-body SAR (W/kg) of a pulse from the subject's Q10g;
+/// `eigen` are the pulse's [`eigen_drives`] over the same period.
+pub fn exact_reference(
+    q: &Q10g,
+    pulse: &Pulse,
+    period_s: f64,
+    eigen: &[Drive],
+) -> Result<(f64, f64)> {
     let exact = super::psar_covariance(q, pulse, period_s)?.expect("Q10g is quadratic");
-    let whole_body = eigen_drives(pulse, period_s)?
+    let whole_body = eigen
         .iter()
         .map(|d| q.whole_body_sar(d))
         .sum::<Result<f64>>()?;
