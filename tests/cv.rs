@@ -299,3 +299,108 @@ fn loso_and_kfold_end_to_end() {
     assert_eq!(k2["summary"]["n_samples"], 6);
     assert_isolated(&ds, &out, 2);
 }
+
+/// The safety factor of optimised drives in `model.json` is measured on the held-out subject's
+/// optimised shims, which no training shard holds, and equals an independent recomputation from
+/// the saved generator.
+#[test]
+fn optimised_drive_sf_is_measured_on_unseen_drives() {
+    use b1sar::dataset::{DriveKind, load_shard, shard_dir};
+    let dir = tempfile::tempdir().unwrap();
+    let mut fields = Vec::new();
+    for k in 0..3 {
+        let p = dir.path().join(format!("f{k}.npz"));
+        let (rc, _, e) = b1sar(&[
+            "synth",
+            "--shape",
+            "16,24,28",
+            "--spacing-mm",
+            "5",
+            "--seed",
+            &(k + 1).to_string(),
+            "--out",
+            s(&p),
+        ]);
+        assert_eq!(rc, 0, "{e}");
+        fields.push(s(&p).to_string());
+    }
+    let ds = dir.path().join("ds");
+    let mut args = vec![
+        "dataset",
+        "--out",
+        s(&ds),
+        "--drives",
+        "8",
+        "--size",
+        "32,32",
+        "--val-slices",
+        "2",
+        "--val-drives",
+        "2",
+        "--optimised-fraction",
+        "0.5",
+        "--fields",
+    ];
+    args.extend(fields.iter().map(|f| f.as_str()));
+    let (rc, _, e) = b1sar(&args);
+    assert_eq!(rc, 0, "{e}");
+    let out = dir.path().join("t");
+    let (rc, _, e) = b1sar(&[
+        "train",
+        "--data",
+        s(&ds),
+        "--out",
+        s(&out),
+        "--holdout",
+        "2",
+        "--epochs",
+        "1",
+    ]);
+    assert_eq!(rc, 0, "{e}");
+    let model = out.join("model");
+    let info = b1sar::net::ModelInfo::load(&model).unwrap();
+    let recorded = info.safety_factor_by_drive[&DriveKind::Optimised];
+
+    let held = load_shard(&shard_dir(&ds, 2)).unwrap();
+    let rows: Vec<usize> = (0..held.train.len())
+        .filter(|i| held.train[*i].kind == DriveKind::Optimised)
+        .collect();
+    assert!(rows.len() >= 2, "{rows:?}");
+    // None of the held-out optimised drives is in a training shard.
+    let drives = |k: usize| load_shard(&shard_dir(&ds, k)).unwrap().manifest.drives;
+    let trained: Vec<_> = [0, 1].iter().flat_map(|k| drives(*k)).collect();
+    for r in &rows {
+        assert!(!trained.contains(&held.manifest.drives[held.train[*r].drive]));
+    }
+    // Independent recomputation: max over those samples of true peak / predicted tissue peak.
+    let dev = b1sar::net::cpu_device();
+    let g = b1sar::net::load_generator(&model, &dev).unwrap();
+    let x = b1sar::dataset::flat(&held.x_train);
+    let p = b1sar::net::predict(&g, &x, held.train.len(), 32, 32, &dev).unwrap();
+    let m = 32 * 32;
+    let sf = rows
+        .iter()
+        .map(|&i| {
+            let t = &held.y_train.as_slice().unwrap()[i * m..(i + 1) * m];
+            let truth = t.iter().cloned().fold(0.0f32, f32::max) as f64;
+            let pred = p[i * m..(i + 1) * m]
+                .iter()
+                .zip(t)
+                .filter(|(_, t)| **t > 0.0)
+                .map(|(v, _)| *v)
+                .fold(0.0f32, f32::max) as f64;
+            truth / pred
+        })
+        .fold(0.0, f64::max);
+    assert!((sf - recorded).abs() <= 1e-9 * sf, "{sf} vs {recorded}");
+    // The overall factor covers every kind.
+    let overall = info.safety_factor.unwrap();
+    assert!(info.safety_factor_by_drive.values().all(|v| *v <= overall));
+    assert_eq!(
+        info.safety_factor_by_drive
+            .values()
+            .cloned()
+            .fold(0.0, f64::max),
+        overall
+    );
+}

@@ -68,6 +68,7 @@ impl SarModelArgs {
             model: self.model.clone(),
             safety_factor: self.safety_factor,
             device: self.device.clone(),
+            drives: b1sar::net::DriveUse::Any,
         }
     }
 }

@@ -142,23 +142,12 @@ fn manifests(data: &Path) -> Result<BTreeMap<usize, ShardManifest>> {
 }
 
 /// The training settings every fold shares, as recorded in plan.json (a resumed CV must match
-/// them). Options that are off are left out, so plans written before they existed still match.
+/// them).
 fn training_json(sch: &Schedule, data: &std::path::Path) -> serde_json::Value {
-    let mut t = json!({"epochs": sch.epochs, "variant": format!("{:?}", sch.variant), "batch": sch.batch, "seed": sch.seed, "lr": sch.lr,
-        "lambda_wl1": sch.lambda_wl1, "lambda_peak": sch.lambda_peak, "max_train": sch.max_train, "data": data});
-    if sch.lr_decay {
-        t["lr_decay"] = json!(true);
-    }
-    if sch.peak_over_tissue {
-        t["peak_over_tissue"] = json!(true);
-    }
-    if let Some(l) = sch.dropout_levels {
-        t["dropout_levels"] = json!(l);
-    }
-    if let Some(b) = sch.disc_base {
-        t["disc_base"] = json!(b);
-    }
-    t
+    json!({"epochs": sch.epochs, "variant": format!("{:?}", sch.variant), "batch": sch.batch, "seed": sch.seed, "lr": sch.lr,
+        "lambda_wl1": sch.lambda_wl1, "lambda_peak": sch.lambda_peak, "max_train": sch.max_train, "data": data,
+        "lr_decay": sch.lr_decay, "peak_over_tissue": sch.peak_over_tissue, "dropout_levels": sch.dropout_levels,
+        "disc_base": sch.disc_base, "mask_output": sch.mask_output})
 }
 
 pub fn run(a: CvArgs, out: &Output) -> Result<()> {
@@ -481,6 +470,12 @@ fn evaluate_subject(
             conventional_psar_w_per_kg: generic.psar(&d)?,
             nrmse: cmp.nrmse,
             true_peak_z: zs[cmp.true_peak_slice],
+            kind: shard
+                .val
+                .iter()
+                .find(|v| v.drive == di)
+                .map(|v| v.kind)
+                .unwrap_or_default(),
         });
         if best.as_ref().is_none_or(|b| cmp.true_psar_w_per_kg > b.0) {
             best = Some((cmp.true_psar_w_per_kg, truth, p, cmp.true_peak_slice, di));

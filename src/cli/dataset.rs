@@ -3,7 +3,7 @@
 use super::{Output, bar, spinner};
 use anyhow::Result;
 use b1sar::FieldSet;
-use b1sar::dataset::{DatasetConfig, build_shard, describe, write_shard};
+use b1sar::dataset::{DatasetConfig, DriveMix, InputLayout, build_shard, describe, write_shard};
 use b1sar::sar::Q10g;
 use clap::Args;
 use serde_json::json;
@@ -22,7 +22,7 @@ pub struct DatasetArgs {
     /// Only build subject K (for cluster job arrays).
     #[arg(long)]
     pub subject: Option<usize>,
-    /// Random-phase drives per subject.
+    /// Drives per subject (of every kind).
     #[arg(long, default_value_t = 250)]
     pub drives: usize,
     /// Seed of drives and noise.
@@ -34,15 +34,50 @@ pub struct DatasetArgs {
     /// Noise on Re/Im as a fraction of the nominal |B1+|.
     #[arg(long, default_value_t = 0.02)]
     pub noise_fraction: f64,
-    /// Nominal |B1+| of the DREAM range at the drives' power (µT); default: calibrated per subject.
+    /// Nominal |B1+| of the DREAM range at the drives' power (µT): the same for every subject, as
+    /// a scanner's sequence sets it (paper: 1 µT at 8 x 1 W). Inputs are B1+ divided by it.
+    #[arg(long, default_value_t = 1.0, conflicts_with = "calibrate_nominal")]
+    pub nominal_ut: f64,
+    /// Calibrate the nominal per subject instead (its own mean prostate |B1+|): the first
+    /// datasets' choice, which hides the absolute B1+ scale; for ablations only.
     #[arg(long)]
-    pub nominal_ut: Option<f64>,
+    pub calibrate_nominal: bool,
+    /// What the channels of each slice hold: `re-im-body` (the paper's), `re-im-dream` (the first
+    /// datasets'), `re-im-body-dream` (4 channels).
+    #[arg(long, value_enum, default_value_t = InputArg::ReImBody)]
+    pub input: InputArg,
+    /// Fraction of each subject's drives with random magnitudes as well as phases.
+    #[arg(long, default_value_t = 0.25)]
+    pub magnitude_fraction: f64,
+    /// Fraction of each subject's drives that are shims optimised for a random region under a
+    /// random local-SAR limit (the drives `optimize --predictor net` feeds the network).
+    #[arg(long, default_value_t = 0.25)]
+    pub optimised_fraction: f64,
     /// Validation slices (5 mm apart around the target) and how many drives get them.
     #[arg(long, default_value_t = 40)]
     pub val_slices: usize,
     /// Drives that also get the validation slices.
     #[arg(long, default_value_t = 10)]
     pub val_drives: usize,
+}
+
+/// `--input` of `b1sar dataset` (the variant names are the flag values, hence the shared prefix).
+#[allow(clippy::enum_variant_names)]
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum InputArg {
+    ReImBody,
+    ReImDream,
+    ReImBodyDream,
+}
+
+impl From<InputArg> for InputLayout {
+    fn from(a: InputArg) -> Self {
+        match a {
+            InputArg::ReImBody => InputLayout::ReImBody,
+            InputArg::ReImDream => InputLayout::ReImDream,
+            InputArg::ReImBodyDream => InputLayout::ReImBodyDream,
+        }
+    }
 }
 
 fn parse_hw(s: &str) -> std::result::Result<[usize; 2], String> {
@@ -56,9 +91,14 @@ pub fn run(a: DatasetArgs, out: &Output) -> Result<()> {
         seed: a.seed,
         size_hw: a.size,
         noise_fraction: a.noise_fraction,
-        nominal_t: a.nominal_ut.map(|v| v * 1e-6),
+        nominal_t: (!a.calibrate_nominal).then_some(a.nominal_ut * 1e-6),
         val_slices: a.val_slices,
         val_drives: a.val_drives.min(a.drives),
+        input: a.input.into(),
+        drive_mix: DriveMix {
+            random_magnitude: a.magnitude_fraction,
+            optimised: a.optimised_fraction,
+        },
         ..DatasetConfig::default()
     };
     cfg.validate()?;

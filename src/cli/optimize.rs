@@ -9,7 +9,7 @@ use b1sar::optim::{
     ShimSystem, Start, VopLimitRule, assemble_limits, optimize, pareto_sweep, plan,
     roi_from_fields,
 };
-use b1sar::predict::{NoiseDraw, SarModelKind};
+use b1sar::predict::{NoiseDraw, SarModelKind, SarModelSpec};
 use b1sar::sar::{Q10g, VopSet};
 use b1sar::units::{
     AmplitudeUnit, LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, T_TO_UT, WHOLE_BODY_SAR_LIMIT_W_PER_KG,
@@ -209,7 +209,11 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         )
     })?)?;
     let (idx, amat) = field_roi(&a, &f)?;
-    let spec = a.model.spec();
+    // The shims this command feeds a network are optimised ones: their safety factor applies.
+    let spec = SarModelSpec {
+        drives: b1sar::net::DriveUse::Optimised,
+        ..a.model.spec()
+    };
     let kind = spec.kind();
     let n = f.n_channels();
     // A static shim, or per-subpulse shims of a pulse (pattern: small-tip flip angle in rad).

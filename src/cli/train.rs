@@ -39,8 +39,8 @@ pub struct TrainSchedule {
     /// Network size.
     #[arg(long, value_enum, default_value_t = VariantArg::Small)]
     pub variant: VariantArg,
-    /// Samples per step (paper: 1).
-    #[arg(long, default_value_t = 1)]
+    /// Samples per step (paper: 1; 8 is the fastest per sample on 2 CPU cores, README).
+    #[arg(long, default_value_t = 8)]
     pub batch: usize,
     /// Write a checkpoint every N steps (and at every epoch end).
     #[arg(long, default_value_t = 200)]
@@ -63,19 +63,26 @@ pub struct TrainSchedule {
     /// Use at most this many training samples (quick runs).
     #[arg(long)]
     pub max_train: Option<usize>,
-    /// Decay the learning rate linearly to 0 over the second half of the steps (pix2pix).
+    /// Keep the learning rate constant (default: pix2pix's linear decay to 0 over the second half
+    /// of the steps).
     #[arg(long)]
-    pub lr_decay: bool,
-    /// Take the predicted peak of the peak term over tissue only (target > 0), not over air too.
+    pub no_lr_decay: bool,
+    /// Take the predicted peak of the peak term over every pixel, air included (the first
+    /// implementation; default: over tissue only).
     #[arg(long)]
-    pub peak_over_tissue: bool,
-    /// Decoder levels with dropout, counted from the innermost (pix2pix: 3 of 8; default: the
-    /// generator's 3, i.e. every level of the small variant).
+    pub peak_over_all_pixels: bool,
+    /// Decoder levels with dropout, counted from the innermost (default: pix2pix's 3 of 8 scaled
+    /// to the depth, 1 for the small variant; the first implementation used 3).
     #[arg(long)]
     pub dropout_levels: Option<usize>,
-    /// Base width of the PatchGAN discriminator (default 64, pix2pix's).
+    /// Base width of the PatchGAN discriminator (default: the widest with no more parameters than
+    /// the generator; the first implementation used pix2pix's 64).
     #[arg(long)]
     pub disc_base: Option<usize>,
+    /// Do not multiply the output by the body mask (default: it is, so the prediction is 0 in air;
+    /// needs a dataset with the body-mask channel).
+    #[arg(long)]
+    pub no_output_mask: bool,
 }
 
 impl From<TrainSchedule> for Schedule {
@@ -91,10 +98,11 @@ impl From<TrainSchedule> for Schedule {
             lambda_peak: a.lambda_peak,
             device: a.device,
             max_train: a.max_train,
-            lr_decay: a.lr_decay,
-            peak_over_tissue: a.peak_over_tissue,
+            lr_decay: !a.no_lr_decay,
+            peak_over_tissue: !a.peak_over_all_pixels,
             dropout_levels: a.dropout_levels,
             disc_base: a.disc_base,
+            mask_output: !a.no_output_mask,
         }
     }
 }

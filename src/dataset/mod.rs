@@ -21,6 +21,64 @@ use num_complex::{Complex32, Complex64};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+mod drives;
+pub use drives::{DriveKind, DriveMix, ShimDrawer, random_magnitude};
+
+/// What the input channels of one stack slice hold, in order. Re and Im are zero wherever the
+/// DREAM range mask is (outside the measurable range, and in air) in every layout.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputLayout {
+    /// (Re, Im, DREAM range mask): b1sar's first datasets and models.
+    #[default]
+    ReImDream,
+    /// (Re, Im, body mask): the paper's input (Meliadò 2020, section 2.1.1).
+    ReImBody,
+    /// (Re, Im, body mask, DREAM range mask): four channels per slice.
+    ReImBodyDream,
+}
+
+impl InputLayout {
+    /// Channels per stack slice.
+    pub fn channels_per_slice(self) -> usize {
+        match self {
+            InputLayout::ReImDream | InputLayout::ReImBody => 3,
+            InputLayout::ReImBodyDream => 4,
+        }
+    }
+
+    /// Offset of the body mask within a slice's channels, if the layout has one.
+    pub fn body_offset(self) -> Option<usize> {
+        match self {
+            InputLayout::ReImDream => None,
+            InputLayout::ReImBody | InputLayout::ReImBodyDream => Some(2),
+        }
+    }
+
+    /// Offset of the DREAM range mask within a slice's channels, if the layout has one.
+    pub fn dream_offset(self) -> Option<usize> {
+        match self {
+            InputLayout::ReImDream => Some(2),
+            InputLayout::ReImBody => None,
+            InputLayout::ReImBodyDream => Some(3),
+        }
+    }
+
+    /// Words for `model.json` and reports.
+    pub fn describe(self, n_stack: usize) -> String {
+        let per = match self {
+            InputLayout::ReImDream => "Re, Im B1+ / nominal |B1+|, DREAM mask",
+            InputLayout::ReImBody => "Re, Im B1+ / nominal |B1+|, body mask",
+            InputLayout::ReImBodyDream => "Re, Im B1+ / nominal |B1+|, body mask, DREAM mask",
+        };
+        format!("{n_stack} slices x ({per})")
+    }
+}
+
+fn legacy_layout() -> InputLayout {
+    InputLayout::ReImDream
+}
+
 /// How samples are made.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct DatasetConfig {
@@ -49,6 +107,13 @@ pub struct DatasetConfig {
     pub val_drives: usize,
     /// Target divisor (W/kg).
     pub sar_unit_w_per_kg: f64,
+    /// What the input channels hold (absent in files written before it existed: the DREAM-mask
+    /// layout they were made with).
+    #[serde(default = "legacy_layout")]
+    pub input: InputLayout,
+    /// Kinds of drives besides random phase (absent in older files: random phase only).
+    #[serde(default)]
+    pub drive_mix: DriveMix,
 }
 
 impl Default for DatasetConfig {
@@ -61,15 +126,30 @@ impl Default for DatasetConfig {
             slice_spacing_m: 0.005,
             size_hw: [96, 96],
             noise_fraction: 0.02,
-            nominal_t: None,
+            nominal_t: Some(crate::units::DREAM_NOMINAL_T),
             val_slices: 40,
             val_drives: 10,
             sar_unit_w_per_kg: 1.0,
+            input: InputLayout::ReImBody,
+            drive_mix: DriveMix::quarters(),
         }
     }
 }
 
 impl DatasetConfig {
+    /// Input channels of a sample: stack slices x channels per slice.
+    pub fn input_channels(&self) -> usize {
+        self.n_stack * self.input.channels_per_slice()
+    }
+
+    /// Input channel of the centre slice's body mask, if the layout has one (the generator
+    /// multiplies its output by it: no SAR in air).
+    pub fn centre_body_channel(&self) -> Option<usize> {
+        self.input
+            .body_offset()
+            .map(|o| (self.n_stack / 2) * self.input.channels_per_slice() + o)
+    }
+
     /// Check the numbers.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: &str, exp: &str, found: String| Err(Error::invalid(what, exp, found));
@@ -108,6 +188,7 @@ impl DatasetConfig {
         {
             return bad("nominal_t", "> 0 T", format!("{n}"));
         }
+        self.drive_mix.validate()?;
         if self.val_drives > self.drives {
             return bad("val_drives", "<= drives", format!("{}", self.val_drives));
         }
@@ -129,6 +210,9 @@ pub struct SampleInfo {
     pub drive: usize,
     /// Grid z index of the target (centre) slice.
     pub slice_z: usize,
+    /// How the drive was made (absent in older files: random phase).
+    #[serde(default)]
+    pub kind: DriveKind,
 }
 
 /// One subject's samples.
@@ -374,7 +458,8 @@ impl<'a> SampleMaker<'a> {
             && self.body[[z, y as usize, x as usize]]
     }
 
-    /// The 15-channel input [15, H, W] for `drive` around slice `centre` into `xs`.
+    /// The input [C, H, W] (C = [`DatasetConfig::input_channels`]) for `drive` around slice
+    /// `centre` into `xs`.
     pub fn input_into(
         &self,
         d: &Drive,
@@ -382,9 +467,31 @@ impl<'a> SampleMaker<'a> {
         noise_seed: u64,
         xs: &mut ndarray::ArrayViewMut3<'_, f32>,
     ) -> Result<()> {
+        self.measure_into(d, centre, noise_seed, xs).map(|_| ())
+    }
+
+    /// As [`SampleMaker::input_into`], returning the DREAM range mask on the window [slice, H, W]
+    /// (where Re and Im are measured), whatever the layout stores of it.
+    pub fn measure_into(
+        &self,
+        d: &Drive,
+        centre: usize,
+        noise_seed: u64,
+        xs: &mut ndarray::ArrayViewMut3<'_, f32>,
+    ) -> Result<ndarray::Array3<bool>> {
         let grid = *self.f.grid();
         let zs = self.stack_of(centre)?;
         d.expect_channels(self.f.n_channels(), "the field set")?;
+        let [h, w] = self.cfg.size_hw;
+        let layout = self.cfg.input;
+        let per = layout.channels_per_slice();
+        if xs.shape() != [per * zs.len(), h, w] {
+            return Err(Error::invalid(
+                "sample input buffer",
+                format!("shape [{}, {h}, {w}]", per * zs.len()),
+                format!("{:?}", xs.shape()),
+            ));
+        }
         let nz = zs.len();
         let mut b1 = ndarray::Array3::<Complex64>::zeros((nz, grid.shape[1], grid.shape[2]));
         for (k, z) in zs.iter().enumerate() {
@@ -405,10 +512,12 @@ impl<'a> SampleMaker<'a> {
             .measure(b1.view(), body_stack.view(), d, noise_seed)?;
         let (origin, hw, nominal_t) = (self.origin, self.cfg.size_hw, self.nominal_t);
         xs.fill(0.0);
+        let mut dream = ndarray::Array3::from_elem((nz, h, w), false);
         for k in 0..nz {
-            let (bm, mm) = (
+            let (bm, mm, body) = (
                 meas.b1.index_axis(Axis(0), k),
                 meas.mask.index_axis(Axis(0), k),
+                body_stack.index_axis(Axis(0), k),
             );
             window(
                 bm.insert_axis(Axis(0)),
@@ -416,15 +525,23 @@ impl<'a> SampleMaker<'a> {
                 origin,
                 hw,
                 |r, c, v: Complex64| {
-                    xs[[3 * k, r, c]] = (v.re / nominal_t) as f32;
-                    xs[[3 * k + 1, r, c]] = (v.im / nominal_t) as f32;
+                    xs[[per * k, r, c]] = (v.re / nominal_t) as f32;
+                    xs[[per * k + 1, r, c]] = (v.im / nominal_t) as f32;
                 },
             );
             window(mm.insert_axis(Axis(0)), 0, origin, hw, |r, c, v: bool| {
-                xs[[3 * k + 2, r, c]] = f32::from(u8::from(v))
+                dream[[k, r, c]] = v;
+                if let Some(o) = layout.dream_offset() {
+                    xs[[per * k + o, r, c]] = f32::from(u8::from(v));
+                }
             });
+            if let Some(o) = layout.body_offset() {
+                window(body.insert_axis(Axis(0)), 0, origin, hw, |r, c, v: bool| {
+                    xs[[per * k + o, r, c]] = f32::from(u8::from(v))
+                });
+            }
         }
-        Ok(())
+        Ok(dream)
     }
 
     /// The target [1, H, W]: slice `centre` of a SAR10g map (W/kg) in target units.
@@ -484,6 +601,42 @@ pub fn uncrop(
     }
 }
 
+/// The drives of a subject and their kinds ([`DriveMix::kind`]): the random-phase set of `seed`
+/// (so a random-phase-only dataset has the drives it always had), with the drives of the other
+/// kinds replaced by random-magnitude drives and optimised shims (in parallel) of their own seeds.
+fn draw_drives(
+    f: &FieldSet,
+    q: &Q10g,
+    cfg: &DatasetConfig,
+    target_z: usize,
+    seed: u64,
+) -> Result<(Vec<Drive>, Vec<DriveKind>)> {
+    use rayon::prelude::*;
+    let n = f.n_channels();
+    let total = cfg.power_per_channel_w * n as f64;
+    let base = Drive::random_phase_set(n, cfg.power_per_channel_w, cfg.drives, seed)?;
+    let kinds: Vec<DriveKind> = (0..cfg.drives).map(|i| cfg.drive_mix.kind(i)).collect();
+    let drawer = if kinds.contains(&DriveKind::Optimised) {
+        Some(ShimDrawer::new(f, q, total)?)
+    } else {
+        None
+    };
+    let own_seed = |i: usize, k: u64| seed ^ k ^ ((i as u64) << 24);
+    let drives = base
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, d)| match kinds[i] {
+            DriveKind::RandomPhase => Ok(d),
+            DriveKind::RandomMagnitude => random_magnitude(n, total, own_seed(i, 0x6d61_676e)),
+            DriveKind::Optimised => drawer
+                .as_ref()
+                .expect("made when a drive is optimised")
+                .draw(target_z, own_seed(i, 0x6f70_7469)),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((drives, kinds))
+}
+
 /// Build one subject's samples from its field set and Q10g. `progress(done, total)` per drive.
 pub fn build_shard(
     subject: usize,
@@ -500,7 +653,6 @@ pub fn build_shard(
             "another grid or channel count",
         ));
     }
-    let n = f.n_channels();
     let grid = *f.grid();
     let target_z = target_slice(f);
     stack(f, target_z, cfg).ok_or_else(|| {
@@ -528,7 +680,7 @@ pub fn build_shard(
         }
     }
     let seed = cfg.seed.wrapping_add(1_000_003 * subject as u64);
-    let drives = Drive::random_phase_set(n, cfg.power_per_channel_w, cfg.drives, seed)?;
+    let (drives, kinds) = draw_drives(f, q, cfg, target_z, seed)?;
     let hw = cfg.size_hw;
 
     let nominal_t = match cfg.nominal_t {
@@ -542,9 +694,10 @@ pub fn build_shard(
     }
     let maker = SampleMaker::new(f, cfg, nominal_t);
     let n_val = cfg.val_drives * val_centres.len();
-    let mut x_train = Array4::<f32>::zeros((cfg.drives, 3 * cfg.n_stack, hw[0], hw[1]));
+    let cin = cfg.input_channels();
+    let mut x_train = Array4::<f32>::zeros((cfg.drives, cin, hw[0], hw[1]));
     let mut y_train = Array4::<f32>::zeros((cfg.drives, 1, hw[0], hw[1]));
-    let mut x_val = Array4::<f32>::zeros((n_val, 3 * cfg.n_stack, hw[0], hw[1]));
+    let mut x_val = Array4::<f32>::zeros((n_val, cin, hw[0], hw[1]));
     let mut y_val = Array4::<f32>::zeros((n_val, 1, hw[0], hw[1]));
     let mut train = Vec::new();
     let mut val = Vec::new();
@@ -567,6 +720,7 @@ pub fn build_shard(
             train.push(SampleInfo {
                 drive: di,
                 slice_z: target_z,
+                kind: kinds[di],
             });
         }
         if di < cfg.val_drives {
@@ -578,6 +732,7 @@ pub fn build_shard(
                 val.push(SampleInfo {
                     drive: di,
                     slice_z: *z,
+                    kind: kinds[di],
                 });
             }
         }
@@ -711,7 +866,9 @@ pub fn load_shard(dir: &Path) -> Result<Shard> {
         ));
     }
     let hw = m.config.size_hw;
-    if x_train.shape()[1..] != [3 * m.config.n_stack, hw[0], hw[1]] {
+    if x_train.shape()[1..] != [m.config.input_channels(), hw[0], hw[1]]
+        || x_val.shape()[1..] != [m.config.input_channels(), hw[0], hw[1]]
+    {
         return Err(Error::format(
             &mpath,
             "dataset shard",
@@ -778,25 +935,51 @@ mod tests {
 
     #[test]
     fn sample_equals_independent_recomputation() {
+        for layout in [
+            InputLayout::ReImBody,
+            InputLayout::ReImDream,
+            InputLayout::ReImBodyDream,
+        ] {
+            check_layout(layout);
+        }
+    }
+
+    fn check_layout(layout: InputLayout) {
         let (f, q) = subject();
         let cfg = DatasetConfig {
             noise_fraction: 0.0,
+            input: layout,
             ..small_cfg()
         };
         let shard = build_shard(3, &f, &q, &cfg, &|_, _| {}).unwrap();
-        assert_eq!(shard.x_train.shape(), &[3, 15, 32, 32]);
+        let per = layout.channels_per_slice();
+        assert_eq!(shard.x_train.shape(), &[3, 5 * per, 32, 32]);
         assert_eq!(shard.x_val.shape()[0], shard.val.len());
         let m = &shard.manifest;
-        let di = 1;
-        let d = Drive::from_json(m.drives[di].clone(), "manifest").unwrap();
-        // Independent: relative-phase per-channel maps combined by hand, DREAM range on the noiseless
-        // magnitude at the manifest's nominal, SAR10g from the Q10g map.
+        for di in 0..3 {
+            let d = Drive::from_json(m.drives[di].clone(), "manifest").unwrap();
+            check_sample(&f, &q, &shard, &d, di, layout);
+        }
+    }
+
+    /// Independent: relative-phase per-channel maps combined by hand, DREAM range on the noiseless
+    /// magnitude at the manifest's nominal, the body from the density, SAR10g from the Q10g map.
+    fn check_sample(
+        f: &FieldSet,
+        q: &Q10g,
+        shard: &Shard,
+        d: &Drive,
+        di: usize,
+        layout: InputLayout,
+    ) {
+        let m = &shard.manifest;
+        let per = layout.channels_per_slice();
         let rel = f.b1p_relative();
-        let sar = q.sar_map(&d).unwrap();
+        let sar = q.sar_map(d).unwrap();
         let z0 = m.target_z;
         let [oy, ox] = m.crop_origin_yx;
         let (lo, hi) = (0.25 * m.nominal_t, 1.75 * m.nominal_t);
-        let mut checked = 0;
+        let (mut checked, mut body_pixels) = (0, 0);
         for (k, dz) in [-2isize, -1, 0, 1, 2].iter().enumerate() {
             let z = (z0 as isize + dz) as usize;
             for r in 0..32 {
@@ -816,21 +999,26 @@ mod tests {
                         body = f.rho()[[z, y, x]] >= 1.0;
                     }
                     let mask = body && b.norm() >= lo && b.norm() <= hi;
-                    let got = shard.x_train.slice(s![di, 3 * k..3 * k + 3, r, c]).to_vec();
-                    let want = if mask {
-                        [
-                            (b.re / m.nominal_t) as f32,
-                            (b.im / m.nominal_t) as f32,
-                            1.0,
-                        ]
+                    let got = shard
+                        .x_train
+                        .slice(s![di, per * k..per * (k + 1), r, c])
+                        .to_vec();
+                    let (re, im) = if mask {
+                        ((b.re / m.nominal_t) as f32, (b.im / m.nominal_t) as f32)
                     } else {
-                        [0.0, 0.0, 0.0]
+                        (0.0, 0.0)
                     };
-                    for (g, w) in got.iter().zip(want) {
+                    let (fm, fb) = (f32::from(u8::from(mask)), f32::from(u8::from(body)));
+                    let want = match layout {
+                        InputLayout::ReImDream => vec![re, im, fm],
+                        InputLayout::ReImBody => vec![re, im, fb],
+                        InputLayout::ReImBodyDream => vec![re, im, fb, fm],
+                    };
+                    for (g, w) in got.iter().zip(&want) {
                         // f32 storage of the fields: 1e-5 of the unit scale.
                         assert!(
                             (g - w).abs() < 1e-5,
-                            "slice {k} pixel ({r}, {c}): {got:?} vs {want:?}"
+                            "{layout:?} drive {di} slice {k} pixel ({r}, {c}): {got:?} vs {want:?}"
                         );
                     }
                     if k == 2 {
@@ -844,13 +1032,77 @@ mod tests {
                         );
                     }
                     checked += usize::from(mask);
+                    body_pixels += usize::from(body);
                 }
             }
         }
         assert!(
-            checked > 100,
-            "the DREAM mask must keep a good part of the body ({checked} pixels)"
+            checked > 100 && checked < body_pixels,
+            "the DREAM mask must keep a good part of the body, not all of it ({checked} of {body_pixels} pixels)"
         );
+    }
+
+    #[test]
+    fn the_nominal_does_not_depend_on_the_subject() {
+        // Two subjects that differ only in body size (semi-axes 0.40 x 0.33 vs 0.30 x 0.25 of the
+        // same grid): a scanner's nominal B1+ is the sequence's, so both get the same one; the
+        // first datasets' per-subject calibration gave them different ones.
+        let make = |frac: (f64, f64)| {
+            let spec = SynthSpec {
+                semi_axes_frac: frac,
+                ..SynthSpec::pelvis([16, 24, 28], 0.006)
+            };
+            let f = pelvis_fieldset(&spec).unwrap();
+            let av = Averager::new(*f.grid(), f.rho().view()).unwrap();
+            let q = Q10g::compute(&f, &av, &|_, _| {}).unwrap();
+            (f, q)
+        };
+        let (big, small) = (make((0.40, 0.33)), make((0.30, 0.25)));
+        let nominal = |s: &(FieldSet, Q10g), cfg: &DatasetConfig| {
+            build_shard(1, &s.0, &s.1, cfg, &|_, _| {})
+                .unwrap()
+                .manifest
+                .nominal_t
+        };
+        let fixed = small_cfg();
+        assert_eq!(nominal(&big, &fixed), crate::units::DREAM_NOMINAL_T);
+        assert_eq!(nominal(&small, &fixed), crate::units::DREAM_NOMINAL_T);
+        let calibrated = DatasetConfig {
+            nominal_t: None,
+            ..small_cfg()
+        };
+        let (a, b) = (nominal(&big, &calibrated), nominal(&small, &calibrated));
+        assert!((a - b).abs() > 0.02 * a.max(b), "{a} vs {b}");
+    }
+
+    #[test]
+    fn optimised_drives_are_shims_at_the_dataset_power() {
+        let (f, q) = subject();
+        let cfg = DatasetConfig {
+            drives: 8,
+            val_drives: 4,
+            ..small_cfg()
+        };
+        let shard = build_shard(2, &f, &q, &cfg, &|_, _| {}).unwrap();
+        let kinds: Vec<DriveKind> = shard.train.iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            (0..8).map(|i| cfg.drive_mix.kind(i)).collect::<Vec<_>>()
+        );
+        assert!(kinds.contains(&DriveKind::Optimised));
+        for (info, dj) in shard.train.iter().zip(&shard.manifest.drives) {
+            let d = Drive::from_json(dj.clone(), "manifest").unwrap();
+            assert!((d.total_power_w() - 8.0).abs() < 1e-9);
+            let p: Vec<f64> = d.amplitudes().iter().map(|a| a.norm_sqr()).collect();
+            let spread =
+                p.iter().cloned().fold(0.0, f64::max) - p.iter().cloned().fold(9.0, f64::min);
+            match info.kind {
+                DriveKind::RandomPhase => assert!(spread < 1e-9),
+                _ => assert!(spread > 0.05, "{:?}: {p:?}", info.kind),
+            }
+        }
+        // The validation drives (the first ones) carry their kinds too.
+        assert!(shard.val.iter().all(|v| v.kind == kinds[v.drive]));
     }
 
     #[test]

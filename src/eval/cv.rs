@@ -8,6 +8,7 @@
 //! default), maps as [slice, y, x] on a subject's grid, subject ids as in the dataset shards.
 
 use super::{SafetyStats, quantile, safety_stats};
+use crate::dataset::DriveKind;
 use crate::error::{Error, Result};
 use ndarray::{ArrayView3, Axis};
 use serde::{Deserialize, Serialize};
@@ -226,6 +227,22 @@ pub struct SampleResult {
     pub nrmse: f64,
     /// Grid z index of the true peak.
     pub true_peak_z: usize,
+    /// How the drive was made (absent in older results: random phase).
+    #[serde(default)]
+    pub kind: DriveKind,
+}
+
+/// The safety figures of both methods on the samples of one kind of drive.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct KindSummary {
+    /// The kind of drive.
+    pub kind: DriveKind,
+    /// Samples of that kind.
+    pub n: usize,
+    /// The network.
+    pub dl: SafetyStats,
+    /// The conventional approach.
+    pub conventional: SafetyStats,
 }
 
 /// A notable sample of a method.
@@ -380,6 +397,9 @@ pub struct CvSummary {
     pub scan_time_reduction: f64,
     /// Per held-out subject, ascending id.
     pub per_subject: Vec<SubjectSummary>,
+    /// Per kind of drive present (random phase, random magnitude, optimised).
+    #[serde(default)]
+    pub by_drive: Vec<KindSummary>,
 }
 
 /// Summarise the samples of all folds.
@@ -444,7 +464,28 @@ pub fn summarize(samples: &[SampleResult]) -> Result<CvSummary> {
         allowed_power_gain: gain,
         scan_time_reduction: 1.0 - 1.0 / gain,
         per_subject,
+        by_drive: by_drive(samples)?,
     })
+}
+
+/// [`KindSummary`] of every kind of drive among `samples`.
+fn by_drive(samples: &[SampleResult]) -> Result<Vec<KindSummary>> {
+    let mut out = Vec::new();
+    for kind in DriveKind::ALL {
+        let v: Vec<&SampleResult> = samples.iter().filter(|s| s.kind == kind).collect();
+        if v.is_empty() {
+            continue;
+        }
+        let truth: Vec<f64> = v.iter().map(|s| s.true_psar_w_per_kg).collect();
+        let pick = |f: fn(&SampleResult) -> f64| v.iter().map(|s| f(s)).collect::<Vec<f64>>();
+        out.push(KindSummary {
+            kind,
+            n: v.len(),
+            dl: safety_stats(&truth, &pick(|s| s.dl_psar_w_per_kg))?,
+            conventional: safety_stats(&truth, &pick(|s| s.conventional_psar_w_per_kg))?,
+        });
+    }
+    Ok(out)
 }
 
 /// Subjects ranked by mean NRMSE: (best, median, worst) subject ids.
@@ -649,6 +690,7 @@ mod tests {
             conventional_psar_w_per_kg: conv,
             nrmse,
             true_peak_z: 0,
+            kind: DriveKind::RandomPhase,
         }
     }
 

@@ -13,7 +13,7 @@ use super::{
     GeneratorConfig, ModelInfo, StepLosses, Trainer, TrainerConfig, device_by_name, input_tensor,
     predict, save_generator, seed_device,
 };
-use crate::dataset::{DatasetConfig, Shard, load_shard};
+use crate::dataset::{DatasetConfig, DriveKind, Shard, load_shard};
 use crate::error::{Error, Result};
 use crate::{io, plot};
 use burn::tensor::Device;
@@ -75,37 +75,113 @@ pub struct Schedule {
     /// Peak term over tissue only ([`crate::net::loss::peak_loss_tissue`]); off: over every pixel.
     #[serde(default)]
     pub peak_over_tissue: bool,
-    /// Decoder levels with dropout, counted from the innermost (pix2pix: the innermost 3 of 8);
-    /// `None`: the generator's default (3, every level of the small variant).
+    /// Decoder levels with dropout, counted from the innermost; `None`: pix2pix's placement scaled
+    /// to the depth ([`GeneratorConfig::pix2pix_dropout_levels`]: 1 level of the small variant).
     #[serde(default)]
     pub dropout_levels: Option<usize>,
-    /// Base width of the PatchGAN discriminator; `None`: 64 (pix2pix).
+    /// Base width of the PatchGAN discriminator; `None`: the widest whose parameter count does
+    /// not exceed the generator's ([`matched_disc_base`]).
     #[serde(default)]
     pub disc_base: Option<usize>,
+    /// Multiply the generator's output by the target slice's body mask (an input channel), so it
+    /// is exactly 0 in air for the losses, the discriminator and inference. Needs a dataset whose
+    /// layout has the body mask.
+    #[serde(default)]
+    pub mask_output: bool,
 }
 
 impl Schedule {
-    /// The trainer's networks and losses for this schedule.
-    pub fn trainer_config(&self) -> TrainerConfig {
-        let mut g = self.variant.generator();
-        if let Some(l) = self.dropout_levels {
-            g = g.with_dropout_levels(l);
+    /// The first implementation's training: batch 1, constant learning rate, the peak over every
+    /// pixel, dropout on 3 decoder levels, a discriminator of base 64, no output mask (the
+    /// baseline of the ablation in `docs/cv_population_v2`).
+    pub fn first_implementation() -> Self {
+        Schedule {
+            batch: 1,
+            lr_decay: false,
+            peak_over_tissue: false,
+            dropout_levels: Some(3),
+            disc_base: Some(64),
+            mask_output: false,
+            ..Schedule::default()
         }
+    }
+
+    /// The trainer's networks and losses for this schedule on data made with `data`: the
+    /// generator takes the layout's channels and, with [`Schedule::mask_output`], masks its output
+    /// with the centre slice's body-mask channel.
+    pub fn trainer_config(&self, data: &DatasetConfig) -> Result<TrainerConfig> {
+        let mut g = self
+            .variant
+            .generator()
+            .with_in_channels(data.input_channels());
+        if self.mask_output {
+            g.output_mask_channel = Some(data.centre_body_channel().ok_or_else(|| {
+                Error::invalid(
+                    "output mask",
+                    "a dataset whose inputs hold the body mask (`dataset --input re-im-body`), \
+                     or training with --no-output-mask",
+                    format!("the layout {:?}", data.input),
+                )
+            })?);
+        }
+        let levels = self
+            .dropout_levels
+            .unwrap_or_else(|| g.pix2pix_dropout_levels());
+        g = g.with_dropout_levels(levels);
+        let disc_base = match self.disc_base {
+            Some(b) => b,
+            None => matched_disc_base(&g),
+        };
         let mut config = TrainerConfig::new()
             .with_generator(g)
             .with_learning_rate(self.lr)
             .with_seed(self.seed);
-        if let Some(b) = self.disc_base {
-            config.discriminator = config.discriminator.clone().with_base(b);
-        }
+        config.discriminator = config
+            .discriminator
+            .clone()
+            .with_base(disc_base)
+            .with_in_channels(data.input_channels() + 1);
         config.loss = config
             .loss
             .clone()
             .with_lambda_wl1(self.lambda_wl1)
             .with_lambda_peak(self.lambda_peak)
             .with_peak_over_tissue(self.peak_over_tissue);
-        config
+        config.validate()?;
+        Ok(config)
     }
+}
+
+/// Parameter count of a generator and of a discriminator (by building them on the CPU).
+pub fn parameter_counts(g: &GeneratorConfig, d: &super::DiscriminatorConfig) -> (usize, usize) {
+    use burn::module::Module;
+    let dev = super::cpu_device();
+    (g.init(&dev).num_params(), d.init(&dev).num_params())
+}
+
+/// The widest PatchGAN base (a multiple of 4, at least 4) whose discriminator has no more
+/// parameters than generator `g`: the first implementation paired a ~0.1 M-parameter generator
+/// with a 2.8 M-parameter discriminator, which won the game after one epoch (issue 19).
+pub fn matched_disc_base(g: &GeneratorConfig) -> usize {
+    use burn::module::Module;
+    let dev = super::cpu_device();
+    let budget = g.init(&dev).num_params();
+    let d_params = |b: usize| {
+        super::DiscriminatorConfig::new()
+            .with_in_channels(g.in_channels + g.out_channels)
+            .with_base(b)
+            .init(&dev)
+            .num_params()
+    };
+    let mut best = 4;
+    for b in (8..=64).step_by(4) {
+        if d_params(b) <= budget {
+            best = b;
+        } else {
+            break;
+        }
+    }
+    best
 }
 
 /// Learning rate of step `step` (0-based) of `total` with base rate `lr`: constant over the first
@@ -120,12 +196,14 @@ pub fn decayed_learning_rate(lr: f64, step: u64, total: u64) -> f64 {
 }
 
 impl Default for Schedule {
-    /// The defaults of `b1sar train`.
+    /// The defaults of `b1sar train`: batch 8 (the fastest on 2 CPU cores, README), pix2pix's
+    /// learning-rate decay and dropout placement, the peak over tissue, a discriminator no larger
+    /// than the generator, the output masked to the body.
     fn default() -> Self {
         Schedule {
             epochs: 5,
             variant: Variant::Small,
-            batch: 1,
+            batch: 8,
             checkpoint_every: 200,
             seed: 42,
             lr: 2e-4,
@@ -133,10 +211,11 @@ impl Default for Schedule {
             lambda_peak: 0.1,
             device: "cpu".into(),
             max_train: None,
-            lr_decay: false,
-            peak_over_tissue: false,
+            lr_decay: true,
+            peak_over_tissue: true,
             dropout_levels: None,
             disc_base: None,
+            mask_output: true,
         }
     }
 }
@@ -251,17 +330,19 @@ impl EpochSums {
     }
 }
 
-/// Flattened samples: inputs `[n, 15, H, W]`, targets `[n, H, W]`.
+/// Flattened samples: inputs `[n, c, H, W]`, targets `[n, H, W]`, and each one's drive kind.
 struct Samples {
     x: Vec<f32>,
     y: Vec<f32>,
     n: usize,
+    c: usize,
     hw: [usize; 2],
+    kinds: Vec<DriveKind>,
 }
 
 impl Samples {
     fn gather(&self, idx: &[usize]) -> (Vec<f32>, Vec<f32>) {
-        let (sx, sy) = (15 * self.hw[0] * self.hw[1], self.hw[0] * self.hw[1]);
+        let (sx, sy) = (self.c * self.hw[0] * self.hw[1], self.hw[0] * self.hw[1]);
         let mut x = Vec::with_capacity(idx.len() * sx);
         let mut y = Vec::with_capacity(idx.len() * sy);
         for &i in idx {
@@ -272,27 +353,43 @@ impl Samples {
     }
 }
 
+/// The target-slice samples of every drive of `shards`, at most `cap` of them.
 fn collect(shards: &[&Shard], cap: Option<usize>) -> Samples {
-    let hw = shards
+    let (hw, c) = shards
         .first()
-        .map(|s| s.manifest.config.size_hw)
-        .unwrap_or([0, 0]);
+        .map(|s| {
+            (
+                s.manifest.config.size_hw,
+                s.manifest.config.input_channels(),
+            )
+        })
+        .unwrap_or(([0, 0], 0));
     let mut x = Vec::new();
     let mut y = Vec::new();
-    let mut n = 0;
+    let mut kinds = Vec::new();
     for s in shards {
-        x.extend(s.x_train.iter().cloned());
-        y.extend(s.y_train.iter().cloned());
-        n += s.train.len();
+        let (xs, ys, info) = (&s.x_train, &s.y_train, &s.train);
+        x.extend(xs.iter().cloned());
+        y.extend(ys.iter().cloned());
+        kinds.extend(info.iter().map(|i| i.kind));
     }
-    if let Some(c) = cap
-        && c < n
+    let mut n = kinds.len();
+    if let Some(cap) = cap
+        && cap < n
     {
-        x.truncate(c * 15 * hw[0] * hw[1]);
-        y.truncate(c * hw[0] * hw[1]);
-        n = c;
+        x.truncate(cap * c * hw[0] * hw[1]);
+        y.truncate(cap * hw[0] * hw[1]);
+        kinds.truncate(cap);
+        n = cap;
     }
-    Samples { x, y, n, hw }
+    Samples {
+        x,
+        y,
+        n,
+        c,
+        hw,
+        kinds,
+    }
 }
 
 /// Peak of a prediction over the pixels where the target is positive (tissue: air has SAR 0 and the
@@ -351,15 +448,27 @@ fn load_all(dir: &Path) -> Result<Vec<Shard>> {
         ));
     }
     let shards: Vec<Shard> = dirs.iter().map(|d| load_shard(d)).collect::<Result<_>>()?;
-    let hw = shards[0].manifest.config.size_hw;
-    if let Some(s) = shards
-        .iter()
-        .find(|s| s.manifest.config.size_hw != hw || s.manifest.config.n_stack != 5)
-    {
+    let first = &shards[0].manifest.config;
+    let same = |c: &DatasetConfig| {
+        c.size_hw == first.size_hw
+            && c.n_stack == first.n_stack
+            && c.input == first.input
+            && c.nominal_t == first.nominal_t
+            && c.sar_unit_w_per_kg == first.sar_unit_w_per_kg
+            && c.power_per_channel_w == first.power_per_channel_w
+    };
+    if let Some(s) = shards.iter().find(|s| !same(&s.manifest.config)) {
+        let c = &s.manifest.config;
         return Err(Error::invalid(
             format!("shard of subject {}", s.subject),
-            format!("{hw:?} pixels and 5 slices like the first shard"),
-            format!("{:?}", s.manifest.config.size_hw),
+            format!(
+                "the first shard's pixels {:?}, {} slices, layout {:?}, nominal {:?} T, units and power",
+                first.size_hw, first.n_stack, first.input, first.nominal_t
+            ),
+            format!(
+                "{:?}, {} slices, layout {:?}, nominal {:?} T",
+                c.size_hw, c.n_stack, c.input, c.nominal_t
+            ),
         ));
     }
     Ok(shards)
@@ -431,6 +540,8 @@ impl Split {
             config: shards[0].manifest.config.clone(),
             train_subjects: train_shards.iter().map(|s| s.subject).collect(),
             train: collect(&train_shards, plan.schedule.max_train),
+            // The held-out subjects' target-slice samples of every drive (more drives than the
+            // validation volumes, which `cv` evaluates).
             val: collect(&val_shards, None),
             holdout,
         })
@@ -464,7 +575,7 @@ pub fn fit(plan: &FitPlan, progress: &mut dyn FnMut(FitEvent)) -> Result<FitRepo
     });
     let device = device_by_name(&s.device)?;
     let paths = OutPaths::new(&plan.out);
-    let mut trainer = open_trainer(s, &paths.checkpoint, &device, progress)?;
+    let mut trainer = open_trainer(s, &split.config, &paths.checkpoint, &device, progress)?;
     let mut history: Vec<EpochMetrics> = if paths.history.exists() {
         io::read_json(&paths.history, "training history")?
     } else {
@@ -507,11 +618,12 @@ pub fn fit(plan: &FitPlan, progress: &mut dyn FnMut(FitEvent)) -> Result<FitRepo
 /// The trainer of the checkpoint in `ckpt` if there is one, a fresh one otherwise.
 fn open_trainer(
     s: &Schedule,
+    data: &DatasetConfig,
     ckpt: &Path,
     device: &Device,
     progress: &mut dyn FnMut(FitEvent),
 ) -> Result<Trainer> {
-    let config = s.trainer_config();
+    let config = s.trainer_config(data)?;
     if Trainer::recover_checkpoint(ckpt)? {
         let t = Trainer::load_checkpoint(ckpt, device)?;
         progress(FitEvent::Resumed {
@@ -566,7 +678,7 @@ fn run_steps(
         // Dropout draws from the backend's random generator, which a checkpoint cannot hold: seed it
         // from (seed, step) before every step, so a resumed run draws exactly what a straight run does.
         seed_device(&dev, s.seed ^ step.wrapping_mul(0xd1b54a32d192ed03));
-        let xt = input_tensor("training input", &x, [n, 15, hw[0], hw[1]], &dev)?;
+        let xt = input_tensor("training input", &x, [n, train.c, hw[0], hw[1]], &dev)?;
         let yt = input_tensor("training target", &y, [n, 1, hw[0], hw[1]], &dev)?;
         if s.lr_decay {
             trainer.set_learning_rate(decayed_learning_rate(s.lr, step, total))?;
@@ -642,20 +754,27 @@ fn save_model(
 ) -> Result<f64> {
     let (val, hw) = (&split.val, split.train.hw);
     save_generator(trainer.generator(), model_dir)?;
-    let sf = if val.n > 0 {
+    // Per held-out sample: (drive kind, true / predicted pSAR over the tissue of the slice).
+    let ratios: Vec<(DriveKind, f64)> = if val.n > 0 {
         let p = predict(trainer.generator(), &val.x, val.n, hw[0], hw[1], device)?;
         let m = hw[0] * hw[1];
         (0..val.n)
             .map(|i| {
                 let (ps, ts) = (&p[i * m..(i + 1) * m], &val.y[i * m..(i + 1) * m]);
                 let t = ts.iter().cloned().fold(0.0f32, f32::max) as f64;
-                t / tissue_peak(ps, ts).max(1e-12)
+                (val.kinds[i], t / tissue_peak(ps, ts).max(1e-12))
             })
-            .fold(0.0, f64::max)
+            .collect()
     } else {
-        f64::NAN
+        Vec::new()
     };
-    ModelInfo::new(
+    let sf = ratios.iter().map(|r| r.1).fold(f64::NAN, f64::max);
+    let mut by_kind = std::collections::BTreeMap::new();
+    for (k, r) in &ratios {
+        let e = by_kind.entry(*k).or_insert(0.0f64);
+        *e = e.max(*r);
+    }
+    let mut info = ModelInfo::new(
         format!("{:?}", plan.schedule.variant),
         hw,
         split.config.clone(),
@@ -665,8 +784,10 @@ fn save_model(
         plan.schedule.epochs,
         trainer.steps(),
         plan.data.clone(),
-    )
-    .save(model_dir)?;
+    );
+    info.safety_factor_by_drive = by_kind;
+    info.schedule = Some(plan.schedule.clone());
+    info.save(model_dir)?;
     Ok(sf)
 }
 
@@ -699,23 +820,47 @@ mod tests {
 
     #[test]
     fn schedule_options_reach_the_trainer_config() {
-        // Defaults: the first implementation's networks and losses.
-        let d = Schedule::default().trainer_config();
-        assert_eq!(d.discriminator.base, 64);
-        assert_eq!(d.generator.dropout_levels, 3);
-        assert!(!d.loss.peak_over_tissue);
-        assert_eq!(d.generator.base, GeneratorConfig::small().base);
-        let s = Schedule {
-            dropout_levels: Some(1),
-            disc_base: Some(16),
-            peak_over_tissue: true,
-            ..Schedule::default()
+        let data = DatasetConfig::default();
+        // Defaults: pix2pix's dropout placement for depth 3 (1 level), a discriminator no larger
+        // than the generator, the peak over tissue, the output masked by the centre body channel.
+        let d = Schedule::default().trainer_config(&data).unwrap();
+        assert_eq!(d.generator.dropout_levels, 1);
+        assert_eq!(d.generator.in_channels, 15);
+        assert_eq!(d.generator.output_mask_channel, Some(2 * 3 + 2));
+        assert_eq!(d.discriminator.in_channels, 16);
+        assert!(d.loss.peak_over_tissue);
+        let (g_params, d_params) = parameter_counts(&d.generator, &d.discriminator);
+        let wider = d.discriminator.clone().with_base(d.discriminator.base + 4);
+        let (_, wider_params) = parameter_counts(&d.generator, &wider);
+        assert!(
+            d_params <= g_params && wider_params > g_params,
+            "D {d_params} (base {}), next {wider_params}, G {g_params}",
+            d.discriminator.base
+        );
+        // The first implementation, as flags give it.
+        let c = Schedule::first_implementation()
+            .trainer_config(&data)
+            .unwrap();
+        assert_eq!(c.discriminator.base, 64);
+        assert_eq!(c.generator.dropout_levels, 3);
+        assert_eq!(c.generator.output_mask_channel, None);
+        assert!(!c.loss.peak_over_tissue);
+        // A 4-channel layout widens both networks' inputs and moves the body channel.
+        let four = DatasetConfig {
+            input: crate::dataset::InputLayout::ReImBodyDream,
+            ..DatasetConfig::default()
         };
-        let c = s.trainer_config();
-        assert_eq!(c.discriminator.base, 16);
-        assert_eq!(c.generator.dropout_levels, 1);
-        assert!(c.loss.peak_over_tissue);
-        assert!(c.validate().is_ok());
+        let c = Schedule::default().trainer_config(&four).unwrap();
+        assert_eq!(c.generator.in_channels, 20);
+        assert_eq!(c.discriminator.in_channels, 21);
+        assert_eq!(c.generator.output_mask_channel, Some(2 * 4 + 2));
+        // The DREAM-mask layout has no body channel to mask with: a clear error.
+        let old = DatasetConfig {
+            input: crate::dataset::InputLayout::ReImDream,
+            ..DatasetConfig::default()
+        };
+        let e = Schedule::default().trainer_config(&old).unwrap_err();
+        assert!(e.to_string().contains("--no-output-mask"), "{e}");
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub struct GeneratorConfig {
     /// never does.
     #[config(default = 3)]
     pub dropout_levels: usize,
+    /// Input channel holding the target slice's body mask (0 or 1): the output is multiplied by it,
+    /// so the prediction is exactly 0 in air — before every loss, before the discriminator and at
+    /// inference. `None` (models made before it existed): no mask.
+    pub output_mask_channel: Option<usize>,
 }
 
 impl GeneratorConfig {
@@ -103,7 +107,22 @@ impl GeneratorConfig {
                 self.dropout.to_string(),
             ));
         }
+        if let Some(c) = self.output_mask_channel
+            && c >= self.in_channels
+        {
+            return Err(Error::invalid(
+                "generator.output_mask_channel",
+                format!("an input channel below {}", self.in_channels),
+                c.to_string(),
+            ));
+        }
         Ok(())
+    }
+
+    /// pix2pix's dropout placement scaled to this depth: the innermost 3 of unet_256's 8 levels,
+    /// i.e. round(3 depth / 8) levels (1 for the small variant, 3 for the paper's).
+    pub fn pix2pix_dropout_levels(&self) -> usize {
+        ((3 * self.depth) as f64 / 8.0).round().max(1.0) as usize
     }
 
     /// Build the generator on `device` (weights drawn lazily from the device's generator; see
@@ -264,6 +283,7 @@ impl Generator {
     /// returns the error instead.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let mut skips = Vec::with_capacity(self.down.len());
+        let mask = x.clone();
         let mut h = x;
         for level in &self.down {
             h = level.forward(h);
@@ -278,7 +298,11 @@ impl Generator {
                 .expect("one skip per decoder level: the U-Net has depth - 1 of each");
             h = Tensor::cat(vec![h, skip], 1);
         }
-        softplus(self.out.forward(h), 1.0)
+        let y = softplus(self.out.forward(h), 1.0);
+        match self.config.output_mask_channel {
+            Some(c) => y * mask.narrow(1, c, 1),
+            None => y,
+        }
     }
 
     /// [`forward`](Self::forward) with the input shape checked first.
@@ -307,6 +331,48 @@ mod tests {
         assert_eq!(normed, [false, true, true, true, true, true, true, false]);
         assert_eq!(g.up.len(), 7);
         assert_eq!(g.out.weight.lazy_shape().as_slice(), [128, 1, 4, 4]);
+    }
+
+    #[test]
+    fn the_output_is_zero_in_air_with_the_body_mask() {
+        use burn::tensor::TensorData;
+        // 15 channels, 16 x 16: noise everywhere in Re/Im; channel 8 (the centre slice's body
+        // mask) is 1 on the left half only.
+        let (c, h, w) = (15, 16, 16);
+        let x: Vec<f32> = (0..c * h * w)
+            .map(|i| {
+                let (ch, col) = (i / (h * w), i % w);
+                if ch % 3 == 2 {
+                    f32::from(u8::from(col < w / 2))
+                } else {
+                    ((i * 7919) % 97) as f32 / 50.0 - 1.0
+                }
+            })
+            .collect();
+        let dev = cpu_device();
+        let input = || Tensor::<4>::from_data(TensorData::new(x.clone(), [1, c, h, w]), &dev);
+        let masked = GeneratorConfig::small()
+            .with_output_mask_channel(Some(8))
+            .init(&dev);
+        let y = masked.forward(input()).into_data().try_into_vec::<f32>().unwrap();
+        for (i, v) in y.iter().enumerate() {
+            if i % w >= w / 2 {
+                assert_eq!(*v, 0.0, "air pixel {i}");
+            } else {
+                assert!(*v > 0.0, "tissue pixel {i}: softplus is positive");
+            }
+        }
+        // Without the mask the softplus output is positive in air too.
+        let plain = GeneratorConfig::small().init(&dev);
+        let y = plain.forward(input()).into_data().try_into_vec::<f32>().unwrap();
+        assert!(y.iter().all(|v| *v > 0.0));
+        // A mask channel outside the input is refused.
+        assert!(
+            GeneratorConfig::small()
+                .with_output_mask_channel(Some(15))
+                .validate()
+                .is_err()
+        );
     }
 
     #[test]

@@ -33,11 +33,14 @@ mod train;
 pub use burn::tensor::Device;
 pub use checkpoint::{load_generator, save_generator};
 pub use discriminator::{Discriminator, DiscriminatorConfig};
-pub use fit::{EpochMetrics, FitEvent, FitPlan, FitReport, Schedule, Variant, fit, metrics};
+pub use fit::{
+    EpochMetrics, FitEvent, FitPlan, FitReport, Schedule, Variant, fit, matched_disc_base, metrics,
+    parameter_counts,
+};
 pub use generator::{Generator, GeneratorConfig};
 pub use infer::{input_tensor, predict};
 pub use loss::LossConfig;
-pub use model_info::{MODEL_INFO_FILE, ModelInfo, SafetyFactor, SafetyFactorSource};
+pub use model_info::{DriveUse, MODEL_INFO_FILE, ModelInfo, SafetyFactor, SafetyFactorSource};
 pub use train::{StepLosses, Trainer, TrainerConfig};
 
 use std::sync::{Mutex, PoisonError};

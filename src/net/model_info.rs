@@ -7,9 +7,10 @@
 //! [`super::load_generator`]). Units: SAR in W/kg; the safety factor is a plain ratio
 //! (true / predicted pSAR10g).
 
-use crate::dataset::DatasetConfig;
+use crate::dataset::{DatasetConfig, DriveKind};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// File name of the description inside a model folder.
@@ -38,6 +39,14 @@ pub struct ModelInfo {
     /// when nothing was held out. Use [`ModelInfo::safety_factor`], which refuses a missing one.
     #[serde(default)]
     pub safety_factor: Option<f64>,
+    /// The safety factor per kind of held-out drive (random phase, random magnitude, optimised
+    /// shims): max of true / predicted over that kind's samples. Empty for models made before it
+    /// existed (their `safety_factor` covers random-phase drives only).
+    #[serde(default)]
+    pub safety_factor_by_drive: BTreeMap<DriveKind, f64>,
+    /// The training schedule and options (absent for models made before it was recorded).
+    #[serde(default)]
+    pub schedule: Option<super::Schedule>,
     /// Training epochs.
     #[serde(default)]
     pub epochs: usize,
@@ -58,8 +67,23 @@ pub struct ModelInfo {
 pub enum SafetyFactorSource {
     /// Given on the command line (`--safety-factor`), overriding the model's.
     User,
-    /// The model's own, measured on its held-out subjects (`model.json`).
+    /// The model's own, measured on its held-out subjects over every kind of drive (`model.json`).
     Model,
+    /// The model's own, measured on the optimised shims of its held-out subjects (`model.json`),
+    /// for a caller whose drives are optimised shims.
+    #[serde(rename = "model_optimised")]
+    ModelOptimised,
+}
+
+/// Which drives a safety factor has to cover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DriveUse {
+    /// Any drive (pulses, user drives): the largest factor the model has.
+    #[default]
+    Any,
+    /// Optimised shims (`optimize`): the factor measured on optimised drives when the model has
+    /// one, else the overall one.
+    Optimised,
 }
 
 impl SafetyFactorSource {
@@ -67,7 +91,10 @@ impl SafetyFactorSource {
     pub fn describe(self) -> &'static str {
         match self {
             SafetyFactorSource::User => "user-given (--safety-factor)",
-            SafetyFactorSource::Model => "from the model's model.json",
+            SafetyFactorSource::Model => "from the model's model.json (all held-out drives)",
+            SafetyFactorSource::ModelOptimised => {
+                "from the model's model.json (held-out optimised shims)"
+            }
         }
     }
 }
@@ -98,12 +125,14 @@ impl ModelInfo {
         ModelInfo {
             variant: variant.into(),
             size_hw,
-            input: "5 slices x (Re, Im B1+ / nominal |B1+|, DREAM mask)".into(),
+            input: dataset_config.input.describe(dataset_config.n_stack),
             sar_unit_w_per_kg: dataset_config.sar_unit_w_per_kg,
             dataset_config,
             train_subjects,
             holdout_subjects,
             safety_factor: safety_factor.filter(|sf| sf.is_finite()),
+            safety_factor_by_drive: BTreeMap::new(),
+            schedule: None,
             epochs,
             steps,
             dataset,
@@ -173,6 +202,40 @@ impl ModelInfo {
             }),
             None => Ok(SafetyFactor {
                 value: self.safety_factor()?,
+                source: SafetyFactorSource::Model,
+            }),
+        }
+    }
+
+    /// [`ModelInfo::resolve_safety_factor`] for drives of `use_`: the user's factor when given;
+    /// for [`DriveUse::Optimised`] the model's optimised-shim factor when it has one; otherwise
+    /// the largest of the overall factor and every per-kind one (never less than the overall).
+    pub fn resolve_safety_factor_for(
+        &self,
+        user: Option<f64>,
+        use_: DriveUse,
+    ) -> Result<SafetyFactor> {
+        if user.is_some() {
+            return self.resolve_safety_factor(user);
+        }
+        let overall = self.safety_factor()?;
+        let optimised = self
+            .safety_factor_by_drive
+            .get(&DriveKind::Optimised)
+            .copied()
+            .filter(|v| v.is_finite() && *v > 0.0);
+        match (use_, optimised) {
+            (DriveUse::Optimised, Some(v)) => Ok(SafetyFactor {
+                value: v,
+                source: SafetyFactorSource::ModelOptimised,
+            }),
+            _ => Ok(SafetyFactor {
+                value: self
+                    .safety_factor_by_drive
+                    .values()
+                    .copied()
+                    .filter(|v| v.is_finite())
+                    .fold(overall, f64::max),
                 source: SafetyFactorSource::Model,
             }),
         }

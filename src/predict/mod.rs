@@ -125,8 +125,12 @@ impl NetworkSar {
             let first = ci * DRIVES_PER_CALL;
             // Up to DRIVES_PER_CALL drives x slices go through the network as one batch.
             let mut scales = Vec::with_capacity(chunk.len());
-            let mut x =
-                Array4::<f32>::zeros((chunk.len() * slices.len(), 3 * self.config.n_stack, h, w));
+            let mut x = Array4::<f32>::zeros((
+                chunk.len() * slices.len(),
+                self.config.input_channels(),
+                h,
+                w,
+            ));
             for (i, d) in chunk.iter().enumerate() {
                 let di = first + i;
                 let (dn, a) = self.at_training_power(d, &format!("drive {}", di + 1))?;
@@ -208,20 +212,24 @@ impl NetworkSar {
         let maker = self.maker(f, slices)?;
         let [h, w] = self.config.size_hw;
         let (ns, n) = (self.config.n_stack, f.n_channels());
-        let cin = 3 * ns;
+        let (cin, per) = (
+            self.config.input_channels(),
+            self.config.input.channels_per_slice(),
+        );
         let k = slices.len();
         let (p, train_power) = (
             d.total_power_w(),
             self.config.power_per_channel_w * n as f64,
         );
         let mut x = Array4::<f32>::zeros((k, cin, h, w));
+        let mut measured = Vec::with_capacity(k);
         for (i, z) in slices.iter().enumerate() {
-            maker.input_into(
+            measured.push(maker.measure_into(
                 &dn,
                 *z,
                 NoiseDraw::Shared.seed(noise_seed, 0, *z),
                 &mut x.index_axis_mut(Axis(0), i),
-            )?;
+            )?);
         }
         let ad = self.device.clone().autodiff();
         // Frozen on the autodiff device: gradients flow to the input only, dropout is off.
@@ -268,7 +276,6 @@ impl NetworkSar {
             .try_into_vec::<f32>()
             .map_err(|e| Error::Computation(format!("reading the input gradient: {e:?}")))?;
         // dP/d dn_c = sum over pixels of dP/dx . dx/d dn_c with x_re + i x_im = mask sum_c dn_c B_c.
-        let xs = x.as_slice().expect("owned input array is contiguous");
         let mut gn = vec![Complex64::new(0.0, 0.0); n];
         for (i, z) in slices.iter().enumerate() {
             let basis = maker.input_basis(*z)?;
@@ -276,10 +283,10 @@ impl NetworkSar {
                 for r in 0..h {
                     for c in 0..w {
                         let at = |ch: usize| ((i * cin + ch) * h + r) * w + c;
-                        if xs[at(3 * j + 2)] == 0.0 {
+                        if !measured[i][[j, r, c]] {
                             continue;
                         }
-                        let (g_re, g_im) = (gx[at(3 * j)] as f64, gx[at(3 * j + 1)] as f64);
+                        let (g_re, g_im) = (gx[at(per * j)] as f64, gx[at(per * j + 1)] as f64);
                         for (ch, acc) in gn.iter_mut().enumerate() {
                             let b = basis[[ch, j, r, c]];
                             // d x_re / d Re dn = Re b, d x_im / d Re dn = Im b;

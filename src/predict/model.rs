@@ -11,7 +11,7 @@
 use super::{NetworkPredictor, NetworkSar, NoiseDraw};
 use crate::error::{Error, Result};
 use crate::field::FieldSet;
-use crate::net::{SafetyFactor, SafetyFactorSource};
+use crate::net::{DriveUse, SafetyFactor, SafetyFactorSource};
 use crate::sar::{Q10g, QuadraticMaps, SarPredictor, VopSet};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -47,6 +47,8 @@ pub struct SarModelSpec {
     pub safety_factor: Option<f64>,
     /// Device of the network: cpu, wgpu[:i], cuda[:i].
     pub device: String,
+    /// Which drives the network's safety factor must cover (`optimize`: optimised shims).
+    pub drives: DriveUse,
 }
 
 impl Default for SarModelSpec {
@@ -58,6 +60,7 @@ impl Default for SarModelSpec {
             model: None,
             safety_factor: None,
             device: "cpu".into(),
+            drives: DriveUse::Any,
         }
     }
 }
@@ -158,7 +161,9 @@ impl SarModelSpec {
                 let device = crate::net::device_by_name(&self.device)?;
                 let net = NetworkSar::load(dir, &device)?;
                 // A network without a measured safety factor is refused unless the user gives one.
-                let sf = net.info.resolve_safety_factor(self.safety_factor)?;
+                let sf = net
+                    .info
+                    .resolve_safety_factor_for(self.safety_factor, self.drives)?;
                 Some((net, sf))
             }
             (None, SarModelKind::Net) => {
