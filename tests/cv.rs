@@ -17,10 +17,10 @@ fn read(p: &Path) -> Value {
     .expect("JSON file")
 }
 
-/// Four analytic subjects (0 = generic) and their dataset, in `dir`.
-fn population(dir: &Path) -> Vec<String> {
+/// `n` analytic subjects (16 x 24 x 28 voxels at 5 mm, seeds 1..=n) in `dir`; their paths.
+fn synth_subjects(dir: &Path, n: usize) -> Vec<String> {
     let mut fields = Vec::new();
-    for k in 0..4 {
+    for k in 0..n {
         let p = dir.join(format!("f{k}.npz"));
         let (rc, _, e) = b1sar(&[
             "synth",
@@ -36,6 +36,12 @@ fn population(dir: &Path) -> Vec<String> {
         assert_eq!(rc, 0, "{e}");
         fields.push(s(&p).to_string());
     }
+    fields
+}
+
+/// Four analytic subjects (0 = generic) and their dataset, in `dir`.
+fn population(dir: &Path) -> Vec<String> {
+    let fields = synth_subjects(dir, 4);
     let ds = dir.join("ds");
     let mut args = vec![
         "dataset",
@@ -307,23 +313,7 @@ fn loso_and_kfold_end_to_end() {
 fn optimised_drive_sf_is_measured_on_unseen_drives() {
     use b1sar::dataset::{DriveKind, load_shard, shard_dir};
     let dir = tempfile::tempdir().unwrap();
-    let mut fields = Vec::new();
-    for k in 0..3 {
-        let p = dir.path().join(format!("f{k}.npz"));
-        let (rc, _, e) = b1sar(&[
-            "synth",
-            "--shape",
-            "16,24,28",
-            "--spacing-mm",
-            "5",
-            "--seed",
-            &(k + 1).to_string(),
-            "--out",
-            s(&p),
-        ]);
-        assert_eq!(rc, 0, "{e}");
-        fields.push(s(&p).to_string());
-    }
+    let fields = synth_subjects(dir.path(), 3);
     let ds = dir.path().join("ds");
     let mut args = vec![
         "dataset",

@@ -46,6 +46,11 @@ pub struct CvArgs {
     /// Merge the folds' results in OUT into the report (no training).
     #[arg(long)]
     pub summarize: bool,
+    /// After summarising, write the cross-validation's safety factors (overall and per kind of
+    /// drive) into this model folder's model.json: a model trained with the same recipe on every
+    /// subject (`train --holdout none`), whose own held-out subjects are none.
+    #[arg(long)]
+    pub apply_to: Option<PathBuf>,
     /// The generic reference subject (the conventional approach; always trained on, never tested).
     #[arg(long, default_value_t = 0)]
     pub generic: usize,
@@ -153,7 +158,10 @@ fn training_json(sch: &Schedule, data: &std::path::Path) -> serde_json::Value {
 pub fn run(a: CvArgs, out: &Output) -> Result<()> {
     let t0 = Instant::now();
     if a.summarize {
-        let v = summarize(&a.out, out)?;
+        let mut v = summarize(&a.out, out)?;
+        if let Some(m) = &a.apply_to {
+            v["applied_to"] = apply_to(&a.out, &v, m, out)?;
+        }
         out.result(v);
         return Ok(());
     }
@@ -230,6 +238,9 @@ pub fn run(a: CvArgs, out: &Output) -> Result<()> {
         return Ok(());
     }
     let mut v = summarize(&a.out, out)?;
+    if let Some(m) = &a.apply_to {
+        v["applied_to"] = apply_to(&a.out, &v, m, out)?;
+    }
     v["elapsed_s"] = json!(t0.elapsed().as_secs_f64());
     out.result(v);
     Ok(())
@@ -314,6 +325,7 @@ fn run_fold(
         data: data.to_path_buf(),
         out: train_out.clone(),
         holdout: fold.test.clone(),
+        no_holdout: false,
         schedule: a.schedule.clone().into(),
     };
     let tr = net::fit(&plan, &mut super::train::progress(out))?;
@@ -534,6 +546,72 @@ fn evaluate_subject(
     Ok((out, slices, files))
 }
 
+/// Write the safety factors of the cross-validation in `dir` (its summary `v`) into the model.json
+/// of `model`, after checking that the model was made with the cross-validation's recipe: the same
+/// dataset settings and network, trained on every subject of its data.
+fn apply_to(
+    dir: &Path,
+    v: &serde_json::Value,
+    model: &Path,
+    out: &Output,
+) -> Result<serde_json::Value> {
+    let plan: Plan = io::read_json(&dir.join("plan.json"), "cross-validation plan")?;
+    let mut info = ModelInfo::load(model)?;
+    let data = plan.training["data"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("plan.json names no dataset")?;
+    let cv_config = manifests(&data)?
+        .into_values()
+        .next()
+        .expect("manifests() refuses an empty dataset")
+        .config;
+    let variant = plan.training["variant"].as_str().unwrap_or_default();
+    if info.dataset_config != cv_config || info.variant != variant {
+        anyhow::bail!(Error::invalid(
+            format!("--apply-to {}", model.display()),
+            format!(
+                "a model of the cross-validation's recipe (variant {variant}, the dataset settings of {})",
+                data.display()
+            ),
+            format!(
+                "variant {} with other dataset settings or variant",
+                info.variant
+            )
+        ));
+    }
+    if !info.holdout_subjects.is_empty() {
+        anyhow::bail!(Error::invalid(
+            format!("--apply-to {}", model.display()),
+            "a model trained on every subject (`train --holdout none`)",
+            format!("one holding out {:?}", info.holdout_subjects)
+        ));
+    }
+    let s: CvSummary = serde_json::from_value(v["summary"].clone())?;
+    let by_drive = s
+        .by_drive
+        .iter()
+        .map(|k| (k.kind, k.dl.safety_factor))
+        .collect();
+    let source = format!(
+        "cross-validation {} ({} folds, held-out subjects {:?}, {} samples)",
+        dir.display(),
+        plan.folds.len(),
+        s.subjects,
+        s.n_samples
+    );
+    info.apply_cross_validation(s.dl.stats.safety_factor, by_drive, source.clone())?;
+    info.save(model)?;
+    out.line(format!(
+        "{}: safety factor {:.3} from {source}",
+        ModelInfo::path(model).display(),
+        s.dl.stats.safety_factor
+    ));
+    Ok(
+        json!({"model": model, "safety_factor": s.dl.stats.safety_factor, "safety_factor_by_drive": info.safety_factor_by_drive}),
+    )
+}
+
 /// Merge the folds' results under `dir` into `cv.json`, the PNGs and `summary.md`.
 fn summarize(dir: &Path, out: &Output) -> Result<serde_json::Value> {
     let plan: Plan = io::read_json(&dir.join("plan.json"), "cross-validation plan")
@@ -721,6 +799,23 @@ fn write_summary_md(path: &Path, s: &CvSummary, plan: &Plan, mean_train_s: f64) 
         100.0 * s.bound_999.p_underestimation,
         s.allowed_power_gain
     ));
+    if !s.by_drive.is_empty() {
+        t.push_str("By kind of drive (the paper's evaluation used random-phase drives only; `optimize --predictor net` applies the optimised-shim SF):\n\n| drives | samples | cGAN SF | cGAN SF_UOF | cGAN over-est. after SF | conventional SF | conventional SF_UOF | conventional over-est. after SF |\n|---|---|---|---|---|---|---|---|\n");
+        for k in &s.by_drive {
+            t.push_str(&format!(
+                "| {} | {} | {:.2} | {:.2} | {:+.0} % | {:.2} | {:.2} | {:+.0} % |\n",
+                k.kind.name(),
+                k.n,
+                k.dl.safety_factor,
+                k.dl.safety_factor_uof,
+                100.0 * k.dl.mean_overestimation_after_sf,
+                k.conventional.safety_factor,
+                k.conventional.safety_factor_uof,
+                100.0 * k.conventional.mean_overestimation_after_sf
+            ));
+        }
+        t.push('\n');
+    }
     t.push_str("| subject | fold | NRMSE | cGAN max true/pred | cGAN mean over-est. | conventional max true/pred |\n|---|---|---|---|---|---|\n");
     for p in &s.per_subject {
         t.push_str(&format!(

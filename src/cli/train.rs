@@ -116,20 +116,49 @@ pub struct TrainArgs {
     /// Output folder: `checkpoint/` (resumable), `model/` (final generator), `metrics.json`, `loss.png`.
     #[arg(long)]
     pub out: PathBuf,
-    /// Subjects held out for validation (subject-wise split); default: the last subject, or none if
-    /// there is only one.
-    #[arg(long, value_delimiter = ',')]
-    pub holdout: Vec<usize>,
+    /// Subjects held out for validation (subject-wise split), e.g. `3,7`; `none`: train on every
+    /// subject (a model to ship: its safety factors then come from `cv --summarize --apply-to`);
+    /// default: the last subject, or none if there is only one.
+    #[arg(long, value_delimiter = ',', value_parser = parse_holdout)]
+    pub holdout: Vec<Holdout>,
     /// Schedule and network (shared with `b1sar cv`).
     #[command(flatten)]
     pub schedule: TrainSchedule,
 }
 
+/// One value of `--holdout`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holdout {
+    /// Hold out nothing.
+    None,
+    /// Hold out this subject.
+    Subject(usize),
+}
+
+fn parse_holdout(s: &str) -> std::result::Result<Holdout, String> {
+    if s.trim() == "none" {
+        return Ok(Holdout::None);
+    }
+    s.trim()
+        .parse()
+        .map(Holdout::Subject)
+        .map_err(|_| format!("`{s}` is neither a subject id nor `none`"))
+}
+
 pub fn run(a: TrainArgs, out: &Output) -> Result<()> {
+    let no_holdout = a.holdout.contains(&Holdout::None);
     let plan = FitPlan {
         data: a.data,
         out: a.out,
-        holdout: a.holdout,
+        holdout: a
+            .holdout
+            .iter()
+            .filter_map(|h| match h {
+                Holdout::Subject(k) => Some(*k),
+                Holdout::None => None,
+            })
+            .collect(),
+        no_holdout,
         schedule: a.schedule.into(),
     };
     let report = net::fit(&plan, &mut progress(out))?;

@@ -231,6 +231,9 @@ pub struct FitPlan {
     /// Subjects held out for validation (subject-wise split); empty: the last subject, or none if
     /// there is only one.
     pub holdout: Vec<usize>,
+    /// Train on every subject, holding none out (a model to ship, whose safety factors come from a
+    /// cross-validation: `cv --summarize --apply-to`); `holdout` must then be empty.
+    pub no_holdout: bool,
     /// Schedule and network.
     pub schedule: Schedule,
 }
@@ -509,7 +512,16 @@ impl Split {
     fn load(plan: &FitPlan) -> Result<Self> {
         let shards = load_all(&plan.data)?;
         let ids: Vec<usize> = shards.iter().map(|s| s.subject).collect();
-        let holdout: Vec<usize> = if plan.holdout.is_empty() {
+        if plan.no_holdout && !plan.holdout.is_empty() {
+            return Err(Error::invalid(
+                "--holdout",
+                "`none` alone or a list of subjects",
+                format!("none and {:?}", plan.holdout),
+            ));
+        }
+        let holdout: Vec<usize> = if plan.no_holdout {
+            Vec::new()
+        } else if plan.holdout.is_empty() {
             if ids.len() > 1 {
                 vec![*ids.last().expect("non-empty")]
             } else {

@@ -354,7 +354,11 @@ mod tests {
         let masked = GeneratorConfig::small()
             .with_output_mask_channel(Some(8))
             .init(&dev);
-        let y = masked.forward(input()).into_data().try_into_vec::<f32>().unwrap();
+        let y = masked
+            .forward(input())
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
         for (i, v) in y.iter().enumerate() {
             if i % w >= w / 2 {
                 assert_eq!(*v, 0.0, "air pixel {i}");
@@ -364,7 +368,11 @@ mod tests {
         }
         // Without the mask the softplus output is positive in air too.
         let plain = GeneratorConfig::small().init(&dev);
-        let y = plain.forward(input()).into_data().try_into_vec::<f32>().unwrap();
+        let y = plain
+            .forward(input())
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
         assert!(y.iter().all(|v| *v > 0.0));
         // A mask channel outside the input is refused.
         assert!(

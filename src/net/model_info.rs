@@ -44,6 +44,11 @@ pub struct ModelInfo {
     /// existed (their `safety_factor` covers random-phase drives only).
     #[serde(default)]
     pub safety_factor_by_drive: BTreeMap<DriveKind, f64>,
+    /// Where the safety factors were measured when not on this training's held-out subjects: the
+    /// cross-validation they come from (`cv --summarize --apply-to`, for a model trained on every
+    /// subject). Absent: on the held-out subjects of this training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_factor_source: Option<String>,
     /// The training schedule and options (absent for models made before it was recorded).
     #[serde(default)]
     pub schedule: Option<super::Schedule>,
@@ -132,6 +137,7 @@ impl ModelInfo {
             holdout_subjects,
             safety_factor: safety_factor.filter(|sf| sf.is_finite()),
             safety_factor_by_drive: BTreeMap::new(),
+            safety_factor_source: None,
             schedule: None,
             epochs,
             steps,
@@ -205,6 +211,31 @@ impl ModelInfo {
                 source: SafetyFactorSource::Model,
             }),
         }
+    }
+
+    /// Take the safety factors of a cross-validation of this model's recipe (`sf` over every
+    /// held-out sample, `by_drive` per kind), described by `source`. Each must be finite and > 0
+    /// (below 1 is legitimate: a network that over-estimates everywhere).
+    pub fn apply_cross_validation(
+        &mut self,
+        sf: f64,
+        by_drive: BTreeMap<DriveKind, f64>,
+        source: String,
+    ) -> Result<()> {
+        if let Some((k, v)) = std::iter::once((None, sf))
+            .chain(by_drive.iter().map(|(k, v)| (Some(*k), *v)))
+            .find(|(_, v)| !(v.is_finite() && *v > 0.0))
+        {
+            return Err(Error::invalid(
+                format!("cross-validation safety factor {k:?}"),
+                "a finite factor > 0",
+                v.to_string(),
+            ));
+        }
+        self.safety_factor = Some(sf);
+        self.safety_factor_by_drive = by_drive;
+        self.safety_factor_source = Some(source);
+        Ok(())
     }
 
     /// [`ModelInfo::resolve_safety_factor`] for drives of `use_`: the user's factor when given;
