@@ -350,6 +350,15 @@ fn optimised_drive_sf_is_measured_on_unseen_drives() {
     let model = out.join("model");
     let info = b1sar::net::ModelInfo::load(&model).unwrap();
     let recorded = info.safety_factor_by_drive[&DriveKind::Optimised];
+    // model.json records the training options with the defaults resolved.
+    let sch = info.schedule.clone().unwrap();
+    assert_eq!(sch.dropout_levels, Some(1));
+    assert!(sch.disc_base.unwrap() < 64 && sch.mask_output && sch.lr_decay);
+    assert_eq!(
+        info.dataset_config.input,
+        b1sar::dataset::InputLayout::ReImBody
+    );
+    assert_eq!(info.dataset_config.nominal_t, Some(1e-6));
 
     let held = load_shard(&shard_dir(&ds, 2)).unwrap();
     let rows: Vec<usize> = (0..held.train.len())

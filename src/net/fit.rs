@@ -798,7 +798,13 @@ fn save_model(
         plan.data.clone(),
     );
     info.safety_factor_by_drive = by_kind;
-    info.schedule = Some(plan.schedule.clone());
+    // The defaults resolved (dropout levels, discriminator width), so the file says what was trained.
+    let tc = trainer.config();
+    info.schedule = Some(Schedule {
+        dropout_levels: Some(tc.generator.dropout_levels),
+        disc_base: Some(tc.discriminator.base),
+        ..plan.schedule.clone()
+    });
     info.save(model_dir)?;
     Ok(sf)
 }
