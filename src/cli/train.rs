@@ -205,15 +205,19 @@ fn show(e: FitEvent, pb: &mut Option<ProgressBar>, out: &Output) {
             }
         }
         FitEvent::Epoch(m) => {
+            let validation = if m.nrmse.is_nan() {
+                "no held-out subjects".to_string()
+            } else {
+                format!(
+                    "validation NRMSE {:.3}, pSAR over-estimation {:+.1} %, P(under) {:.0} %",
+                    m.nrmse,
+                    100.0 * m.mean_overestimation,
+                    100.0 * m.p_underestimation
+                )
+            };
             let line = format!(
-                "epoch {}: G {:.3}, WL1 {:.4}, D {:.3}; validation NRMSE {:.3}, pSAR over-estimation {:+.1} %, P(under) {:.0} %",
-                m.epoch,
-                m.g_total,
-                m.g_wl1,
-                m.d,
-                m.nrmse,
-                100.0 * m.mean_overestimation,
-                100.0 * m.p_underestimation
+                "epoch {}: G {:.3}, WL1 {:.4}, D {:.3}; {validation}",
+                m.epoch, m.g_total, m.g_wl1, m.d
             );
             match pb {
                 Some(b) => b.suspend(|| out.line(line)),
