@@ -152,17 +152,25 @@ fn network_drive_gradient_by_autodiff_matches_central_differences() {
     let cfg = &model.config;
     let maker = SampleMaker::new(&f, cfg, model.nominal_t(&f).unwrap());
     let [h, w] = cfg.size_hw;
-    let (k, cin) = (slices.len(), 3 * cfg.n_stack);
+    let (k, cin, per) = (
+        slices.len(),
+        cfg.input_channels(),
+        cfg.input.channels_per_slice(),
+    );
     let mut x0 = Array4::<f32>::zeros((k, cin, h, w));
+    // Where Re and Im are measured (the DREAM range of the drive's own map), per slice.
+    let mut measured = Vec::new();
     for (i, zi) in slices.iter().enumerate() {
-        maker
-            .input_into(
-                &d,
-                *zi,
-                seed ^ *zi as u64,
-                &mut x0.index_axis_mut(Axis(0), i),
-            )
-            .unwrap();
+        measured.push(
+            maker
+                .measure_into(
+                    &d,
+                    *zi,
+                    seed ^ *zi as u64,
+                    &mut x0.index_axis_mut(Axis(0), i),
+                )
+                .unwrap(),
+        );
     }
     let bases: Vec<_> = slices
         .iter()
@@ -185,7 +193,9 @@ fn network_drive_gradient_by_autodiff_matches_central_differences() {
         best * cfg.sar_unit_w_per_kg
     };
     assert!((peak(&x0) - v).abs() <= 1e-6 * v);
-    let step = 1e-2;
+    // A step of 2e-3 sqrt(W) crosses few ReLU kinks of the piecewise-linear network (1e-2 did: 2.2 %
+    // off with the population-trained model) while f32 outputs still resolve the difference.
+    let step = 2e-3;
     let mut fd = vec![Complex64::new(0.0, 0.0); 8];
     for (ch, out) in fd.iter_mut().enumerate() {
         for (part, unit) in [(0, Complex64::new(1.0, 0.0)), (1, Complex64::new(0.0, 1.0))] {
@@ -196,12 +206,12 @@ fn network_drive_gradient_by_autodiff_matches_central_differences() {
                     for j in 0..cfg.n_stack {
                         for r in 0..h {
                             for c in 0..w {
-                                if x0[[i, 3 * j + 2, r, c]] == 0.0 {
+                                if !measured[i][[j, r, c]] {
                                     continue;
                                 }
                                 let dv = bases[i][[ch, j, r, c]] * unit * (sign * step);
-                                x[[i, 3 * j, r, c]] += dv.re as f32;
-                                x[[i, 3 * j + 1, r, c]] += dv.im as f32;
+                                x[[i, per * j, r, c]] += dv.re as f32;
+                                x[[i, per * j + 1, r, c]] += dv.im as f32;
                             }
                         }
                     }

@@ -286,8 +286,51 @@ mod tests {
         let info = ModelInfo::load(&shipped()).unwrap();
         assert_eq!(info.variant, "Small");
         assert_eq!(info.size_hw, [48, 48]);
-        assert_eq!(info.train_subjects, vec![0]);
-        assert_eq!(info.holdout_subjects, vec![1]);
+        // Trained on the whole version-2 cohort; its factors come from the recipe's cross-validation.
+        assert_eq!(info.train_subjects, (0..24).collect::<Vec<_>>());
+        assert!(info.holdout_subjects.is_empty());
+        assert!(
+            info.safety_factor_source
+                .as_deref()
+                .is_some_and(|s| s.contains("cross-validation")),
+            "{:?}",
+            info.safety_factor_source
+        );
+        assert_eq!(
+            info.safety_factor_by_drive
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            DriveKind::ALL.to_vec()
+        );
+        assert_eq!(
+            info.dataset_config.input,
+            crate::dataset::InputLayout::ReImBody
+        );
+        assert_eq!(
+            info.dataset_config.nominal_t,
+            Some(crate::units::DREAM_NOMINAL_T)
+        );
+        // The overall factor is the largest per-kind one, and optimize's choice is the optimised one.
+        let largest = info
+            .safety_factor_by_drive
+            .values()
+            .cloned()
+            .fold(0.0, f64::max);
+        assert_eq!(info.safety_factor, Some(largest));
+        let opt = info
+            .resolve_safety_factor_for(None, DriveUse::Optimised)
+            .unwrap();
+        assert_eq!(
+            opt.value,
+            info.safety_factor_by_drive[&DriveKind::Optimised]
+        );
+        assert_eq!(opt.source, SafetyFactorSource::ModelOptimised);
+        let any = info.resolve_safety_factor_for(None, DriveUse::Any).unwrap();
+        assert_eq!(
+            (any.value, any.source),
+            (largest, SafetyFactorSource::Model)
+        );
         // The typed value is the file's number, read independently of ModelInfo.
         let raw: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(shipped().join(MODEL_INFO_FILE)).unwrap(),
@@ -360,6 +403,30 @@ mod tests {
             msg.contains("model.json") && msg.contains("dataset_config"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_model_without_per_kind_factors_gives_its_overall_one_to_every_caller() {
+        // A model from before the per-kind factors (random-phase drives only): optimize gets the
+        // overall factor, labelled as such; a user factor wins over both.
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = shipped_json();
+        v.as_object_mut().unwrap().remove("safety_factor_by_drive");
+        v["safety_factor"] = serde_json::json!(1.5);
+        write(dir.path(), &v);
+        let info = ModelInfo::load(dir.path()).unwrap();
+        for use_ in [DriveUse::Any, DriveUse::Optimised] {
+            let sf = info.resolve_safety_factor_for(None, use_).unwrap();
+            assert_eq!((sf.value, sf.source), (1.5, SafetyFactorSource::Model));
+            let user = info.resolve_safety_factor_for(Some(2.5), use_).unwrap();
+            assert_eq!((user.value, user.source), (2.5, SafetyFactorSource::User));
+        }
+        // A per-kind factor above the overall one (a hand-edited file) is never undercut.
+        v["safety_factor_by_drive"] = serde_json::json!({"random-phase": 1.8});
+        write(dir.path(), &v);
+        let info = ModelInfo::load(dir.path()).unwrap();
+        let any = info.resolve_safety_factor_for(None, DriveUse::Any).unwrap();
+        assert_eq!(any.value, 1.8);
     }
 
     #[test]
