@@ -64,8 +64,9 @@ fn main() -> Result<()> {
         let n = f.n_channels();
         let total = power * n as f64;
         let nz = f.grid().shape[0];
-        let maker = b1sar::dataset::SampleMaker::new(&f, &net.config, 1e-6);
-        let slices: Vec<usize> = (0..nz).filter(|z| maker.fits(*z)).collect();
+        let slices: Vec<usize> = (0..nz)
+            .filter(|z| b1sar::dataset::stack_fits(&f, *z, &net.config))
+            .collect();
         let drawer = ShimDrawer::new(&f, &q, total)?;
         let tz = target_slice(&f);
         for kind in DriveKind::ALL {

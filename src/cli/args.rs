@@ -59,8 +59,14 @@ pub struct SarModelArgs {
 }
 
 impl SarModelArgs {
-    /// The library's description of the chosen model.
+    /// The library's description of the chosen model, for arbitrary drives.
     pub fn spec(&self) -> SarModelSpec {
+        self.spec_for(b1sar::net::DriveUse::Any)
+    }
+
+    /// [`SarModelArgs::spec`] for a command whose network drives are of kind `drives` (the
+    /// network's safety factor is the one measured on them).
+    pub fn spec_for(&self, drives: b1sar::net::DriveUse) -> SarModelSpec {
         SarModelSpec {
             kind: self.predictor.map(Into::into),
             q: self.q.clone(),
@@ -68,7 +74,7 @@ impl SarModelArgs {
             model: self.model.clone(),
             safety_factor: self.safety_factor,
             device: self.device.clone(),
-            drives: b1sar::net::DriveUse::Any,
+            drives,
         }
     }
 }

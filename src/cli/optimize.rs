@@ -9,7 +9,7 @@ use b1sar::optim::{
     ShimSystem, Start, VopLimitRule, assemble_limits, optimize, pareto_sweep, plan,
     roi_from_fields,
 };
-use b1sar::predict::{NoiseDraw, SarModelKind, SarModelSpec};
+use b1sar::predict::{NoiseDraw, SarModelKind};
 use b1sar::sar::{Q10g, VopSet};
 use b1sar::units::{
     AmplitudeUnit, LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, T_TO_UT, WHOLE_BODY_SAR_LIMIT_W_PER_KG,
@@ -210,10 +210,7 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
     })?)?;
     let (idx, amat) = field_roi(&a, &f)?;
     // The shims this command feeds a network are optimised ones: their safety factor applies.
-    let spec = SarModelSpec {
-        drives: b1sar::net::DriveUse::Optimised,
-        ..a.model.spec()
-    };
+    let spec = a.model.spec_for(b1sar::net::DriveUse::Optimised);
     let kind = spec.kind();
     let n = f.n_channels();
     // A static shim, or per-subpulse shims of a pulse (pattern: small-tip flip angle in rad).
@@ -726,7 +723,7 @@ fn write_plots(
 /// `b1sar optimize --b1 ...`: the shim on measured maps, weights in peak volts, limits from the
 /// scanner's VOP file (types kept apart, each with its own limit).
 fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
-    use b1sar::scanner::{B1Maps, B1Options, RoiMask, convert_vops, roi_matrix};
+    use b1sar::scanner::{B1Maps, B1Options, RoiMask, roi_matrix};
     let kind = a.model.spec().kind();
     if !matches!(
         kind,
@@ -771,24 +768,7 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
     };
     let obj = a.objective.at(target_t);
     // VOPs in volts, one limit per selected type.
-    let vops = match (&a.model.vop, kind) {
-        (Some(p), SarModelKind::Vop | SarModelKind::Exact) => {
-            let v = VopSet::load(p)?;
-            let v = match &a.vop_types {
-                Some(t) => v.select_types(t).map_err(|e| e.in_file(p))?,
-                None => v,
-            };
-            let v = convert_vops(&v, AmplitudeUnit::Volt, a.reference_impedance_ohm)?;
-            b1.expect_channels(v.n_channels(), &p.display().to_string())?;
-            Some(v)
-        }
-        (None, SarModelKind::Vop) => bail!(Error::invalid(
-            "--predictor vop",
-            "--vop SarDataUser.mat (or a b1sar VOP .npz)",
-            "no --vop"
-        )),
-        _ => None,
-    };
+    let vops = scanner_vops(&a, kind, &b1)?;
     let groups = vops.as_ref().map(plan::vop_type_groups).unwrap_or_default();
     let settings = Settings {
         start: a.objective.start(),
@@ -927,6 +907,34 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The scanner path's VOPs (`--vop`, the `--vop-types` selected) in volts for `b1`'s channels;
+/// none without `--vop` unless `--predictor vop` needs them.
+fn scanner_vops(
+    a: &OptimizeArgs,
+    kind: SarModelKind,
+    b1: &b1sar::scanner::B1Maps,
+) -> Result<Option<VopSet>> {
+    use b1sar::scanner::convert_vops;
+    Ok(match (&a.model.vop, kind) {
+        (Some(p), SarModelKind::Vop | SarModelKind::Exact) => {
+            let v = VopSet::load(p)?;
+            let v = match &a.vop_types {
+                Some(t) => v.select_types(t).map_err(|e| e.in_file(p))?,
+                None => v,
+            };
+            let v = convert_vops(&v, AmplitudeUnit::Volt, a.reference_impedance_ohm)?;
+            b1.expect_channels(v.n_channels(), &p.display().to_string())?;
+            Some(v)
+        }
+        (None, SarModelKind::Vop) => bail!(Error::invalid(
+            "--predictor vop",
+            "--vop SarDataUser.mat (or a b1sar VOP .npz)",
+            "no --vop"
+        )),
+        _ => None,
+    })
 }
 
 /// drive.json, the shimmed |B1+| as NIfTI (µT) and a PNG of the ROI's central slice.

@@ -314,6 +314,12 @@ fn stack(f: &FieldSet, centre: usize, cfg: &DatasetConfig) -> Option<Vec<usize>>
         .collect()
 }
 
+/// Whether the stack of `cfg` around slice `centre` of `f` lies inside the grid (the slices a
+/// sample, and so a prediction, can be made for).
+pub fn stack_fits(f: &FieldSet, centre: usize, cfg: &DatasetConfig) -> bool {
+    stack(f, centre, cfg).is_some()
+}
+
 /// In-plane crop origin (y, x) centring the body's bounding box in an H x W window.
 fn crop_origin(f: &FieldSet, hw: [usize; 2]) -> [isize; 2] {
     let rho = f.rho();
@@ -405,7 +411,7 @@ impl<'a> SampleMaker<'a> {
 
     /// Whether the slice stack around `centre` fits in the grid.
     pub fn fits(&self, centre: usize) -> bool {
-        stack(self.f, centre, self.cfg).is_some()
+        stack_fits(self.f, centre, self.cfg)
     }
 
     /// The linear part of the input around slice `centre`: per channel c and stack slice k the

@@ -56,16 +56,18 @@ impl NetworkSar {
 
     /// Nominal |B1+| (T) of a subject at the training drive power, calibrated like the dataset.
     pub fn nominal_t(&self, f: &FieldSet) -> Result<f64> {
+        // A fixed nominal (the default since issue 19) needs no calibration drives: this runs
+        // for every prediction and every gradient of the optimiser.
+        if let Some(n) = self.nominal_override.or(self.config.nominal_t) {
+            return Ok(n);
+        }
         let drives = Drive::random_phase_set(
             f.n_channels(),
             self.config.power_per_channel_w,
             CALIBRATION_DRIVES,
             7,
         )?;
-        Ok(self
-            .nominal_override
-            .or(self.config.nominal_t)
-            .unwrap_or_else(|| calibrate_nominal(f, &drives)))
+        Ok(calibrate_nominal(f, &drives))
     }
 
     /// The sample maker of subject `f`, with every slice of `slices` checked to have its stack.
