@@ -142,13 +142,52 @@ impl Drive {
 
     /// Parse the JSON forms of [`DriveJson`].
     pub fn from_json_str(text: &str, source: &str) -> Result<Self> {
-        let j: DriveJson = serde_json::from_str(text).map_err(|e| {
-            Error::invalid(
-                source,
-                r#"a drive as {"re":[..],"im":[..]} (sqrt(W)) or {"mag_w":[..],"phase_deg":[..]}"#,
-                e.to_string(),
-            )
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::invalid(source, DRIVE_FORMS, format!("not JSON: {e}")))?;
+        Drive::from_json_value(&v, source)
+    }
+
+    /// A drive from a parsed JSON value in one of the forms of [`DriveJson`]. Unknown keys are
+    /// refused with the key named (a misspelt `phase_deg` must not leave every phase at 0).
+    pub fn from_json_value(v: &serde_json::Value, source: &str) -> Result<Self> {
+        let obj = v.as_object().ok_or_else(|| {
+            Error::invalid(source, DRIVE_FORMS, format!("a JSON {}", json_kind(v)))
         })?;
+        let known = ["re", "im", "mag_w", "phase_deg"];
+        if let Some(k) = obj.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(Error::invalid(
+                source,
+                DRIVE_FORMS,
+                format!("an unknown key `{k}`"),
+            ));
+        }
+        let list = |key: &str| -> Result<Option<Vec<f64>>> {
+            match obj.get(key) {
+                None => Ok(None),
+                Some(a) => serde_json::from_value::<Vec<f64>>(a.clone())
+                    .map(Some)
+                    .map_err(|_| {
+                        Error::invalid(
+                            format!("{source}: `{key}`"),
+                            "an array of numbers, one per channel",
+                            format!("a JSON {}", json_kind(a)),
+                        )
+                    }),
+            }
+        };
+        let j = match (list("re")?, list("im")?, list("mag_w")?, list("phase_deg")?) {
+            (Some(re), Some(im), None, None) => DriveJson::ReIm { re, im },
+            (None, None, Some(mag_w), Some(phase_deg)) => DriveJson::MagPhase { mag_w, phase_deg },
+            _ => {
+                let mut keys: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
+                keys.sort();
+                return Err(Error::invalid(
+                    source,
+                    DRIVE_FORMS,
+                    format!("the keys [{}]", keys.join(", ")),
+                ));
+            }
+        };
         Drive::from_json(j, source)
     }
 
@@ -198,8 +237,23 @@ impl Drive {
 
     /// Read a drive JSON file.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::io::read_text(path, "drive JSON")?;
         Drive::from_json_str(&text, &path.display().to_string())
+    }
+}
+
+/// The JSON forms of a drive, for messages.
+const DRIVE_FORMS: &str = r#"a drive as {"re": [..], "im": [..]} (sqrt(W)) or {"mag_w": [..], "phase_deg": [..]} (W, degrees), with no other keys"#;
+
+/// What a JSON value is, in words.
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
     }
 }
 

@@ -27,12 +27,12 @@ pub enum Error {
         what: String,
         reason: String,
     },
-    /// Operating-system I/O error on a path.
-    #[error("{path}: {source}")]
+    /// Operating-system I/O error on a path. The OS error is part of the message, not a separate
+    /// source, so a chain printer (`{:#}`) does not repeat it.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A command-line mistake: a flag missing, or flags given in a combination that cannot work.
     /// `flag` names the flag (or flags) to add or change.
@@ -82,7 +82,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 
@@ -111,7 +111,7 @@ impl Error {
     pub fn is_bad_input(&self) -> bool {
         match self {
             // A path the user named that does not exist is their input; other I/O failures are not.
-            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            Error::Io { cause, .. } => cause.kind() == std::io::ErrorKind::NotFound,
             Error::Computation(_) => false,
             _ => true,
         }

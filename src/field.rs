@@ -47,6 +47,8 @@ pub struct FieldSet {
     rho: Array3<f64>,
     labels: Option<Array3<u8>>,
     meta: FieldMeta,
+    /// [`FieldSet::sar_hash`], computed on first use.
+    sar_hash: std::sync::OnceLock<u64>,
 }
 
 /// Air (rho < 1 kg/m^3) has no mass, so it may not absorb power: a voxel with sigma > 0 there would
@@ -60,6 +62,50 @@ pub(crate) fn check_no_lossy_air(sigma: &Array3<f64>, rho: &Array3<f64>) -> Resu
             "sigma/rho",
             "sigma = 0 wherever rho < 1 kg/m^3 (air has no mass, so it may not absorb power)",
             format!("{lossy_air} voxels with sigma > 0 and rho < 1 kg/m^3"),
+        ));
+    }
+    Ok(())
+}
+
+/// The physical ranges of [`crate::limits`]: voxel spacing, tissue density, conductivity and |B1+|
+/// per sqrt(W). Each catches a unit mistake that would scale SAR by orders of magnitude.
+fn check_plausible(
+    grid: &Grid,
+    b1p: &Array4<Complex32>,
+    sigma: &Array3<f64>,
+    rho: &Array3<f64>,
+) -> Result<()> {
+    use crate::limits::{B1_MAX_T_PER_SQRT_W, RHO_MAX_KG_M3, SIGMA_MAX_S_PER_M};
+    crate::limits::check_spacing("spacing_m", grid.spacing_m)?;
+    if let Some(r) = rho.iter().find(|r| **r > RHO_MAX_KG_M3) {
+        return Err(Error::invalid(
+            "rho",
+            format!(
+                "tissue densities <= {RHO_MAX_KG_M3} kg/m^3 (cortical bone 1908, the densest tissue; \
+                 values below 1 are air)"
+            ),
+            format!("{r} kg/m^3 (a density in the wrong unit?)"),
+        ));
+    }
+    if let Some(v) = sigma.iter().find(|v| **v > SIGMA_MAX_S_PER_M) {
+        return Err(Error::invalid(
+            "sigma",
+            format!(
+                "conductivities <= {SIGMA_MAX_S_PER_M} S/m (urine 2.22 S/m, the most conductive \
+                 tissue at 297 MHz)"
+            ),
+            format!("{v} S/m (a conductivity in the wrong unit?)"),
+        ));
+    }
+    let max_b1 = b1p.iter().fold(0.0f32, |m, v| m.max(v.norm())) as f64;
+    if max_b1 > B1_MAX_T_PER_SQRT_W {
+        return Err(Error::invalid(
+            "b1p_re/b1p_im",
+            format!(
+                "|B1+| <= {B1_MAX_T_PER_SQRT_W:e} T per sqrt(W) of accepted power (about 1e-6 in \
+                 tissue at 7 T)"
+            ),
+            format!("{max_b1:e} T/sqrt(W) (maps in µT or nT, or not per sqrt(W)?)"),
         ));
     }
     Ok(())
@@ -128,6 +174,7 @@ impl FieldSet {
             }
         }
         check_no_lossy_air(&sigma, &rho)?;
+        check_plausible(&grid, &b1p, &sigma, &rho)?;
         if let Some(l) = &labels
             && l.shape() != g
         {
@@ -154,6 +201,7 @@ impl FieldSet {
             rho: crate::io::standard_layout(rho),
             labels: labels.map(crate::io::standard_layout),
             meta,
+            sar_hash: std::sync::OnceLock::new(),
         })
     }
 
@@ -191,6 +239,37 @@ impl FieldSet {
             ));
         }
         check_finite("relative phase maps", phase_rel_rad.iter())?;
+        let pi = std::f64::consts::PI + crate::limits::PHASE_ROUNDING_RAD;
+        if let Some(p) = phase_rel_rad.iter().find(|p| p.abs() > pi) {
+            return Err(Error::invalid(
+                "relative phase maps",
+                format!(
+                    "phases in [-pi, pi] rad (plus {} rad of rounding)",
+                    crate::limits::PHASE_ROUNDING_RAD
+                ),
+                format!("{p} rad (degrees, or a scanner's integer phase scale?)"),
+            ));
+        }
+        if let Some(m) = magnitude
+            .iter()
+            .find(|m| **m > crate::limits::B1_MAX_T_PER_SQRT_W)
+        {
+            return Err(Error::invalid(
+                "B1+ magnitude maps",
+                format!(
+                    "|B1+| <= {:e} T per sqrt(W) of accepted power",
+                    crate::limits::B1_MAX_T_PER_SQRT_W
+                ),
+                format!("{m:e} (maps in µT or nT, or not per sqrt(W)?)"),
+            ));
+        }
+        if !body.iter().any(|b| *b) {
+            return Err(Error::invalid(
+                "body mask",
+                "at least one body voxel",
+                "an empty mask",
+            ));
+        }
         let b1p = Zip::from(magnitude).and(phase_rel_rad).map_collect(|m, p| {
             let c = Complex64::from_polar(*m, *p);
             Complex32::new(c.re as f32, c.im as f32)
@@ -203,6 +282,43 @@ impl FieldSet {
     pub fn grid(&self) -> &Grid {
         &self.grid
     }
+    /// Content hash (FNV-1a 64) of what decides exact SAR: grid shape, channel count, rho, sigma
+    /// and E (when present). A Q10g or VOP file records it, so `--q` and `--fields` of different
+    /// subjects or simulations are told apart. Spacing and origin are compared separately, with a
+    /// tolerance.
+    pub fn sar_hash(&self) -> u64 {
+        *self.sar_hash.get_or_init(|| {
+            let mut h = crate::io::ContentHash::default();
+            for d in self.grid.shape {
+                h.update(&(d as u64).to_le_bytes());
+            }
+            h.update(&(self.n_channels() as u64).to_le_bytes());
+            let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+            let flush = |buf: &mut Vec<u8>, h: &mut crate::io::ContentHash, force: bool| {
+                if force || buf.len() >= 1 << 16 {
+                    h.update(buf);
+                    buf.clear();
+                }
+            };
+            for a in [&self.rho, &self.sigma] {
+                for v in a.iter() {
+                    buf.extend_from_slice(&v.to_le_bytes());
+                    flush(&mut buf, &mut h, false);
+                }
+            }
+            if let Some(e) = &self.e {
+                buf.extend_from_slice(b"E");
+                for c in e.iter() {
+                    buf.extend_from_slice(&c.re.to_le_bytes());
+                    buf.extend_from_slice(&c.im.to_le_bytes());
+                    flush(&mut buf, &mut h, false);
+                }
+            }
+            flush(&mut buf, &mut h, true);
+            h.finish()
+        })
+    }
+
     /// Number of transmit channels.
     pub fn n_channels(&self) -> usize {
         self.b1p.shape()[0]

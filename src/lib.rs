@@ -41,6 +41,7 @@ pub mod eval;
 pub mod field;
 pub mod grid;
 pub mod io;
+pub mod limits;
 pub mod net;
 pub mod optim;
 pub mod plot;

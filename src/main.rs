@@ -1,6 +1,7 @@
 //! `b1sar` command-line interface: a thin layer over the library. Every subcommand takes `--json` and
 //! then prints exactly one JSON object on stdout (logs and progress go to stderr). Exit status: 0
-//! success, 1 runtime failure, 2 bad input or usage.
+//! success, 1 runtime failure, 2 bad input or usage, 3 a result over a safety limit (printed in
+//! full; `pulse-sar`, `optimize`).
 
 mod cli;
 
@@ -65,8 +66,21 @@ enum Command {
     Population(cli::population::PopulationArgs),
 }
 
+/// Negative numbers parse as values everywhere (`--tr-ms -10` is told "must be > 0", not
+/// "unexpected argument"); clap does not propagate the setting to subcommands itself.
+fn negative_numbers_everywhere(cmd: clap::Command) -> clap::Command {
+    cmd.allow_negative_numbers(true)
+        .mut_subcommands(negative_numbers_everywhere)
+}
+
+fn parse() -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = negative_numbers_everywhere(Cli::command()).try_get_matches()?;
+    Cli::from_arg_matches(&matches)
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
@@ -97,6 +111,11 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<cli::LimitExceeded>().is_some() => {
+            // The result itself was printed (and with --json is the one object on stdout).
+            eprintln!("limit exceeded: {e}");
+            ExitCode::from(cli::EXIT_LIMIT_EXCEEDED)
+        }
         Err(e) => {
             let bad_input = e
                 .downcast_ref::<b1sar::Error>()

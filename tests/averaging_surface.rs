@@ -170,6 +170,9 @@ fn q10g_files_from_the_earlier_reading_are_refused() {
             "n_channels" => w
                 .add_array(&name, &r.by_name::<OwnedRepr<u32>, Ix1>(&name).unwrap())
                 .unwrap(),
+            "fields_hash" => w
+                .add_array(&name, &r.by_name::<OwnedRepr<u64>, Ix1>(&name).unwrap())
+                .unwrap(),
             _ => w
                 .add_array(&name, &r.by_name::<OwnedRepr<f64>, Ix1>(&name).unwrap())
                 .unwrap(),

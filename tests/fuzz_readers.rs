@@ -88,6 +88,7 @@ struct Seeds {
     pulses: Vec<Vec<u8>>,
     drives: Vec<Vec<u8>>,
     coils: Vec<Vec<u8>>,
+    models: Vec<Vec<u8>>,
 }
 
 /// Rewrite an NPZ uncompressed, so NPY headers and the zip's size fields sit in plain bytes
@@ -105,7 +106,7 @@ fn stored_copy(src: &Path, dst: &Path) {
                 })*
             };
         }
-        try_copy!(f64, f32, u32, i32, u8);
+        try_copy!(f64, f32, u32, i32, u8, u64);
         panic!("array {name} has a type this test knows");
     }
     w.finish().unwrap();
@@ -128,6 +129,17 @@ fn seeds() -> &'static Seeds {
         let v = VopSet::compress(&q, 0.2, &|_, _| {}).unwrap();
         v.save(&p("v.npz")).unwrap();
         stored_copy(&p("v.npz"), &p("vs.npz"));
+        // A typed generic-subject set: type tags, a limit per type and a population factor, so
+        // the mutations reach the length, limit and factor checks of the loader.
+        let mut vt = v.clone();
+        vt.types = Some(vec![6; vt.len()]);
+        vt.type_limits = vec![(6, 10.0)];
+        vt.population_factor = Some(b1sar::sar::vop::PopulationFactor {
+            value: 1.7,
+            source: "fuzz seed".into(),
+        });
+        vt.save(&p("vt.npz")).unwrap();
+        stored_copy(&p("vt.npz"), &p("vts.npz"));
 
         let mask_gz = read(&root().join("examples/data/scanner/prostate_mask.nii.gz"));
         let mut mask = Vec::new();
@@ -174,7 +186,12 @@ fn seeds() -> &'static Seeds {
         let seeds = Seeds {
             field_sets: vec![read(&p("f.npz")), read(&p("fs.npz"))],
             q10g: vec![read(&p("q.npz")), read(&p("qs.npz"))],
-            vops: vec![read(&p("v.npz")), read(&p("vs.npz"))],
+            vops: vec![
+                read(&p("v.npz")),
+                read(&p("vs.npz")),
+                read(&p("vt.npz")),
+                read(&p("vts.npz")),
+            ],
             nifti: vec![
                 (mask_gz, "nii.gz"),
                 (mask, "nii"),
@@ -194,6 +211,7 @@ fn seeds() -> &'static Seeds {
                 read(&root().join("examples/data/coil_default.json")),
                 read(&root().join("examples/data/coil_fractionated.json")),
             ],
+            models: vec![read(&root().join("examples/data/model/model.json"))],
             _dir: dir,
         };
         // Every seed loads as it is: the mutations start from valid files.
@@ -211,6 +229,7 @@ fn seeds() -> &'static Seeds {
             (Reader::Pulse, &seeds.pulses),
             (Reader::Drive, &seeds.drives),
             (Reader::Coil, &seeds.coils),
+            (Reader::ModelJson, &seeds.models),
         ] {
             for s in list {
                 let got = load_bytes(r, s, r.ext()).unwrap();
@@ -232,6 +251,7 @@ enum Reader {
     Pulse,
     Drive,
     Coil,
+    ModelJson,
 }
 
 impl Reader {
@@ -241,7 +261,7 @@ impl Reader {
             Reader::Nifti => "nii",
             Reader::Mat => "mat",
             Reader::Seq => "seq",
-            Reader::Pulse | Reader::Drive | Reader::Coil => "json",
+            Reader::Pulse | Reader::Drive | Reader::Coil | Reader::ModelJson => "json",
         }
     }
 
@@ -271,6 +291,12 @@ impl Reader {
             Reader::Pulse => Pulse::load(path, 40.0).map(drop).map_err(s),
             Reader::Drive => Drive::read(path).map(drop).map_err(s),
             Reader::Coil => CoilSpec::load(path).map(drop).map_err(s),
+            Reader::ModelJson => {
+                // A model folder's description is always named model.json.
+                let dir = path.parent().expect("a file in a temporary folder");
+                std::fs::copy(path, dir.join("model.json")).map_err(|e| e.to_string())?;
+                b1sar::net::ModelInfo::load(dir).map(drop).map_err(s)
+            }
         }
     }
 }
@@ -528,6 +554,11 @@ proptest! {
     #[test]
     fn coil_json(pick in 0usize..8, kind in 0u8..4, a: u64, b: u64, c: u64) {
         check(Reader::Coil, &seeds().coils, "json", pick, (kind, a, b, c));
+    }
+
+    #[test]
+    fn model_json(pick in 0usize..8, kind in 0u8..4, a: u64, b: u64, c: u64) {
+        check(Reader::ModelJson, &seeds().models, "json", pick, (kind, a, b, c));
     }
 }
 

@@ -46,6 +46,7 @@ fn fortranize(src: &Path, dst: &Path) -> usize {
             .or_else(|| copy_as::<u32>(&mut r, &mut w, &name))
             .or_else(|| copy_as::<i32>(&mut r, &mut w, &name))
             .or_else(|| copy_as::<u8>(&mut r, &mut w, &name))
+            .or_else(|| copy_as::<u64>(&mut r, &mut w, &name))
             .unwrap_or_else(|| panic!("array {name} of {} has a known type", src.display()));
         multi += usize::from(nd >= 2);
     }

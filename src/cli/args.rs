@@ -51,7 +51,7 @@ pub struct SarModelArgs {
     pub model: Option<PathBuf>,
     /// Safety factor (>= 1) the estimate is multiplied by: required for generic; net: the model's
     /// own unless given (an error when the model has none); 1 otherwise.
-    #[arg(long)]
+    #[arg(long, value_parser = safety_factor)]
     pub safety_factor: Option<f64>,
     /// Device of the network: cpu, wgpu[:i] (feature gpu), cuda[:i] (feature cuda).
     #[arg(long, default_value = "cpu")]
@@ -75,6 +75,7 @@ impl SarModelArgs {
             safety_factor: self.safety_factor,
             device: self.device.clone(),
             drives,
+            fields_path: None,
         }
     }
 }
@@ -159,6 +160,18 @@ pub(crate) fn positive(s: &str) -> std::result::Result<f64, String> {
         Ok(v)
     } else {
         Err(format!("expected a finite value > 0, got {v}"))
+    }
+}
+
+/// A safety factor: finite and >= 1 (a factor below 1 would lower a bound).
+pub(crate) fn safety_factor(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if v.is_finite() && v >= 1.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "expected a finite safety factor >= 1 (a factor below 1 would lower the bound), got {v}"
+        ))
     }
 }
 

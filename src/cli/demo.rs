@@ -38,8 +38,8 @@ pub struct DemoArgs {
     #[arg(long)]
     pub quick: bool,
     /// Safety factor of the shipped network (default: its model.json's; the demo stops with an
-    /// error when that has none and this is not given).
-    #[arg(long)]
+    /// error when that has none and this is not given); >= 1.
+    #[arg(long, value_parser = super::args::safety_factor)]
     pub safety_factor: Option<f64>,
 }
 
@@ -60,7 +60,7 @@ fn slice_z(map: &ndarray::Array3<f64>, z: usize) -> Array2<f64> {
 pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
     let t0 = Instant::now();
     let dir = &a.out;
-    std::fs::create_dir_all(dir).map_err(|e| b1sar::Error::io(dir, e))?;
+    b1sar::io::check_output_dir("--out", dir, &[])?;
     let mut files: Vec<PathBuf> = Vec::new();
 
     // 1. Subject and exact SAR machinery.

@@ -206,11 +206,13 @@ pub struct SarArgs {
     pub drive: String,
     /// Units of the drive amplitudes: sqrt(W) of forward power, or peak volts at the coil plug
     /// (converted to the VOP file's unit at the reference impedance).
-    #[arg(long, value_enum, default_value_t = DriveUnits::SqrtW)]
-    pub drive_units: DriveUnits,
-    /// Reference impedance converting sqrt(W) to peak volts, V = sqrt(2 Z P) (ohm).
-    #[arg(long, alias = "z0-ohm", value_parser = positive, default_value_t = b1sar::units::REFERENCE_IMPEDANCE_OHM)]
-    pub reference_impedance_ohm: f64,
+    /// (Only with --vop; default sqrt-w.)
+    #[arg(long, value_enum)]
+    pub drive_units: Option<DriveUnits>,
+    /// Reference impedance converting sqrt(W) to peak volts, V = sqrt(2 Z P) (ohm; only with
+    /// --vop; default 50).
+    #[arg(long, alias = "z0-ohm", value_parser = positive)]
+    pub reference_impedance_ohm: Option<f64>,
     /// Only the VOPs of these scanner types (`ZZtype`), e.g. `6,8`; a type absent from the file is an error.
     #[arg(long, value_delimiter = ',')]
     pub vop_types: Option<Vec<i32>>,
@@ -231,6 +233,33 @@ pub fn sar(a: SarArgs, out: &Output) -> Result<()> {
             "--fields or --q"
         ));
     }
+    if a.vop.is_none() {
+        // Field sets and Q10g take drives in sqrt(W) only: a unit flag there would be ignored.
+        for (given, flag) in [
+            (a.drive_units.is_some(), "--drive-units"),
+            (
+                a.reference_impedance_ohm.is_some(),
+                "--reference-impedance-ohm",
+            ),
+        ] {
+            if given {
+                bail!(Error::usage(
+                    flag,
+                    "applies to --vop only (field sets and Q10g take drives in sqrt(W)); give the drive in sqrt(W) or W"
+                ));
+            }
+        }
+    }
+    let inputs: Vec<&std::path::Path> = [&a.fields, &a.q, &a.vop]
+        .into_iter()
+        .flatten()
+        .map(|p| p.as_path())
+        .collect();
+    for (flag, p) in [("--out", &a.out), ("--nifti", &a.nifti)] {
+        if let Some(p) = p {
+            io::check_output_path(flag, p, &inputs)?;
+        }
+    }
     let d = load_drive(&a.drive)?;
     if let Some(vp) = &a.vop {
         if a.out.is_some() || a.nifti.is_some() {
@@ -241,17 +270,15 @@ pub fn sar(a: SarArgs, out: &Output) -> Result<()> {
             ));
         }
         let v = VopSet::load(vp)?;
-        let unit = match a.drive_units {
+        let unit = match a.drive_units.unwrap_or(DriveUnits::SqrtW) {
             DriveUnits::SqrtW => AmplitudeUnit::SqrtW,
             DriveUnits::Volts => AmplitudeUnit::Volt,
         };
-        let b = scanner::vop_bound(
-            &v,
-            &d,
-            unit,
-            a.reference_impedance_ohm,
-            a.vop_types.as_deref(),
-        )?;
+        let z0 = a
+            .reference_impedance_ohm
+            .unwrap_or(b1sar::units::REFERENCE_IMPEDANCE_OHM);
+        let b = scanner::vop_bound(&v, &d, unit, z0, a.vop_types.as_deref())?;
+        b1sar::limits::finite_result("VOP pSAR10g bound", b.psar_w_per_kg, true)?;
         for t in &b.per_type {
             out.line(format!(
                 "type {}: {:.4} W/kg (VOP {} of the file; {} VOPs of this type){}",
@@ -280,14 +307,13 @@ pub fn sar(a: SarArgs, out: &Output) -> Result<()> {
             }
         ));
         if v.epsilon.is_finite() {
-            let power_w = scanner::drive_in_vop_unit(&v, &d, unit, a.reference_impedance_ohm)?
-                .total_power_w();
+            let power_w = scanner::drive_in_vop_unit(&v, &d, unit, z0)?.total_power_w();
             out.line(format!("overestimation at most {:.1} % of the worst case ({:.3} W/kg for this drive's power)", 100.0 * v.epsilon, v.epsilon * v.worst_case * power_w));
         }
         out.result(json!({"psar10g_w_per_kg": b.psar_w_per_kg, "vop_index": b.vop_index, "vop_type": b.vop_type,
             "vop_type_limit_w_per_kg": b.limit_w_per_kg, "margin_w_per_kg": b.margin_w_per_kg,
             "per_type": b.per_type, "warnings": b.warnings, "n_vops": v.len(), "epsilon": v.epsilon,
-            "drive_units": unit, "reference_impedance_ohm": a.reference_impedance_ohm,
+            "drive_units": unit, "reference_impedance_ohm": z0,
             "elapsed_s": t.elapsed().as_secs_f64()}));
         return Ok(());
     }
@@ -316,6 +342,7 @@ pub fn sar(a: SarArgs, out: &Output) -> Result<()> {
         (map, wb, Some(av.counts()), *f.grid())
     };
     let pk = sar::peak(map.view());
+    b1sar::limits::finite_result("pSAR10g", pk.value_w_per_kg, false)?;
     let mut paths = Vec::new();
     if let Some(p) = &a.out {
         io::write_npy(p, &map.mapv(|v| v as f32))?;
@@ -360,6 +387,7 @@ pub struct QmatrixArgs {
 
 pub fn qmatrix(a: QmatrixArgs, out: &Output) -> Result<()> {
     let t = Instant::now();
+    io::check_output_path("--out", &a.out, &[&a.fields])?;
     let f = load_fields(&a.fields)?;
     f.require_e("Q10g matrices")?;
     let pb = spinner("10 g averaging cubes (IEC/IEEE 62704-1)");
@@ -398,10 +426,41 @@ pub struct VopArgs {
     /// Output VOP set (.npz).
     #[arg(long)]
     pub out: PathBuf,
+    /// Population safety factor to record in the file (>= 1), for a generic subject's VOPs:
+    /// `--predictor generic` applies it unless given another.
+    #[arg(long, requires = "safety_factor_source")]
+    pub safety_factor: Option<f64>,
+    /// Where the population safety factor was measured (a report, its figure), recorded with it.
+    #[arg(long, requires = "safety_factor")]
+    pub safety_factor_source: Option<String>,
 }
 
 pub fn vop(a: VopArgs, out: &Output) -> Result<()> {
     let t0 = Instant::now();
+    io::check_output_path("--out", &a.out, &[&a.q])?;
+    let population_factor = match (a.safety_factor, &a.safety_factor_source) {
+        (Some(sf), Some(src)) => {
+            if !(sf.is_finite() && sf >= 1.0) {
+                bail!(Error::invalid(
+                    "--safety-factor",
+                    "a finite population safety factor >= 1",
+                    format!("{sf}")
+                ));
+            }
+            if src.trim().is_empty() {
+                bail!(Error::invalid(
+                    "--safety-factor-source",
+                    "where the factor was measured",
+                    "an empty text"
+                ));
+            }
+            Some(b1sar::sar::vop::PopulationFactor {
+                value: sf,
+                source: src.clone(),
+            })
+        }
+        _ => None,
+    };
     let pb = spinner(&format!("loading {}", a.q.display()));
     let q = Q10g::load(&a.q)?;
     pb.finish_and_clear();
@@ -412,6 +471,8 @@ pub fn vop(a: VopArgs, out: &Output) -> Result<()> {
     })?;
     pb.finish_and_clear();
     let secs = t.elapsed().as_secs_f64();
+    let mut v = v;
+    v.population_factor = population_factor;
     v.save(&a.out)?;
     out.line(format!(
         "{} VOPs from {} Q10g matrices ({:.2} % kept) with epsilon {:.1} % in {secs:.2} s -> {}",

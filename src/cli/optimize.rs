@@ -1,7 +1,7 @@
 //! `b1sar optimize`: RF shim for homogeneity (or SAR efficiency) in a region of interest under a
 //! predicted-SAR limit, with any predictor (exact Q10g, VOPs, the generic subject, the network).
 
-use super::args::SarModelArgs;
+use super::args::{SarModelArgs, positive};
 use super::{Output, spinner};
 use anyhow::{Result, bail};
 use b1sar::optim::{
@@ -117,9 +117,10 @@ pub struct OptimizeArgs {
     /// The SAR model of the local-SAR limit (default exact; scanner maps: vop with --vop).
     #[command(flatten)]
     pub model: SarModelArgs,
-    /// Local SAR10g limit (W/kg); the predicted value times the safety factor must stay below it.
-    #[arg(long, default_value_t = LOCAL_SAR_LIMIT_TRUNK_W_PER_KG)]
-    pub sar_limit: f64,
+    /// Local SAR10g limit (W/kg); the predicted value times the safety factor must stay below it
+    /// (default 10, the IEC normal-mode local limit for the trunk).
+    #[arg(long, value_parser = positive)]
+    pub sar_limit: Option<f64>,
     /// Whole-body SAR limit (W/kg), enforced when E is available (exact Q10g).
     #[arg(long, default_value_t = WHOLE_BODY_SAR_LIMIT_W_PER_KG)]
     pub wb_limit: f64,
@@ -131,7 +132,7 @@ pub struct OptimizeArgs {
     pub max_total_power_w: Option<f64>,
     /// Target mean |B1+| in the ROI (µT): limits are judged at this mean (cv, efficiency) and MLS
     /// aims at it. Default: the zero-phase shim's mean at 1 W per channel.
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     pub target_ut: Option<f64>,
     /// Phase-only multi-starts (start 0 all phases zero; the others random, seeded).
     #[arg(long, default_value_t = 8)]
@@ -148,7 +149,7 @@ pub struct OptimizeArgs {
     #[arg(long)]
     pub tr_ms: Option<f64>,
     /// Target mean flip angle (degrees) in the ROI for `--pulse`; default the pulse's own.
-    #[arg(long, requires = "pulse")]
+    #[arg(long, requires = "pulse", value_parser = positive)]
     pub target_flip_deg: Option<f64>,
     /// Also sweep the local-SAR limit over N values and write the Pareto front of objective vs pSAR.
     #[arg(long)]
@@ -185,6 +186,27 @@ fn load_mask(path: &Path) -> Result<ndarray::Array3<bool>> {
 }
 
 pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
+    let inputs: Vec<&std::path::Path> = [
+        &a.fields,
+        &a.b1,
+        &a.b1_phase,
+        &a.roi_mask,
+        &a.model.q,
+        &a.model.vop,
+        &a.model.model,
+        &a.pulse,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|p| p.as_path())
+    .collect();
+    io::check_output_dir("--out", &a.out, &inputs)?;
+    if a.sar_factor.is_some() && a.sar_limit.is_some() {
+        bail!(Error::usage(
+            "--sar-factor | --sar-limit",
+            "give one local-SAR limit: --sar-factor F (F x the best phase-only shim's VOP SAR) or --sar-limit L (W/kg), not both"
+        ));
+    }
     if a.b1.is_some() {
         return run_scanner(a, out);
     }
@@ -195,13 +217,7 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
             "a field set (--fields)"
         ));
     }
-    if !(a.sar_limit.is_finite() && a.sar_limit > 0.0) {
-        bail!(Error::invalid(
-            "--sar-limit",
-            "a finite limit > 0 (W/kg)",
-            format!("{}", a.sar_limit)
-        ));
-    }
+    let sar_limit = a.sar_limit.unwrap_or(LOCAL_SAR_LIMIT_TRUNK_W_PER_KG);
     let f = super::load_fields(a.fields.as_ref().ok_or_else(|| {
         Error::usage(
             "--fields | --b1",
@@ -210,7 +226,8 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
     })?)?;
     let (idx, amat) = field_roi(&a, &f)?;
     // The shims this command feeds a network are optimised ones: their safety factor applies.
-    let spec = a.model.spec_for(b1sar::net::DriveUse::Optimised);
+    let mut spec = a.model.spec_for(b1sar::net::DriveUse::Optimised);
+    spec.fields_path = a.fields.clone();
     let kind = spec.kind();
     let n = f.n_channels();
     // A static shim, or per-subpulse shims of a pulse (pattern: small-tip flip angle in rad).
@@ -234,7 +251,7 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         model.exact.as_ref(),
         n,
         &LimitSpec {
-            local_w_per_kg: a.sar_limit,
+            local_w_per_kg: sar_limit,
             whole_body_w_per_kg: a.wb_limit,
             max_channel_power_w: a.max_channel_power_w,
             max_total_power_w: a.max_total_power_w,
@@ -298,10 +315,18 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         }
     };
     let psar_report = exact.map(|e| e.0).or(predicted);
-    let efficiency = match &pulse_case {
-        None => psar_report.map(|p| r.stats.mean_t * T_TO_UT / p.sqrt()),
-        Some(_) => None,
+    let efficiency = match (&pulse_case, psar_report) {
+        (None, Some(p)) if p > 0.0 => Some(b1sar::limits::finite_result(
+            "SAR efficiency",
+            r.stats.mean_t * T_TO_UT / p.sqrt(),
+            false,
+        )?),
+        // No local SAR at all: efficiency is not defined (never reported as infinite).
+        _ => None,
     };
+    // The exact model judges the returned shim whenever it is known, whatever the predictor.
+    let exact_within_limit = exact.map(|e| e.0 <= sar_limit);
+    let exact_within_wb_limit = exact.map(|e| e.1 <= a.wb_limit);
     // The factor applied to the local-SAR predictor and where it came from (null: the default 1).
     let sf_used = model.factor();
     if let Some(src) = sf_used.source {
@@ -310,6 +335,9 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
             sf_used.value,
             src.describe()
         ));
+    }
+    if let Some(w) = model.own_subject_warning() {
+        out.line(format!("warning: {w}"));
     }
     let pareto_json = match a.pareto {
         Some(np) => {
@@ -351,6 +379,11 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         "psar10g_w_per_kg": psar_report,
         "psar10g_exact_w_per_kg": exact.map(|e| e.0),
         "psar10g_predicted_w_per_kg": predicted,
+        "sar_limit_w_per_kg": sar_limit,
+        "exact_within_limit": exact_within_limit,
+        "exact_within_whole_body_limit": exact_within_wb_limit,
+        "vops_own_subject": model.vops_own_subject,
+        "warnings": model.own_subject_warning().into_iter().collect::<Vec<_>>(),
         "safety_factor": sf_used.value,
         "safety_factor_source": sf_used.source,
         "whole_body_sar_w_per_kg": exact.map(|e| e.1),
@@ -381,6 +414,23 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         bail!(Error::Computation(
             "no shim satisfies every limit at the target |B1+| (see report.json); lower --target-ut or relax a limit".into()
         ));
+    }
+    if let (Some(false), Some((psar, _))) = (exact_within_limit, exact) {
+        let msg = format!(
+            "the returned shim's exact pSAR10g {psar:.4} W/kg exceeds the {sar_limit} W/kg limit by {:.1} % ({} under-estimated it)",
+            100.0 * (psar / sar_limit - 1.0),
+            kind.limit_name()
+        );
+        out.line(format!("WARNING: {msg}"));
+        return Err(super::LimitExceeded(msg).into());
+    }
+    if let (Some(false), Some((_, wb))) = (exact_within_wb_limit, exact) {
+        let msg = format!(
+            "the returned shim's exact whole-body SAR {wb:.4} W/kg exceeds the {} W/kg limit",
+            a.wb_limit
+        );
+        out.line(format!("WARNING: {msg}"));
+        return Err(super::LimitExceeded(msg).into());
     }
     Ok(())
 }
@@ -780,7 +830,7 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
     // Limits per type: --sar-factor F x the best phase-only (CV) shim's value, or --sar-limit.
     let rule = match a.sar_factor {
         Some(f) => VopLimitRule::FactorOfPhaseOnly(f),
-        None => VopLimitRule::Fixed(a.sar_limit),
+        None => VopLimitRule::Fixed(a.sar_limit.unwrap_or(LOCAL_SAR_LIMIT_TRUNK_W_PER_KG)),
     };
     let pb = spinner("VOP limits (with --sar-factor: the best phase-only shim)");
     let quad = plan::scanner_vop_limits(

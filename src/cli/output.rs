@@ -34,6 +34,22 @@ impl Output {
     }
 }
 
+/// A result that was computed and printed in full, but whose bound exceeds a safety limit. The
+/// binary exits with [`EXIT_LIMIT_EXCEEDED`] so scripts can gate on it; the message names the limit.
+#[derive(Debug)]
+pub struct LimitExceeded(pub String);
+
+/// Exit status of a result over a safety limit (0 success, 1 runtime failure, 2 bad input).
+pub const EXIT_LIMIT_EXCEEDED: u8 = 3;
+
+impl std::fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::error::Error for LimitExceeded {}
+
 /// A spinner on stderr for a step of unknown length.
 pub fn spinner(msg: &str) -> ProgressBar {
     let pb = ProgressBar::new_spinner();

@@ -92,6 +92,15 @@ fn load_maps(path: &std::path::Path) -> Result<FieldSet> {
 
 pub fn run(a: PredictArgs, out: &Output) -> Result<()> {
     let t0 = Instant::now();
+    let inputs: Vec<&std::path::Path> = [Some(&a.model), a.fields.as_ref(), a.maps.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|p| p.as_path())
+        .collect();
+    io::check_output_path("--out", &a.out, &inputs)?;
+    if let Some(p) = &a.png {
+        io::check_output_path("--png", p, &inputs)?;
+    }
     let device = net::device_by_name(&a.device)?;
     let mut model = NetworkSar::load(&a.model, &device)?;
     if let Some(n) = a.nominal_ut {
@@ -145,6 +154,13 @@ pub fn run(a: PredictArgs, out: &Output) -> Result<()> {
             at = [slices[k], y, x];
         }
     }
+    let best = b1sar::limits::finite_result("predicted pSAR10g", best, false)?;
+    // The factor the model would apply to an arbitrary drive (pulse-sar's), so the raw prediction
+    // is never read as a bound.
+    let sf = model
+        .info
+        .resolve_safety_factor_for(None, b1sar::net::DriveUse::Any)
+        .ok();
     io::write_npy(&a.out, &maps.mapv(|v| v as f32))?;
     let mut paths = vec![a.out.clone()];
     // Exact reference on the same slices where E is available.
@@ -210,12 +226,25 @@ pub fn run(a: PredictArgs, out: &Output) -> Result<()> {
         slices.len(),
         infer_s * 1e3
     ));
+    match sf {
+        Some(sf) => out.line(format!(
+            "bound: predicted x safety factor {:.3} ({}) = {:.3} W/kg (the raw prediction is not a bound)",
+            sf.value,
+            sf.source.describe(),
+            best * sf.value
+        )),
+        None => out.line(
+            "no bound: the model records no safety factor (the raw prediction is not a bound)",
+        ),
+    }
     if let Some((e, _)) = &exact {
         out.line(format!(
             "exact pSAR10g on the same slices {e:.3} W/kg (predicted / exact = {:.2})",
             best / e.max(1e-12)
         ));
     }
-    out.result(json!({"psar10g_w_per_kg": best, "psar10g_index_zyx": at, "exact_psar10g_w_per_kg": exact.as_ref().map(|e| e.0), "slices": slices, "inference_s": infer_s, "output_paths": paths, "elapsed_s": t0.elapsed().as_secs_f64()}));
+    out.result(json!({"psar10g_w_per_kg": best, "psar10g_index_zyx": at,
+        "safety_factor": sf.map(|s| s.value), "safety_factor_source": sf.map(|s| s.source),
+        "psar10g_bound_w_per_kg": sf.map(|s| best * s.value), "exact_psar10g_w_per_kg": exact.as_ref().map(|e| e.0), "slices": slices, "inference_s": infer_s, "output_paths": paths, "elapsed_s": t0.elapsed().as_secs_f64()}));
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! shimmed sinc, kept for scripts), `b1sar pulse-import` (Pulseq RF -> pulse JSON) and
 //! `b1sar pulse-export-seq` (one channel of a pulse -> Pulseq).
 
-use super::args::{PredictorArg, SarModelArgs};
+use super::args::{PredictorArg, SarModelArgs, positive};
 use super::{Output, spinner};
 use anyhow::{Context, Result};
 use b1sar::bloch::{self, Model, Voxels};
@@ -66,14 +66,14 @@ pub struct PulseSarArgs {
     #[arg(long)]
     pub pulse: PathBuf,
     /// Repetition time (ms): SAR is averaged over it.
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     pub tr_ms: f64,
     /// Times the pulse is played per TR (e.g. several slices per TR).
     #[arg(long, default_value_t = 1)]
     pub pulses_per_tr: usize,
     /// Scan duration (s), when shorter than the averaging windows: the 10 s and 6 min averages then
     /// include the idle rest of the window. Default: the sequence runs longer than 6 min.
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     pub scan_duration_s: Option<f64>,
     /// Integration method.
     #[arg(long, value_enum, default_value_t = MethodArg::Covariance)]
@@ -309,6 +309,28 @@ fn pulse_plots(
 
 pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
     let t0 = Instant::now();
+    if let Some(dir) = &a.out {
+        let inputs: Vec<&std::path::Path> = [
+            Some(&a.pulse),
+            a.fields.as_ref(),
+            a.model.q.as_ref(),
+            a.model.vop.as_ref(),
+            a.model.model.as_ref(),
+            a.off_resonance.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|p| p.as_path())
+        .collect();
+        io::check_output_dir("--out", dir, &inputs)?;
+    }
+    if a.tr_ms * 1e-3 > b1sar::limits::MAX_TR_S {
+        return Err(bad(
+            "--tr-ms",
+            &format!("a TR of at most {} s", b1sar::limits::MAX_TR_S),
+            format!("{} ms", a.tr_ms),
+        ));
+    }
     let pulse = Pulse::load_with(
         &a.pulse,
         &limits(
@@ -332,8 +354,19 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
     // One pulse every TR / pulses_per_tr: averaging over that period is the TR average of all
     // pulses_per_tr pulses.
     let period = tr / a.pulses_per_tr as f64;
+    if pulse.duration_s() > period * (1.0 + 1e-9) {
+        return Err(bad(
+            "--tr-ms",
+            &format!(
+                "a TR of at least the pulse's duration x --pulses-per-tr ({:.4} ms): pulses cannot overlap",
+                pulse.duration_s() * 1e3 * a.pulses_per_tr as f64
+            ),
+            format!("{} ms", a.tr_ms),
+        ));
+    }
     let fields = a.fields.as_ref().map(|p| FieldSet::load(p)).transpose()?;
-    let spec = a.model.spec();
+    let mut spec = a.model.spec();
+    spec.fields_path = a.fields.clone();
     let kind = spec.kind();
     let pb = spinner("loading the SAR model");
     let model = spec.load(fields.as_ref())?;
@@ -381,7 +414,8 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
         .map(|q| exact_reference(q, &pulse, period, &eig))
         .transpose()?;
     let (exact, whole_body) = (reference.map(|r| r.0), reference.map(|r| r.1));
-    let iec = iec_windows(psar, sf, whole_body, a.scan_duration_s);
+    let psar = b1sar::limits::finite_result("time-averaged pSAR10g", psar, false)?;
+    let iec = iec_windows(psar, period, sf, whole_body, a.scan_duration_s)?;
     let duty = pulse.duration_s() / period;
     let flip = match &fields {
         Some(f) => flip_angles(&a, f, &pulse, out)?,
@@ -411,6 +445,10 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
     if let (Some(e), false) = (exact, kind == SarModelKind::Exact) {
         out.line(format!("exact pSAR10g (Q10g) for comparison: {e:.4} W/kg"));
     }
+    let warnings: Vec<String> = model.own_subject_warning().into_iter().collect();
+    for w in &warnings {
+        out.line(format!("warning: {w}"));
+    }
     let mut summary = json!({
         "psar10g_w_per_kg": psar, "psar10g_index_zyx": location, "safety_factor": sf,
         "safety_factor_source": factor.source, "psar10g_bound_w_per_kg": psar * sf, "exact_psar10g_w_per_kg": exact,
@@ -418,12 +456,16 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
         "sar10g_10s_w_per_kg": iec.sar10g_10s_w_per_kg, "sar10g_6min_w_per_kg": iec.sar10g_6min_w_per_kg,
         "whole_body_sar_6min_w_per_kg": iec.whole_body_sar_6min_w_per_kg,
         "limit_margin": iec.limit_margin, "limit_margin_10s": iec.limit_margin_10s, "whole_body_limit_margin": iec.whole_body_limit_margin,
+        "pulses_in_10s": iec.pulses_in_10s, "pulses_in_6min": iec.pulses_in_6min,
+        "verdicts": iec.verdicts, "within_limits": iec.within_limits,
+        "verdict": if iec.within_limits { "within limits" } else { "OVER" },
         "local_limit_w_per_kg": LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, "whole_body_limit_w_per_kg": WHOLE_BODY_SAR_LIMIT_W_PER_KG,
         "tr_ms": a.tr_ms, "pulses_per_tr": a.pulses_per_tr, "duty_cycle": duty,
         "model": pred.name(), "method": if a.method == MethodArg::PerStep { "per_step" } else { "covariance" },
         "evaluations": main.evaluations, "eigen_vs_per_step_rel_diff": it.eigen_vs_per_step,
         "peak_step_psar10g_w_per_kg": it.steps().iter().cloned().fold(0.0, f64::max),
         "flip_angle": flip.json, "integration_s": it.seconds,
+        "vops_own_subject": model.vops_own_subject, "warnings": warnings,
     });
     let mut paths = paths;
     if let Some(dir) = &a.out {
@@ -436,6 +478,15 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
     }
     summary["elapsed_s"] = json!(t0.elapsed().as_secs_f64());
     out.result(summary);
+    if !iec.within_limits {
+        let over: Vec<String> = iec
+            .verdicts
+            .iter()
+            .filter(|v| v.over)
+            .map(|v| v.describe())
+            .collect();
+        return Err(super::LimitExceeded(over.join("; ")).into());
+    }
     Ok(())
 }
 
@@ -487,20 +538,26 @@ fn print_pulse_sar(
 
 fn print_windows(a: &PulseSarArgs, iec: &IecWindows, whole_body: Option<f64>, out: &Output) {
     out.line(format!(
-        "10 s average {:.4} W/kg, 6 min average {:.4} W/kg ({}): {:.1}x below the 10 W/kg local limit, {:.1}x below the 20 W/kg 10 s limit (with the safety factor)",
+        "worst 10 s window {:.4} W/kg ({} pulses), worst 6 min window {:.4} W/kg ({} pulses){}",
         iec.sar10g_10s_w_per_kg,
+        iec.pulses_in_10s,
         iec.sar10g_6min_w_per_kg,
+        iec.pulses_in_6min,
         a.scan_duration_s
-            .map(|d| format!("scan of {d} s"))
-            .unwrap_or_else(|| "periodic sequence: both equal the TR average".into()),
-        iec.limit_margin,
-        iec.limit_margin_10s
+            .map(|d| format!(", scan of {d} s"))
+            .unwrap_or_default(),
     ));
-    if let (Some(w), Some(m)) = (whole_body, iec.whole_body_limit_margin) {
-        out.line(format!(
-            "whole-body SAR {w:.4} W/kg over the TR: {m:.1}x below the 2 W/kg limit"
-        ));
+    if let Some(w) = whole_body {
+        out.line(format!("whole-body SAR {w:.4} W/kg over the TR"));
     }
+    for v in &iec.verdicts {
+        out.line(v.describe());
+    }
+    out.line(if iec.within_limits {
+        "verdict: within every limit judged".to_string()
+    } else {
+        "verdict: OVER a limit (exit status 3)".to_string()
+    });
 }
 
 /// Pulse kinds of `b1sar pulse-gen`.
@@ -623,11 +680,11 @@ pub fn generate(a: &PulseGenArgs) -> Result<Pulse> {
     let shims: Vec<Drive> = match (&a.shim, &a.shims) {
         (Some(s), _) => vec![super::args::parse_drive(s)?],
         (None, Some(p)) => {
-            let list: Vec<b1sar::drive::DriveJson> =
+            let list: Vec<serde_json::Value> =
                 io::read_json(p, "per-sub-pulse shims (JSON array of drives)")?;
-            list.into_iter()
+            list.iter()
                 .enumerate()
-                .map(|(i, j)| Drive::from_json(j, &format!("{} shim {}", p.display(), i + 1)))
+                .map(|(i, j)| Drive::from_json_value(j, &format!("{} shim {}", p.display(), i + 1)))
                 .collect::<b1sar::Result<_>>()?
         }
         (None, None) => return Err(bad("--shim", "a shim", "none")),

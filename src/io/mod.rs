@@ -85,10 +85,116 @@ fn temp_beside(path: &Path, suffix: &str) -> Result<tempfile::NamedTempFile> {
         .map_err(|e| Error::io(&dir, e))
 }
 
-/// Rename a finished, synced temporary file over `path` and make it readable.
+/// Rename a finished, synced temporary file over `path` and make it readable. Whatever is at `path`
+/// must be a regular file (or nothing): a rename would replace a device node, a FIFO or a link's
+/// target in silence.
 fn publish(tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
+    refuse_non_regular(path)?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     readable(path)
+}
+
+/// An existing `path` that is not a regular file (after following links) is refused: devices,
+/// FIFOs, sockets and folders would be replaced by the rename.
+fn refuse_non_regular(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => {
+            let kind = if m.is_dir() {
+                "a folder"
+            } else {
+                "a device, FIFO or socket"
+            };
+            Err(Error::invalid(
+                format!("output {}", path.display()),
+                "a new file or an existing regular file to replace",
+                format!("{kind}; refusing to replace it"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Check an output file path before any work: not one of `inputs` (same file, by path or by
+/// identity), not an existing non-regular file, and a parent folder that exists or can be created
+/// (it is created here). `flag` names the option in errors.
+pub fn check_output_path(flag: &str, path: &Path, inputs: &[&Path]) -> Result<()> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::invalid(flag, "a file path", "an empty path"));
+    }
+    refuse_non_regular(path).map_err(|e| e.within(flag))?;
+    for input in inputs {
+        if same_file(path, input) {
+            return Err(Error::invalid(
+                flag,
+                "an output path that is not one of the inputs",
+                format!(
+                    "{} is also an input; writing it would destroy the input",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::invalid(
+            flag,
+            "a path inside a folder",
+            format!("{} is not a folder", dir.display()),
+        ));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))
+}
+
+/// Check an output folder before any work: not an existing non-folder, not an input file, and
+/// creatable. `flag` names the option in errors.
+pub fn check_output_dir(flag: &str, dir: &Path, inputs: &[&Path]) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::invalid(
+            flag,
+            "a folder (new or existing)",
+            format!("{} exists and is not a folder", dir.display()),
+        ));
+    }
+    for input in inputs {
+        if same_file(dir, input) {
+            return Err(Error::invalid(
+                flag,
+                "an output folder that is not one of the inputs",
+                format!("{}", dir.display()),
+            ));
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
+}
+
+/// Two paths naming the same file: equal after canonicalisation (both exist), or equal as written.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Read a whole text file of at most `crate::limits::MAX_JSON_BYTES`; errors name the file.
+pub fn read_text(path: &Path, what: &str) -> Result<String> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    if len > crate::limits::MAX_JSON_BYTES {
+        return Err(Error::format(
+            path,
+            what,
+            format!(
+                "{len} bytes, more than the {} bytes b1sar reads as text",
+                crate::limits::MAX_JSON_BYTES
+            ),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes).map_err(|_| Error::format(path, what, "not UTF-8 text"))
 }
 
 /// Temporary files are created 0600; published results should be readable like any other file.
@@ -112,7 +218,7 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
 
 /// Read and deserialise a JSON file; errors name the file.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = read_text(path, what)?;
     serde_json::from_str(&text).map_err(|e| Error::format(path, what, e))
 }
 

@@ -797,7 +797,7 @@ fn save_model(
         trainer.steps(),
         plan.data.clone(),
     );
-    info.safety_factor_by_drive = by_kind;
+    info.safety_factor_by_drive = by_kind.into_iter().map(|(k, v)| (k, v.max(1.0))).collect();
     // The defaults resolved (dropout levels, discriminator width), so the file says what was trained.
     let tc = trainer.config();
     info.schedule = Some(Schedule {
@@ -805,6 +805,7 @@ fn save_model(
         disc_base: Some(tc.discriminator.base),
         ..plan.schedule.clone()
     });
+    info.weights_fnv1a64 = Some(ModelInfo::weights_hash(model_dir)?);
     info.save(model_dir)?;
     Ok(sf)
 }

@@ -16,9 +16,10 @@ use std::path::{Path, PathBuf};
 /// File name of the description inside a model folder.
 pub const MODEL_INFO_FILE: &str = "model.json";
 
-/// The description of a trained network (`model.json`). Unknown fields written by a later version
-/// are ignored, so an older b1sar still reads a newer model.
+/// The description of a trained network (`model.json`). Unknown fields are refused with the key
+/// named: a misspelt `safety_factor` must not leave a model without its factor in silence.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct ModelInfo {
     /// Network variant the generator was built with ("Small", "Base32", "Paper").
     pub variant: String,
@@ -61,6 +62,10 @@ pub struct ModelInfo {
     /// The dataset folder trained on, as given to `train`.
     #[serde(default)]
     pub dataset: PathBuf,
+    /// FNV-1a 64 (hex) of `generator.json` followed by `generator.bpk`: checked before the weights
+    /// are used ([`ModelInfo::check_weights`]), so corrupted or swapped weights are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_fnv1a64: Option<String>,
     /// The file this description was read from (not stored), so errors can name it.
     #[serde(skip)]
     source: Option<PathBuf>,
@@ -78,6 +83,9 @@ pub enum SafetyFactorSource {
     /// for a caller whose drives are optimised shims.
     #[serde(rename = "model_optimised")]
     ModelOptimised,
+    /// The population safety factor recorded in a generic subject's VOP file.
+    #[serde(rename = "generic_vop_file")]
+    PopulationFile,
 }
 
 /// Which drives a safety factor has to cover.
@@ -99,6 +107,9 @@ impl SafetyFactorSource {
             SafetyFactorSource::Model => "from the model's model.json (all held-out drives)",
             SafetyFactorSource::ModelOptimised => {
                 "from the model's model.json (held-out optimised shims)"
+            }
+            SafetyFactorSource::PopulationFile => {
+                "the population factor recorded in the generic VOP file"
             }
         }
     }
@@ -135,15 +146,88 @@ impl ModelInfo {
             dataset_config,
             train_subjects,
             holdout_subjects,
-            safety_factor: safety_factor.filter(|sf| sf.is_finite()),
+            // A measured factor below 1 (the network over-estimated every held-out sample) is
+            // recorded as 1: applying it would lower the prediction.
+            safety_factor: safety_factor
+                .filter(|sf| sf.is_finite())
+                .map(|sf| sf.max(1.0)),
             safety_factor_by_drive: BTreeMap::new(),
             safety_factor_source: None,
             schedule: None,
             epochs,
             steps,
             dataset,
+            weights_fnv1a64: None,
             source: None,
         }
+    }
+
+    /// [`ModelInfo::weights_fnv1a64`] of the generator files in `dir`, as hex.
+    pub fn weights_hash(dir: &Path) -> Result<String> {
+        let mut h = crate::io::ContentHash::default();
+        for name in [
+            super::checkpoint::GENERATOR_CONFIG,
+            super::checkpoint::GENERATOR_WEIGHTS,
+        ] {
+            let path = dir.join(name);
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            h.update(&bytes);
+        }
+        Ok(format!("{:016x}", h.finish()))
+    }
+
+    /// Refuse weights in `dir` that are not the ones this description was written for.
+    pub fn check_weights(&self, dir: &Path) -> Result<()> {
+        let want = self
+            .weights_fnv1a64
+            .as_ref()
+            .ok_or_else(|| Error::Missing {
+                path: self.file(),
+                name: "weights_fnv1a64".into(),
+                what:
+                    "the content hash of generator.json + generator.bpk, written by `b1sar train` \
+                   since the weights are checked at load (retrain, or take a newer model)"
+                        .into(),
+            })?;
+        let got = Self::weights_hash(dir)?;
+        if &got != want {
+            return Err(Error::invalid(
+                format!(
+                    "{} and {}",
+                    dir.join(super::checkpoint::GENERATOR_WEIGHTS).display(),
+                    dir.join(super::checkpoint::GENERATOR_CONFIG).display()
+                ),
+                format!("the weights model.json was written for (FNV-1a {want})"),
+                format!(
+                    "FNV-1a {got}: the files were corrupted or replaced; refusing to predict with them"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every safety factor in the file finite and >= 1: a factor below 1 would lower the bound.
+    fn validate_factors(&self) -> Result<()> {
+        let bad = |key: String, v: f64| {
+            Error::invalid(
+                format!("{}: {key}", self.file().display()),
+                "a finite safety factor >= 1 (a factor below 1 would lower the bound)",
+                format!("{v}"),
+            )
+        };
+        if let Some(sf) = self.safety_factor
+            && !(sf.is_finite() && sf >= 1.0)
+        {
+            return Err(bad("safety_factor".into(), sf));
+        }
+        if let Some((k, v)) = self
+            .safety_factor_by_drive
+            .iter()
+            .find(|(_, v)| !(v.is_finite() && **v >= 1.0))
+        {
+            return Err(bad(format!("safety_factor_by_drive.{}", k.name()), *v));
+        }
+        Ok(())
     }
 
     /// Path of the description inside model folder `dir`.
@@ -159,6 +243,7 @@ impl ModelInfo {
             .validate()
             .map_err(|e| e.in_file(&path))?;
         info.source = Some(path);
+        info.validate_factors()?;
         Ok(info)
     }
 
@@ -184,9 +269,9 @@ impl ModelInfo {
                        --holdout, or give --safety-factor explicitly)"
                     .into(),
             }),
-            Some(sf) if !(sf.is_finite() && sf > 0.0) => Err(Error::invalid(
+            Some(sf) if !(sf.is_finite() && sf >= 1.0) => Err(Error::invalid(
                 format!("{}: safety_factor", self.file().display()),
-                "a finite safety factor > 0",
+                "a finite safety factor >= 1 (a factor below 1 would lower the bound)",
                 format!("{sf}"),
             )),
             Some(sf) => Ok(sf),
@@ -197,9 +282,9 @@ impl ModelInfo {
     /// ([`ModelInfo::safety_factor`], an error when it has none).
     pub fn resolve_safety_factor(&self, user: Option<f64>) -> Result<SafetyFactor> {
         match user {
-            Some(sf) if !(sf.is_finite() && sf > 0.0) => Err(Error::invalid(
+            Some(sf) if !(sf.is_finite() && sf >= 1.0) => Err(Error::invalid(
                 "--safety-factor",
-                "a finite safety factor > 0",
+                "a finite safety factor >= 1 (a factor below 1 would lower the bound)",
                 format!("{sf}"),
             )),
             Some(sf) => Ok(SafetyFactor {
@@ -214,8 +299,9 @@ impl ModelInfo {
     }
 
     /// Take the safety factors of a cross-validation of this model's recipe (`sf` over every
-    /// held-out sample, `by_drive` per kind), described by `source`. Each must be finite and > 0
-    /// (below 1 is legitimate: a network that over-estimates everywhere).
+    /// held-out sample, `by_drive` per kind), described by `source`. Each must be finite and > 0;
+    /// a measured factor below 1 (a network that over-estimates every held-out sample) is recorded
+    /// as 1, because applying it would lower the prediction.
     pub fn apply_cross_validation(
         &mut self,
         sf: f64,
@@ -232,8 +318,8 @@ impl ModelInfo {
                 v.to_string(),
             ));
         }
-        self.safety_factor = Some(sf);
-        self.safety_factor_by_drive = by_drive;
+        self.safety_factor = Some(sf.max(1.0));
+        self.safety_factor_by_drive = by_drive.into_iter().map(|(k, v)| (k, v.max(1.0))).collect();
         self.safety_factor_source = Some(source);
         Ok(())
     }
@@ -386,16 +472,32 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_are_tolerated_and_missing_required_ones_named() {
+    fn unknown_fields_and_factors_below_1_are_refused_and_missing_required_ones_named() {
         let dir = tempfile::tempdir().unwrap();
         let mut v = shipped_json();
-        v["added_by_a_later_version"] = serde_json::json!({"x": 1});
+        v["safety_factr"] = serde_json::json!(3.0);
+        write(dir.path(), &v);
+        let msg = ModelInfo::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            msg.contains("model.json") && msg.contains("safety_factr"),
+            "{msg}"
+        );
+        v.as_object_mut().unwrap().remove("safety_factr");
+        v["safety_factor_by_drive"]["optimised"] = serde_json::json!(0.9);
+        write(dir.path(), &v);
+        let msg = ModelInfo::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            msg.contains("safety_factor_by_drive.optimised") && msg.contains(">= 1"),
+            "{msg}"
+        );
+        v = shipped_json();
         write(dir.path(), &v);
         let info = ModelInfo::load(dir.path()).unwrap();
         assert_eq!(
             info.resolve_safety_factor(None).unwrap().source,
             SafetyFactorSource::Model
         );
+        assert!(info.resolve_safety_factor(Some(0.5)).is_err());
         v.as_object_mut().unwrap().remove("dataset_config");
         write(dir.path(), &v);
         let msg = ModelInfo::load(dir.path()).unwrap_err().to_string();

@@ -37,8 +37,9 @@ const CALIBRATION_DRIVES: usize = 64;
 impl NetworkSar {
     /// Load `model/` written by `b1sar train` (generator weights and config, its [`ModelInfo`]).
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let g = load_generator(dir, device)?;
         let info = ModelInfo::load(dir)?;
+        info.check_weights(dir)?;
+        let g = load_generator(dir, device)?;
         let config = info.dataset_config.clone();
         Ok(NetworkSar {
             g,

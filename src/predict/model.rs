@@ -49,6 +49,8 @@ pub struct SarModelSpec {
     pub device: String,
     /// Which drives the network's safety factor must cover (`optimize`: optimised shims).
     pub drives: DriveUse,
+    /// The field set's file, to name it when a model file does not belong to it.
+    pub fields_path: Option<PathBuf>,
 }
 
 impl Default for SarModelSpec {
@@ -61,6 +63,7 @@ impl Default for SarModelSpec {
             safety_factor: None,
             device: "cpu".into(),
             drives: DriveUse::Any,
+            fields_path: None,
         }
     }
 }
@@ -115,8 +118,21 @@ impl SarModelSpec {
                 format!("{sf}"),
             ));
         }
+        let fields_name = self
+            .fields_path
+            .as_ref()
+            .map_or("--fields (the field set)".to_string(), |p| {
+                format!("--fields {}", p.display())
+            });
         let exact = match (&self.q, fields) {
-            (Some(p), _) => Some(Q10g::load(p)?),
+            (Some(p), f) => {
+                let q = Q10g::load(p)?;
+                // Exact SAR from another subject's or another grid's Q10g is silently wrong.
+                if let Some(f) = f {
+                    q.check_belongs_to(f, &format!("--q {}", p.display()), &fields_name)?;
+                }
+                Some(q)
+            }
             (None, Some(f)) if f.e().is_some() => Some(Q10g::from_fields(f)?),
             _ => None,
         };
@@ -149,13 +165,27 @@ impl SarModelSpec {
                 format!("{}", v.n_channels()),
             ));
         }
-        if kind == SarModelKind::Generic && self.safety_factor.is_none() {
-            return Err(Error::invalid(
-                "--safety-factor",
-                "the generic subject's safety factor (from `b1sar cv`, `b1sar population` or the demo)",
-                "none",
-            ));
-        }
+        let generic_factor = match (kind, self.safety_factor, &vops) {
+            (SarModelKind::Generic, None, Some(v)) => match &v.population_factor {
+                Some(p) => Some(p.value),
+                None => {
+                    return Err(Error::invalid(
+                        "--safety-factor",
+                        "the generic subject's population safety factor: given with \
+                         --safety-factor, or recorded in the VOP file (`b1sar vop \
+                         --safety-factor SF --safety-factor-source TEXT`)",
+                        "none (the VOP file records none)",
+                    ));
+                }
+            },
+            _ => None,
+        };
+        // VOPs made by b1sar record the fields they came from: say when they are not this
+        // subject's (the conventional approach without its population factor).
+        let vops_own_subject = match (&vops, fields) {
+            (Some(v), Some(f)) if f.e().is_some() => v.fields_hash.map(|h| h == f.sar_hash()),
+            _ => None,
+        };
         let network = match (&self.model, kind) {
             (Some(dir), SarModelKind::Net) => {
                 let device = crate::net::device_by_name(&self.device)?;
@@ -187,6 +217,8 @@ impl SarModelSpec {
             vops,
             network,
             user_factor: self.safety_factor,
+            generic_factor,
+            vops_own_subject,
         })
     }
 }
@@ -202,6 +234,12 @@ pub struct SarModel {
     /// The network with its resolved safety factor.
     pub network: Option<(NetworkSar, SafetyFactor)>,
     user_factor: Option<f64>,
+    /// The population safety factor recorded in the generic VOP file, applied when no user factor
+    /// is given.
+    generic_factor: Option<f64>,
+    /// Whether the VOPs were compressed from this subject's fields (`Some(false)`: another
+    /// subject's; `None`: unknown, e.g. scanner files or no E to compare).
+    pub vops_own_subject: Option<bool>,
 }
 
 impl SarModel {
@@ -212,11 +250,32 @@ impl SarModel {
                 value: sf.value,
                 source: Some(sf.source),
             },
-            None => AppliedFactor {
-                value: self.user_factor.unwrap_or(1.0),
-                source: self.user_factor.map(|_| SafetyFactorSource::User),
+            None => match (self.user_factor, self.generic_factor) {
+                (Some(u), _) => AppliedFactor {
+                    value: u,
+                    source: Some(SafetyFactorSource::User),
+                },
+                (None, Some(g)) => AppliedFactor {
+                    value: g,
+                    source: Some(SafetyFactorSource::PopulationFile),
+                },
+                (None, None) => AppliedFactor {
+                    value: 1.0,
+                    source: None,
+                },
             },
         }
+    }
+
+    /// A warning for the report when the model is not the subject's own (VOPs of another subject
+    /// judged as `--predictor vop`), else `None`.
+    pub fn own_subject_warning(&self) -> Option<String> {
+        (self.kind == SarModelKind::Vop && self.vops_own_subject == Some(false)).then(|| {
+            "the VOPs are not this subject's own (compressed from another field set): their \
+             bound is the conventional approach's estimate, which needs a population safety \
+             factor (--predictor generic)"
+                .to_string()
+        })
     }
 
     /// The model's quadratic form (exact Q10g or VOPs) under the model's name and safety factor;

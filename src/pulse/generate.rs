@@ -40,6 +40,44 @@ fn shims_for<'a>(what: &str, shims: &'a [Drive], n: usize) -> Result<Vec<&'a Dri
     Ok((0..n).map(|j| &shims[j.min(shims.len() - 1)]).collect())
 }
 
+/// A step count within [`crate::limits::MAX_PULSE_STEPS`], refused before anything is allocated.
+fn check_steps(what: &str, n: f64) -> Result<()> {
+    let cap = crate::limits::MAX_PULSE_STEPS;
+    if !(n.is_finite() && n <= cap as f64) {
+        return Err(Error::invalid(
+            what,
+            format!("at most {cap} time steps (b1sar's cap on one pulse)"),
+            format!("{n:.0} steps"),
+        ));
+    }
+    Ok(())
+}
+
+/// A duration within (0, [`crate::limits::MAX_PULSE_DURATION_S`]] seconds.
+fn check_duration(what: &str, v: f64) -> Result<()> {
+    crate::limits::check_range(
+        what,
+        v,
+        f64::MIN_POSITIVE,
+        crate::limits::MAX_PULSE_DURATION_S,
+        "s",
+    )
+    .map(|_| ())
+}
+
+/// k-space positions finite and within [`crate::limits::MAX_K_CYCLES_PER_M`] on every axis.
+fn check_k(what: &str, k: &[f64]) -> Result<()> {
+    let cap = crate::limits::MAX_K_CYCLES_PER_M;
+    if let Some(v) = k.iter().find(|v| !(v.is_finite() && v.abs() <= cap)) {
+        return Err(Error::invalid(
+            what,
+            format!("finite k-space coordinates within +-{cap} cycles/m (0.5 mm resolution)"),
+            format!("{v} cycles/m"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_positive(what: &str, v: f64, unit: &str) -> Result<()> {
     if !(v.is_finite() && v > 0.0) {
         return Err(Error::invalid(
@@ -242,13 +280,15 @@ pub fn sinc_shimmed(
     tbw: f64,
     shim: &Drive,
 ) -> Result<Pulse> {
-    if !(duration_s > 0.0 && n_steps >= 2 && tbw > 0.0) {
+    if !(duration_s > 0.0 && n_steps >= 2 && tbw > 0.0 && tbw.is_finite()) {
         return Err(Error::invalid(
             "sinc pulse",
             "duration > 0, >= 2 steps, time-bandwidth > 0",
             format!("{duration_s} s, {n_steps} steps, tbw {tbw}"),
         ));
     }
+    check_duration("sinc pulse duration", duration_s)?;
+    check_steps("sinc pulse --steps", n_steps as f64)?;
     am_shimmed(
         name,
         format!(
@@ -270,6 +310,8 @@ pub fn gauss_shimmed(
     shim: &Drive,
 ) -> Result<Pulse> {
     check_positive("Gaussian truncation (standard deviations)", sigmas, "")?;
+    check_duration("Gaussian pulse duration", duration_s)?;
+    check_steps("Gaussian pulse --steps", n_steps as f64)?;
     am_shimmed(
         name,
         format!(
@@ -284,6 +326,8 @@ pub fn gauss_shimmed(
 
 /// Hard (rectangular) pulse with a shim.
 pub fn hard_shimmed(name: &str, duration_s: f64, n_steps: usize, shim: &Drive) -> Result<Pulse> {
+    check_duration("hard pulse duration", duration_s)?;
+    check_steps("hard pulse --steps", n_steps as f64)?;
     am_shimmed(
         name,
         format!(
@@ -348,6 +392,20 @@ pub fn spokes(name: &str, spec: &SpokesSpec, shims: &[Drive]) -> Result<Pulse> {
     check_positive("spokes time-bandwidth", spec.tbw, "")?;
     check_positive("spokes slice thickness", spec.slice_thickness_m, "m")?;
     check_positive("spokes dt", spec.dt_s, "s")?;
+    check_duration("spokes sub-pulse duration", spec.sub_duration_s)?;
+    check_steps(
+        "spokes sub-pulse",
+        spec.sub_duration_s / spec.dt_s * n as f64,
+    )?;
+    check_k(
+        "spokes --k-xy",
+        &spec
+            .k_xy_cycles_per_m
+            .iter()
+            .flatten()
+            .copied()
+            .collect::<Vec<_>>(),
+    )?;
     let dt = spec.dt_s;
     let n_sub = (spec.sub_duration_s / dt).round() as usize;
     if n_sub < 2 {
@@ -463,6 +521,20 @@ pub fn kt_points(name: &str, spec: &KtSpec, shims: &[Drive]) -> Result<Pulse> {
     let shims = shims_for("kT-points", shims, n)?;
     check_positive("kT-points sub-pulse duration", spec.sub_duration_s, "s")?;
     check_positive("kT-points dt", spec.dt_s, "s")?;
+    check_duration("kT-points sub-pulse duration", spec.sub_duration_s)?;
+    check_steps(
+        "kT-points sub-pulse",
+        spec.sub_duration_s / spec.dt_s * n as f64,
+    )?;
+    check_k(
+        "kT-points --k-points",
+        &spec
+            .points_cycles_per_m
+            .iter()
+            .flatten()
+            .copied()
+            .collect::<Vec<_>>(),
+    )?;
     let dt = spec.dt_s;
     let n_sub = (spec.sub_duration_s / dt).round() as usize;
     if n_sub < 1 {
@@ -548,6 +620,9 @@ pub fn spins(name: &str, spec: &SpinsSpec, shim: &Drive) -> Result<Pulse> {
     check_positive("SPINS kmax", spec.kmax_cycles_per_m, "cycles/m")?;
     check_positive("SPINS duration", spec.duration_s, "s")?;
     check_positive("SPINS dt", spec.dt_s, "s")?;
+    check_duration("SPINS duration", spec.duration_s)?;
+    check_steps("SPINS duration / dt", spec.duration_s / spec.dt_s)?;
+    check_k("SPINS kmax", &[spec.kmax_cycles_per_m])?;
     for (what, v) in [
         ("SPINS alpha", spec.alpha),
         ("SPINS beta", spec.beta),

@@ -39,6 +39,7 @@ pub use crate::units::AmplitudeUnit;
 /// A pulse: `n` steps of length `dt_s`, amplitudes [step][channel] (sqrt(W) unless
 /// `amplitude_unit` says volts; [`Pulse::load`] converts to sqrt(W)), optional gradients.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Pulse {
     /// Name.
     pub name: String,
@@ -138,6 +139,13 @@ impl Pulse {
                 format!("{name} dt_s"),
                 "a step length in (0, 10 ms)",
                 format!("{} s", self.dt_s),
+            ));
+        }
+        if self.rf_re.len() > crate::limits::MAX_PULSE_STEPS {
+            return Err(Error::invalid(
+                format!("{name} rf_re"),
+                format!("at most {} steps", crate::limits::MAX_PULSE_STEPS),
+                format!("{} steps", self.rf_re.len()),
             ));
         }
         if self.rf_re.is_empty() || self.rf_re.len() != self.rf_im.len() {

@@ -9,7 +9,7 @@ use super::integrate::{
     TimeAveraged, covariance_eigen, sar_covariance, sar_eigen, sar_per_step_maps,
 };
 use crate::drive::Drive;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::sar::{Q10g, SarPredictor};
 use crate::units::{LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, WHOLE_BODY_SAR_LIMIT_W_PER_KG};
 use serde::Serialize;
@@ -124,43 +124,174 @@ pub fn exact_reference(
     Ok((exact, whole_body))
 }
 
-/// The IEC averaging windows of a periodic sequence and the margins to the normal-mode limits.
-#[derive(Clone, Copy, Debug, Serialize)]
+/// The IEC averaging windows of a sequence and the verdicts against the normal-mode limits.
+#[derive(Clone, Debug, Serialize)]
 pub struct IecWindows {
-    /// Local SAR10g averaged over 10 s (W/kg, before the safety factor).
+    /// Local SAR10g averaged over the worst 10 s window (W/kg, before the safety factor).
     pub sar10g_10s_w_per_kg: f64,
-    /// Local SAR10g averaged over 6 min (W/kg, before the safety factor).
+    /// Local SAR10g averaged over the worst 6 min window (W/kg, before the safety factor).
     pub sar10g_6min_w_per_kg: f64,
-    /// Whole-body SAR averaged over 6 min (W/kg), when known.
+    /// Whole-body SAR averaged over the worst 6 min window (W/kg), when known.
     pub whole_body_sar_6min_w_per_kg: Option<f64>,
-    /// 10 W/kg / (6 min average x safety factor).
+    /// Pulses counted in the worst 10 s window.
+    pub pulses_in_10s: u64,
+    /// Pulses counted in the worst 6 min window.
+    pub pulses_in_6min: u64,
+    /// 10 W/kg / (6 min average x safety factor): > 1 within the limit.
     pub limit_margin: f64,
-    /// 20 W/kg / (10 s average x safety factor).
+    /// 20 W/kg / (10 s average x safety factor): > 1 within the limit.
     pub limit_margin_10s: f64,
     /// 2 W/kg / (6 min whole-body average), when known.
     pub whole_body_limit_margin: Option<f64>,
+    /// One verdict per limit judged.
+    pub verdicts: Vec<LimitVerdict>,
+    /// True when every limit judged holds.
+    pub within_limits: bool,
 }
 
-/// The windows for a TR-averaged pSAR10g `psar` (W/kg) with safety factor `sf` and whole-body SAR
-/// `whole_body` (W/kg over the TR): a sequence that runs longer than a window has the TR average in
-/// it; a scan of `scan_duration_s` shorter than the window is averaged with the idle rest of it.
+/// One limit and how the bound stands against it.
+#[derive(Clone, Debug, Serialize)]
+pub struct LimitVerdict {
+    /// The limit, in words ("local SAR10g, 6 min").
+    pub limit: &'static str,
+    /// The bound judged (W/kg): the window average x the safety factor.
+    pub bound_w_per_kg: f64,
+    /// The limit (W/kg).
+    pub limit_w_per_kg: f64,
+    /// True when the bound exceeds the limit.
+    pub over: bool,
+    /// How far over (percent of the limit) when over, else how far below (negative).
+    pub over_by_percent: f64,
+}
+
+impl LimitVerdict {
+    fn new(limit: &'static str, bound_w_per_kg: f64, limit_w_per_kg: f64) -> Self {
+        LimitVerdict {
+            limit,
+            bound_w_per_kg,
+            limit_w_per_kg,
+            over: bound_w_per_kg > limit_w_per_kg,
+            over_by_percent: 100.0 * (bound_w_per_kg / limit_w_per_kg - 1.0),
+        }
+    }
+
+    /// "OVER by 31.0 %" or "within (71.0 % of the limit)".
+    pub fn describe(&self) -> String {
+        if self.over {
+            format!(
+                "{}: {:.4} W/kg against {} W/kg: OVER by {:.1} %",
+                self.limit, self.bound_w_per_kg, self.limit_w_per_kg, self.over_by_percent
+            )
+        } else {
+            format!(
+                "{}: {:.4} W/kg against {} W/kg: within ({:.1} % of the limit)",
+                self.limit,
+                self.bound_w_per_kg,
+                self.limit_w_per_kg,
+                100.0 * self.bound_w_per_kg / self.limit_w_per_kg
+            )
+        }
+    }
+}
+
+/// Pulses counted in the worst window of `window_s` for one pulse every `period_s`, in a scan of
+/// `scan_s` (None: longer than any window). A window of W = m T + r (0 <= r < T) holds m whole
+/// periods and at most one more pulse's energy in its remainder, so ceil(W / T) pulses bound every
+/// window (exact when r = 0 or r covers the pulse); a scan shorter than the window holds all of
+/// its ceil(scan / T) pulses. Ceilings allow 1e-9 of rounding (10 s / 10 ms is 1000 pulses).
+fn pulses_in_window(window_s: f64, period_s: f64, scan_s: Option<f64>) -> u64 {
+    let span = scan_s.map_or(window_s, |d| d.min(window_s));
+    (span / period_s - 1e-9).ceil().max(1.0) as u64
+}
+
+/// The IEC 60601-2-33 windows for a pulse repeated every `period_s` whose average over one period
+/// is `psar` (pSAR10g, W/kg) and `whole_body` (W/kg), with safety factor `sf`. Each window average is
+/// the worst window over the sequence: the pulses that fit in the window ([`pulses_in_window`])
+/// times the energy per pulse, over the window length. A scan of `scan_duration_s` shorter than a
+/// window is averaged with the idle rest of it; a scan shorter than one period is refused (it is
+/// not one repetition of the pulse). A non-positive or non-finite SAR is refused: its margins
+/// would not be finite.
 pub fn iec_windows(
     psar: f64,
+    period_s: f64,
     sf: f64,
     whole_body: Option<f64>,
     scan_duration_s: Option<f64>,
-) -> IecWindows {
-    let window = |w_s: f64| scan_duration_s.map_or(1.0, |d| (d / w_s).min(1.0));
-    let (f10, f360) = (window(10.0), window(360.0));
-    let (avg10, avg6) = (psar * f10, psar * f360);
-    IecWindows {
+) -> Result<IecWindows> {
+    crate::limits::check_range("TR", period_s, 1e-6, crate::limits::MAX_TR_S, "s")?;
+    if !(sf.is_finite() && sf >= 1.0) {
+        return Err(Error::invalid(
+            "safety factor",
+            "a finite factor >= 1",
+            format!("{sf}"),
+        ));
+    }
+    if let Some(d) = scan_duration_s
+        && !(d.is_finite() && d >= period_s)
+    {
+        return Err(Error::invalid(
+            "--scan-duration-s",
+            format!("a scan of at least one TR ({period_s} s)"),
+            format!("{d} s"),
+        ));
+    }
+    if !(psar.is_finite() && psar > 0.0) {
+        return Err(Error::invalid(
+            "pulse",
+            "a pulse that deposits power (time-averaged pSAR10g > 0)",
+            format!("pSAR10g {psar} W/kg (all amplitudes zero?)"),
+        ));
+    }
+    if let Some(w) = whole_body
+        && !(w.is_finite() && w >= 0.0)
+    {
+        return Err(Error::Computation(format!(
+            "whole-body SAR came out {w} W/kg: refusing to judge the pulse with it"
+        )));
+    }
+    let energy_per_pulse = |avg: f64| avg * period_s;
+    let (n10, n360) = (
+        pulses_in_window(10.0, period_s, scan_duration_s),
+        pulses_in_window(360.0, period_s, scan_duration_s),
+    );
+    let avg10 = n10 as f64 * energy_per_pulse(psar) / 10.0;
+    let avg6 = n360 as f64 * energy_per_pulse(psar) / 360.0;
+    let wb6 = whole_body.map(|w| n360 as f64 * energy_per_pulse(w) / 360.0);
+    let mut verdicts = vec![
+        LimitVerdict::new(
+            "local SAR10g, 6 min average x safety factor",
+            avg6 * sf,
+            LOCAL_SAR_LIMIT_TRUNK_W_PER_KG,
+        ),
+        LimitVerdict::new(
+            "local SAR10g, 10 s average x safety factor",
+            avg10 * sf,
+            2.0 * LOCAL_SAR_LIMIT_TRUNK_W_PER_KG,
+        ),
+    ];
+    if let Some(w) = wb6 {
+        verdicts.push(LimitVerdict::new(
+            "whole-body SAR, 6 min average",
+            w,
+            WHOLE_BODY_SAR_LIMIT_W_PER_KG,
+        ));
+    }
+    let whole_body_limit_margin = match wb6 {
+        Some(w) if w > 0.0 => Some(WHOLE_BODY_SAR_LIMIT_W_PER_KG / w),
+        _ => None,
+    };
+    Ok(IecWindows {
         sar10g_10s_w_per_kg: avg10,
         sar10g_6min_w_per_kg: avg6,
-        whole_body_sar_6min_w_per_kg: whole_body.map(|w| w * f360),
+        whole_body_sar_6min_w_per_kg: wb6,
+        pulses_in_10s: n10,
+        pulses_in_6min: n360,
         limit_margin: LOCAL_SAR_LIMIT_TRUNK_W_PER_KG / (avg6 * sf),
         limit_margin_10s: 2.0 * LOCAL_SAR_LIMIT_TRUNK_W_PER_KG / (avg10 * sf),
-        whole_body_limit_margin: whole_body.map(|w| WHOLE_BODY_SAR_LIMIT_W_PER_KG / (w * f360)),
-    }
+        whole_body_limit_margin,
+        within_limits: verdicts.iter().all(|v| !v.over),
+        verdicts,
+    })
 }
 
 #[cfg(test)]
@@ -169,18 +300,60 @@ mod tests {
 
     #[test]
     fn iec_windows_by_hand() {
-        // A periodic sequence: both windows hold the TR average; 10 / (2 x 1.5) and 20 / (2 x 1.5).
-        let w = iec_windows(2.0, 1.5, Some(0.5), None);
-        assert_eq!(w.sar10g_10s_w_per_kg, 2.0);
-        assert_eq!(w.sar10g_6min_w_per_kg, 2.0);
-        assert!((w.limit_margin - 10.0 / 3.0).abs() < 1e-12);
-        assert!((w.limit_margin_10s - 20.0 / 3.0).abs() < 1e-12);
-        assert!((w.whole_body_limit_margin.unwrap() - 4.0).abs() < 1e-12);
-        // A 36 s scan: the full 10 s window, a tenth of the 6 min window.
-        let w = iec_windows(2.0, 1.0, Some(0.5), Some(36.0));
-        assert_eq!(w.sar10g_10s_w_per_kg, 2.0);
+        // TR 10 ms: 1000 pulses in 10 s and 36 000 in 6 min, both the TR average;
+        // 10 / (2 x 1.5) and 20 / (2 x 1.5).
+        let w = iec_windows(2.0, 0.01, 1.5, Some(0.5), None).unwrap();
+        assert_eq!((w.pulses_in_10s, w.pulses_in_6min), (1000, 36_000));
+        assert!((w.sar10g_10s_w_per_kg - 2.0).abs() < 1e-12);
+        assert!((w.sar10g_6min_w_per_kg - 2.0).abs() < 1e-12);
+        assert!((w.limit_margin - 10.0 / 3.0).abs() < 1e-9);
+        assert!((w.limit_margin_10s - 20.0 / 3.0).abs() < 1e-9);
+        assert!((w.whole_body_limit_margin.unwrap() - 4.0).abs() < 1e-9);
+        assert!(w.within_limits);
+        // A 36 s scan at TR 10 ms: the full 10 s window, 3600 pulses in the 6 min window.
+        let w = iec_windows(2.0, 0.01, 1.0, Some(0.5), Some(36.0)).unwrap();
+        assert!((w.sar10g_10s_w_per_kg - 2.0).abs() < 1e-12);
+        assert_eq!(w.pulses_in_6min, 3600);
         assert!((w.sar10g_6min_w_per_kg - 0.2).abs() < 1e-12);
         assert!((w.whole_body_sar_6min_w_per_kg.unwrap() - 0.05).abs() < 1e-12);
         assert!((w.limit_margin - 50.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn tr_6_s_fits_two_pulses_in_10_s() {
+        // TR 6 s, TR average 1 W/kg: 6 J/kg per pulse. Two pulses start within any 10 s window
+        // (at 0 and 6 s), so the worst 10 s holds 12 J/kg: 1.2 W/kg, not the TR average.
+        // 6 min: 60 pulses, 360 J/kg over 360 s = 1.0 W/kg.
+        let w = iec_windows(1.0, 6.0, 1.0, None, None).unwrap();
+        assert_eq!(w.pulses_in_10s, 2);
+        assert!((w.sar10g_10s_w_per_kg - 1.2).abs() < 1e-12);
+        assert_eq!(w.pulses_in_6min, 60);
+        assert!((w.sar10g_6min_w_per_kg - 1.0).abs() < 1e-12);
+        // TR 60 s: one pulse of 60 J/kg in 10 s = 6 W/kg, six times the TR average.
+        let w = iec_windows(1.0, 60.0, 1.0, None, None).unwrap();
+        assert!((w.sar10g_10s_w_per_kg - 6.0).abs() < 1e-12);
+        // A 7 s scan at TR 6 s: two pulses in the scan, both in one 10 s window.
+        let w = iec_windows(1.0, 6.0, 1.0, None, Some(7.0)).unwrap();
+        assert!((w.sar10g_10s_w_per_kg - 1.2).abs() < 1e-12);
+        // A scan shorter than one TR is refused, as are zero SAR and SF < 1.
+        assert!(
+            iec_windows(1.0, 6.0, 1.0, None, Some(5.0))
+                .unwrap_err()
+                .is_bad_input()
+        );
+        assert!(iec_windows(0.0, 6.0, 1.0, None, None).is_err());
+        assert!(iec_windows(1.0, 6.0, 0.5, None, None).is_err());
+    }
+
+    #[test]
+    fn verdicts_say_over_and_by_how_much() {
+        // 6.5 W/kg x SF 2 = 13 W/kg against 10: over by 30 %.
+        let w = iec_windows(6.5, 0.01, 2.0, Some(0.5), None).unwrap();
+        assert!(!w.within_limits);
+        let v = &w.verdicts[0];
+        assert!(v.over && (v.over_by_percent - 30.0).abs() < 1e-9, "{v:?}");
+        assert!(v.describe().contains("OVER by 30.0 %"));
+        // The 10 s limit (20 W/kg) holds at 13 W/kg.
+        assert!(!w.verdicts[1].over);
     }
 }

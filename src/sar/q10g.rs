@@ -56,6 +56,9 @@ pub struct Q10g {
     /// Whole-body Q: sum over tissue of sigma/2 E^H E dV divided by the total mass (W/kg per W).
     whole_body: Vec<f64>,
     total_mass_kg: f64,
+    /// [`FieldSet::sar_hash`] of the field set the matrices were computed from (absent in files
+    /// written before it was recorded).
+    fields_hash: Option<u64>,
 }
 
 /// Number of packed reals of an n-channel Hermitian matrix.
@@ -260,6 +263,7 @@ impl Q10g {
             coverage: averager.coverage().clone(),
             whole_body,
             total_mass_kg,
+            fields_hash: Some(fields.sar_hash()),
         })
     }
 
@@ -272,6 +276,75 @@ impl Q10g {
     /// Number of channels.
     pub fn n_channels(&self) -> usize {
         self.n_ch
+    }
+
+    /// [`FieldSet::sar_hash`] of the field set these matrices come from, when the file records it.
+    pub fn fields_hash(&self) -> Option<u64> {
+        self.fields_hash
+    }
+
+    /// Refuse a field set these matrices were not computed from: another grid (shape, spacing,
+    /// origin), another channel count, or, when both sides can tell, other fields (content hash).
+    /// `q_name` and `fields_name` name the two inputs in the error. Exact SAR from another subject's
+    /// or another grid's Q10g is silently wrong, so this is an error, never a warning.
+    pub fn check_belongs_to(
+        &self,
+        fields: &FieldSet,
+        q_name: &str,
+        fields_name: &str,
+    ) -> Result<()> {
+        let mismatch = |what: String| {
+            Error::invalid(
+                format!("{q_name} with {fields_name}"),
+                "the Q10g of this field set (run `b1sar qmatrix` on it)",
+                what,
+            )
+        };
+        let (a, b) = (self.grid, *fields.grid());
+        if a.shape != b.shape {
+            return Err(mismatch(format!(
+                "a Q10g of grid {:?}, the field set's grid is {:?}",
+                a.shape, b.shape
+            )));
+        }
+        let close = |x: &[f64; 3], y: &[f64; 3], tol: f64| {
+            x.iter().zip(y).all(|(p, q)| (p - q).abs() <= tol)
+        };
+        // Spacing and origin as stored in f32 or f64 files: agree to 1e-6 of a voxel.
+        let tol = 1e-6 * b.spacing_m.iter().cloned().fold(0.0, f64::max);
+        if !close(&a.spacing_m, &b.spacing_m, tol) || !close(&a.origin_m, &b.origin_m, tol) {
+            return Err(mismatch(format!(
+                "spacing {:?} m and origin {:?} m, the field set's are {:?} m and {:?} m",
+                a.spacing_m, a.origin_m, b.spacing_m, b.origin_m
+            )));
+        }
+        if self.n_ch != fields.n_channels() {
+            return Err(mismatch(format!(
+                "{} channels, the field set has {}",
+                self.n_ch,
+                fields.n_channels()
+            )));
+        }
+        if fields.e().is_some() {
+            match self.fields_hash {
+                Some(h) if h == fields.sar_hash() => {}
+                Some(_) => {
+                    return Err(mismatch(
+                        "matrices computed from other fields (content hash differs: another \
+                         subject, another simulation or an edited field set)"
+                            .into(),
+                    ));
+                }
+                None => {
+                    return Err(mismatch(
+                        "a Q10g file that does not record which fields it came from (written \
+                         before b1sar recorded `fields_hash`)"
+                            .into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
     /// Number of matrices.
     pub fn len(&self) -> usize {
@@ -491,6 +564,9 @@ impl Q10g {
         z.add("n_channels", &Array1::from(vec![self.n_ch as u32]))?;
         let entire = u8::from(self.coverage.containment() == Containment::EntireVoxel);
         z.add(RULE3_KEY, &Array1::from(vec![entire]))?;
+        if let Some(h) = self.fields_hash {
+            z.add(super::vop::FIELDS_HASH_KEY, &Array1::from(vec![h]))?;
+        }
         z.finish()
     }
 
@@ -512,6 +588,8 @@ impl Q10g {
         if packed.iter().any(|v| !v.is_finite()) {
             return Err(bad("q_packed", "non-finite values".into()));
         }
+        super::vop::check_psd(n_ch, packed.view(), "q_packed", &|m| format!("matrix {m}"))
+            .map_err(|e| Error::format(path, "Q10g file", e))?;
         let classes_a =
             z.get::<u8, ndarray::Ix3>("voxel_class")?
                 .ok_or_else(|| Error::Missing {
@@ -581,6 +659,9 @@ impl Q10g {
                 format!("lengths {} / {}, expected {m}", kind.len(), side_m.len()),
             ));
         }
+        if let Some(s) = side_m.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(bad("side_m", format!("{s}, expected cube sides > 0 m")));
+        }
         let classes: Vec<VoxelClass> = classes_a
             .iter()
             .map(|c| match c {
@@ -597,11 +678,25 @@ impl Q10g {
         if whole_body.len() != packed_len(n_ch) {
             return Err(bad("q_whole_body", format!("{} values", whole_body.len())));
         }
+        super::vop::check_psd(
+            n_ch,
+            ndarray::ArrayView2::from_shape((1, whole_body.len()), &whole_body)
+                .expect("n^2 values checked above"),
+            "q_whole_body",
+            &|_| "the whole-body matrix".into(),
+        )
+        .map_err(|e| Error::format(path, "Q10g file", e))?;
         let total_mass_kg = z
             .require_f64::<ndarray::Ix1>("total_mass_kg", "total mass")?
             .first()
             .copied()
-            .unwrap_or(0.0);
+            .unwrap_or(f64::NAN);
+        if !(total_mass_kg.is_finite() && total_mass_kg > 0.0) {
+            return Err(bad(
+                "total_mass_kg",
+                format!("{total_mass_kg}, expected a tissue mass > 0 kg"),
+            ));
+        }
         // Files from before the standard's "entirely included" reading of rule 3 carry classes and
         // face cubes that under-report surface pSAR10g: refuse them rather than mix two readings.
         let containment = match z.get::<u8, ndarray::Ix1>(RULE3_KEY)? {
@@ -614,10 +709,20 @@ impl Q10g {
                         .into(),
                 ));
             }
+            // The value is checked, not only the key: 0 records the earlier centre-inside reading,
+            // which under-reports surface pSAR10g as a missing key does.
             Some(a) => match a.first() {
                 Some(1) => Containment::EntireVoxel,
-                Some(0) => Containment::CentreInside,
-                other => return Err(bad(RULE3_KEY, format!("{other:?}, expected [1] or [0]"))),
+                Some(0) => {
+                    return Err(bad(
+                        RULE3_KEY,
+                        "0: the file was computed under b1sar's earlier centre-inside reading of \
+                         IEC/IEEE 62704-1 rule 3, which under-reports surface pSAR10g; regenerate \
+                         it with `b1sar qmatrix`"
+                            .into(),
+                    ));
+                }
+                other => return Err(bad(RULE3_KEY, format!("{other:?}, expected [1]"))),
             },
         };
         let coverage = Coverage::new(
@@ -641,6 +746,9 @@ impl Q10g {
             coverage,
             whole_body,
             total_mass_kg,
+            fields_hash: z
+                .get::<u64, ndarray::Ix1>(super::vop::FIELDS_HASH_KEY)?
+                .and_then(|a| a.first().copied()),
         })
     }
 }

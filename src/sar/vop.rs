@@ -37,7 +37,25 @@ pub struct VopSet {
     pub types: Option<Vec<i32>>,
     /// Scanner limits per type (`VOPTypeLimitID`, `VOPTypeLimit`), W/kg.
     pub type_limits: Vec<(i32, f64)>,
+    /// Content hash of the field set the VOPs were compressed from ([`crate::FieldSet::sar_hash`]),
+    /// when known: tells the subject's own VOPs from another subject's.
+    pub fields_hash: Option<u64>,
+    /// The population safety factor of a generic subject's VOPs (the conventional approach), with
+    /// where it was measured.
+    pub population_factor: Option<PopulationFactor>,
 }
+
+/// A generic subject's population safety factor, as a VOP file records it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PopulationFactor {
+    /// The factor (>= 1).
+    pub value: f64,
+    /// Where it was measured (a cross-validation report, a population run).
+    pub source: String,
+}
+
+/// Key of the field-set content hash in Q10g and VOP files.
+pub const FIELDS_HASH_KEY: &str = "fields_hash";
 
 /// Largest eigenvalue of a packed Hermitian matrix.
 pub fn max_eigenvalue(n: usize, q: &[f64]) -> f64 {
@@ -72,6 +90,77 @@ fn positive_definite(n: usize, a: &[Complex64], l: &mut [Complex64]) -> bool {
     true
 }
 
+/// Check that every packed row of `packed` [matrix, n^2] is a positive semi-definite Hermitian
+/// matrix within [`crate::limits::PSD_REL_TOL`] (smallest eigenvalue >= -tol x trace; an all-zero
+/// matrix passes). `what` names the set and `label(m)` the matrix in the error. A matrix below that
+/// gives s^H Q s < 0 for some drive, so any bound or maximum taken over it can under-report.
+pub fn check_psd(
+    n: usize,
+    packed: ArrayView2<'_, f64>,
+    what: &str,
+    label: &(dyn Fn(usize) -> String + Sync),
+) -> Result<()> {
+    if n == 0 || packed.shape()[1] != packed_len(n) {
+        return Err(Error::invalid(
+            what,
+            format!("{} packed values per {n}-channel matrix", packed_len(n)),
+            format!("{}", packed.shape()[1]),
+        ));
+    }
+    let bad = (0..packed.shape()[0]).into_par_iter().find_first(|m| {
+        let row = packed.row(*m);
+        !is_psd(n, &row.iter().copied().collect::<Vec<f64>>())
+    });
+    match bad {
+        None => Ok(()),
+        Some(m) => {
+            let row: Vec<f64> = packed.row(m).iter().copied().collect();
+            let h = nalgebra::DMatrix::from_row_slice(n, n, &unpack(n, &row));
+            let ev = h.symmetric_eigenvalues();
+            let lo = ev.iter().cloned().fold(f64::INFINITY, f64::min);
+            let hi = ev.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            Err(Error::invalid(
+                what,
+                format!(
+                    "positive semi-definite SAR matrices (smallest eigenvalue >= -{} x trace)",
+                    crate::limits::PSD_REL_TOL
+                ),
+                format!(
+                    "{} with eigenvalues from {lo:.4e} to {hi:.4e}: not a SAR matrix (a drive along \
+                     its negative eigenvector would get a negative SAR, and a bound taken over it \
+                     can under-report)",
+                    label(m)
+                ),
+            ))
+        }
+    }
+}
+
+/// One packed Hermitian matrix positive semi-definite within [`crate::limits::PSD_REL_TOL`].
+pub fn is_psd(n: usize, q: &[f64]) -> bool {
+    if q.iter().any(|v| !v.is_finite()) {
+        return false;
+    }
+    if q.iter().all(|v| *v == 0.0) {
+        return true;
+    }
+    let trace: f64 = q[..n].iter().sum();
+    if trace <= 0.0
+        || q[..n]
+            .iter()
+            .any(|d| *d < -crate::limits::PSD_REL_TOL * trace)
+    {
+        return false;
+    }
+    let mut a = unpack(n, q);
+    let delta = crate::limits::PSD_REL_TOL * trace;
+    for i in 0..n {
+        a[i * n + i].re += delta;
+    }
+    let mut l = vec![Complex64::new(0.0, 0.0); n * n];
+    positive_definite(n, &a, &mut l)
+}
+
 impl VopSet {
     /// A VOP set from packed matrices [k, n^2].
     pub fn new(n_ch: usize, packed: Array2<f64>, unit: AmplitudeUnit) -> Result<Self> {
@@ -89,6 +178,9 @@ impl VopSet {
                 "NaN or Inf",
             ));
         }
+        check_psd(n_ch, packed.view(), "VOP matrices", &|m| {
+            format!("VOP {}", m + 1)
+        })?;
         Ok(VopSet {
             n_ch,
             packed: crate::io::standard_layout(packed),
@@ -97,6 +189,8 @@ impl VopSet {
             unit,
             types: None,
             type_limits: Vec::new(),
+            fields_hash: None,
+            population_factor: None,
         })
     }
 
@@ -110,7 +204,9 @@ impl VopSet {
         if q.is_empty() {
             return Err(Error::invalid("Q10g", "at least one matrix", "none"));
         }
-        Self::compress_packed(q.n_channels(), q.packed(), epsilon, progress)
+        let mut set = Self::compress_packed(q.n_channels(), q.packed(), epsilon, progress)?;
+        set.fields_hash = q.fields_hash();
+        Ok(set)
     }
 
     /// Compress any set of packed Hermitian positive semi-definite matrices [matrix, n^2] (see
@@ -294,6 +390,16 @@ impl VopSet {
         if let Some(t) = &self.types {
             z.add("vop_type", &Array1::from(t.clone()))?;
         }
+        if let Some(h) = self.fields_hash {
+            z.add(FIELDS_HASH_KEY, &Array1::from(vec![h]))?;
+        }
+        if let Some(p) = &self.population_factor {
+            z.add("safety_factor", &Array1::from(vec![p.value]))?;
+            z.add(
+                "safety_factor_source",
+                &Array1::from(p.source.as_bytes().to_vec()),
+            )?;
+        }
         if !self.type_limits.is_empty() {
             z.add(
                 "type_limit_id",
@@ -333,12 +439,82 @@ impl VopSet {
         {
             set.unit = AmplitudeUnit::Volt;
         }
+        let bad =
+            |what: &str, found: String| Error::format(path, "VOP file", format!("{what}: {found}"));
+        if !(set.epsilon.is_nan() || (set.epsilon.is_finite() && set.epsilon >= 0.0)) {
+            return Err(bad(
+                "epsilon",
+                format!("{}, expected a value >= 0", set.epsilon),
+            ));
+        }
+        if !(set.worst_case.is_nan() || (set.worst_case.is_finite() && set.worst_case >= 0.0)) {
+            return Err(bad(
+                "worst_case",
+                format!("{}, expected a value >= 0 (W/kg per W)", set.worst_case),
+            ));
+        }
         set.types = z.get::<i32, ndarray::Ix1>("vop_type")?.map(|a| a.to_vec());
-        if let (Some(id), Some(lim)) = (
+        if let Some(t) = &set.types
+            && t.len() != set.len()
+        {
+            return Err(bad(
+                "vop_type",
+                format!(
+                    "{} type tags for {} VOPs (one per VOP expected)",
+                    t.len(),
+                    set.len()
+                ),
+            ));
+        }
+        match (
             z.get::<i32, ndarray::Ix1>("type_limit_id")?,
             z.get_f64::<ndarray::Ix1>("type_limit_w_per_kg")?,
         ) {
-            set.type_limits = id.iter().cloned().zip(lim.iter().cloned()).collect();
+            (Some(id), Some(lim)) => {
+                if id.len() != lim.len() {
+                    return Err(bad(
+                        "type_limit_id/type_limit_w_per_kg",
+                        format!("{} type ids for {} limits", id.len(), lim.len()),
+                    ));
+                }
+                if let Some(l) = lim.iter().find(|l| !(l.is_finite() && **l > 0.0)) {
+                    return Err(bad(
+                        "type_limit_w_per_kg",
+                        format!("{l}, expected finite limits > 0 W/kg"),
+                    ));
+                }
+                set.type_limits = id.iter().cloned().zip(lim.iter().cloned()).collect();
+            }
+            (None, None) => {}
+            _ => {
+                return Err(bad(
+                    "type_limit_id/type_limit_w_per_kg",
+                    "only one of the two: both (ids and limits in W/kg) or neither".into(),
+                ));
+            }
+        }
+        set.fields_hash = z
+            .get::<u64, ndarray::Ix1>(FIELDS_HASH_KEY)?
+            .and_then(|a| a.first().copied());
+        if let Some(sf) = z.get_f64::<ndarray::Ix1>("safety_factor")? {
+            let sf = sf.first().copied().unwrap_or(f64::NAN);
+            if !(sf.is_finite() && sf >= 1.0) {
+                return Err(bad(
+                    "safety_factor",
+                    format!("{sf}, expected a finite population safety factor >= 1"),
+                ));
+            }
+            let source = match z.get::<u8, ndarray::Ix1>("safety_factor_source")? {
+                Some(b) => String::from_utf8(b.to_vec())
+                    .map_err(|_| bad("safety_factor_source", "not UTF-8 text".into()))?,
+                None => {
+                    return Err(bad(
+                        "safety_factor_source",
+                        "missing: a population safety factor must say where it comes from".into(),
+                    ));
+                }
+            };
+            set.population_factor = Some(PopulationFactor { value: sf, source });
         }
         Ok(set)
     }

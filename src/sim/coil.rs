@@ -15,6 +15,7 @@ use std::path::Path;
 
 /// A point in world coordinates (m).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Xyz {
     /// x (m), left-right.
     pub x: f64,
@@ -67,6 +68,7 @@ fn default_z0() -> f64 {
 /// A lumped inductor in series with a dipole arm: the "fractionated" loading (Raaijmakers et al.
 /// 2016) or a meander below the grid resolution represented by its inductance.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct LumpedInductor {
     /// Position along the dipole axis from its centre (m, signed: + towards +axis).
     pub offset_m: f64,
@@ -76,6 +78,7 @@ pub struct LumpedInductor {
 
 /// A straight dipole fed at its centre by a lumped port.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Dipole {
     /// Channel name.
     #[serde(default)]
@@ -142,6 +145,7 @@ pub enum Element {
 
 /// A coil array.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct CoilSpec {
     /// Frequency (Hz).
     pub frequency_hz: f64,
