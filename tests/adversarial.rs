@@ -267,16 +267,9 @@ fn another_subjects_vops_are_flagged_and_a_generic_file_carries_its_factor() {
         assert_eq!(b1sar(&["vop", "--q", s(&q), "--out", s(&v)]).0, 0);
     }
     let pulse = s(&root("pulses/kt5_cp.json")).to_string();
+    let fa = p("a.npz");
     let run = |extra: &[&str]| {
-        let mut args = vec![
-            "pulse-sar",
-            "--pulse",
-            &pulse,
-            "--tr-ms",
-            "10",
-            "--fields",
-            s(&p("a.npz")),
-        ];
+        let mut args = vec!["pulse-sar", "--pulse", &pulse, "--tr-ms", "100", "--fields", s(&fa)];
         args.extend_from_slice(extra);
         b1sar(&args)
     };

@@ -33,7 +33,12 @@ fn every_usage_mistake_exits_2_and_names_the_flag() {
     let f = s(&fields);
     let model = data("model");
     let m = s(&model);
-    let vops = data("generic_vops.npz");
+    // The generic subject's VOPs without their recorded population factor: `--predictor generic`
+    // then needs --safety-factor.
+    let vops = dir.path().join("generic_vops_without_factor.npz");
+    let mut bare = b1sar::sar::VopSet::load(&data("generic_vops.npz")).unwrap();
+    bare.population_factor = None;
+    bare.save(&vops).unwrap();
     let v = s(&vops);
     let b1 = data("scanner/b1_nt_per_v.nii.gz");
     let mask = data("scanner/prostate_mask.nii.gz");

@@ -44,6 +44,7 @@ pub struct SynthArgs {
 
 pub fn synth(a: SynthArgs, out: &Output) -> Result<()> {
     let t = Instant::now();
+    io::check_output_path("--out", &a.out, &[])?;
     let mut spec = SynthSpec::pelvis(a.shape, a.spacing_mm * 1e-3);
     spec.n_channels = a.channels as usize;
     spec.seed = a.seed;
@@ -99,6 +100,10 @@ pub struct CombineArgs {
 
 pub fn combine(a: CombineArgs, out: &Output) -> Result<()> {
     let t = Instant::now();
+    io::check_output_path("--out", &a.out, &[&a.fields])?;
+    if let Some(p) = &a.nifti {
+        io::check_output_path("--nifti", p, &[&a.fields])?;
+    }
     let f = load_fields(&a.fields)?;
     let d = load_drive(&a.drive)?;
     d.expect_channels(f.n_channels(), &a.fields.display().to_string())?;
@@ -499,6 +504,7 @@ pub struct ExportArgs {
 
 pub fn export(a: ExportArgs, out: &Output) -> Result<()> {
     let t = Instant::now();
+    io::check_output_dir("--out-dir", &a.out_dir, &[&a.fields])?;
     let f = load_fields(&a.fields)?;
     let g = f.grid();
     let mut paths = Vec::new();

@@ -761,6 +761,8 @@ pub fn generate(a: &PulseGenArgs) -> Result<Pulse> {
 }
 
 pub fn gen_cmd(a: PulseGenArgs, out: &Output) -> Result<()> {
+    let inputs: Vec<&std::path::Path> = a.shims.iter().map(|p| p.as_path()).collect();
+    io::check_output_path("--out", &a.out, &inputs)?;
     let p = generate(&a)?;
     io::write_json(&a.out, &p)?;
     let peak = (0..p.len())
@@ -812,6 +814,12 @@ pub struct PulseImportArgs {
 }
 
 pub fn import_cmd(a: PulseImportArgs, out: &Output) -> Result<()> {
+    let inputs: Vec<&std::path::Path> = [Some(&a.seq), a.fields.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|p| p.as_path())
+        .collect();
+    io::check_output_path("--out", &a.out, &inputs)?;
     let seq = SeqFile::read(&a.seq)?;
     let shim = super::args::parse_drive(&a.shim)?;
     let (cal, b1) = match (a.sqrt_w_per_hz, a.b1_ut_per_sqrt_w, &a.fields) {
@@ -877,6 +885,7 @@ pub struct PulseExportArgs {
 }
 
 pub fn export_cmd(a: PulseExportArgs, out: &Output) -> Result<()> {
+    io::check_output_path("--out", &a.out, &[&a.pulse])?;
     let p = Pulse::load(&a.pulse, f64::INFINITY)?;
     if a.channel == 0 {
         return Err(bad("--channel", "1..=N (1-based)", "0"));
@@ -917,6 +926,7 @@ pub struct PulseSincArgs {
 }
 
 pub fn sinc(a: PulseSincArgs, out: &Output) -> Result<()> {
+    io::check_output_path("--out", &a.out, &[])?;
     let shim = super::args::parse_drive(&a.shim)?;
     let p = sinc_shimmed(&a.name, a.duration_ms * 1e-3, a.steps, a.tbw, &shim)?;
     io::write_json(&a.out, &p)?;
