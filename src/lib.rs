@@ -27,7 +27,8 @@
 //! | [`optim`] | shim systems, limits, the argmin solver, limit assembly, the Pareto sweep and the scanner VOP-type limits ([`optim::plan`]) |
 //! | [`scanner`] | scanner B1+ maps (NIfTI), masks, VOP files in volts |
 //! | [`eval`] | safety statistics, cross-validation, population figures, the demo's stages |
-//! | [`io`], [`plot`], [`units`], [`tissue`], [`grid`], [`drive`], [`synth`] | atomic files and readers, figures, constants and amplitude units, tissue properties, grids, drives, analytic test subjects |
+//! | [`limits`] | the plausibility ranges and work caps every input is checked against (density, conductivity, spacing, \|B1+\|, phases, PSD tolerance, pulse steps and k-space extent), and the finiteness check of every reported SAR |
+//! | [`io`], [`plot`], [`units`], [`tissue`], [`grid`], [`drive`], [`synth`] | atomic files and readers (output paths checked before any work), figures, constants and amplitude units, tissue properties, grids, drives, analytic test subjects |
 //!
 //! The binary (`src/main.rs`, `src/cli/`) only parses flags into these types, drives progress bars
 //! and prints; the argument parser appears nowhere else.

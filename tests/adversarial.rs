@@ -269,7 +269,15 @@ fn another_subjects_vops_are_flagged_and_a_generic_file_carries_its_factor() {
     let pulse = s(&root("pulses/kt5_cp.json")).to_string();
     let fa = p("a.npz");
     let run = |extra: &[&str]| {
-        let mut args = vec!["pulse-sar", "--pulse", &pulse, "--tr-ms", "100", "--fields", s(&fa)];
+        let mut args = vec![
+            "pulse-sar",
+            "--pulse",
+            &pulse,
+            "--tr-ms",
+            "100",
+            "--fields",
+            s(&fa),
+        ];
         args.extend_from_slice(extra);
         b1sar(&args)
     };
@@ -329,7 +337,8 @@ fn implausible_physics_is_refused_with_the_range() {
     let p = |n: &str| dir.path().join(n);
     let f = subject([12, 16, 20], 1);
     let sp = f.grid().spacing_m;
-    let cases: [(&str, f64, f64, [f64; 3], &[&str]); 3] = [
+    type Case<'a> = (&'a str, f64, f64, [f64; 3], &'a [&'a str]);
+    let cases: [Case; 3] = [
         ("rho_x1000.npz", 1000.0, 1.0, sp, &["rho", "3000 kg/m^3"]),
         ("sigma_x100.npz", 1.0, 100.0, sp, &["sigma", "10 S/m"]),
         (

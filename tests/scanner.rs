@@ -118,7 +118,8 @@ fn complex128_and_five_d_files_load() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Rng(5);
     // x y slice 1 channel (channels on the 5th axis), complex128, written by the nifti crate.
-    let data = ndarray::Array5::from_shape_fn((3, 2, 2, 1, 2), |_| rng.c());
+    // T/sqrt(W) values of a 7 T array (about 1 µT/sqrt(W)): larger ones are refused as a unit mistake.
+    let data = ndarray::Array5::from_shape_fn((3, 2, 2, 1, 2), |_| rng.c() * 1e-6);
     let p = dir.path().join("c128.nii");
     // The crate's default header has an identity sform: clear both codes to test the pixdim path.
     let h = nifti::NiftiHeader {
@@ -165,10 +166,18 @@ fn units_convert_to_t_per_v() {
         reference_impedance_ohm: 75.0,
         ..B1Options::default()
     };
-    let m = B1Maps::load(&p, &z75).unwrap();
+    // The same numbers read as T/sqrt(W) are 1e9 too large for any B1+ map: refused by range.
+    let e = B1Maps::load(&p, &z75).unwrap_err().to_string();
+    assert!(e.contains("nT/V") && e.contains("--b1-units"), "{e}");
+    // Maps stored in T/sqrt(W) at a physical scale.
+    let p_t = dir.path().join("b1_t.nii.gz");
+    let t_per_sqrt_w = nt.mapv(|c| c * 1e-8);
+    write_complex_channels(&p_t, t_per_sqrt_w.view(), &g, "").unwrap();
+    let stored = nt_to_t_per_v(&t_per_sqrt_w).mapv(|c| c * 1e9);
+    let m = B1Maps::load(&p_t, &z75).unwrap();
     let k = volts_per_sqrt_watt(75.0);
     assert!((k - 150f64.sqrt()).abs() < 1e-15);
-    for (a, b) in m.t_per_v().iter().zip(base.iter()) {
+    for (a, b) in m.t_per_v().iter().zip(stored.iter()) {
         assert!((a - b / k).norm() <= 1e-15 * b.norm());
     }
     // µT without the nominal drive: an error naming the file and what is missing.
@@ -178,7 +187,7 @@ fn units_convert_to_t_per_v() {
     assert!(e.contains("b1.nii.gz") && e.contains("nominal"), "{e}");
     // sqrt(W) maps written back in T/V give the per-sqrt(W) values again.
     let back = m.t_per_sqrt_w(75.0);
-    for (a, b) in back.iter().zip(base.iter()) {
+    for (a, b) in back.iter().zip(stored.iter()) {
         assert!((a - b).norm() <= 1e-15 * b.norm());
     }
 }

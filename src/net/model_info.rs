@@ -19,7 +19,10 @@ pub const MODEL_INFO_FILE: &str = "model.json";
 /// The description of a trained network (`model.json`). Unknown fields are refused with the key
 /// named: a misspelt `safety_factor` must not leave a model without its factor in silence.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, expecting = "a model description object (model.json)")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a model description object (model.json)"
+)]
 pub struct ModelInfo {
     /// Network variant the generator was built with ("Small", "Base32", "Paper").
     pub variant: String,

@@ -39,7 +39,10 @@ pub use crate::units::AmplitudeUnit;
 /// A pulse: `n` steps of length `dt_s`, amplitudes [step][channel] (sqrt(W) unless
 /// `amplitude_unit` says volts; [`Pulse::load`] converts to sqrt(W)), optional gradients.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, expecting = "a pulse object (name, dt_s, rf_re, rf_im, ...)")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a pulse object (name, dt_s, rf_re, rf_im, ...)"
+)]
 pub struct Pulse {
     /// Name.
     pub name: String,

@@ -71,7 +71,12 @@ impl PhaseScale {
     /// Phase in radians of one stored value; `None` when outside the scale's range.
     pub fn to_radians(self, v: f64) -> Option<f64> {
         match self {
-            PhaseScale::Radians => v.is_finite().then_some(v),
+            // Radian phase images come as [-pi, pi] or [0, 2 pi); degrees (or any other scale)
+            // land outside [-pi, 2 pi] and are refused.
+            PhaseScale::Radians => {
+                let tol = crate::limits::PHASE_ROUNDING_RAD;
+                (-PI - tol..=2.0 * PI + tol).contains(&v).then_some(v)
+            }
             PhaseScale::SiemensInteger => {
                 (v.is_finite() && (-4096.0..=4095.0).contains(&v)).then_some(v * PI / 4096.0)
             }
@@ -179,6 +184,7 @@ impl B1Maps {
             source: source.to_string(),
         };
         m.check(NonFinite::Error, 1)?;
+        m.check_magnitude()?;
         Ok(m)
     }
 
@@ -218,6 +224,7 @@ impl B1Maps {
         };
         m.check(opts.non_finite, 1)?;
         m.b1.mapv_inplace(|c| c * scale);
+        m.check_magnitude()?;
         Ok(m)
     }
 
@@ -347,7 +354,29 @@ impl B1Maps {
         };
         m.check(opts.non_finite, 1)?;
         m.b1.mapv_inplace(|c| c * scale);
+        m.check_magnitude()?;
         Ok(m)
+    }
+
+    /// |B1+| per volt within [`crate::limits::B1_MAX_T_PER_SQRT_W`] per sqrt(W) at 50 ohm: maps in
+    /// the wrong unit (µT read as nT/V, or T/sqrt(W) read as nT/V) scale SAR limits by orders of
+    /// magnitude.
+    fn check_magnitude(&self) -> Result<()> {
+        let max_t_per_v =
+            crate::limits::B1_MAX_T_PER_SQRT_W / volts_per_sqrt_watt(REFERENCE_IMPEDANCE_OHM);
+        let max = self.b1.iter().fold(0.0f64, |m, c| m.max(c.norm()));
+        if max > max_t_per_v {
+            return Err(Error::invalid(
+                format!("{}: B1+ maps", self.source),
+                format!(
+                    "|B1+| <= {:.0} nT/V ({:e} T per sqrt(W) at 50 ohm; about 10-50 nT/V at 7 T): check --b1-units",
+                    max_t_per_v * 1e9,
+                    crate::limits::B1_MAX_T_PER_SQRT_W
+                ),
+                format!("{:.4e} nT/V", max * 1e9),
+            ));
+        }
+        Ok(())
     }
 
     /// Channel count >= `min_channels`, and non-finite voxels per `policy`.
@@ -569,7 +598,7 @@ fn phase_radians(values: &Array4<f64>, scale: PhaseScale, path: &Path) -> Result
                 i.1
             ),
             match scale {
-                PhaseScale::Radians => "a finite phase (radians)",
+                PhaseScale::Radians => "a phase in radians, within [-pi, 2 pi] (degrees?)",
                 PhaseScale::SiemensInteger => "an integer phase in -4096..4095",
             },
             format!("{v}"),

@@ -15,7 +15,10 @@ use std::path::Path;
 
 /// A point in world coordinates (m).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, expecting = "a point {\"x\": .., \"y\": .., \"z\": ..} in metres")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a point {\"x\": .., \"y\": .., \"z\": ..} in metres"
+)]
 pub struct Xyz {
     /// x (m), left-right.
     pub x: f64,
@@ -68,7 +71,10 @@ fn default_z0() -> f64 {
 /// A lumped inductor in series with a dipole arm: the "fractionated" loading (Raaijmakers et al.
 /// 2016) or a meander below the grid resolution represented by its inductance.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, expecting = "an inductor {\"offset_m\": .., \"inductance_nh\": ..}")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an inductor {\"offset_m\": .., \"inductance_nh\": ..}"
+)]
 pub struct LumpedInductor {
     /// Position along the dipole axis from its centre (m, signed: + towards +axis).
     pub offset_m: f64,
@@ -137,7 +143,11 @@ impl StandoffFrom {
 
 /// A transmit element.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "type", rename_all = "snake_case", expecting = "an element object with \"type\": \"dipole\"")]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    expecting = "an element object with \"type\": \"dipole\""
+)]
 pub enum Element {
     /// Centre-fed dipole.
     Dipole(Dipole),
@@ -145,7 +155,10 @@ pub enum Element {
 
 /// A coil array.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, expecting = "a coil object {\"frequency_hz\": .., \"elements\": [..]}")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a coil object {\"frequency_hz\": .., \"elements\": [..]}"
+)]
 pub struct CoilSpec {
     /// Frequency (Hz).
     pub frequency_hz: f64,
