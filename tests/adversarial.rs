@@ -12,7 +12,7 @@ use b1sar::sar::{Q10g, VopSet};
 use b1sar::synth::{SynthSpec, pelvis_fieldset};
 use b1sar::units::AmplitudeUnit;
 use common::{b1sar, data, s};
-use ndarray::{Array1, Array2, Array3, Array4, Ix1, Ix2, Ix3, OwnedRepr};
+use ndarray::{Array1, Array2, Array3, Array4, IxDyn, OwnedRepr};
 use ndarray_npy::{NpzReader, NpzWriter};
 use num_complex::Complex64;
 use proptest::prelude::*;
@@ -51,44 +51,26 @@ fn save_edited(f: &FieldSet, path: &Path, rho_scale: f64, sigma_scale: f64, spac
 fn rewrite_q10g(src: &Path, dst: &Path, q_packed: Option<Array2<f64>>, rule3: Option<u8>) {
     let mut r = NpzReader::new(std::fs::File::open(src).unwrap()).unwrap();
     let mut w = NpzWriter::new(std::fs::File::create(dst).unwrap());
-    let q = r.by_name::<OwnedRepr<f64>, Ix2>("q_packed").unwrap();
-    w.add_array("q_packed", &q_packed.unwrap_or(q)).unwrap();
-    w.add_array(
-        "voxel_zyx",
-        &r.by_name::<OwnedRepr<u32>, Ix2>("voxel_zyx").unwrap(),
-    )
-    .unwrap();
-    w.add_array(
-        "voxel_class",
-        &r.by_name::<OwnedRepr<u8>, Ix3>("voxel_class").unwrap(),
-    )
-    .unwrap();
-    for name in ["kind", "rule3_entire_voxel"] {
-        let mut a = r.by_name::<OwnedRepr<u8>, Ix1>(name).unwrap();
-        if let (Some(v), "rule3_entire_voxel") = (rule3, name) {
-            a = Array1::from(vec![v]);
+    for name in r.names().unwrap() {
+        let name = name.trim_end_matches(".npy").to_string();
+        match (name.as_str(), &q_packed, rule3) {
+            ("q_packed", Some(q), _) => w.add_array(&name, q).unwrap(),
+            ("rule3_entire_voxel", _, Some(v)) => {
+                w.add_array(&name, &Array1::from(vec![v])).unwrap()
+            }
+            _ => {
+                macro_rules! copy_as {
+                    ($($t:ty),*) => {{
+                        $(if let Ok(a) = r.by_name::<OwnedRepr<$t>, IxDyn>(&name) {
+                            w.add_array(&name, &a).unwrap();
+                            continue;
+                        })*
+                        panic!("array {name} of a known type");
+                    }};
+                }
+                copy_as!(f64, u32, u8, u64)
+            }
         }
-        w.add_array(name, &a).unwrap();
-    }
-    w.add_array(
-        "n_channels",
-        &r.by_name::<OwnedRepr<u32>, Ix1>("n_channels").unwrap(),
-    )
-    .unwrap();
-    w.add_array(
-        "fields_hash",
-        &r.by_name::<OwnedRepr<u64>, Ix1>("fields_hash").unwrap(),
-    )
-    .unwrap();
-    for name in [
-        "side_m",
-        "q_whole_body",
-        "total_mass_kg",
-        "spacing_m",
-        "origin_m",
-    ] {
-        w.add_array(name, &r.by_name::<OwnedRepr<f64>, Ix1>(name).unwrap())
-            .unwrap();
     }
     w.finish().unwrap();
 }
@@ -124,6 +106,26 @@ fn identity_packed(n: usize, scale: f64) -> Vec<f64> {
         m[i * n + i] = Complex64::new(scale, 0.0);
     }
     pack(n, &m)
+}
+
+/// `b1sar pulse-sar --pulse PULSE --tr-ms TR --fields FIELDS EXTRA... --json`.
+fn pulse_sar(
+    pulse: &str,
+    tr_ms: &str,
+    fields: &str,
+    extra: &[&str],
+) -> (i32, serde_json::Value, String) {
+    let mut args = vec![
+        "pulse-sar",
+        "--pulse",
+        pulse,
+        "--tr-ms",
+        tr_ms,
+        "--fields",
+        fields,
+    ];
+    args.extend_from_slice(extra);
+    b1sar(&args)
 }
 
 fn assert_bad(rc: i32, v: &serde_json::Value, needles: &[&str]) {
@@ -207,19 +209,7 @@ fn an_exact_model_of_another_grid_or_subject_is_refused() {
         assert_eq!(rc, 0, "{e}");
     }
     let pulse = s(&root("pulses/kt5_cp.json")).to_string();
-    let run = |q: &str| {
-        b1sar(&[
-            "pulse-sar",
-            "--pulse",
-            &pulse,
-            "--tr-ms",
-            "10",
-            "--fields",
-            s(&p("a.npz")),
-            "--q",
-            s(&p(q)),
-        ])
-    };
+    let run = |q: &str| pulse_sar(&pulse, "10", s(&p("a.npz")), &["--q", s(&p(q))]);
     // Another grid, then the same grid of another subject: both files named.
     let (rc, v, _) = run("qc.npz");
     assert_bad(rc, &v, &["qc.npz", "a.npz", "grid"]);
@@ -409,15 +399,7 @@ fn a_pulse_without_power_is_refused_not_given_an_infinite_margin() {
     }
     let zero = dir.path().join("zero.json");
     std::fs::write(&zero, j.to_string()).unwrap();
-    let (rc, v, _) = b1sar(&[
-        "pulse-sar",
-        "--pulse",
-        s(&zero),
-        "--tr-ms",
-        "10",
-        "--fields",
-        s(&data("subject_small.npz")),
-    ]);
+    let (rc, v, _) = pulse_sar(s(&zero), "10", s(&data("subject_small.npz")), &[]);
     assert_bad(rc, &v, &["pulse", "deposits power"]);
 }
 
@@ -462,17 +444,12 @@ fn a_tr_of_6_s_puts_two_pulses_in_the_10_s_window() {
 #[test]
 fn an_over_limit_bound_says_over_and_exits_3() {
     // The shipped network's bound of SPINS at TR 10 ms: 6.36 x 2.06 = 13.1 W/kg.
-    let (rc, v, e) = b1sar(&[
-        "pulse-sar",
-        "--pulse",
+    let (rc, v, e) = pulse_sar(
         s(&root("pulses/spins_cp.json")),
-        "--tr-ms",
         "10",
-        "--fields",
         s(&data("subject_small.npz")),
-        "--model",
-        s(&data("model")),
-    ]);
+        &["--model", s(&data("model"))],
+    );
     assert_eq!(rc, 3, "{e}");
     assert!(e.contains("OVER by"), "{e}");
     assert_eq!(v["verdict"], "OVER");
@@ -484,15 +461,12 @@ fn an_over_limit_bound_says_over_and_exits_3() {
         (local["over_by_percent"].as_f64().unwrap() - 100.0 * (bound / 10.0 - 1.0)).abs() < 1e-9
     );
     // The exact model of the same pulse is within the limits: exit 0.
-    let (rc, v, e) = b1sar(&[
-        "pulse-sar",
-        "--pulse",
+    let (rc, v, e) = pulse_sar(
         s(&root("pulses/spins_cp.json")),
-        "--tr-ms",
         "10",
-        "--fields",
         s(&data("subject_small.npz")),
-    ]);
+        &[],
+    );
     assert_eq!(rc, 0, "{e}");
     assert_eq!(v["within_limits"], true);
 }
@@ -574,17 +548,12 @@ fn a_model_with_a_factor_below_1_or_corrupt_weights_is_refused() {
     };
     let pulse = s(&root("pulses/kt5_cp.json")).to_string();
     let run = |m: &Path| {
-        b1sar(&[
-            "pulse-sar",
-            "--pulse",
+        pulse_sar(
             &pulse,
-            "--tr-ms",
             "10",
-            "--fields",
             s(&data("subject_small.npz")),
-            "--model",
-            s(m),
-        ])
+            &["--model", s(m)],
+        )
     };
     let edit = |d: &Path, f: &dyn Fn(&mut serde_json::Value)| {
         let p = d.join("model.json");
@@ -635,15 +604,7 @@ fn unknown_keys_and_flags_without_effect_are_refused() {
             .unwrap();
     j["amplitude_units"] = serde_json::json!("volt");
     std::fs::write(p("typo.json"), j.to_string()).unwrap();
-    let (rc, v, _) = b1sar(&[
-        "pulse-sar",
-        "--pulse",
-        s(&p("typo.json")),
-        "--tr-ms",
-        "10",
-        "--fields",
-        s(&data("subject_small.npz")),
-    ]);
+    let (rc, v, _) = pulse_sar(s(&p("typo.json")), "10", s(&data("subject_small.npz")), &[]);
     assert_bad(rc, &v, &["typo.json", "amplitude_units"]);
     // A drive with a misspelt key, and no Rust type names in the message.
     let (rc, v, _) = b1sar(&[
@@ -699,15 +660,12 @@ fn unknown_keys_and_flags_without_effect_are_refused() {
     ]);
     assert_bad(rc, &v, &["--sar-factor", "--sar-limit"]);
     // Negative values parse as values and are refused by range.
-    let (rc, v, _) = b1sar(&[
-        "pulse-sar",
-        "--pulse",
+    let (rc, v, _) = pulse_sar(
         s(&root("pulses/kt5_cp.json")),
-        "--tr-ms",
         "-10",
-        "--fields",
         s(&data("subject_small.npz")),
-    ]);
+        &[],
+    );
     assert_bad(rc, &v, &["--tr-ms", "> 0"]);
 }
 
@@ -765,17 +723,12 @@ fn outputs_never_replace_inputs_or_special_files() {
         );
     }
     // An output folder that is an existing file is refused before the pulse is integrated.
-    let (rc, v, _) = b1sar(&[
-        "pulse-sar",
-        "--pulse",
+    let (rc, v, _) = pulse_sar(
         s(&root("pulses/kt5_cp.json")),
-        "--tr-ms",
         "10",
-        "--fields",
         s(&f),
-        "--out",
-        s(&f),
-    ]);
+        &["--out", s(&f)],
+    );
     assert_bad(rc, &v, &["--out", "not a folder"]);
     assert_eq!(std::fs::read(&f).unwrap(), before);
 }

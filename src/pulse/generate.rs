@@ -78,6 +78,26 @@ fn check_k(what: &str, k: &[f64]) -> Result<()> {
     Ok(())
 }
 
+/// A train of `n` sub-pulses of `sub_s` in steps of `dt_s` at k-space coordinates `k`: durations
+/// and step length > 0, the steps within the cap and k within the extent, before anything is built.
+/// `(what, k_flag)` name the pulse kind and the option of its k-space positions.
+fn check_subpulse_train<'a>(
+    (what, k_flag): (&str, &str),
+    sub_s: f64,
+    dt_s: f64,
+    n: usize,
+    k: impl Iterator<Item = &'a f64>,
+) -> Result<()> {
+    check_positive(&format!("{what} sub-pulse duration"), sub_s, "s")?;
+    check_positive(&format!("{what} dt"), dt_s, "s")?;
+    check_duration(&format!("{what} sub-pulse duration"), sub_s)?;
+    check_steps(&format!("{what} sub-pulses"), sub_s / dt_s * n as f64)?;
+    check_k(
+        &format!("{what} {k_flag}"),
+        &k.copied().collect::<Vec<f64>>(),
+    )
+}
+
 fn check_positive(what: &str, v: f64, unit: &str) -> Result<()> {
     if !(v.is_finite() && v > 0.0) {
         return Err(Error::invalid(
@@ -388,23 +408,14 @@ pub fn spokes(name: &str, spec: &SpokesSpec, shims: &[Drive]) -> Result<Pulse> {
     }
     let n_shims = shims.len();
     let shims = shims_for("spokes", shims, n)?;
-    check_positive("spokes sub-pulse duration", spec.sub_duration_s, "s")?;
     check_positive("spokes time-bandwidth", spec.tbw, "")?;
     check_positive("spokes slice thickness", spec.slice_thickness_m, "m")?;
-    check_positive("spokes dt", spec.dt_s, "s")?;
-    check_duration("spokes sub-pulse duration", spec.sub_duration_s)?;
-    check_steps(
-        "spokes sub-pulse",
-        spec.sub_duration_s / spec.dt_s * n as f64,
-    )?;
-    check_k(
-        "spokes --k-xy",
-        &spec
-            .k_xy_cycles_per_m
-            .iter()
-            .flatten()
-            .copied()
-            .collect::<Vec<_>>(),
+    check_subpulse_train(
+        ("spokes", "--k-xy"),
+        spec.sub_duration_s,
+        spec.dt_s,
+        n,
+        spec.k_xy_cycles_per_m.iter().flatten(),
     )?;
     let dt = spec.dt_s;
     let n_sub = (spec.sub_duration_s / dt).round() as usize;
@@ -519,21 +530,12 @@ pub fn kt_points(name: &str, spec: &KtSpec, shims: &[Drive]) -> Result<Pulse> {
     }
     let n_shims = shims.len();
     let shims = shims_for("kT-points", shims, n)?;
-    check_positive("kT-points sub-pulse duration", spec.sub_duration_s, "s")?;
-    check_positive("kT-points dt", spec.dt_s, "s")?;
-    check_duration("kT-points sub-pulse duration", spec.sub_duration_s)?;
-    check_steps(
-        "kT-points sub-pulse",
-        spec.sub_duration_s / spec.dt_s * n as f64,
-    )?;
-    check_k(
-        "kT-points --k-points",
-        &spec
-            .points_cycles_per_m
-            .iter()
-            .flatten()
-            .copied()
-            .collect::<Vec<_>>(),
+    check_subpulse_train(
+        ("kT-points", "--k-points"),
+        spec.sub_duration_s,
+        spec.dt_s,
+        n,
+        spec.points_cycles_per_m.iter().flatten(),
     )?;
     let dt = spec.dt_s;
     let n_sub = (spec.sub_duration_s / dt).round() as usize;
