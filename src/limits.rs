@@ -57,6 +57,27 @@ pub const MAX_JSON_BYTES: u64 = 1 << 30;
 /// Largest TR (s) `pulse-sar` accepts: one hour.
 pub const MAX_TR_S: f64 = 3600.0;
 
+/// Largest safety factor accepted (a ratio of true to predicted pSAR10g): a model that
+/// under-predicts by more than 100x is not a model, and larger values only overflow the optimiser's
+/// scaled limits.
+pub const MAX_SAFETY_FACTOR: f64 = 100.0;
+
+/// Largest target |B1+| of a shim (µT): a 7 T body array reaches a few tens of µT.
+pub const MAX_TARGET_B1_UT: f64 = 100.0;
+
+/// A safety factor within [1, [`MAX_SAFETY_FACTOR`]], or an error naming `input`.
+pub fn check_safety_factor(input: &str, sf: f64) -> Result<f64> {
+    if sf.is_finite() && (1.0..=MAX_SAFETY_FACTOR).contains(&sf) {
+        Ok(sf)
+    } else {
+        Err(Error::invalid(
+            input,
+            format!("a safety factor in [1, {MAX_SAFETY_FACTOR}] (below 1 would lower the bound)"),
+            format!("{sf}"),
+        ))
+    }
+}
+
 /// A finite value within [lo, hi], or an error naming `input` and the range with its unit.
 pub fn check_range(input: &str, value: f64, lo: f64, hi: f64, unit: &str) -> Result<f64> {
     if value.is_finite() && value >= lo && value <= hi {

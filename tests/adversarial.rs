@@ -590,7 +590,7 @@ fn a_model_with_a_factor_below_1_or_corrupt_weights_is_refused() {
         "--out",
         s(&dir.path().join("d")),
     ]);
-    assert_bad(rc, &v, &["--safety-factor", ">= 1"]);
+    assert_bad(rc, &v, &["--safety-factor", "[1, 100]"]);
     assert!(!dir.path().join("d").exists());
 }
 
@@ -659,6 +659,18 @@ fn unknown_keys_and_flags_without_effect_are_refused() {
         s(&p("o")),
     ]);
     assert_bad(rc, &v, &["--sar-factor", "--sar-limit"]);
+    let (rc, v, _) = b1sar(&[
+        "optimize",
+        "--fields",
+        s(&data("subject_small.npz")),
+        "--roi",
+        "prostate",
+        "--net-slices",
+        "3",
+        "--out",
+        s(&p("o2")),
+    ]);
+    assert_bad(rc, &v, &["--net-slices", "network"]);
     // Negative values parse as values and are refused by range.
     let (rc, v, _) = pulse_sar(
         s(&root("pulses/kt5_cp.json")),
@@ -674,7 +686,17 @@ fn unknown_keys_and_flags_without_effect_are_refused() {
 fn huge_generator_requests_are_refused_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("p.json");
-    let cases: [(&[&str], &[&str]); 4] = [
+    // Once a panic (slew 0) and a hang (slew NaN): the design loop never met the limit.
+    let cases: [(&[&str], &[&str]); 7] = [
+        (
+            &["spokes", "--max-slew-t-per-m-per-s", "0"],
+            &["--max-slew-t-per-m-per-s", "> 0"],
+        ),
+        (
+            &["spokes", "--max-slew-t-per-m-per-s", "NaN"],
+            &["--max-slew-t-per-m-per-s"],
+        ),
+        (&["sinc", "--digits", "0"], &["--digits", "1..=17"]),
         (&["hard", "--steps", "100000000"], &["--steps", "10000000"]),
         (
             &["spokes", "--k-xy", "1e6,0;0,0"],

@@ -166,12 +166,29 @@ pub(crate) fn positive(s: &str) -> std::result::Result<f64, String> {
 /// A safety factor: finite and >= 1 (a factor below 1 would lower a bound).
 pub(crate) fn safety_factor(s: &str) -> std::result::Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if v.is_finite() && v >= 1.0 {
-        Ok(v)
-    } else {
-        Err(format!(
-            "expected a finite safety factor >= 1 (a factor below 1 would lower the bound), got {v}"
-        ))
+    b1sar::limits::check_safety_factor("--safety-factor", v).map_err(|_| {
+        format!(
+            "expected a safety factor in [1, {}] (a factor below 1 would lower the bound), got {v}",
+            b1sar::limits::MAX_SAFETY_FACTOR
+        )
+    })
+}
+
+/// A count of at least 1.
+pub(crate) fn at_least_one(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(v) if v >= 1 => Ok(v),
+        Ok(v) => Err(format!("expected a whole number >= 1, got {v}")),
+        Err(e) => Err(format!("expected a whole number >= 1: {e}")),
+    }
+}
+
+/// Significant digits of a file's samples: 1..=17 (f64 holds 17).
+pub(crate) fn digits(s: &str) -> std::result::Result<i32, String> {
+    match s.parse::<i32>() {
+        Ok(v) if (1..=17).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("expected 1..=17 significant digits, got {v}")),
+        Err(e) => Err(format!("expected 1..=17 significant digits: {e}")),
     }
 }
 

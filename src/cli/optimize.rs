@@ -156,13 +156,15 @@ pub struct OptimizeArgs {
     pub pareto: Option<usize>,
     /// Slices the network predicts (centred on the ROI; its pSAR is their maximum). Each
     /// evaluation of the network limit runs 4 x channels + 1 predictions per slice.
-    #[arg(long, default_value_t = 1)]
-    pub net_slices: usize,
+    /// (Only with the network; default 1.)
+    #[arg(long, value_parser = super::args::at_least_one)]
+    pub net_slices: Option<usize>,
     /// Drive gradient of the network limit: reverse-mode autodiff (one forward + one backward
     /// pass, the DREAM mask held at the drive's own) or central differences (4 x channels + 1
     /// predictions per slice).
-    #[arg(long, value_enum, default_value = "autodiff")]
-    pub net_gradient: NetGradient,
+    /// (Only with the network; default autodiff.)
+    #[arg(long, value_enum)]
+    pub net_gradient: Option<NetGradient>,
     /// Output folder: drive.json, report.json, PNGs.
     #[arg(long)]
     pub out: PathBuf,
@@ -218,6 +220,18 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         ));
     }
     let sar_limit = a.sar_limit.unwrap_or(LOCAL_SAR_LIMIT_TRUNK_W_PER_KG);
+    if let Some(t) = a.target_ut {
+        b1sar::limits::check_range(
+            "--target-ut",
+            t,
+            f64::MIN_POSITIVE,
+            b1sar::limits::MAX_TARGET_B1_UT,
+            "µT",
+        )?;
+    }
+    if let Some(t) = a.target_flip_deg {
+        b1sar::limits::check_range("--target-flip-deg", t, f64::MIN_POSITIVE, 180.0, "degrees")?;
+    }
     let f = super::load_fields(a.fields.as_ref().ok_or_else(|| {
         Error::usage(
             "--fields | --b1",
@@ -239,9 +253,22 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
     let pb = spinner("SAR model (and Q10g matrices when the field set has E)");
     let model = spec.load(Some(&f))?;
     pb.finish_and_clear();
+    if kind != SarModelKind::Net {
+        for (given, flag) in [
+            (a.net_slices.is_some(), "--net-slices"),
+            (a.net_gradient.is_some(), "--net-gradient"),
+        ] {
+            if given {
+                bail!(Error::usage(
+                    flag,
+                    "applies to the network limit only (--predictor net --model DIR)"
+                ));
+            }
+        }
+    }
     let net_slices = if kind == SarModelKind::Net {
         let zs: Vec<usize> = idx.iter().map(|i| f.grid().unflat(*i)[0]).collect();
-        plan::net_slices(f.grid().shape[0], &zs, a.net_slices)?
+        plan::net_slices(f.grid().shape[0], &zs, a.net_slices.unwrap_or(1))?
     } else {
         Vec::new()
     };
@@ -255,7 +282,7 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
             whole_body_w_per_kg: a.wb_limit,
             max_channel_power_w: a.max_channel_power_w,
             max_total_power_w: a.max_total_power_w,
-            gradient: a.net_gradient.into(),
+            gradient: a.net_gradient.unwrap_or(NetGradient::Autodiff).into(),
         },
         &w,
     )?;

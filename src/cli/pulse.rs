@@ -79,16 +79,16 @@ pub struct PulseSarArgs {
     #[arg(long, value_enum, default_value_t = MethodArg::Covariance)]
     pub method: MethodArg,
     /// Steps per batch of the per-step path (network: batched inference).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::args::at_least_one)]
     pub batch: usize,
     /// Amplifier peak amplitude per channel (sqrt(W)) the pulse must respect.
-    #[arg(long, default_value_t = 40.0)]
+    #[arg(long, default_value_t = 40.0, value_parser = positive)]
     pub max_amplitude_sqrt_w: f64,
     /// Gradient amplitude limit (mT/m).
-    #[arg(long, default_value_t = 40.0)]
+    #[arg(long, default_value_t = 40.0, value_parser = positive)]
     pub max_grad_mt_per_m: f64,
     /// Gradient slew-rate limit (T/m/s).
-    #[arg(long, default_value_t = 200.0)]
+    #[arg(long, default_value_t = 200.0, value_parser = positive)]
     pub max_slew_t_per_m_per_s: f64,
     /// Tissue whose voxels are the flip-angle region of interest (needs --fields with labels);
     /// default prostate when the field set has it.
@@ -621,7 +621,7 @@ pub struct PulseGenArgs {
     #[arg(long)]
     pub k_points: Option<String>,
     /// k-space radius (cycles/m) of the default spokes ring and kT-points cross.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 3.0, value_parser = super::args::non_negative)]
     pub k_radius: f64,
     /// Sub-pulse duration (ms): spokes default 0.8, kT-points default 0.2.
     #[arg(long)]
@@ -645,16 +645,16 @@ pub struct PulseGenArgs {
     #[arg(long, default_value_t = 5.0)]
     pub v: f64,
     /// Gradient amplitude limit (mT/m).
-    #[arg(long, default_value_t = 40.0)]
+    #[arg(long, default_value_t = 40.0, value_parser = positive)]
     pub max_grad_mt_per_m: f64,
     /// Gradient slew-rate limit (T/m/s).
-    #[arg(long, default_value_t = 200.0)]
+    #[arg(long, default_value_t = 200.0, value_parser = positive)]
     pub max_slew_t_per_m_per_s: f64,
-    /// Significant digits kept in the file.
-    #[arg(long, default_value_t = 6)]
+    /// Significant digits kept in the file (1..=17).
+    #[arg(long, default_value_t = 6, value_parser = super::args::digits)]
     pub digits: i32,
     /// Amplifier peak amplitude per channel (sqrt(W)) the pulse must respect.
-    #[arg(long, default_value_t = 40.0)]
+    #[arg(long, default_value_t = 40.0, value_parser = positive)]
     pub max_amplitude_sqrt_w: f64,
 }
 
@@ -806,7 +806,7 @@ pub struct PulseImportArgs {
     #[arg(long, default_value = "pulseq_import")]
     pub name: String,
     /// Amplifier peak amplitude per channel (sqrt(W)) the imported pulse must respect.
-    #[arg(long, default_value_t = 40.0)]
+    #[arg(long, default_value_t = 40.0, value_parser = positive)]
     pub max_amplitude_sqrt_w: f64,
     /// Output pulse JSON.
     #[arg(long)]
@@ -874,10 +874,10 @@ pub struct PulseExportArgs {
     #[arg(long, default_value_t = 1)]
     pub channel: usize,
     /// Pulseq RF amplitude (Hz) per sqrt(W).
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     pub hz_per_sqrt_w: f64,
     /// Sequence period (ms): an empty block fills the time after the RF.
-    #[arg(long)]
+    #[arg(long, value_parser = positive)]
     pub tr_ms: f64,
     /// Output .seq.
     #[arg(long)]
@@ -886,7 +886,14 @@ pub struct PulseExportArgs {
 
 pub fn export_cmd(a: PulseExportArgs, out: &Output) -> Result<()> {
     io::check_output_path("--out", &a.out, &[&a.pulse])?;
-    let p = Pulse::load(&a.pulse, f64::INFINITY)?;
+    b1sar::limits::check_range(
+        "--tr-ms",
+        a.tr_ms * 1e-3,
+        f64::MIN_POSITIVE,
+        b1sar::limits::MAX_TR_S,
+        "s",
+    )?;
+    let p = Pulse::load(&a.pulse, f64::MAX)?;
     if a.channel == 0 {
         return Err(bad("--channel", "1..=N (1-based)", "0"));
     }

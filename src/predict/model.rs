@@ -109,14 +109,8 @@ impl SarModelSpec {
     /// of every model.
     pub fn load(&self, fields: Option<&FieldSet>) -> Result<SarModel> {
         let kind = self.kind();
-        if let Some(sf) = self.safety_factor
-            && !(sf.is_finite() && sf >= 1.0)
-        {
-            return Err(Error::invalid(
-                "--safety-factor",
-                "a finite factor >= 1",
-                format!("{sf}"),
-            ));
+        if let Some(sf) = self.safety_factor {
+            crate::limits::check_safety_factor("--safety-factor", sf)?;
         }
         let fields_name = self
             .fields_path

@@ -408,6 +408,7 @@ pub fn spokes(name: &str, spec: &SpokesSpec, shims: &[Drive]) -> Result<Pulse> {
     }
     let n_shims = shims.len();
     let shims = shims_for("spokes", shims, n)?;
+    spec.limits.validate()?;
     check_positive("spokes time-bandwidth", spec.tbw, "")?;
     check_positive("spokes slice thickness", spec.slice_thickness_m, "m")?;
     check_subpulse_train(
@@ -530,6 +531,7 @@ pub fn kt_points(name: &str, spec: &KtSpec, shims: &[Drive]) -> Result<Pulse> {
     }
     let n_shims = shims.len();
     let shims = shims_for("kT-points", shims, n)?;
+    spec.limits.validate()?;
     check_subpulse_train(
         ("kT-points", "--k-points"),
         spec.sub_duration_s,
@@ -619,6 +621,7 @@ pub struct SpinsSpec {
 /// excites a smooth, nearly non-selective low flip) times the shim. Honest limits: without tailored
 /// RF this is a trajectory + SAR/energy test pulse, not a B1+-homogenising SPINS.
 pub fn spins(name: &str, spec: &SpinsSpec, shim: &Drive) -> Result<Pulse> {
+    spec.limits.validate()?;
     check_positive("SPINS kmax", spec.kmax_cycles_per_m, "cycles/m")?;
     check_positive("SPINS duration", spec.duration_s, "s")?;
     check_positive("SPINS dt", spec.dt_s, "s")?;

@@ -90,6 +90,33 @@ impl Default for HardwareLimits {
     }
 }
 
+impl HardwareLimits {
+    /// Every gradient limit finite and > 0, the amplitude limit > 0: a NaN, infinite or zero
+    /// gradient limit turns every check into a no-op (or a design loop into one that never ends).
+    pub fn validate(&self) -> Result<()> {
+        // +inf is the library's "no amplifier limit" (generators that scale afterwards); NaN,
+        // zero and negative values would turn the check into a no-op or refuse everything.
+        if !(self.max_amplitude_sqrt_w > 0.0) {
+            return Err(Error::invalid(
+                "amplifier peak amplitude (--max-amplitude-sqrt-w)",
+                "a value > 0 sqrt(W)",
+                format!("{}", self.max_amplitude_sqrt_w),
+            ));
+        }
+        crate::limits::check_positive(
+            "gradient amplitude limit (--max-grad-mt-per-m)",
+            self.max_grad_t_per_m,
+            "T/m",
+        )?;
+        crate::limits::check_positive(
+            "slew-rate limit (--max-slew-t-per-m-per-s)",
+            self.max_slew_t_per_m_per_s,
+            "T/m/s",
+        )?;
+        Ok(())
+    }
+}
+
 impl Pulse {
     /// Check the pulse with the default gradient limits and `max_amplitude_sqrt_w`.
     pub fn validate(&self, max_amplitude_sqrt_w: f64) -> Result<()> {
@@ -136,6 +163,7 @@ impl Pulse {
     /// amplitude above the amplifier peak, gradients (when present) one per step, finite, within
     /// the amplitude and slew limits (slew counted from 0 before the first step and to 0 after the last).
     pub fn validate_with(&self, lim: &HardwareLimits) -> Result<()> {
+        lim.validate()?;
         let name = format!("pulse `{}`", self.name);
         if !(self.dt_s.is_finite() && self.dt_s > 0.0 && self.dt_s < 1e-2) {
             return Err(Error::invalid(
