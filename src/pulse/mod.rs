@@ -96,7 +96,7 @@ impl HardwareLimits {
     pub fn validate(&self) -> Result<()> {
         // +inf is the library's "no amplifier limit" (generators that scale afterwards); NaN,
         // zero and negative values would turn the check into a no-op or refuse everything.
-        if !(self.max_amplitude_sqrt_w > 0.0) {
+        if self.max_amplitude_sqrt_w.is_nan() || self.max_amplitude_sqrt_w <= 0.0 {
             return Err(Error::invalid(
                 "amplifier peak amplitude (--max-amplitude-sqrt-w)",
                 "a value > 0 sqrt(W)",
