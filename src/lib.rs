@@ -33,6 +33,7 @@
 //! The binary (`src/main.rs`, `src/cli/`) only parses flags into these types, drives progress bars
 //! and prints; the argument parser appears nowhere else.
 
+pub mod acquire;
 pub mod bloch;
 pub mod body;
 pub mod dataset;
