@@ -122,7 +122,7 @@ impl AcquisitionConfig {
             c.drive()
                 .map_err(|e| e.within(format!("calibration drive {}", k + 1)))?;
         }
-        if !(self.gre_snr > 0.0) {
+        if self.gre_snr.is_nan() || self.gre_snr <= 0.0 {
             return Err(Error::invalid(
                 "gre_snr",
                 "a signal-to-noise ratio > 0 (inf: no noise)",
@@ -319,7 +319,11 @@ impl AcquiredMaps {
 
     /// The combined B1+ (T) of drive `s` (sqrt(W)) on slice `z`: sum_n s_n B1_n^acq, zero outside
     /// the known mask. Exactly linear in the drive.
-    pub fn synthesise_slice(&self, s: &[Complex64], z: usize) -> Result<ndarray::Array2<Complex64>> {
+    pub fn synthesise_slice(
+        &self,
+        s: &[Complex64],
+        z: usize,
+    ) -> Result<ndarray::Array2<Complex64>> {
         if s.len() != self.n_channels() {
             return Err(Error::invalid(
                 "drive",
@@ -377,11 +381,8 @@ mod tests {
             vec![1e-6, 0.6e-6, 2e-6, 0.5e-6, 0.2e-6, 1e-6],
         )
         .unwrap();
-        let ph = ndarray::Array4::from_shape_vec(
-            (2, 1, 1, 3),
-            vec![0.0, 0.0, 0.0, 0.5, -1.0, 2.0],
-        )
-        .unwrap();
+        let ph = ndarray::Array4::from_shape_vec((2, 1, 1, 3), vec![0.0, 0.0, 0.0, 0.5, -1.0, 2.0])
+            .unwrap();
         let body = Array3::from_elem((1, 1, 3), true);
         FieldSet::from_magnitude_phase(grid, &mag, &ph, &body, FieldMeta::default()).unwrap()
     }
@@ -400,14 +401,21 @@ mod tests {
         for x in 0..3 {
             let cal = (b(0, x) + b(1, x)).norm();
             let in_range = (0.25e-6..=1.75e-6).contains(&cal);
-            assert_eq!(acq.known[[0, 0, x]], in_range, "pixel {x}: |B1_cal| {cal:e}");
+            assert_eq!(
+                acq.known[[0, 0, x]],
+                in_range,
+                "pixel {x}: |B1_cal| {cal:e}"
+            );
             if in_range {
                 // Without noise: GRE_n |DREAM| / |sum GRE| relative to channel 1 = B1_n e^{-i arg B1_1}.
                 let rot = b(0, x).conj() / b(0, x).norm();
                 for ch in 0..2 {
                     let want = b(ch, x) * rot;
                     let got = acq.b1[[ch, 0, 0, x]];
-                    assert!((got - want).norm() <= 1e-9 * want.norm().max(1e-12), "{got} vs {want}");
+                    assert!(
+                        (got - want).norm() <= 1e-9 * want.norm().max(1e-12),
+                        "{got} vs {want}"
+                    );
                 }
             } else {
                 assert_eq!(acq.b1[[0, 0, 0, x]], Complex64::new(0.0, 0.0));
@@ -416,7 +424,10 @@ mod tests {
         // Pixel 2: |b1 + b2| = |2e-6 + 1e-6 e^{2i}| = 1.84 µT > 1.75: unknown for every drive.
         assert!(!acq.known[[0, 0, 2]]);
         let s = [Complex64::new(0.3, 0.1), Complex64::new(-0.2, 0.7)];
-        assert_eq!(acq.synthesise_slice(&s, 0).unwrap()[[0, 2]], Complex64::new(0.0, 0.0));
+        assert_eq!(
+            acq.synthesise_slice(&s, 0).unwrap()[[0, 2]],
+            Complex64::new(0.0, 0.0)
+        );
         // A second calibration drive: channel 1 alone is 2.83 x its nominal there (out of
         // range); channel 2 alone, 1 W: |B1_2| = 1 µT against 1 µT x sqrt(1 W / 2 W) = 0.71 µT,
         // 1.41 x nominal, in range: it fills the hole, scaled by its own DREAM.
@@ -452,7 +463,9 @@ mod tests {
         let f = crate::synth::pelvis_fieldset(&spec).unwrap();
         // A range wide enough for every body pixel: the maps are the relative maps exactly.
         let cfg = noiseless(
-            vec![CalibrationDrive::unit_power(&DEFAULT_CALIBRATION_PHASES_DEG)],
+            vec![CalibrationDrive::unit_power(
+                &DEFAULT_CALIBRATION_PHASES_DEG,
+            )],
             (1e-6, 1e6),
         );
         let acq = acquire(&f, &cfg, 7).unwrap();
@@ -473,8 +486,12 @@ mod tests {
             assert!((v - want).norm() <= 1e-9 * want.norm(), "{v} vs {want}");
         }
         // Linearity: input(a s + b t) = a input(s) + b input(t).
-        let s: Vec<Complex64> = (0..8).map(|i| Complex64::from_polar(1.0, i as f64)).collect();
-        let t: Vec<Complex64> = (0..8).map(|i| Complex64::new(0.3 * i as f64, -0.1)).collect();
+        let s: Vec<Complex64> = (0..8)
+            .map(|i| Complex64::from_polar(1.0, i as f64))
+            .collect();
+        let t: Vec<Complex64> = (0..8)
+            .map(|i| Complex64::new(0.3 * i as f64, -0.1))
+            .collect();
         let (a, b) = (Complex64::new(0.7, -0.2), Complex64::new(-1.3, 0.4));
         let st: Vec<Complex64> = s.iter().zip(&t).map(|(x, y)| a * x + b * y).collect();
         for z in 0..8 {
@@ -485,7 +502,10 @@ mod tests {
             );
             for ((u, v), w) in ms.iter().zip(&mt).zip(&mst) {
                 let lin = a * u + b * v;
-                assert!((w - lin).norm() <= 1e-12 * (lin.norm() + 1e-12), "{w} vs {lin}");
+                assert!(
+                    (w - lin).norm() <= 1e-12 * (lin.norm() + 1e-12),
+                    "{w} vs {lin}"
+                );
             }
         }
         // With the DREAM range, some pixels are out of range for the calibration drive, and they
@@ -519,7 +539,9 @@ mod tests {
         assert_eq!(a.b1, b.b1);
         assert_ne!(a.b1, c.b1);
         // The default calibration has 8 channels: a 2-channel subject is refused, naming it.
-        let e = acquire(&f, &AcquisitionConfig::default(), 1).unwrap_err().to_string();
+        let e = acquire(&f, &AcquisitionConfig::default(), 1)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("calibration drive 1"), "{e}");
         let bad = AcquisitionConfig {
             gre_snr: 0.0,

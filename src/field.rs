@@ -49,6 +49,8 @@ pub struct FieldSet {
     meta: FieldMeta,
     /// [`FieldSet::sar_hash`], computed on first use.
     sar_hash: std::sync::OnceLock<u64>,
+    /// [`FieldSet::b1_hash`], computed on first use.
+    b1_hash: std::sync::OnceLock<u64>,
 }
 
 /// Air (rho < 1 kg/m^3) has no mass, so it may not absorb power: a voxel with sigma > 0 there would
@@ -202,6 +204,7 @@ impl FieldSet {
             labels: labels.map(crate::io::standard_layout),
             meta,
             sar_hash: std::sync::OnceLock::new(),
+            b1_hash: std::sync::OnceLock::new(),
         })
     }
 
@@ -315,6 +318,28 @@ impl FieldSet {
                 }
             }
             flush(&mut buf, &mut h, true);
+            h.finish()
+        })
+    }
+
+    /// Content hash (FNV-1a 64) of the per-channel B1+ maps and the grid shape: with
+    /// [`FieldSet::sar_hash`], what decides a subject's acquisition.
+    pub fn b1_hash(&self) -> u64 {
+        *self.b1_hash.get_or_init(|| {
+            let mut h = crate::io::ContentHash::default();
+            for d in self.b1p.shape() {
+                h.update(&(*d as u64).to_le_bytes());
+            }
+            let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+            for c in self.b1p.iter() {
+                buf.extend_from_slice(&c.re.to_le_bytes());
+                buf.extend_from_slice(&c.im.to_le_bytes());
+                if buf.len() >= 1 << 16 {
+                    h.update(&buf);
+                    buf.clear();
+                }
+            }
+            h.update(&buf);
             h.finish()
         })
     }

@@ -403,3 +403,72 @@ fn optimised_drive_sf_is_measured_on_unseen_drives() {
         overall
     );
 }
+
+/// Issue 27: a dataset made from one acquisition per subject records its input model, and its
+/// inputs are zero outside the known mask; the acquisition flags are refused with per-drive DREAM.
+#[test]
+fn dataset_from_the_acquisition_records_it_and_refuses_flags_without_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let fields = synth_subjects(dir.path(), 1);
+    let ds = dir.path().join("ds");
+    let base = [
+        "dataset",
+        "--out",
+        s(&ds),
+        "--drives",
+        "4",
+        "--size",
+        "32,32",
+        "--val-slices",
+        "2",
+        "--val-drives",
+        "1",
+        "--fields",
+        &fields[0],
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--gre-snr", "30"]);
+    let (rc, v, _) = b1sar(&args);
+    assert_eq!(rc, 2, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("--input-model acquisition"),
+        "{v}"
+    );
+    let mut args = base.to_vec();
+    args.extend([
+        "--input-model",
+        "acquisition",
+        "--calibrations",
+        "2",
+        "--gre-snr",
+        "30",
+    ]);
+    let (rc, _, e) = b1sar(&args);
+    assert_eq!(rc, 0, "{e}");
+    let shard = b1sar::dataset::load_shard(&ds.join("subject_000")).unwrap();
+    match &shard.manifest.config.input_model {
+        b1sar::dataset::InputModel::Acquisition(c) => {
+            assert_eq!(c.calibrations.len(), 2);
+            assert_eq!(c.gre_snr, 30.0);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The default layout holds (Re, Im, body mask) per slice; Re and Im vanish outside the body.
+    let x = &shard.x_train;
+    let per = shard.manifest.config.input.channels_per_slice();
+    for i in 0..x.shape()[0] {
+        for k in 0..shard.manifest.config.n_stack {
+            for r in 0..32 {
+                for c in 0..32 {
+                    if x[[i, per * k + 2, r, c]] == 0.0 {
+                        assert_eq!(x[[i, per * k, r, c]], 0.0);
+                        assert_eq!(x[[i, per * k + 1, r, c]], 0.0);
+                    }
+                }
+            }
+        }
+    }
+}

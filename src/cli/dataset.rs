@@ -3,7 +3,10 @@
 use super::{Output, bar, spinner};
 use anyhow::Result;
 use b1sar::FieldSet;
-use b1sar::dataset::{DatasetConfig, DriveMix, InputLayout, build_shard, describe, write_shard};
+use b1sar::acquire::AcquisitionConfig;
+use b1sar::dataset::{
+    DatasetConfig, DriveMix, InputLayout, InputModel, build_shard, describe, write_shard,
+};
 use b1sar::sar::Q10g;
 use clap::Args;
 use serde_json::json;
@@ -59,6 +62,25 @@ pub struct DatasetArgs {
     /// Drives that also get the validation slices.
     #[arg(long, default_value_t = 10)]
     pub val_drives: usize,
+    /// How a drive's input is made: `per-drive-dream` (a DREAM measurement of each drive itself,
+    /// the first datasets') or `acquisition` (synthesised from the subject's one acquisition:
+    /// per-channel GRE maps scaled by the DREAM of fixed calibration drives; issue 27).
+    #[arg(long, value_enum, default_value_t = InputModelArg::PerDriveDream)]
+    pub input_model: InputModelArg,
+    /// Acquisition: signal-to-noise ratio of each per-channel GRE image.
+    #[arg(long, value_parser = super::args::positive)]
+    pub gre_snr: Option<f64>,
+    /// Acquisition: calibration drives (1: the array's default phase shim; 2: also the default
+    /// with the posterior half turned by 180 degrees, filling the first one's holes).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["1", "2"]))]
+    pub calibrations: Option<String>,
+}
+
+/// `--input-model` of `b1sar dataset`.
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+pub enum InputModelArg {
+    PerDriveDream,
+    Acquisition,
 }
 
 /// `--input` of `b1sar dataset` (the variant names are the flag values, hence the shared prefix).
@@ -86,6 +108,28 @@ fn parse_hw(s: &str) -> std::result::Result<[usize; 2], String> {
 
 pub fn run(a: DatasetArgs, out: &Output) -> Result<()> {
     let t0 = Instant::now();
+    let input_model = match a.input_model {
+        InputModelArg::PerDriveDream => {
+            if a.gre_snr.is_some() || a.calibrations.is_some() {
+                anyhow::bail!(b1sar::Error::usage(
+                    "--gre-snr | --calibrations",
+                    "apply to --input-model acquisition only"
+                ));
+            }
+            InputModel::PerDriveDream
+        }
+        InputModelArg::Acquisition => {
+            let mut c = AcquisitionConfig::default();
+            if a.calibrations.as_deref() == Some("2") {
+                c = c.with_second_calibration();
+            }
+            if let Some(snr) = a.gre_snr {
+                c.gre_snr = snr;
+            }
+            c.seed = a.seed;
+            InputModel::Acquisition(c)
+        }
+    };
     let cfg = DatasetConfig {
         drives: a.drives,
         seed: a.seed,
@@ -99,6 +143,7 @@ pub fn run(a: DatasetArgs, out: &Output) -> Result<()> {
             random_magnitude: a.magnitude_fraction,
             optimised: a.optimised_fraction,
         },
+        input_model,
         ..DatasetConfig::default()
     };
     cfg.validate()?;

@@ -135,7 +135,7 @@ pub fn run(a: PredictArgs, out: &Output) -> Result<()> {
     };
     let slices: Vec<usize> = if a.all_slices {
         let maker_cfg = &model.config;
-        let maker = b1sar::dataset::SampleMaker::new(&f, maker_cfg, 1.0);
+        let maker = b1sar::dataset::SampleMaker::new(&f, maker_cfg, 1.0)?;
         (0..f.grid().shape[0]).filter(|z| maker.fits(*z)).collect()
     } else {
         vec![target]

@@ -75,6 +75,27 @@ impl InputLayout {
     }
 }
 
+/// How the input of a drive is made from the subject's B1+.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum InputModel {
+    /// A DREAM measurement of each drive itself (noise on Re/Im, the DREAM range of that drive's
+    /// own |B1+|): b1sar's first datasets and models.
+    #[default]
+    PerDriveDream,
+    /// Synthesised from the subject's one acquisition ([`crate::acquire`]): per-channel maps
+    /// scaled by the DREAM of fixed calibration drives, known where a calibration drive was in
+    /// range. In a dataset, the dataset's nominal |B1+| and noise fraction replace the
+    /// configuration's `nominal_t` and `dream_noise_fraction`.
+    Acquisition(crate::acquire::AcquisitionConfig),
+}
+
+impl InputModel {
+    fn is_per_drive(&self) -> bool {
+        *self == InputModel::PerDriveDream
+    }
+}
+
 fn legacy_layout() -> InputLayout {
     InputLayout::ReImDream
 }
@@ -114,6 +135,9 @@ pub struct DatasetConfig {
     /// Kinds of drives besides random phase (absent in older files: random phase only).
     #[serde(default)]
     pub drive_mix: DriveMix,
+    /// How a drive's input is made (absent in older files: a DREAM measurement per drive).
+    #[serde(default, skip_serializing_if = "InputModel::is_per_drive")]
+    pub input_model: InputModel,
 }
 
 impl Default for DatasetConfig {
@@ -132,6 +156,7 @@ impl Default for DatasetConfig {
             sar_unit_w_per_kg: 1.0,
             input: InputLayout::ReImBody,
             drive_mix: DriveMix::quarters(),
+            input_model: InputModel::PerDriveDream,
         }
     }
 }
@@ -189,6 +214,9 @@ impl DatasetConfig {
             return bad("nominal_t", "> 0 T", format!("{n}"));
         }
         self.drive_mix.validate()?;
+        if let InputModel::Acquisition(a) = &self.input_model {
+            a.validate()?;
+        }
         if self.val_drives > self.drives {
             return bad("val_drives", "<= drives", format!("{}", self.val_drives));
         }
@@ -383,6 +411,8 @@ pub struct SampleMaker<'a> {
     rel: ndarray::Array4<Complex32>,
     body: ndarray::Array3<bool>,
     model: MeasurementModel,
+    /// The subject's acquisition, when inputs are synthesised from it.
+    acq: Option<std::sync::Arc<crate::acquire::AcquiredMaps>>,
     /// Grid (y, x) of sample pixel (0, 0).
     pub origin: [isize; 2],
     /// Nominal |B1+| (T) the inputs are divided by.
@@ -390,8 +420,43 @@ pub struct SampleMaker<'a> {
 }
 
 impl<'a> SampleMaker<'a> {
-    /// Prepare for a subject with the given nominal |B1+| (T).
-    pub fn new(f: &'a FieldSet, cfg: &'a DatasetConfig, nominal_t: f64) -> Self {
+    /// Prepare for a subject with the given nominal |B1+| (T). With
+    /// [`InputModel::Acquisition`] the subject's maps are acquired here, once (noise seeded by the
+    /// configuration's seed and the subject's content hash).
+    pub fn new(f: &'a FieldSet, cfg: &'a DatasetConfig, nominal_t: f64) -> Result<Self> {
+        let acq = Self::acquire(f, cfg, nominal_t)?.map(std::sync::Arc::new);
+        Ok(Self::with_acquisition(f, cfg, nominal_t, acq))
+    }
+
+    /// The subject's acquisition under `cfg` ([`InputModel::Acquisition`]), or `None` for
+    /// per-drive DREAM inputs. Deterministic: the same subject, configuration and nominal give
+    /// the same maps, so a caller may keep it ([`SampleMaker::with_acquisition`]).
+    pub fn acquire(
+        f: &FieldSet,
+        cfg: &DatasetConfig,
+        nominal_t: f64,
+    ) -> Result<Option<crate::acquire::AcquiredMaps>> {
+        Ok(match &cfg.input_model {
+            InputModel::PerDriveDream => None,
+            InputModel::Acquisition(a) => {
+                // The nominal applies at the dataset's power per channel.
+                let a = crate::acquire::AcquisitionConfig {
+                    nominal_t: nominal_t / cfg.power_per_channel_w.sqrt(),
+                    dream_noise_fraction: cfg.noise_fraction,
+                    ..a.clone()
+                };
+                Some(crate::acquire::acquire(f, &a, a.seed ^ f.b1_hash())?)
+            }
+        })
+    }
+
+    /// As [`SampleMaker::new`] with the subject's acquisition already made ([`SampleMaker::acquire`]).
+    pub fn with_acquisition(
+        f: &'a FieldSet,
+        cfg: &'a DatasetConfig,
+        nominal_t: f64,
+        acq: Option<std::sync::Arc<crate::acquire::AcquiredMaps>>,
+    ) -> Self {
         let model = MeasurementModel {
             noise_t: cfg.noise_fraction * nominal_t,
             nominal_t,
@@ -404,9 +469,15 @@ impl<'a> SampleMaker<'a> {
             rel: f.b1p_relative(),
             body: f.body_mask(),
             model,
+            acq,
             origin: crop_origin(f, cfg.size_hw),
             nominal_t,
         }
+    }
+
+    /// The subject's acquisition, when inputs are synthesised from it.
+    pub fn acquisition(&self) -> Option<&crate::acquire::AcquiredMaps> {
+        self.acq.as_deref()
     }
 
     /// Whether the slice stack around `centre` fits in the grid.
@@ -423,6 +494,23 @@ impl<'a> SampleMaker<'a> {
         let n = self.f.n_channels();
         let [h, w] = self.cfg.size_hw;
         let mut out = ndarray::Array4::<Complex64>::zeros((n, zs.len(), h, w));
+        if let Some(acq) = &self.acq {
+            for ch in 0..n {
+                for (k, z) in zs.iter().enumerate() {
+                    let m = acq.b1.slice(s![ch, .., .., ..]);
+                    window(
+                        m,
+                        *z,
+                        self.origin,
+                        self.cfg.size_hw,
+                        |r, c, v: Complex64| {
+                            out[[ch, k, r, c]] = v / self.nominal_t;
+                        },
+                    );
+                }
+            }
+            return Ok(out);
+        }
         for ch in 0..n {
             for (k, z) in zs.iter().enumerate() {
                 let m = self.rel.slice(s![ch, .., .., ..]);
@@ -513,9 +601,23 @@ impl<'a> SampleMaker<'a> {
             ndarray::Array3::from_shape_fn((nz, grid.shape[1], grid.shape[2]), |(k, y, x)| {
                 self.body[[zs[k], y, x]]
             });
-        let meas = self
-            .model
-            .measure(b1.view(), body_stack.view(), d, noise_seed)?;
+        let meas = match &self.acq {
+            // Synthesised from the one acquisition: linear in the drive on the known mask; the
+            // noise is the acquisition's, so `noise_seed` plays no part.
+            Some(acq) => {
+                let mut b1 = ndarray::Array3::<Complex64>::zeros(body_stack.dim());
+                let mut mask = ndarray::Array3::from_elem(body_stack.dim(), false);
+                for (k, z) in zs.iter().enumerate() {
+                    b1.index_axis_mut(Axis(0), k)
+                        .assign(&acq.synthesise_slice(d.amplitudes(), *z)?);
+                    mask.index_axis_mut(Axis(0), k).assign(&acq.known_slice(*z));
+                }
+                crate::field::MeasuredMap { b1, mask }
+            }
+            None => self
+                .model
+                .measure(b1.view(), body_stack.view(), d, noise_seed)?,
+        };
         let (origin, hw, nominal_t) = (self.origin, self.cfg.size_hw, self.nominal_t);
         xs.fill(0.0);
         let mut dream = ndarray::Array3::from_elem((nz, h, w), false);
@@ -698,7 +800,7 @@ pub fn build_shard(
             "the field set has no B1+ in the region used to calibrate the DREAM nominal".into(),
         ));
     }
-    let maker = SampleMaker::new(f, cfg, nominal_t);
+    let maker = SampleMaker::new(f, cfg, nominal_t)?;
     let n_val = cfg.val_drives * val_centres.len();
     let cin = cfg.input_channels();
     let mut x_train = Array4::<f32>::zeros((cfg.drives, cin, hw[0], hw[1]));

@@ -26,6 +26,16 @@ pub struct NetworkSar {
     /// Nominal |B1+| (T, at the training power) of the measurement, when known (e.g. from the
     /// scanner's DREAM settings); otherwise calibrated from the maps like the dataset.
     pub nominal_override: Option<f64>,
+    /// The last subject's acquisition (its content hash and nominal with the maps): the
+    /// optimiser and pulse steps predict thousands of drives of one subject.
+    acquisition: std::sync::Mutex<Option<AcquisitionCache>>,
+}
+
+/// A subject's acquisition kept by [`NetworkSar`], keyed by what decides it.
+struct AcquisitionCache {
+    fields_hash: u64,
+    nominal_bits: u64,
+    maps: std::sync::Arc<crate::acquire::AcquiredMaps>,
 }
 
 /// Drives per network call of [`NetworkSar::predict`] (bounds the input tensor's memory).
@@ -47,6 +57,7 @@ impl NetworkSar {
             config,
             info,
             nominal_override: None,
+            acquisition: std::sync::Mutex::new(None),
         })
     }
 
@@ -71,9 +82,42 @@ impl NetworkSar {
         Ok(calibrate_nominal(f, &drives))
     }
 
+    /// Subject `f`'s acquisition under the model's input model (cached for the last subject).
+    fn acquisition_of(
+        &self,
+        f: &FieldSet,
+        nominal: f64,
+    ) -> Result<Option<std::sync::Arc<crate::acquire::AcquiredMaps>>> {
+        if self.config.input_model == crate::dataset::InputModel::PerDriveDream {
+            return Ok(None);
+        }
+        let (h, bits) = (f.sar_hash() ^ f.b1_hash().rotate_left(1), nominal.to_bits());
+        let mut cache = self
+            .acquisition
+            .lock()
+            .map_err(|_| Error::Computation("acquisition cache poisoned".into()))?;
+        if let Some(c) = cache.as_ref()
+            && c.fields_hash == h
+            && c.nominal_bits == bits
+        {
+            return Ok(Some(c.maps.clone()));
+        }
+        let maps = SampleMaker::acquire(f, &self.config, nominal)?.map(std::sync::Arc::new);
+        if let Some(m) = &maps {
+            *cache = Some(AcquisitionCache {
+                fields_hash: h,
+                nominal_bits: bits,
+                maps: m.clone(),
+            });
+        }
+        Ok(maps)
+    }
+
     /// The sample maker of subject `f`, with every slice of `slices` checked to have its stack.
     fn maker<'a>(&'a self, f: &'a FieldSet, slices: &[usize]) -> Result<SampleMaker<'a>> {
-        let maker = SampleMaker::new(f, &self.config, self.nominal_t(f)?);
+        let nominal = self.nominal_t(f)?;
+        let acq = self.acquisition_of(f, nominal)?;
+        let maker = SampleMaker::with_acquisition(f, &self.config, nominal, acq);
         if let Some(z) = slices.iter().find(|z| !maker.fits(**z)) {
             return Err(Error::invalid(
                 "slice",
