@@ -312,6 +312,37 @@ fn add_noise(a: &mut Array4<Complex64>, sigma: f64, rng: &mut rand::rngs::StdRng
 }
 
 impl AcquiredMaps {
+    /// Maps a scanner acquired (Eq. 9-10: magnitudes and phases relative to channel 1, as a
+    /// B1+-only field set, [`FieldSet::from_magnitude_phase`]), known on `known` (default: the
+    /// body mask, i.e. every voxel with signal). Nothing is emulated: these are the maps.
+    pub fn from_measured(f: &FieldSet, known: Option<Array3<bool>>) -> Result<Self> {
+        let body = f.body_mask();
+        let known = match known {
+            Some(k) if k.dim() != body.dim() => {
+                return Err(Error::invalid(
+                    "known mask",
+                    format!("shape {:?} (the maps' grid)", body.dim()),
+                    format!("{:?}", k.dim()),
+                ));
+            }
+            Some(k) => k,
+            None => body,
+        };
+        let mut b1 = f.b1p().mapv(|v| Complex64::new(v.re as f64, v.im as f64));
+        for mut ch in b1.axis_iter_mut(Axis(0)) {
+            Zip::from(&mut ch).and(&known).for_each(|v, k| {
+                if !k {
+                    *v = Complex64::new(0.0, 0.0);
+                }
+            });
+        }
+        Ok(AcquiredMaps {
+            scaled_by: Array3::zeros(known.dim()),
+            b1,
+            known,
+        })
+    }
+
     /// Channels.
     pub fn n_channels(&self) -> usize {
         self.b1.shape()[0]
@@ -522,6 +553,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn measured_maps_are_the_acquisition_itself() {
+        let f = two_channel();
+        let known = Array3::from_shape_vec((1, 1, 3), vec![true, false, true]).unwrap();
+        let acq = AcquiredMaps::from_measured(&f, Some(known.clone())).unwrap();
+        let s = [Complex64::new(0.3, 0.1), Complex64::new(-0.2, 0.7)];
+        let m = acq.synthesise_slice(&s, 0).unwrap();
+        for x in 0..3 {
+            let want = if known[[0, 0, x]] {
+                (0..2)
+                    .map(|ch| {
+                        let v = f.b1p()[[ch, 0, 0, x]];
+                        Complex64::new(v.re as f64, v.im as f64) * s[ch]
+                    })
+                    .sum()
+            } else {
+                Complex64::new(0.0, 0.0)
+            };
+            assert!(
+                (m[[0, x]] - want).norm() <= 1e-15,
+                "{} vs {want}",
+                m[[0, x]]
+            );
+        }
+        assert!(AcquiredMaps::from_measured(&f, Some(Array3::from_elem((1, 1, 2), true))).is_err());
     }
 
     #[test]

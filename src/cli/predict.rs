@@ -115,7 +115,16 @@ pub fn run(a: PredictArgs, out: &Output) -> Result<()> {
     }
     let (f, source) = match (&a.fields, &a.maps) {
         (Some(p), _) => (FieldSet::load(p)?, p.clone()),
-        (None, Some(p)) => (load_maps(p)?, p.clone()),
+        (None, Some(p)) => {
+            let f = load_maps(p)?;
+            // A model trained on synthesised inputs takes the acquired maps as the acquisition
+            // itself (known where they have signal); nothing is emulated on top of them.
+            if model.config.input_model != b1sar::dataset::InputModel::PerDriveDream {
+                model
+                    .use_acquisition(&f, b1sar::acquire::AcquiredMaps::from_measured(&f, None)?)?;
+            }
+            (f, p.clone())
+        }
         (None, None) => anyhow::bail!(b1sar::Error::invalid(
             "--fields/--maps",
             "one of them",

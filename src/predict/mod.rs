@@ -82,6 +82,29 @@ impl NetworkSar {
         Ok(calibrate_nominal(f, &drives))
     }
 
+    /// Use `maps` as subject `f`'s acquisition (maps a scanner acquired, read from a file), for
+    /// a model whose inputs are synthesised from one acquisition; an error for per-drive models.
+    pub fn use_acquisition(&self, f: &FieldSet, maps: crate::acquire::AcquiredMaps) -> Result<()> {
+        if self.config.input_model == crate::dataset::InputModel::PerDriveDream {
+            return Err(Error::invalid(
+                "acquired maps",
+                "a model whose inputs are synthesised from one acquisition",
+                "a model trained on per-drive DREAM measurements",
+            ));
+        }
+        let nominal = self.nominal_t(f)?;
+        *self
+            .acquisition
+            .lock()
+            .map_err(|_| Error::Computation("acquisition cache poisoned".into()))? =
+            Some(AcquisitionCache {
+                fields_hash: f.sar_hash() ^ f.b1_hash().rotate_left(1),
+                nominal_bits: nominal.to_bits(),
+                maps: std::sync::Arc::new(maps),
+            });
+        Ok(())
+    }
+
     /// Subject `f`'s acquisition under the model's input model (cached for the last subject).
     fn acquisition_of(
         &self,
