@@ -10,7 +10,7 @@ def stats(samples, key):
     under_uof = sum(1 for x in r if x > uof)
     return sf, uof, after, after_uof, under_uof
 for name in sys.argv[1:]:
-    j = json.load(open(f'docs/acquisition_fold0/samples_{name}.json'))
+    j = json.load(open(f'docs/acquisition_short_budget/samples_{name}.json'))
     ss = j['samples']
     print(f'== {name}: {len(ss)} samples, training {j["train_elapsed_s"]:.0f} s')
     for kind in ['all', 'random-phase', 'random-magnitude', 'optimised']:
