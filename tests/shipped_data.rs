@@ -241,18 +241,7 @@ fn network_drive_gradient_by_autodiff_matches_central_differences() {
         .zip(&fd)
         .map(|(a, b)| a * (2.0 * v / p_train) + (b - a / sn * radial))
         .collect();
-    let norm = fd.iter().map(|x| x.norm_sqr()).sum::<f64>().sqrt();
-    let err = g
-        .iter()
-        .zip(&fd)
-        .map(|(a, b)| (a - b).norm_sqr())
-        .sum::<f64>()
-        .sqrt();
-    // f32 network: the differences resolve ~1e-4 of the gradient; 2 % allows an arg max near a tie.
-    assert!(
-        norm > 0.0 && err < 0.02 * norm,
-        "|ad - fd| = {err}, |fd| = {norm}\nad {g:?}\nfd {fd:?}"
-    );
+    let norm = assert_gradients_agree(&g, &fd);
 
     // Off the training power the prediction is rescaled quadratically, so the gradient scales
     // linearly: grad(l s) = l grad(s) (2.5 W per channel here).
@@ -319,17 +308,23 @@ fn acquisition_inputs_give_a_gradient_that_central_differences_of_the_prediction
             }
         }
     }
+    assert_gradients_agree(&g, &fd);
+}
+
+/// The autodiff gradient `g` within 2 % (in norm) of the central differences `fd`; returns |fd|.
+/// f32 network: the differences resolve ~1e-4 of the gradient; 2 % allows an arg max near a tie
+/// or a ReLU kink within the step.
+fn assert_gradients_agree(g: &[num_complex::Complex64], fd: &[num_complex::Complex64]) -> f64 {
     let norm = fd.iter().map(|x| x.norm_sqr()).sum::<f64>().sqrt();
     let err = g
         .iter()
-        .zip(&fd)
+        .zip(fd)
         .map(|(a, b)| (a - b).norm_sqr())
         .sum::<f64>()
         .sqrt();
-    // f32 network: the differences resolve ~1e-4 of the gradient; 2 % allows an arg max near a
-    // tie or a ReLU kink within the step (the same tolerance as the per-drive test above).
     assert!(
         norm > 0.0 && err < 0.02 * norm,
         "|ad - fd| = {err}, |fd| = {norm}\nad {g:?}\nfd {fd:?}"
     );
+    norm
 }

@@ -494,34 +494,26 @@ impl<'a> SampleMaker<'a> {
         let n = self.f.n_channels();
         let [h, w] = self.cfg.size_hw;
         let mut out = ndarray::Array4::<Complex64>::zeros((n, zs.len(), h, w));
-        if let Some(acq) = &self.acq {
-            for ch in 0..n {
-                for (k, z) in zs.iter().enumerate() {
-                    let m = acq.b1.slice(s![ch, .., .., ..]);
-                    window(
-                        m,
-                        *z,
-                        self.origin,
-                        self.cfg.size_hw,
-                        |r, c, v: Complex64| {
-                            out[[ch, k, r, c]] = v / self.nominal_t;
-                        },
-                    );
-                }
+        // The acquired maps (already relative, f64) or the simulated relative maps (f32).
+        let map = |ch: usize, z: usize, y: usize, x: usize| match &self.acq {
+            Some(acq) => acq.b1[[ch, z, y, x]],
+            None => {
+                let v = self.rel[[ch, z, y, x]];
+                Complex64::new(v.re as f64, v.im as f64)
             }
-            return Ok(out);
-        }
+        };
+        let [oy, ox] = self.origin;
         for ch in 0..n {
             for (k, z) in zs.iter().enumerate() {
-                let m = self.rel.slice(s![ch, .., .., ..]);
+                // The body mask only walks the window's in-grid pixels.
                 window(
-                    m,
+                    self.body.view(),
                     *z,
                     self.origin,
-                    self.cfg.size_hw,
-                    |r, c, v: Complex32| {
-                        out[[ch, k, r, c]] =
-                            Complex64::new(v.re as f64, v.im as f64) / self.nominal_t;
+                    [h, w],
+                    |r, c, _: bool| {
+                        let (y, x) = ((oy + r as isize) as usize, (ox + c as isize) as usize);
+                        out[[ch, k, r, c]] = map(ch, *z, y, x) / self.nominal_t;
                     },
                 );
             }
