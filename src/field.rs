@@ -113,6 +113,28 @@ fn check_plausible(
     Ok(())
 }
 
+/// Feed 8-byte items to `h` through a 64 KiB buffer: the hash is byte-serial, and one call per
+/// item of a large field set costs more than the hashing itself.
+fn hash_items(h: &mut crate::io::ContentHash, items: impl Iterator<Item = [u8; 8]>) {
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+    for item in items {
+        buf.extend_from_slice(&item);
+        if buf.len() >= 1 << 16 {
+            h.update(&buf);
+            buf.clear();
+        }
+    }
+    h.update(&buf);
+}
+
+/// Re then Im of a stored field value, little-endian.
+fn complex32_bytes(c: &Complex32) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&c.re.to_le_bytes());
+    b[4..].copy_from_slice(&c.im.to_le_bytes());
+    b
+}
+
 fn check_finite<'a>(name: &str, mut values: impl Iterator<Item = &'a f64>) -> Result<()> {
     if let Some(v) = values.find(|v| !v.is_finite()) {
         return Err(Error::invalid(name, "finite values", format!("{v}")));
@@ -296,28 +318,12 @@ impl FieldSet {
                 h.update(&(d as u64).to_le_bytes());
             }
             h.update(&(self.n_channels() as u64).to_le_bytes());
-            let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
-            let flush = |buf: &mut Vec<u8>, h: &mut crate::io::ContentHash, force: bool| {
-                if force || buf.len() >= 1 << 16 {
-                    h.update(buf);
-                    buf.clear();
-                }
-            };
-            for a in [&self.rho, &self.sigma] {
-                for v in a.iter() {
-                    buf.extend_from_slice(&v.to_le_bytes());
-                    flush(&mut buf, &mut h, false);
-                }
-            }
+            hash_items(&mut h, self.rho.iter().map(|v| v.to_le_bytes()));
+            hash_items(&mut h, self.sigma.iter().map(|v| v.to_le_bytes()));
             if let Some(e) = &self.e {
-                buf.extend_from_slice(b"E");
-                for c in e.iter() {
-                    buf.extend_from_slice(&c.re.to_le_bytes());
-                    buf.extend_from_slice(&c.im.to_le_bytes());
-                    flush(&mut buf, &mut h, false);
-                }
+                h.update(b"E");
+                hash_items(&mut h, e.iter().map(complex32_bytes));
             }
-            flush(&mut buf, &mut h, true);
             h.finish()
         })
     }
@@ -330,16 +336,7 @@ impl FieldSet {
             for d in self.b1p.shape() {
                 h.update(&(*d as u64).to_le_bytes());
             }
-            let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
-            for c in self.b1p.iter() {
-                buf.extend_from_slice(&c.re.to_le_bytes());
-                buf.extend_from_slice(&c.im.to_le_bytes());
-                if buf.len() >= 1 << 16 {
-                    h.update(&buf);
-                    buf.clear();
-                }
-            }
-            h.update(&buf);
+            hash_items(&mut h, self.b1p.iter().map(complex32_bytes));
             h.finish()
         })
     }

@@ -579,16 +579,6 @@ impl<'a> SampleMaker<'a> {
             ));
         }
         let nz = zs.len();
-        let mut b1 = ndarray::Array3::<Complex64>::zeros((nz, grid.shape[1], grid.shape[2]));
-        for (k, z) in zs.iter().enumerate() {
-            for (ch, sc) in d.amplitudes().iter().enumerate() {
-                let m = self.rel.slice(s![ch, *z, .., ..]);
-                b1.index_axis_mut(Axis(0), k)
-                    .zip_mut_with(&m, |o, b: &Complex32| {
-                        *o += Complex64::new(b.re as f64, b.im as f64) * sc
-                    });
-            }
-        }
         let body_stack =
             ndarray::Array3::from_shape_fn((nz, grid.shape[1], grid.shape[2]), |(k, y, x)| {
                 self.body[[zs[k], y, x]]
@@ -606,9 +596,21 @@ impl<'a> SampleMaker<'a> {
                 }
                 crate::field::MeasuredMap { b1, mask }
             }
-            None => self
-                .model
-                .measure(b1.view(), body_stack.view(), d, noise_seed)?,
+            // A DREAM measurement of the drive's own combined map.
+            None => {
+                let mut b1 = ndarray::Array3::<Complex64>::zeros(body_stack.dim());
+                for (k, z) in zs.iter().enumerate() {
+                    for (ch, sc) in d.amplitudes().iter().enumerate() {
+                        let m = self.rel.slice(s![ch, *z, .., ..]);
+                        b1.index_axis_mut(Axis(0), k)
+                            .zip_mut_with(&m, |o, b: &Complex32| {
+                                *o += Complex64::new(b.re as f64, b.im as f64) * sc
+                            });
+                    }
+                }
+                self.model
+                    .measure(b1.view(), body_stack.view(), d, noise_seed)?
+            }
         };
         let (origin, hw, nominal_t) = (self.origin, self.cfg.size_hw, self.nominal_t);
         xs.fill(0.0);

@@ -122,18 +122,7 @@ pub fn check_output_path(flag: &str, path: &Path, inputs: &[&Path]) -> Result<()
         return Err(Error::invalid(flag, "a file path", "an empty path"));
     }
     refuse_non_regular(path).map_err(|e| e.within(flag))?;
-    for input in inputs {
-        if same_file(path, input) {
-            return Err(Error::invalid(
-                flag,
-                "an output path that is not one of the inputs",
-                format!(
-                    "{} is also an input; writing it would destroy the input",
-                    path.display()
-                ),
-            ));
-        }
-    }
+    refuse_inputs(flag, path, inputs)?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -158,16 +147,23 @@ pub fn check_output_dir(flag: &str, dir: &Path, inputs: &[&Path]) -> Result<()> 
             format!("{} exists and is not a folder", dir.display()),
         ));
     }
-    for input in inputs {
-        if same_file(dir, input) {
-            return Err(Error::invalid(
-                flag,
-                "an output folder that is not one of the inputs",
-                format!("{}", dir.display()),
-            ));
-        }
-    }
+    refuse_inputs(flag, dir, inputs)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))
+}
+
+/// An output `path` that is one of `inputs` (by path or by identity) is refused.
+fn refuse_inputs(flag: &str, path: &Path, inputs: &[&Path]) -> Result<()> {
+    if inputs.iter().any(|input| same_file(path, input)) {
+        return Err(Error::invalid(
+            flag,
+            "an output path that is not one of the inputs",
+            format!(
+                "{} is also an input; writing it would destroy the input",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Two paths naming the same file: equal after canonicalisation (both exist), or equal as written.

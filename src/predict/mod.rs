@@ -33,9 +33,13 @@ pub struct NetworkSar {
 
 /// A subject's acquisition kept by [`NetworkSar`], keyed by what decides it.
 struct AcquisitionCache {
-    fields_hash: u64,
-    nominal_bits: u64,
+    key: (u64, u64),
     maps: std::sync::Arc<crate::acquire::AcquiredMaps>,
+}
+
+/// What decides a subject's acquisition: its fields (B1+ and tissue) and the nominal |B1+|.
+fn acquisition_key(f: &FieldSet, nominal: f64) -> (u64, u64) {
+    (f.sar_hash() ^ f.b1_hash().rotate_left(1), nominal.to_bits())
 }
 
 /// Drives per network call of [`NetworkSar::predict`] (bounds the input tensor's memory).
@@ -98,8 +102,7 @@ impl NetworkSar {
             .lock()
             .map_err(|_| Error::Computation("acquisition cache poisoned".into()))? =
             Some(AcquisitionCache {
-                fields_hash: f.sar_hash() ^ f.b1_hash().rotate_left(1),
-                nominal_bits: nominal.to_bits(),
+                key: acquisition_key(f, nominal),
                 maps: std::sync::Arc::new(maps),
             });
         Ok(())
@@ -114,22 +117,20 @@ impl NetworkSar {
         if self.config.input_model == crate::dataset::InputModel::PerDriveDream {
             return Ok(None);
         }
-        let (h, bits) = (f.sar_hash() ^ f.b1_hash().rotate_left(1), nominal.to_bits());
+        let key = acquisition_key(f, nominal);
         let mut cache = self
             .acquisition
             .lock()
             .map_err(|_| Error::Computation("acquisition cache poisoned".into()))?;
         if let Some(c) = cache.as_ref()
-            && c.fields_hash == h
-            && c.nominal_bits == bits
+            && c.key == key
         {
             return Ok(Some(c.maps.clone()));
         }
         let maps = SampleMaker::acquire(f, &self.config, nominal)?.map(std::sync::Arc::new);
         if let Some(m) = &maps {
             *cache = Some(AcquisitionCache {
-                fields_hash: h,
-                nominal_bits: bits,
+                key,
                 maps: m.clone(),
             });
         }

@@ -109,7 +109,11 @@ pub fn check_psd(
     }
     let bad = (0..packed.shape()[0]).into_par_iter().find_first(|m| {
         let row = packed.row(*m);
-        !is_psd(n, &row.iter().copied().collect::<Vec<f64>>())
+        // Rows of loaded sets are contiguous; copy only a strided view.
+        match row.as_slice() {
+            Some(r) => !is_psd(n, r),
+            None => !is_psd(n, &row.to_vec()),
+        }
     });
     match bad {
         None => Ok(()),
