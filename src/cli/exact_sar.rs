@@ -255,11 +255,7 @@ pub fn sar(a: SarArgs, out: &Output) -> Result<()> {
             }
         }
     }
-    let inputs: Vec<&std::path::Path> = [&a.fields, &a.q, &a.vop]
-        .into_iter()
-        .flatten()
-        .map(|p| p.as_path())
-        .collect();
+    let inputs = super::given(&[a.fields.as_ref(), a.q.as_ref(), a.vop.as_ref()]);
     for (flag, p) in [("--out", &a.out), ("--nifti", &a.nifti)] {
         if let Some(p) = p {
             io::check_output_path(flag, p, &inputs)?;

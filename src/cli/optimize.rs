@@ -188,50 +188,16 @@ fn load_mask(path: &Path) -> Result<ndarray::Array3<bool>> {
 }
 
 pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
-    let inputs: Vec<&std::path::Path> = [
-        &a.fields,
-        &a.b1,
-        &a.b1_phase,
-        &a.roi_mask,
-        &a.model.q,
-        &a.model.vop,
-        &a.model.model,
-        &a.pulse,
-    ]
-    .into_iter()
-    .flatten()
-    .map(|p| p.as_path())
-    .collect();
-    io::check_output_dir("--out", &a.out, &inputs)?;
-    if a.sar_factor.is_some() && a.sar_limit.is_some() {
-        bail!(Error::usage(
-            "--sar-factor | --sar-limit",
-            "give one local-SAR limit: --sar-factor F (F x the best phase-only shim's VOP SAR) or --sar-limit L (W/kg), not both"
-        ));
-    }
+    check_outputs_and_limit_flags(&a)?;
     if a.b1.is_some() {
         return run_scanner(a, out);
     }
-    if a.sar_factor.is_some() || a.target_nt_per_v.is_some() || a.vop_types.is_some() {
-        bail!(Error::invalid(
-            "--sar-factor/--target-nt-per-v/--vop-types",
-            "scanner data (--b1)",
-            "a field set (--fields)"
-        ));
-    }
+    // The shims this command feeds a network are optimised ones: their safety factor applies.
+    let mut spec = a.model.spec_for(b1sar::net::DriveUse::Optimised);
+    spec.fields_path = a.fields.clone();
+    let kind = spec.kind();
+    check_field_set_flags(&a, kind)?;
     let sar_limit = a.sar_limit.unwrap_or(LOCAL_SAR_LIMIT_TRUNK_W_PER_KG);
-    if let Some(t) = a.target_ut {
-        b1sar::limits::check_range(
-            "--target-ut",
-            t,
-            f64::MIN_POSITIVE,
-            b1sar::limits::MAX_TARGET_B1_UT,
-            "µT",
-        )?;
-    }
-    if let Some(t) = a.target_flip_deg {
-        b1sar::limits::check_range("--target-flip-deg", t, f64::MIN_POSITIVE, 180.0, "degrees")?;
-    }
     let f = super::load_fields(a.fields.as_ref().ok_or_else(|| {
         Error::usage(
             "--fields | --b1",
@@ -239,10 +205,6 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         )
     })?)?;
     let (idx, amat) = field_roi(&a, &f)?;
-    // The shims this command feeds a network are optimised ones: their safety factor applies.
-    let mut spec = a.model.spec_for(b1sar::net::DriveUse::Optimised);
-    spec.fields_path = a.fields.clone();
-    let kind = spec.kind();
     let n = f.n_channels();
     // A static shim, or per-subpulse shims of a pulse (pattern: small-tip flip angle in rad).
     let pulse_case = load_pulse_case(&a, kind, n)?;
@@ -253,19 +215,6 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
     let pb = spinner("SAR model (and Q10g matrices when the field set has E)");
     let model = spec.load(Some(&f))?;
     pb.finish_and_clear();
-    if kind != SarModelKind::Net {
-        for (given, flag) in [
-            (a.net_slices.is_some(), "--net-slices"),
-            (a.net_gradient.is_some(), "--net-gradient"),
-        ] {
-            if given {
-                bail!(Error::usage(
-                    flag,
-                    "applies to the network limit only (--predictor net --model DIR)"
-                ));
-            }
-        }
-    }
     let net_slices = if kind == SarModelKind::Net {
         let zs: Vec<usize> = idx.iter().map(|i| f.grid().unflat(*i)[0]).collect();
         plan::net_slices(f.grid().shape[0], &zs, a.net_slices.unwrap_or(1))?
@@ -342,30 +291,14 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         }
     };
     let psar_report = exact.map(|e| e.0).or(predicted);
-    let efficiency = match (&pulse_case, psar_report) {
-        (None, Some(p)) if p > 0.0 => Some(b1sar::limits::finite_result(
-            "SAR efficiency",
-            r.stats.mean_t * T_TO_UT / p.sqrt(),
-            false,
-        )?),
-        // No local SAR at all: efficiency is not defined (never reported as infinite).
-        _ => None,
+    let efficiency = match pulse_case {
+        None => sar_efficiency(r.stats.mean_t, psar_report)?,
+        Some(_) => None,
     };
     // The exact model judges the returned shim whenever it is known, whatever the predictor.
     let exact_within_limit = exact.map(|e| e.0 <= sar_limit);
     let exact_within_wb_limit = exact.map(|e| e.1 <= a.wb_limit);
-    // The factor applied to the local-SAR predictor and where it came from (null: the default 1).
-    let sf_used = model.factor();
-    if let Some(src) = sf_used.source {
-        out.line(format!(
-            "safety factor {:.3} ({})",
-            sf_used.value,
-            src.describe()
-        ));
-    }
-    if let Some(w) = model.own_subject_warning() {
-        out.line(format!("warning: {w}"));
-    }
+    let (sf_used, warnings) = model_notes(&model, out);
     let pareto_json = match a.pareto {
         Some(np) => {
             let local = limits.local.as_ref().ok_or_else(|| {
@@ -410,7 +343,7 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
         "exact_within_limit": exact_within_limit,
         "exact_within_whole_body_limit": exact_within_wb_limit,
         "vops_own_subject": model.vops_own_subject,
-        "warnings": model.own_subject_warning().into_iter().collect::<Vec<_>>(),
+        "warnings": warnings,
         "safety_factor": sf_used.value,
         "safety_factor_source": sf_used.source,
         "whole_body_sar_w_per_kg": exact.map(|e| e.1),
@@ -442,24 +375,130 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
             "no shim satisfies every limit at the target |B1+| (see report.json); lower --target-ut or relax a limit".into()
         ));
     }
-    if let (Some(false), Some((psar, _))) = (exact_within_limit, exact) {
-        let msg = format!(
+    exact_verdict(exact, (sar_limit, a.wb_limit), kind, out)
+}
+
+/// Before any work, for both paths: the output folder is not an input and can be made, and one
+/// local-SAR limit is given, not both.
+fn check_outputs_and_limit_flags(a: &OptimizeArgs) -> Result<()> {
+    let inputs = super::given(&[
+        a.fields.as_ref(),
+        a.b1.as_ref(),
+        a.b1_phase.as_ref(),
+        a.roi_mask.as_ref(),
+        a.model.q.as_ref(),
+        a.model.vop.as_ref(),
+        a.model.model.as_ref(),
+        a.pulse.as_ref(),
+    ]);
+    io::check_output_dir("--out", &a.out, &inputs)?;
+    if a.sar_factor.is_some() && a.sar_limit.is_some() {
+        bail!(Error::usage(
+            "--sar-factor | --sar-limit",
+            "give one local-SAR limit: --sar-factor F (F x the best phase-only shim's VOP SAR) or --sar-limit L (W/kg), not both"
+        ));
+    }
+    Ok(())
+}
+
+/// The factor applied to the local-SAR predictor and where it came from (no source: the default
+/// 1), and the model's warnings, both printed.
+fn model_notes(
+    model: &b1sar::predict::SarModel,
+    out: &Output,
+) -> (b1sar::predict::AppliedFactor, Vec<String>) {
+    let sf_used = model.factor();
+    if let Some(src) = sf_used.source {
+        out.line(format!(
+            "safety factor {:.3} ({})",
+            sf_used.value,
+            src.describe()
+        ));
+    }
+    let warnings: Vec<String> = model.own_subject_warning().into_iter().collect();
+    for w in &warnings {
+        out.line(format!("warning: {w}"));
+    }
+    (sf_used, warnings)
+}
+
+/// Mean |B1+| (µT) per sqrt of pSAR10g of a static shim; `None` without a local SAR, where it is
+/// not defined (never reported as infinite).
+fn sar_efficiency(mean_b1_t: f64, psar: Option<f64>) -> Result<Option<f64>> {
+    Ok(match psar {
+        Some(p) if p > 0.0 => Some(b1sar::limits::finite_result(
+            "SAR efficiency",
+            mean_b1_t * T_TO_UT / p.sqrt(),
+            false,
+        )?),
+        _ => None,
+    })
+}
+
+/// Flags of the field-set path, checked before anything is loaded: scanner-only flags refused,
+/// targets in range, network-only flags refused without the network.
+fn check_field_set_flags(a: &OptimizeArgs, kind: SarModelKind) -> Result<()> {
+    if a.sar_factor.is_some() || a.target_nt_per_v.is_some() || a.vop_types.is_some() {
+        bail!(Error::invalid(
+            "--sar-factor/--target-nt-per-v/--vop-types",
+            "scanner data (--b1)",
+            "a field set (--fields)"
+        ));
+    }
+    if let Some(t) = a.target_ut {
+        b1sar::limits::check_range(
+            "--target-ut",
+            t,
+            f64::MIN_POSITIVE,
+            b1sar::limits::MAX_TARGET_B1_UT,
+            "µT",
+        )?;
+    }
+    if let Some(t) = a.target_flip_deg {
+        b1sar::limits::check_range("--target-flip-deg", t, f64::MIN_POSITIVE, 180.0, "degrees")?;
+    }
+    if kind != SarModelKind::Net {
+        for (given, flag) in [
+            (a.net_slices.is_some(), "--net-slices"),
+            (a.net_gradient.is_some(), "--net-gradient"),
+        ] {
+            if given {
+                bail!(Error::usage(
+                    flag,
+                    "applies to the network limit only (--predictor net --model DIR)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The returned shim judged by the exact model (`exact`: pSAR10g and whole-body SAR, W/kg) against
+/// the local and whole-body limits: a warning and [`super::LimitExceeded`] (exit 3) when over.
+fn exact_verdict(
+    exact: Option<(f64, f64)>,
+    (sar_limit, wb_limit): (f64, f64),
+    kind: SarModelKind,
+    out: &Output,
+) -> Result<()> {
+    let Some((psar, wb)) = exact else {
+        return Ok(());
+    };
+    let msg = if psar > sar_limit {
+        format!(
             "the returned shim's exact pSAR10g {psar:.4} W/kg exceeds the {sar_limit} W/kg limit by {:.1} % ({} under-estimated it)",
             100.0 * (psar / sar_limit - 1.0),
             kind.limit_name()
-        );
-        out.line(format!("WARNING: {msg}"));
-        return Err(super::LimitExceeded(msg).into());
-    }
-    if let (Some(false), Some((_, wb))) = (exact_within_wb_limit, exact) {
-        let msg = format!(
-            "the returned shim's exact whole-body SAR {wb:.4} W/kg exceeds the {} W/kg limit",
-            a.wb_limit
-        );
-        out.line(format!("WARNING: {msg}"));
-        return Err(super::LimitExceeded(msg).into());
-    }
-    Ok(())
+        )
+    } else if wb > wb_limit {
+        format!(
+            "the returned shim's exact whole-body SAR {wb:.4} W/kg exceeds the {wb_limit} W/kg limit"
+        )
+    } else {
+        return Ok(());
+    };
+    out.line(format!("WARNING: {msg}"));
+    Err(super::LimitExceeded(msg).into())
 }
 
 /// The region of interest of a field set: its voxel indices and B1+ rows.

@@ -50,6 +50,12 @@ impl std::fmt::Display for LimitExceeded {
 
 impl std::error::Error for LimitExceeded {}
 
+/// The input files given among optional flags, for the output-path checks
+/// ([`b1sar::io::check_output_path`]): an output may not be one of them.
+pub fn given<'a>(paths: &[Option<&'a std::path::PathBuf>]) -> Vec<&'a Path> {
+    paths.iter().flatten().map(|p| p.as_path()).collect()
+}
+
 /// A spinner on stderr for a step of unknown length.
 pub fn spinner(msg: &str) -> ProgressBar {
     let pb = ProgressBar::new_spinner();

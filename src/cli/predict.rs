@@ -92,11 +92,7 @@ fn load_maps(path: &std::path::Path) -> Result<FieldSet> {
 
 pub fn run(a: PredictArgs, out: &Output) -> Result<()> {
     let t0 = Instant::now();
-    let inputs: Vec<&std::path::Path> = [Some(&a.model), a.fields.as_ref(), a.maps.as_ref()]
-        .into_iter()
-        .flatten()
-        .map(|p| p.as_path())
-        .collect();
+    let inputs = super::given(&[Some(&a.model), a.fields.as_ref(), a.maps.as_ref()]);
     io::check_output_path("--out", &a.out, &inputs)?;
     if let Some(p) = &a.png {
         io::check_output_path("--png", p, &inputs)?;

@@ -310,18 +310,14 @@ fn pulse_plots(
 pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
     let t0 = Instant::now();
     if let Some(dir) = &a.out {
-        let inputs: Vec<&std::path::Path> = [
+        let inputs = super::given(&[
             Some(&a.pulse),
             a.fields.as_ref(),
             a.model.q.as_ref(),
             a.model.vop.as_ref(),
             a.model.model.as_ref(),
             a.off_resonance.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|p| p.as_path())
-        .collect();
+        ]);
         io::check_output_dir("--out", dir, &inputs)?;
     }
     if a.tr_ms * 1e-3 > b1sar::limits::MAX_TR_S {
@@ -761,7 +757,7 @@ pub fn generate(a: &PulseGenArgs) -> Result<Pulse> {
 }
 
 pub fn gen_cmd(a: PulseGenArgs, out: &Output) -> Result<()> {
-    let inputs: Vec<&std::path::Path> = a.shims.iter().map(|p| p.as_path()).collect();
+    let inputs = super::given(&[a.shims.as_ref()]);
     io::check_output_path("--out", &a.out, &inputs)?;
     let p = generate(&a)?;
     io::write_json(&a.out, &p)?;
@@ -814,11 +810,7 @@ pub struct PulseImportArgs {
 }
 
 pub fn import_cmd(a: PulseImportArgs, out: &Output) -> Result<()> {
-    let inputs: Vec<&std::path::Path> = [Some(&a.seq), a.fields.as_ref()]
-        .into_iter()
-        .flatten()
-        .map(|p| p.as_path())
-        .collect();
+    let inputs = super::given(&[Some(&a.seq), a.fields.as_ref()]);
     io::check_output_path("--out", &a.out, &inputs)?;
     let seq = SeqFile::read(&a.seq)?;
     let shim = super::args::parse_drive(&a.shim)?;

@@ -56,11 +56,7 @@ pub struct SimulateArgs {
 
 pub fn run(a: SimulateArgs, out: &Output) -> Result<()> {
     let t0 = Instant::now();
-    let inputs: Vec<&std::path::Path> = [Some(&a.phantom), a.coil.as_ref()]
-        .into_iter()
-        .flatten()
-        .map(|p| p.as_path())
-        .collect();
+    let inputs = super::given(&[Some(&a.phantom), a.coil.as_ref()]);
     b1sar::io::check_output_path("--out", &a.out, &inputs)?;
     let phantom_path = match (a.phantom.is_dir(), a.subject) {
         (true, Some(k)) => a.phantom.join(b1sar::body::cohort::subject_file_name(k)),
