@@ -8,12 +8,15 @@
 use super::train::TrainSchedule;
 use super::{Output, bar};
 use anyhow::{Context, Result};
-use b1sar::dataset::{ShardManifest, load_shard, shard_dir};
+use b1sar::dataset::{DriveKind, ShardManifest, load_shard, random_pulse, shard_dir};
 use b1sar::eval::cv::{
-    self, CvSummary, Fold, PAPER, SampleResult, ShardRecord, SliceComparison, check_isolation,
-    compare_volume, plan_folds,
+    self, CvSummary, Fold, PAPER, PULSE_PERIOD_S, SampleResult, ShardRecord, SliceComparison,
+    check_isolation, compare_volume, plan_folds, pulse_seed,
 };
 use b1sar::net::{self, Device, FitPlan, Generator, ModelInfo, Schedule, load_generator, predict};
+use b1sar::predict::{NetworkPredictor, NetworkSar, NoiseDraw};
+use b1sar::pulse::integrate::sar_eigen;
+use b1sar::pulse::report::eigen_drives;
 use b1sar::sar::Q10g;
 use b1sar::units::AIR_DENSITY_KG_M3;
 use b1sar::{Drive, Error, FieldSet, io, plot};
@@ -54,6 +57,11 @@ pub struct CvArgs {
     /// The generic reference subject (the conventional approach; always trained on, never tested).
     #[arg(long, default_value_t = 0)]
     pub generic: usize,
+    /// Generated pulses per held-out subject (spokes, kT-points and SPINS in turn, random
+    /// per-sub-pulse shims; `b1sar::dataset::random_pulse`), judged by their time-averaged SAR10g:
+    /// the network through the eigen-drive path of `pulse-sar`, the exact map from Q10g. 0: none.
+    #[arg(long, default_value_t = 12)]
+    pub pulses: usize,
     /// Schedule and network of every fold (the flags of `b1sar train`).
     #[command(flatten)]
     pub schedule: TrainSchedule,
@@ -264,7 +272,13 @@ impl GenericModel {
 
     /// The conventional estimate: pSAR10g of the generic subject over its validation slices.
     fn psar(&self, d: &Drive) -> Result<f64> {
-        let map = self.q.sar_map(d)?;
+        self.psar_sum(std::slice::from_ref(d))
+    }
+
+    /// The conventional estimate of a sum of drives' SAR (a pulse's eigen-drives): pSAR10g of the
+    /// generic subject's summed map over its validation slices.
+    fn psar_sum(&self, drives: &[Drive]) -> Result<f64> {
+        let map = self.q.sar_map_sum(drives)?;
         Ok(self
             .slices
             .iter()
@@ -339,6 +353,7 @@ fn run_fold(
         )));
     }
     let g = load_generator(&model_dir, device)?;
+    let net = NetworkSar::load(&model_dir, device)?;
 
     let t_eval = Instant::now();
     let maps_dir = dir.join("maps");
@@ -349,8 +364,9 @@ fn run_fold(
     for &k in &fold.test {
         let (s, sl, files) =
             evaluate_subject(a, data, k, fold.index, &g, generic, device, &maps_dir)?;
-        samples.extend(s);
-        slices.extend(sl);
+        let (ps, psl) = evaluate_pulses(a, k, fold.index, &net, generic, &shards[&k])?;
+        samples.extend(s.into_iter().chain(ps));
+        slices.extend(sl.into_iter().chain(psl));
         maps.insert(k, files);
     }
     // The conventional pipeline on the generic subject itself must reproduce its truth exactly.
@@ -405,6 +421,80 @@ fn val_drives(m: &ShardManifest) -> Vec<usize> {
         }
     }
     d
+}
+
+/// The pulse samples of held-out subject `k` ([`CvArgs::pulses`]): time-averaged SAR10g over the
+/// subject's validation slices, the network's through `pulse-sar`'s eigen-drive path (its inputs
+/// synthesised from the subject's acquisition like every drive's), the truth the exact
+/// time-averaged map ([`Q10g::sar_map_sum`] of the same eigen-drives: every cube's average is
+/// linear in the drive covariance).
+fn evaluate_pulses(
+    a: &CvArgs,
+    k: usize,
+    fold: usize,
+    net: &NetworkSar,
+    generic: &GenericModel,
+    m: &ShardManifest,
+) -> Result<(Vec<SampleResult>, Vec<SliceRecord>)> {
+    let (mut out, mut slices) = (Vec::new(), Vec::new());
+    if a.pulses == 0 {
+        return Ok((out, slices));
+    }
+    let f = FieldSet::load(&a.fields[k])?;
+    check_grid(&f, m, &a.fields[k])?;
+    let q = Q10g::from_fields(&f)?;
+    let zs = val_slices(m);
+    let [_, ny, nx] = m.grid_shape_zyx;
+    let tissue = Array3::from_shape_fn((zs.len(), ny, nx), |(i, y, x)| {
+        f.rho()[[zs[i], y, x]] >= AIR_DENSITY_KG_M3
+    });
+    let pred = NetworkPredictor {
+        net,
+        fields: &f,
+        slices: zs.clone(),
+        sf: 1.0,
+        noise_seed: pulse_seed(k, usize::MAX),
+        noise: NoiseDraw::PerDrive,
+    };
+    let n = f.n_channels();
+    let power = m.config.power_per_channel_w * n as f64;
+    let pb = bar(a.pulses as u64, &format!("subject {k} pulses"));
+    for j in 0..a.pulses {
+        let pulse = random_pulse(n, power, j, pulse_seed(k, j))?;
+        let period = PULSE_PERIOD_S.max(pulse.duration_s());
+        let eig = eigen_drives(&pulse, period)?;
+        let full = q.sar_map_sum(&eig)?;
+        let truth = Array3::from_shape_fn((zs.len(), ny, nx), |(i, y, x)| full[[zs[i], y, x]]);
+        let ta = sar_eigen(&pred, &pulse, period)?;
+        let p = Array3::from_shape_vec((zs.len(), ny, nx), ta.values).map_err(|e| {
+            Error::Computation(format!(
+                "the network's time-averaged map has another shape: {e}"
+            ))
+        })?;
+        let cmp = compare_volume(truth.view(), p.view(), tissue.view())?;
+        let drive = m.drives.len() + j;
+        slices.extend(zs.iter().zip(&cmp.slices).map(|(z, c)| SliceRecord {
+            subject: k,
+            drive,
+            slice_z: *z,
+            cmp: *c,
+        }));
+        out.push(SampleResult {
+            subject: k,
+            drive,
+            fold,
+            true_psar_w_per_kg: cmp.true_psar_w_per_kg,
+            dl_psar_w_per_kg: cmp.predicted_psar_w_per_kg,
+            conventional_psar_w_per_kg: generic.psar_sum(&eig)?,
+            nrmse: cmp.nrmse,
+            true_peak_z: zs[cmp.true_peak_slice],
+            kind: DriveKind::Pulse,
+            pulse: Some(pulse.name.clone()),
+        });
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok((out, slices))
 }
 
 /// Samples of one held-out subject, and its map PNGs (for the drive with the highest true pSAR).
@@ -488,6 +578,7 @@ fn evaluate_subject(
                 .find(|v| v.drive == di)
                 .map(|v| v.kind)
                 .unwrap_or_default(),
+            pulse: None,
         });
         if best.as_ref().is_none_or(|b| cmp.true_psar_w_per_kg > b.0) {
             best = Some((cmp.true_psar_w_per_kg, truth, p, cmp.true_peak_slice, di));

@@ -194,9 +194,8 @@ fn flip_angles(a: &PulseSarArgs, f: &FieldSet, pulse: &Pulse, out: &Output) -> R
 }
 
 /// Time-averaged SAR10g maps for the plots: [z, y, x] W/kg, pixel size (y, x) in mm, and the z
-/// index of each map slice. Exact Q10g: the sum of the eigen drives' maps (exact on valid-cube
-/// voxels, an upper bound on the rule-3/4 voxels whose value is a maximum over cubes); the
-/// network: its accumulated slices.
+/// index of each map slice. Exact Q10g: the eigen drives' cube averages summed, then the rules
+/// ([`Q10g::sar_map_sum`]); the network: its accumulated slices.
 type Maps = (Array3<f64>, (f64, f64), Vec<usize>);
 
 fn tavg_maps(
@@ -209,10 +208,7 @@ fn tavg_maps(
 ) -> Result<Option<Maps>> {
     Ok(match (kind, &model.exact, fields) {
         (SarModelKind::Exact, Some(q), _) => {
-            let mut m = Array3::<f64>::zeros(q.grid().shape);
-            for d in eig_drives {
-                m += &q.sar_map(d)?;
-            }
+            let m = q.sar_map_sum(eig_drives)?;
             let g = q.grid();
             Some((
                 m,

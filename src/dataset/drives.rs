@@ -30,14 +30,20 @@ pub enum DriveKind {
     RandomMagnitude,
     /// A shim optimised for a random region of interest under a random local-SAR limit.
     Optimised,
+    /// The time average of a generated pulse (spokes, kT-points or SPINS with random
+    /// per-sub-pulse shims, [`random_pulse`]): predicted through its eigen-drives as `pulse-sar`
+    /// does, judged against the exact time-averaged map. Evaluated by `cv` and `model_check`; the
+    /// training drives are the other kinds (an eigen-drive is a drive like any other).
+    Pulse,
 }
 
 impl DriveKind {
     /// Every kind, in report order.
-    pub const ALL: [DriveKind; 3] = [
+    pub const ALL: [DriveKind; 4] = [
         DriveKind::RandomPhase,
         DriveKind::RandomMagnitude,
         DriveKind::Optimised,
+        DriveKind::Pulse,
     ];
 
     /// The name used in files and reports (`random-phase`, `random-magnitude`, `optimised`).
@@ -46,6 +52,7 @@ impl DriveKind {
             DriveKind::RandomPhase => "random-phase",
             DriveKind::RandomMagnitude => "random-magnitude",
             DriveKind::Optimised => "optimised",
+            DriveKind::Pulse => "pulse",
         }
     }
 }
@@ -245,6 +252,70 @@ pub fn random_magnitude(n: usize, power_w: f64, seed: u64) -> Result<Drive> {
     scaled_to(s, power_w)
 }
 
+/// A generated pulse of a random type with random per-sub-pulse shims (each a
+/// [`random_magnitude`] drive of `power_w` total, so the sub-pulses differ in shape, not in scale),
+/// from `seed`. Types in turn by `index % 3`:
+/// - spokes: 2 or 3 spokes on a ring of k radius U[1, 6] cycles/m, sinc sub-pulses of 0.8 ms
+///   (TBW 2, 5 mm slice);
+/// - kT-points: the 5-point cross at U[1, 6] cycles/m, hard sub-pulses of 0.2 ms;
+/// - SPINS (one shim, 2 ms, the defaults of `b1sar pulse-gen`): a rank-one time average.
+///
+/// The k radii span the `pulse-gen` default (3 cycles/m) by a factor of 2 either way; 10 us steps,
+/// within [`HardwareLimits::default`].
+pub fn random_pulse(
+    n: usize,
+    power_w: f64,
+    index: usize,
+    seed: u64,
+) -> Result<crate::pulse::Pulse> {
+    use crate::pulse::HardwareLimits;
+    use crate::pulse::generate::{KtSpec, SpinsSpec, SpokesSpec, kt_points, spins, spokes};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x7075_6c73);
+    let shims = |m: usize, rng: &mut rand::rngs::StdRng| -> Result<Vec<Drive>> {
+        (0..m)
+            .map(|_| random_magnitude(n, power_w, rng.random()))
+            .collect()
+    };
+    let k = rng.random_range(1.0..6.0);
+    let (dt_s, limits) = (10e-6, HardwareLimits::default());
+    match index % 3 {
+        0 => {
+            let m = rng.random_range(2..=3);
+            let spec = SpokesSpec {
+                k_xy_cycles_per_m: SpokesSpec::ring(m, k),
+                sub_duration_s: 0.8e-3,
+                tbw: 2.0,
+                slice_thickness_m: 5e-3,
+                dt_s,
+                limits,
+            };
+            spokes(&format!("spokes{m} #{index}"), &spec, &shims(m, &mut rng)?)
+        }
+        1 => {
+            let spec = KtSpec {
+                points_cycles_per_m: KtSpec::cross5(k),
+                sub_duration_s: 0.2e-3,
+                dt_s,
+                limits,
+            };
+            kt_points(&format!("kt5 #{index}"), &spec, &shims(5, &mut rng)?)
+        }
+        _ => {
+            let spec = SpinsSpec {
+                kmax_cycles_per_m: 8.0,
+                alpha: 10.0,
+                beta: 0.5,
+                u_rad_per_ms: 25.0,
+                v_rad_per_ms: 5.0,
+                duration_s: 2e-3,
+                dt_s,
+                limits,
+            };
+            spins(&format!("spins #{index}"), &spec, &shims(1, &mut rng)?[0])
+        }
+    }
+}
+
 /// `s` scaled to a total power of `power_w` (W).
 fn scaled_to(s: Vec<Complex64>, power_w: f64) -> Result<Drive> {
     let p: f64 = s.iter().map(|v| v.norm_sqr()).sum();
@@ -294,5 +365,37 @@ mod tests {
             .iter()
             .fold((f64::MAX, 0.0f64), |(a, b), v| (a.min(*v), b.max(*v)));
         assert!(hi > 1.5 * lo, "{p:?}");
+    }
+
+    #[test]
+    fn random_pulses_cycle_types_are_seeded_and_respect_the_limits() {
+        use crate::pulse::HardwareLimits;
+        let p: Vec<crate::pulse::Pulse> = (0..6)
+            .map(|i| random_pulse(8, 8.0, i, 100 + i as u64).unwrap())
+            .collect();
+        for (i, want) in ["spokes", "kt5", "spins", "spokes", "kt5", "spins"]
+            .iter()
+            .enumerate()
+        {
+            assert!(p[i].name.starts_with(want), "{}", p[i].name);
+            p[i].validate_with(&HardwareLimits::default()).unwrap();
+        }
+        // Spokes and kT-points have sub-pulses of different shims: their covariance has rank > 1;
+        // SPINS has one shim, rank 1.
+        let rank = |p: &crate::pulse::Pulse| {
+            crate::pulse::integrate::covariance_eigen(p, p.duration_s()).len()
+        };
+        assert!(
+            rank(&p[0]) >= 2 && rank(&p[1]) >= 5,
+            "{} {}",
+            rank(&p[0]),
+            rank(&p[1])
+        );
+        assert_eq!(rank(&p[2]), 1);
+        let again = random_pulse(8, 8.0, 1, 101).unwrap();
+        assert_eq!(again.len(), p[1].len());
+        assert!((0..again.len()).all(|k| again.sample(k, 3) == p[1].sample(k, 3)));
+        let other = random_pulse(8, 8.0, 1, 102).unwrap();
+        assert!((0..other.len()).any(|k| other.sample(k, 3) != p[1].sample(k, 3)));
     }
 }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 mod drives;
-pub use drives::{DriveKind, DriveMix, ShimDrawer, random_magnitude};
+pub use drives::{DriveKind, DriveMix, ShimDrawer, random_magnitude, random_pulse};
 
 /// What the input channels of one stack slice hold, in order. Re and Im are zero wherever the
 /// DREAM range mask is (outside the measurable range, and in air) in every layout.
@@ -734,6 +734,10 @@ fn draw_drives(
                 .as_ref()
                 .expect("made when a drive is optimised")
                 .draw(target_z, own_seed(i, 0x6f70_7469)),
+            DriveKind::Pulse => Err(Error::Computation(
+                "pulses are evaluated through their eigen-drives, never drawn as dataset drives"
+                    .into(),
+            )),
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((drives, kinds))

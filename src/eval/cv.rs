@@ -112,6 +112,16 @@ pub fn check_isolation(test: &[ShardRecord], train: &[ShardRecord]) -> Result<()
     Ok(())
 }
 
+/// Averaging period of the pulse samples of `cv` (s). Every figure of the report is a ratio of SARs
+/// of one pulse, so the period (one pulse per period) scales all of them alike and cancels.
+pub const PULSE_PERIOD_S: f64 = 10e-3;
+
+/// Seed of pulse `j` of subject `k` in `cv` ([`crate::dataset::random_pulse`] with index `j`): the
+/// pulses depend on the subject, never on the fold.
+pub fn pulse_seed(k: usize, j: usize) -> u64 {
+    0x7075_6c73_6576_616c ^ ((k as u64) << 32) ^ j as u64
+}
+
 /// Exact vs predicted SAR10g on one slice of a validation volume.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SliceComparison {
@@ -230,6 +240,9 @@ pub struct SampleResult {
     /// How the drive was made (absent in older results: random phase).
     #[serde(default)]
     pub kind: DriveKind,
+    /// The pulse's name, for [`DriveKind::Pulse`] samples (`drive` is then past the shard's drives).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulse: Option<String>,
 }
 
 /// The safety figures of both methods on the samples of one kind of drive.
@@ -691,6 +704,7 @@ mod tests {
             nrmse,
             true_peak_z: 0,
             kind: DriveKind::RandomPhase,
+            pulse: None,
         }
     }
 

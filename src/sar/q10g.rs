@@ -476,6 +476,20 @@ impl Q10g {
         Ok(self.assemble(&values))
     }
 
+    /// SAR10g map (W/kg) of drives applied in turn, e.g. the eigen-drives of a pulse's covariance
+    /// (its time-averaged map): every cube's average is summed over the drives (linear), then the
+    /// four rules are applied once. Summing the drives' [`Q10g::sar_map`]s instead over-states the
+    /// voxels whose value is a maximum over cubes (a max of sums is at most the sum of maxima).
+    pub fn sar_map_sum(&self, drives: &[Drive]) -> Result<Array3<f64>> {
+        let mut acc = vec![0.0; self.len()];
+        for d in drives {
+            for (a, v) in acc.iter_mut().zip(self.values(d)?) {
+                *a += v;
+            }
+        }
+        Ok(self.assemble(&acc))
+    }
+
     fn assemble(&self, values: &[f64]) -> Array3<f64> {
         let mut valid = vec![0.0; self.grid.len()];
         let mut face: Vec<(usize, f64)> = Vec::new();
