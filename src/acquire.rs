@@ -39,6 +39,37 @@ pub const DEFAULT_CALIBRATION_PHASES_DEG: [f64; 8] =
 pub const SECOND_CALIBRATION_PHASES_DEG: [f64; 8] =
     [-82.0, -131.0, -109.0, -8.0, 56.0, -20.0, -31.0, -3.0];
 
+/// A signal-to-noise ratio in JSON: a number, or `"inf"` for no noise (serde_json would write an
+/// infinity as `null`, which reads back as an error).
+mod snr_json {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_infinite() && *v > 0.0 {
+            s.serialize_str("inf")
+        } else {
+            s.serialize_f64(*v)
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Snr {
+        Number(f64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        match Snr::deserialize(d)? {
+            Snr::Number(v) => Ok(v),
+            Snr::Text(t) if t == "inf" => Ok(f64::INFINITY),
+            Snr::Text(t) => Err(serde::de::Error::custom(format!(
+                "gre_snr: expected a number or \"inf\", got \"{t}\""
+            ))),
+        }
+    }
+}
+
 /// How the subject's maps are acquired (recorded in a dataset's and a model's configuration).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -47,7 +78,9 @@ pub struct AcquisitionConfig {
     /// per channel.
     pub calibrations: Vec<CalibrationDrive>,
     /// Signal-to-noise ratio of each per-channel GRE image: mean |C B1_n| over the body and
-    /// channels divided by the noise standard deviation on Re and Im. `f64::INFINITY`: no noise.
+    /// channels divided by the noise standard deviation on Re and Im. `f64::INFINITY`: no noise
+    /// (written `"inf"` in JSON, which has no infinity).
+    #[serde(with = "snr_json")]
     pub gre_snr: f64,
     /// DREAM noise on Re and Im as a fraction of the nominal |B1+| (the dataset's noise fraction).
     pub dream_noise_fraction: f64,
@@ -393,6 +426,22 @@ mod tests {
     use super::*;
     use crate::field::FieldMeta;
     use crate::grid::Grid;
+
+    #[test]
+    fn a_noise_free_config_round_trips_through_json() {
+        let mut c = AcquisitionConfig::default();
+        for snr in [f64::INFINITY, 50.0] {
+            c.gre_snr = snr;
+            let text = serde_json::to_string(&c).unwrap();
+            let back: AcquisitionConfig = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, c, "{text}");
+        }
+        assert!(serde_json::to_string(&c).unwrap().contains("\"gre_snr\":50.0"));
+        c.gre_snr = f64::INFINITY;
+        let bad = serde_json::to_string(&c).unwrap().replace("\"inf\"", "\"infinite\"");
+        let e = serde_json::from_str::<AcquisitionConfig>(&bad).unwrap_err();
+        assert!(e.to_string().contains("gre_snr"), "{e}");
+    }
 
     fn noiseless(cals: Vec<CalibrationDrive>, range: (f64, f64)) -> AcquisitionConfig {
         AcquisitionConfig {

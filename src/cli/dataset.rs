@@ -67,13 +67,22 @@ pub struct DatasetArgs {
     /// per-channel GRE maps scaled by the DREAM of fixed calibration drives; issue 27).
     #[arg(long, value_enum, default_value_t = InputModelArg::PerDriveDream)]
     pub input_model: InputModelArg,
-    /// Acquisition: signal-to-noise ratio of each per-channel GRE image.
-    #[arg(long, value_parser = super::args::positive)]
+    /// Acquisition: signal-to-noise ratio of each per-channel GRE image (default 50); `inf` for
+    /// noise-free images (the ablation's).
+    #[arg(long, value_parser = snr)]
     pub gre_snr: Option<f64>,
     /// Acquisition: calibration drives (1: the array's default phase shim; 2: also the default
     /// with the posterior half turned by 180 degrees, filling the first one's holes).
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["1", "2"]))]
     pub calibrations: Option<String>,
+}
+
+/// A signal-to-noise ratio: finite and > 0, or `inf` (no noise).
+fn snr(s: &str) -> std::result::Result<f64, String> {
+    if s == "inf" {
+        return Ok(f64::INFINITY);
+    }
+    super::args::positive(s).map_err(|e| format!("{e} (or `inf` for no noise)"))
 }
 
 /// `--input-model` of `b1sar dataset`.
