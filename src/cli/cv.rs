@@ -458,6 +458,7 @@ fn evaluate_pulses(
     };
     let n = f.n_channels();
     let power = m.config.power_per_channel_w * n as f64;
+    let acq = net.acquisition(&f)?;
     let pb = bar(a.pulses as u64, &format!("subject {k} pulses"));
     for j in 0..a.pulses {
         let pulse = random_pulse(n, power, j, pulse_seed(k, j))?;
@@ -473,6 +474,15 @@ fn evaluate_pulses(
         })?;
         let cmp = compare_volume(truth.view(), p.view(), tissue.view())?;
         let drive = m.drives.len() + j;
+        let peak_known = acq.as_ref().map(|acq| {
+            let (mut best, mut at) = (f64::NEG_INFINITY, (0, 0, 0));
+            for ((i, y, x), v) in truth.indexed_iter() {
+                if tissue[[i, y, x]] && *v > best {
+                    (best, at) = (*v, (zs[i], y, x));
+                }
+            }
+            acq.known[[at.0, at.1, at.2]]
+        });
         slices.extend(zs.iter().zip(&cmp.slices).map(|(z, c)| SliceRecord {
             subject: k,
             drive,
@@ -490,6 +500,7 @@ fn evaluate_pulses(
             true_peak_z: zs[cmp.true_peak_slice],
             kind: DriveKind::Pulse,
             pulse: Some(pulse.name.clone()),
+            peak_known,
         });
         pb.inc(1);
     }
@@ -579,6 +590,7 @@ fn evaluate_subject(
                 .map(|v| v.kind)
                 .unwrap_or_default(),
             pulse: None,
+            peak_known: None,
         });
         if best.as_ref().is_none_or(|b| cmp.true_psar_w_per_kg > b.0) {
             best = Some((cmp.true_psar_w_per_kg, truth, p, cmp.true_peak_slice, di));

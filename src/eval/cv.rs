@@ -243,6 +243,10 @@ pub struct SampleResult {
     /// The pulse's name, for [`DriveKind::Pulse`] samples (`drive` is then past the shard's drives).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pulse: Option<String>,
+    /// Whether B1+ is known (the acquisition's known mask) at the true peak voxel, for pulse
+    /// samples of a model whose inputs are synthesised from one acquisition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_known: Option<bool>,
 }
 
 /// The safety figures of both methods on the samples of one kind of drive.
@@ -705,6 +709,7 @@ mod tests {
             true_peak_z: 0,
             kind: DriveKind::RandomPhase,
             pulse: None,
+            peak_known: None,
         }
     }
 

@@ -108,6 +108,16 @@ impl NetworkSar {
         Ok(())
     }
 
+    /// Subject `f`'s acquisition as the model's inputs are synthesised from it (the dataset's for
+    /// a subject it holds: both are drawn from the fields and the model's settings alone); `None`
+    /// for a model of per-drive DREAM inputs.
+    pub fn acquisition(
+        &self,
+        f: &FieldSet,
+    ) -> Result<Option<std::sync::Arc<crate::acquire::AcquiredMaps>>> {
+        self.acquisition_of(f, self.nominal_t(f)?)
+    }
+
     /// Subject `f`'s acquisition under the model's input model (cached for the last subject).
     fn acquisition_of(
         &self,
