@@ -436,9 +436,15 @@ mod tests {
             let back: AcquisitionConfig = serde_json::from_str(&text).unwrap();
             assert_eq!(back, c, "{text}");
         }
-        assert!(serde_json::to_string(&c).unwrap().contains("\"gre_snr\":50.0"));
+        assert!(
+            serde_json::to_string(&c)
+                .unwrap()
+                .contains("\"gre_snr\":50.0")
+        );
         c.gre_snr = f64::INFINITY;
-        let bad = serde_json::to_string(&c).unwrap().replace("\"inf\"", "\"infinite\"");
+        let bad = serde_json::to_string(&c)
+            .unwrap()
+            .replace("\"inf\"", "\"infinite\"");
         let e = serde_json::from_str::<AcquisitionConfig>(&bad).unwrap_err();
         assert!(e.to_string().contains("gre_snr"), "{e}");
     }

@@ -94,7 +94,9 @@ pub enum SafetyFactorSource {
 /// Which drives a safety factor has to cover.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DriveUse {
-    /// Any drive (pulses, user drives): the largest factor the model has.
+    /// Any drive (pulses, user drives): the largest factor the model has. A pulse takes it too,
+    /// not the factor measured on generated pulses: a single-shim pulse is its shim, which may be
+    /// an optimised one (the conservative reading).
     #[default]
     Any,
     /// Optimised shims (`optimize`): the factor measured on optimised drives when the model has
@@ -107,7 +109,10 @@ impl SafetyFactorSource {
     pub fn describe(self) -> &'static str {
         match self {
             SafetyFactorSource::User => "user-given (--safety-factor)",
-            SafetyFactorSource::Model => "from the model's model.json (all held-out drives)",
+            SafetyFactorSource::Model => {
+                "from the model's model.json: the largest over every kind of held-out drive \
+                 (a user drive or a pulse's eigen-drive may be of any kind)"
+            }
             SafetyFactorSource::ModelOptimised => {
                 "from the model's model.json (held-out optimised shims)"
             }

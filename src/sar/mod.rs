@@ -8,6 +8,7 @@ pub mod predictor;
 pub mod q10g;
 pub mod sat;
 pub mod vop;
+pub mod vop_cc;
 
 pub use average::{Averager, AveragingCounts, Containment, Cube, VoxelClass};
 pub use predictor::{GenericSubject, QuadraticMaps, SarPredictor};

@@ -68,7 +68,7 @@ pub fn max_eigenvalue(n: usize, q: &[f64]) -> f64 {
 
 /// True when the Hermitian matrix `a` (row-major n x n) is positive definite: Cholesky succeeds.
 /// `l` is scratch of length n * n.
-fn positive_definite(n: usize, a: &[Complex64], l: &mut [Complex64]) -> bool {
+pub(crate) fn positive_definite(n: usize, a: &[Complex64], l: &mut [Complex64]) -> bool {
     for j in 0..n {
         let mut d = a[j * n + j].re;
         for k in 0..j {
