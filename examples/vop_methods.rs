@@ -23,7 +23,12 @@ fn main() -> Result<()> {
         .map(String::as_str)
         .unwrap_or("examples/data/subject_small.npz");
     let eps: f64 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(0.05);
-    let f = FieldSet::load(std::path::Path::new(path))?;
+    // `bench`: the body of `b1sar bench sar` (100^3 voxels at 2 mm).
+    let f = if path == "bench" {
+        b1sar::synth::pelvis_fieldset(&b1sar::synth::SynthSpec::pelvis([100; 3], 2e-3))?
+    } else {
+        FieldSet::load(std::path::Path::new(path))?
+    };
     let q = Q10g::from_fields(&f)?;
     let n = q.n_channels();
     let packed = q.packed();

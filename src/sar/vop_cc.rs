@@ -31,8 +31,14 @@ pub const CERTIFICATE_MARGIN: f64 = 1e-9;
 /// Mirror-ascent iterations per dominance test before the matrix is kept as a VOP.
 const ASCENT_BUDGET: usize = 200;
 
+/// Matrices per parallel block of the cache check.
+const BLOCK: usize = 4096;
+
+/// Certified combinations kept for the matrices that follow.
+const MAX_CACHED: usize = 64;
+
 /// Witness drives kept for the quick rejection (the most recent ones).
-const MAX_WITNESSES: usize = 4096;
+const MAX_WITNESSES: usize = 256;
 
 /// Why a matrix is covered: weights on VOPs (indices into the final VOP list) whose combination,
 /// minus the matrix, passes the Cholesky check with [`CERTIFICATE_MARGIN`].
@@ -182,7 +188,6 @@ fn pass(
     for c in cores.iter() {
         is_core[*c] = true;
     }
-    let mut done = vec![false; mats.lambda.len()];
     let mut certs: Vec<Certificate> = Vec::new();
     // Witness drives (features) and, per witness, the largest VOP quadratic form.
     let mut wit: Vec<(Vec<f64>, f64)> = Vec::new();
@@ -205,52 +210,75 @@ fn pass(
     for c in cores.clone() {
         add_witness(&mut wit, &min_eig_top(n, &mats.full[c]), cores);
     }
-    for (pos, &m) in order.iter().enumerate() {
-        if is_core[m] || done[m] {
-            continue;
+    // Certified combinations P = sum_k a_k W_k, newest first: most matrices are covered by one of
+    // the last few (neighbouring voxels have similar matrices), which replaces Kuehne's scan of
+    // every later matrix after each success (quadratic in the count) by a check of each matrix
+    // against this short list, in parallel blocks.
+    let mut cache: Vec<(Vec<Complex64>, std::sync::Arc<Vec<(usize, f64)>>)> = Vec::new();
+    let covered_by = |cache: &[(Vec<Complex64>, std::sync::Arc<Vec<(usize, f64)>>)], m: usize| {
+        // Newest first.
+        cache
+            .iter()
+            .rposition(|(p, _)| covers(n, p, &mats.full[m], tau))
+    };
+    for block in order.chunks(BLOCK) {
+        if cache.len() > MAX_CACHED {
+            cache.drain(..cache.len() - MAX_CACHED);
         }
-        // Any matrix with lambda_max <= u is below u I, below every VOP.
-        if mats.lambda[m] < u - 2.0 * tau {
-            certs.push(Certificate {
-                matrix: m,
-                weights: vec![(0, 1.0)],
-            });
-            done[m] = true;
-            continue;
-        }
-        let refuted = wit.iter().any(|(f, best)| mats.quad(m, f) > best + tau);
-        let outcome = if refuted {
-            Test::Unknown
-        } else {
-            dominance(mats, m, cores, u, tau)
-        };
-        match outcome {
-            Test::Covered(w) => {
-                // Every later matrix the same combination covers is dropped with it (Kuehne 2017).
-                let p = combination(mats, cores, &w, u);
-                let later: Vec<usize> = order[pos + 1..]
-                    .par_iter()
-                    .copied()
-                    .filter(|&k| !is_core[k] && !done[k] && covers(n, &p, &mats.full[k], tau))
-                    .collect();
-                for k in later {
-                    done[k] = true;
-                    certs.push(Certificate {
-                        matrix: k,
-                        weights: w.clone(),
-                    });
+        let snapshot = cache.len();
+        let hits: Vec<Option<usize>> = block
+            .par_iter()
+            .map(|&m| {
+                if is_core[m] || mats.lambda[m] < u - 2.0 * tau {
+                    None
+                } else {
+                    covered_by(&cache, m)
                 }
-                done[m] = true;
+            })
+            .collect();
+        // Entries added during this block go to the end; `hits` index the snapshot.
+        for (&m, hit) in block.iter().zip(hits) {
+            if is_core[m] {
+                continue;
+            }
+            // Any matrix with lambda_max < u is below u I, below every VOP.
+            if mats.lambda[m] < u - 2.0 * tau {
                 certs.push(Certificate {
                     matrix: m,
-                    weights: w,
+                    weights: vec![(0, 1.0)],
                 });
+                continue;
             }
-            Test::Refuted(v) => {
-                add_witness(&mut wit, &v, cores);
-                new_core(mats, m, cores, &mut is_core, &mut wit, u, n);
+            let hit = hit.or_else(|| covered_by(&cache[snapshot..], m).map(|i| i + snapshot));
+            if let Some(i) = hit {
+                certs.push(Certificate {
+                    matrix: m,
+                    weights: cache[i].1.to_vec(),
+                });
+                continue;
             }
-            Test::Unknown => new_core(mats, m, cores, &mut is_core, &mut wit, u, n),
+            let refuted = wit.iter().any(|(f, best)| mats.quad(m, f) > best + tau);
+            let outcome = if refuted {
+                Test::Unknown
+            } else {
+                dominance(mats, m, cores, u, tau)
+            };
+            match outcome {
+                Test::Covered(w) => {
+                    let p = combination(mats, cores, &w, u);
+                    let w = std::sync::Arc::new(w);
+                    cache.push((p, w.clone()));
+                    certs.push(Certificate {
+                        matrix: m,
+                        weights: w.to_vec(),
+                    });
+                }
+                Test::Refuted(v) => {
+                    add_witness(&mut wit, &v, cores);
+                    new_core(mats, m, cores, &mut is_core, &mut wit, u, n);
+                }
+                Test::Unknown => new_core(mats, m, cores, &mut is_core, &mut wit, u, n),
+            }
         }
     }
     // Weights refer to positions in `cores`, which only grew: still valid.
