@@ -4,13 +4,14 @@ use super::args::{non_negative, parse_shape, positive};
 use super::{Output, bar, load_fields, spinner};
 use anyhow::{Result, bail};
 use b1sar::field::MeasurementModel;
-use b1sar::sar::vop::AmplitudeUnit;
+use b1sar::sar::vop::{AmplitudeUnit, VopMethod};
 use b1sar::sar::{self, Averager, Q10g, VopSet};
 use b1sar::synth::{SynthSpec, pelvis_fieldset};
 use b1sar::units::T_TO_UT;
 use b1sar::{Drive, Error, FieldSet, io, scanner};
 use clap::{Args, ValueEnum};
 use ndarray::{Array3, Array4, Axis};
+use num_complex::Complex64;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -427,6 +428,15 @@ pub struct VopArgs {
     /// Output VOP set (.npz).
     #[arg(long)]
     pub out: PathBuf,
+    /// Compression: `cc` (a matrix is dropped when a certified convex combination of VOPs
+    /// dominates it; Lee 2012, Orzada 2021) or `greedy` (when one VOP does; Eichfelder & Gebhardt
+    /// 2011, the first implementation). Recorded in the file.
+    #[arg(long, value_enum, default_value_t = VopMethodArg::Cc)]
+    pub method: VopMethodArg,
+    /// After compressing, report the over-estimation (mean and max of bound / exact - 1) and the
+    /// smallest bound / exact ratio (>= 1: never under) on N random complex-Gaussian drives.
+    #[arg(long, default_value_t = 0)]
+    pub check_drives: usize,
     /// Population safety factor to record in the file (>= 1), for a generic subject's VOPs:
     /// `--predictor generic` applies it unless given another.
     #[arg(long, requires = "safety_factor_source")]
@@ -434,6 +444,71 @@ pub struct VopArgs {
     /// Where the population safety factor was measured (a report, its figure), recorded with it.
     #[arg(long, requires = "safety_factor")]
     pub safety_factor_source: Option<String>,
+}
+
+/// `--method` of `b1sar vop`.
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+pub enum VopMethodArg {
+    Cc,
+    Greedy,
+}
+
+impl From<VopMethodArg> for VopMethod {
+    fn from(m: VopMethodArg) -> Self {
+        match m {
+            VopMethodArg::Cc => VopMethod::ConvexCombination,
+            VopMethodArg::Greedy => VopMethod::Greedy,
+        }
+    }
+}
+
+/// Over-estimation of a VOP set against the exact Q10g on `n` random complex-Gaussian drives.
+#[derive(Debug, serde::Serialize)]
+pub struct DriveCheck {
+    /// Drives checked.
+    pub drives: usize,
+    /// Mean of bound / exact - 1.
+    pub mean_overestimation: f64,
+    /// Largest bound / exact - 1.
+    pub max_overestimation: f64,
+    /// Smallest bound / exact (>= 1: no drive under-estimated).
+    pub min_ratio: f64,
+}
+
+/// [`DriveCheck`] with drives of independent standard complex-Gaussian amplitudes (seeded).
+pub fn check_drives(q: &Q10g, v: &VopSet, n: usize, seed: u64) -> Result<DriveCheck> {
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let drives: Vec<Drive> = (0..n)
+        .map(|_| {
+            Drive::new(
+                (0..q.n_channels())
+                    .map(|_| {
+                        let (re, im): (f64, f64) = (
+                            StandardNormal.sample(&mut rng),
+                            StandardNormal.sample(&mut rng),
+                        );
+                        Complex64::new(re, im)
+                    })
+                    .collect(),
+            )
+        })
+        .collect::<b1sar::Result<_>>()?;
+    let exact = q.psar_batch(&drives)?;
+    let (mut sum, mut max, mut min) = (0.0, f64::NEG_INFINITY, f64::INFINITY);
+    for (d, e) in drives.iter().zip(&exact) {
+        let r = v.psar(d)?.0 / e.value_w_per_kg;
+        sum += r - 1.0;
+        max = f64::max(max, r - 1.0);
+        min = f64::min(min, r);
+    }
+    Ok(DriveCheck {
+        drives: n,
+        mean_overestimation: sum / n.max(1) as f64,
+        max_overestimation: max,
+        min_ratio: min,
+    })
 }
 
 pub fn vop(a: VopArgs, out: &Output) -> Result<()> {
@@ -466,9 +541,11 @@ pub fn vop(a: VopArgs, out: &Output) -> Result<()> {
     let q = Q10g::load(&a.q)?;
     pb.finish_and_clear();
     let t = Instant::now();
-    let pb = bar(q.len() as u64, "matrices covered");
-    let v = VopSet::compress(&q, a.epsilon, &|remaining, total| {
-        pb.set_position((total - remaining) as u64)
+    let method = VopMethod::from(a.method);
+    let pb = bar(0, &format!("{} compression", method.name()));
+    let v = VopSet::compress_with(&q, a.epsilon, method, &|done, total| {
+        pb.set_length(total as u64);
+        pb.set_position(done as u64)
     })?;
     pb.finish_and_clear();
     let secs = t.elapsed().as_secs_f64();
@@ -476,14 +553,35 @@ pub fn vop(a: VopArgs, out: &Output) -> Result<()> {
     v.population_factor = population_factor;
     v.save(&a.out)?;
     out.line(format!(
-        "{} VOPs from {} Q10g matrices ({:.2} % kept) with epsilon {:.1} % in {secs:.2} s -> {}",
+        "{} VOPs from {} Q10g matrices ({:.2} % kept) with epsilon {:.1} %, method {}, in {secs:.2} s -> {}",
         v.len(),
         q.len(),
         100.0 * v.len() as f64 / q.len() as f64,
         100.0 * a.epsilon,
+        method.name(),
         a.out.display()
     ));
-    out.result(json!({"n_vops": v.len(), "n_matrices": q.len(), "epsilon": a.epsilon, "worst_case_w_per_kg_per_w": v.worst_case, "compression_s": secs, "output_paths": [a.out], "elapsed_s": t0.elapsed().as_secs_f64()}));
+    let check = if a.check_drives > 0 {
+        let c = check_drives(&q, &v, a.check_drives, 1)?;
+        out.line(format!(
+            "over {} random complex-Gaussian drives: over-estimation mean {:.2} %, max {:.2} %; smallest bound / exact {:.4}{}",
+            c.drives,
+            100.0 * c.mean_overestimation,
+            100.0 * c.max_overestimation,
+            c.min_ratio,
+            if c.min_ratio >= 1.0 - 1e-9 { "" } else { " UNDER-ESTIMATES" }
+        ));
+        if c.min_ratio < 1.0 - 1e-9 {
+            bail!(Error::Computation(format!(
+                "the VOP bound under-estimated a drive (bound / exact {:.6})",
+                c.min_ratio
+            )));
+        }
+        Some(c)
+    } else {
+        None
+    };
+    out.result(json!({"n_vops": v.len(), "n_matrices": q.len(), "epsilon": a.epsilon, "method": method.name(), "worst_case_w_per_kg_per_w": v.worst_case, "compression_s": secs, "check": check, "output_paths": [a.out], "elapsed_s": t0.elapsed().as_secs_f64()}));
     Ok(())
 }
 

@@ -43,6 +43,30 @@ pub struct VopSet {
     /// The population safety factor of a generic subject's VOPs (the conventional approach), with
     /// where it was measured.
     pub population_factor: Option<PopulationFactor>,
+    /// How the set was compressed ([`VopMethod::name`]), when b1sar made it.
+    pub method: Option<String>,
+}
+
+/// A compression method of [`VopSet::compress_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum VopMethod {
+    /// Eichfelder & Gebhardt's clustering with a fixed margin: a matrix is dropped when one VOP
+    /// dominates it.
+    Greedy,
+    /// Convex-combination dominance with certificates and the margin schedule
+    /// ([`super::vop_cc`]): a matrix is dropped when a certified mixture of VOPs dominates it.
+    #[default]
+    ConvexCombination,
+}
+
+impl VopMethod {
+    /// The name in files and on the command line (`greedy`, `cc`).
+    pub fn name(self) -> &'static str {
+        match self {
+            VopMethod::Greedy => "greedy",
+            VopMethod::ConvexCombination => "cc",
+        }
+    }
 }
 
 /// A generic subject's population safety factor, as a VOP file records it.
@@ -56,6 +80,39 @@ pub struct PopulationFactor {
 
 /// Key of the field-set content hash in Q10g and VOP files.
 pub const FIELDS_HASH_KEY: &str = "fields_hash";
+
+/// The checks every compression makes of its input: epsilon in (0, 1), [matrix >= 1, n^2] finite.
+pub(crate) fn check_compression_input(
+    n: usize,
+    packed: ArrayView2<'_, f64>,
+    epsilon: f64,
+) -> Result<()> {
+    if !(epsilon.is_finite() && epsilon > 0.0 && epsilon < 1.0) {
+        return Err(Error::invalid(
+            "epsilon",
+            "a fraction in (0, 1), e.g. 0.05",
+            format!("{epsilon}"),
+        ));
+    }
+    if n == 0 || packed.shape()[1] != packed_len(n) || packed.shape()[0] == 0 {
+        return Err(Error::invalid(
+            "matrices to compress",
+            format!(
+                "[matrix >= 1, {}] packed {n}-channel matrices",
+                packed_len(n)
+            ),
+            format!("{:?}", packed.shape()),
+        ));
+    }
+    if packed.iter().any(|v| !v.is_finite()) {
+        return Err(Error::invalid(
+            "matrices to compress",
+            "finite entries",
+            "NaN or Inf",
+        ));
+    }
+    Ok(())
+}
 
 /// Largest eigenvalue of a packed Hermitian matrix.
 pub fn max_eigenvalue(n: usize, q: &[f64]) -> f64 {
@@ -195,10 +252,69 @@ impl VopSet {
             type_limits: Vec::new(),
             fields_hash: None,
             population_factor: None,
+            method: None,
         })
     }
 
-    /// Compress Q10g into VOPs with overestimation `epsilon` (fraction of the worst case, e.g. 0.05).
+    /// Compress Q10g into VOPs with `method` and overestimation `epsilon` (fraction of the worst
+    /// case); `progress(done, total)` reports the method's steps (VOPs or margin passes).
+    pub fn compress_with(
+        q: &Q10g,
+        epsilon: f64,
+        method: VopMethod,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Self> {
+        if q.is_empty() {
+            return Err(Error::invalid("Q10g", "at least one matrix", "none"));
+        }
+        let mut set =
+            Self::compress_packed_with(q.n_channels(), q.packed(), epsilon, method, progress)?;
+        set.fields_hash = q.fields_hash();
+        Ok(set)
+    }
+
+    /// [`VopSet::compress_packed`] with a chosen method.
+    pub fn compress_packed_with(
+        n: usize,
+        packed: ArrayView2<'_, f64>,
+        epsilon: f64,
+        method: VopMethod,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Self> {
+        let mut set = match method {
+            VopMethod::Greedy => Self::compress_packed(n, packed, epsilon, progress)?,
+            VopMethod::ConvexCombination => {
+                check_compression_input(n, packed, epsilon)?;
+                let c =
+                    super::vop_cc::compress_cc(n, packed, epsilon, &|p, ps, _| progress(p, ps))?;
+                let vops: Vec<f64> = c
+                    .cores
+                    .iter()
+                    .flat_map(|r| {
+                        let mut v = packed.row(*r).to_vec();
+                        for d in &mut v[..n] {
+                            *d += c.margin;
+                        }
+                        v
+                    })
+                    .collect();
+                let k = c.cores.len();
+                let mut set = VopSet::new(
+                    n,
+                    Array2::from_shape_vec((k, n * n), vops).expect("n^2 per VOP"),
+                    AmplitudeUnit::SqrtW,
+                )?;
+                set.epsilon = epsilon;
+                set.worst_case = c.worst_case;
+                set
+            }
+        };
+        set.method = Some(method.name().to_string());
+        Ok(set)
+    }
+
+    /// Compress Q10g into VOPs with overestimation `epsilon` (fraction of the worst case, e.g. 0.05)
+    /// by the greedy clustering ([`VopMethod::Greedy`]).
     /// `progress(remaining, total)` reports the matrices not yet covered after each VOP.
     pub fn compress(
         q: &Q10g,
@@ -221,30 +337,7 @@ impl VopSet {
         epsilon: f64,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Self> {
-        if !(epsilon.is_finite() && epsilon > 0.0 && epsilon < 1.0) {
-            return Err(Error::invalid(
-                "epsilon",
-                "a fraction in (0, 1), e.g. 0.05",
-                format!("{epsilon}"),
-            ));
-        }
-        if n == 0 || packed.shape()[1] != packed_len(n) || packed.shape()[0] == 0 {
-            return Err(Error::invalid(
-                "matrices to compress",
-                format!(
-                    "[matrix >= 1, {}] packed {n}-channel matrices",
-                    packed_len(n)
-                ),
-                format!("{:?}", packed.shape()),
-            ));
-        }
-        if packed.iter().any(|v| !v.is_finite()) {
-            return Err(Error::invalid(
-                "matrices to compress",
-                "finite entries",
-                "NaN or Inf",
-            ));
-        }
+        check_compression_input(n, packed, epsilon)?;
         let count = packed.shape()[0];
         let row = |m: usize| packed.row(m).to_vec();
         let lambda: Vec<f64> = (0..count)
@@ -304,6 +397,7 @@ impl VopSet {
         )?;
         set.epsilon = epsilon;
         set.worst_case = worst;
+        set.method = Some(VopMethod::Greedy.name().to_string());
         Ok(set)
     }
 
@@ -396,6 +490,9 @@ impl VopSet {
         }
         if let Some(h) = self.fields_hash {
             z.add(FIELDS_HASH_KEY, &Array1::from(vec![h]))?;
+        }
+        if let Some(m) = &self.method {
+            z.add("method", &Array1::from(m.as_bytes().to_vec()))?;
         }
         if let Some(p) = &self.population_factor {
             z.add("safety_factor", &Array1::from(vec![p.value]))?;
@@ -500,6 +597,13 @@ impl VopSet {
         set.fields_hash = z
             .get::<u64, ndarray::Ix1>(FIELDS_HASH_KEY)?
             .and_then(|a| a.first().copied());
+        set.method = match z.get::<u8, ndarray::Ix1>("method")? {
+            Some(b) => Some(
+                String::from_utf8(b.to_vec())
+                    .map_err(|_| bad("method", "not UTF-8 text".into()))?,
+            ),
+            None => None,
+        };
         if let Some(sf) = z.get_f64::<ndarray::Ix1>("safety_factor")? {
             let sf = sf.first().copied().unwrap_or(f64::NAN);
             if !(sf.is_finite() && sf >= 1.0) {

@@ -112,13 +112,7 @@ pub fn compress_cc(
     epsilon: f64,
     progress: &(dyn Fn(usize, usize, usize) + Sync),
 ) -> Result<CcCompression> {
-    if !(epsilon.is_finite() && epsilon > 0.0 && epsilon < 1.0) {
-        return Err(Error::invalid(
-            "epsilon",
-            "a fraction in (0, 1), e.g. 0.05",
-            format!("{epsilon}"),
-        ));
-    }
+    super::vop::check_compression_input(n, packed, epsilon)?;
     let count = packed.shape()[0];
     let full: Vec<Vec<Complex64>> = (0..count)
         .into_par_iter()
@@ -348,7 +342,6 @@ pub(crate) fn covers(n: usize, p: &[Complex64], q: &[Complex64], tau: f64) -> bo
 /// Mirror ascent on f(a) = lambda_min(sum_k a_k W_k - Q) over the simplex.
 fn dominance(mats: &Matrices<'_>, m: usize, cores: &[usize], u: f64, tau: f64) -> Test {
     let n = mats.n;
-    let k = cores.len();
     let q = &mats.full[m];
     // Start on the VOPs that bound Q best along its top eigenvector.
     let top = features(&min_eig_top(n, q));
@@ -391,7 +384,6 @@ fn dominance(mats: &Matrices<'_>, m: usize, cores: &[usize], u: f64, tau: f64) -
             *ai *= (eta * (gi - gmax)).exp();
         }
         normalise(&mut a);
-        let _ = k;
     }
     Test::Unknown
 }
