@@ -115,7 +115,12 @@ fn main() -> Result<()> {
         .sum::<b1sar::Result<f64>>()?;
 
     // The subject's own VOPs: an upper bound by construction.
-    let own = VopSet::compress(&q, a.epsilon, &|_, _| {})?;
+    let own = VopSet::compress_with(
+        &q,
+        a.epsilon,
+        b1sar::sar::vop::VopMethod::default(),
+        &|_, _| {},
+    )?;
     let own_psar = psar_covariance(&own, &pulse, tr_s)?.expect("VOPs in sqrt(W) are quadratic");
 
     // Conventional: the generic subject's VOPs with a population safety factor.

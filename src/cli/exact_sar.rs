@@ -11,7 +11,6 @@ use b1sar::units::T_TO_UT;
 use b1sar::{Drive, Error, FieldSet, io, scanner};
 use clap::{Args, ValueEnum};
 use ndarray::{Array3, Array4, Axis};
-use num_complex::Complex64;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -462,55 +461,6 @@ impl From<VopMethodArg> for VopMethod {
     }
 }
 
-/// Over-estimation of a VOP set against the exact Q10g on `n` random complex-Gaussian drives.
-#[derive(Debug, serde::Serialize)]
-pub struct DriveCheck {
-    /// Drives checked.
-    pub drives: usize,
-    /// Mean of bound / exact - 1.
-    pub mean_overestimation: f64,
-    /// Largest bound / exact - 1.
-    pub max_overestimation: f64,
-    /// Smallest bound / exact (>= 1: no drive under-estimated).
-    pub min_ratio: f64,
-}
-
-/// [`DriveCheck`] with drives of independent standard complex-Gaussian amplitudes (seeded).
-pub fn check_drives(q: &Q10g, v: &VopSet, n: usize, seed: u64) -> Result<DriveCheck> {
-    use rand::SeedableRng;
-    use rand_distr::{Distribution, StandardNormal};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let drives: Vec<Drive> = (0..n)
-        .map(|_| {
-            Drive::new(
-                (0..q.n_channels())
-                    .map(|_| {
-                        let (re, im): (f64, f64) = (
-                            StandardNormal.sample(&mut rng),
-                            StandardNormal.sample(&mut rng),
-                        );
-                        Complex64::new(re, im)
-                    })
-                    .collect(),
-            )
-        })
-        .collect::<b1sar::Result<_>>()?;
-    let exact = q.psar_batch(&drives)?;
-    let (mut sum, mut max, mut min) = (0.0, f64::NEG_INFINITY, f64::INFINITY);
-    for (d, e) in drives.iter().zip(&exact) {
-        let r = v.psar(d)?.0 / e.value_w_per_kg;
-        sum += r - 1.0;
-        max = f64::max(max, r - 1.0);
-        min = f64::min(min, r);
-    }
-    Ok(DriveCheck {
-        drives: n,
-        mean_overestimation: sum / n.max(1) as f64,
-        max_overestimation: max,
-        min_ratio: min,
-    })
-}
-
 pub fn vop(a: VopArgs, out: &Output) -> Result<()> {
     let t0 = Instant::now();
     io::check_output_path("--out", &a.out, &[&a.q])?;
@@ -562,7 +512,7 @@ pub fn vop(a: VopArgs, out: &Output) -> Result<()> {
         a.out.display()
     ));
     let check = if a.check_drives > 0 {
-        let c = check_drives(&q, &v, a.check_drives, 1)?;
+        let c = v.check_drives(&q, a.check_drives, 1)?;
         out.line(format!(
             "over {} random complex-Gaussian drives: over-estimation mean {:.2} %, max {:.2} %; smallest bound / exact {:.4}{}",
             c.drives,

@@ -47,6 +47,20 @@ pub struct VopSet {
     pub method: Option<String>,
 }
 
+/// Over-estimation of a VOP set against the exact Q10g on random complex-Gaussian drives
+/// ([`VopSet::check_drives`]).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DriveCheck {
+    /// Drives checked.
+    pub drives: usize,
+    /// Mean of bound / exact - 1.
+    pub mean_overestimation: f64,
+    /// Largest bound / exact - 1.
+    pub max_overestimation: f64,
+    /// Smallest bound / exact (>= 1: no drive under-estimated).
+    pub min_ratio: f64,
+}
+
 /// A compression method of [`VopSet::compress_with`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum VopMethod {
@@ -399,6 +413,41 @@ impl VopSet {
         set.worst_case = worst;
         set.method = Some(VopMethod::Greedy.name().to_string());
         Ok(set)
+    }
+
+    /// [`DriveCheck`] against `q` on `n` drives of independent standard complex-Gaussian
+    /// amplitudes (seeded).
+    pub fn check_drives(&self, q: &Q10g, n: usize, seed: u64) -> Result<DriveCheck> {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, StandardNormal};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let drives: Vec<Drive> = (0..n)
+            .map(|_| {
+                Drive::new(
+                    (0..q.n_channels())
+                        .map(|_| {
+                            let re: f64 = StandardNormal.sample(&mut rng);
+                            let im: f64 = StandardNormal.sample(&mut rng);
+                            Complex64::new(re, im)
+                        })
+                        .collect(),
+                )
+            })
+            .collect::<Result<_>>()?;
+        let exact = q.psar_batch(&drives)?;
+        let (mut sum, mut max, mut min) = (0.0, f64::NEG_INFINITY, f64::INFINITY);
+        for (d, e) in drives.iter().zip(&exact) {
+            let r = self.psar(d)?.0 / e.value_w_per_kg;
+            sum += r - 1.0;
+            max = f64::max(max, r - 1.0);
+            min = f64::min(min, r);
+        }
+        Ok(DriveCheck {
+            drives: n,
+            mean_overestimation: sum / n.max(1) as f64,
+            max_overestimation: max,
+            min_ratio: min,
+        })
     }
 
     /// Number of VOPs.

@@ -2,6 +2,7 @@
 
 mod optimize;
 mod pulse;
+mod vop;
 
 use super::{Output, spinner};
 use anyhow::Result;
@@ -32,6 +33,10 @@ pub enum BenchWhat {
     /// Shim optimisation: phase-only and magnitude + phase CV under a binding VOP limit over
     /// `--roi-voxels` ROI voxels of an 8-channel analytic subject.
     Optimize,
+    /// VOP compression methods side by side (greedy, convex combination): the shipped subject at
+    /// 5 % and 2 % and the `sar` body (SIZE^3 at SPACING) at 5 %: counts, times, over-estimation on
+    /// `--drives` complex-Gaussian drives, the smallest bound / exact.
+    Vop,
 }
 
 /// Arguments of `b1sar bench`.
@@ -79,6 +84,7 @@ pub fn run(a: BenchArgs, out: &Output) -> Result<()> {
         BenchWhat::Optimize => {
             return optimize::bench(a.roi_voxels, a.dump.as_deref(), out);
         }
+        BenchWhat::Vop => return vop::bench(a.size, a.spacing_mm, a.drives, out),
         BenchWhat::Sar => {}
     }
     let threads = rayon::current_num_threads();
@@ -141,7 +147,12 @@ pub fn run(a: BenchArgs, out: &Output) -> Result<()> {
     let mut vop_json = serde_json::Value::Null;
     if !a.no_vop {
         let t = Instant::now();
-        let v = VopSet::compress(&q, a.epsilon, &|_, _| {})?;
+        let v = VopSet::compress_with(
+            &q,
+            a.epsilon,
+            b1sar::sar::vop::VopMethod::default(),
+            &|_, _| {},
+        )?;
         let vop_s = t.elapsed().as_secs_f64();
         let kept = v.len() as f64 / q.len() as f64;
         // Check the guarantee on the benchmark drives.
