@@ -380,7 +380,8 @@ mod tests {
         let info = ModelInfo::load(&shipped()).unwrap();
         assert_eq!(info.variant, "Small");
         assert_eq!(info.size_hw, [48, 48]);
-        // Trained on the whole version-2 cohort; its factors come from the recipe's cross-validation.
+        // Trained on the whole version-2 cohort; its factors come from the recipe's cross-validation
+        // (docs/cv_population_v3), one per kind of drive, pulses included.
         assert_eq!(info.train_subjects, (0..24).collect::<Vec<_>>());
         assert!(info.holdout_subjects.is_empty());
         assert!(
@@ -401,6 +402,11 @@ mod tests {
             info.dataset_config.input,
             crate::dataset::InputLayout::ReImBody
         );
+        // Inputs synthesised from one acquisition per subject (issue 27), as inference makes them.
+        assert!(matches!(
+            info.dataset_config.input_model,
+            crate::dataset::InputModel::Acquisition(_)
+        ));
         assert_eq!(
             info.dataset_config.nominal_t,
             Some(crate::units::DREAM_NOMINAL_T)
