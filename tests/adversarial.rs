@@ -11,7 +11,7 @@ use b1sar::sar::q10g::{pack, packed_len};
 use b1sar::sar::{Q10g, VopSet};
 use b1sar::synth::{SynthSpec, pelvis_fieldset};
 use b1sar::units::AmplitudeUnit;
-use common::{b1sar, data, s};
+use common::{b1sar, data, psd_set, quad, s};
 use ndarray::{Array1, Array2, Array3, Array4, IxDyn, OwnedRepr};
 use ndarray_npy::{NpzReader, NpzWriter};
 use num_complex::Complex64;
@@ -785,43 +785,6 @@ fn messages_name_the_input_in_the_users_units_without_repeating_the_os_error() {
 
 // The property of the issue: for random PSD sets and drives, no loader or predictor returns less
 // than the exact maximum over the matrices; a set with a clearly negative eigenvalue is refused.
-fn psd_set(n: usize, m: usize, rank: usize, seed: &[f64]) -> (Vec<Vec<Complex64>>, Array2<f64>) {
-    let mut k = 0;
-    let mut next = || {
-        k += 1;
-        seed[k % seed.len()] * (1.0 + 0.37 * (k as f64).sin())
-    };
-    let mats: Vec<Vec<Complex64>> = (0..m)
-        .map(|_| {
-            let mut h = vec![Complex64::new(0.0, 0.0); n * n];
-            for _ in 0..rank {
-                let v: Vec<Complex64> = (0..n).map(|_| Complex64::new(next(), next())).collect();
-                for i in 0..n {
-                    for j in 0..n {
-                        h[i * n + j] += v[i] * v[j].conj();
-                    }
-                }
-            }
-            h
-        })
-        .collect();
-    let flat: Vec<f64> = mats.iter().flat_map(|h| pack(n, h)).collect();
-    (
-        mats.clone(),
-        Array2::from_shape_vec((m, n * n), flat).unwrap(),
-    )
-}
-
-fn quad(n: usize, h: &[Complex64], s: &[Complex64]) -> f64 {
-    let mut acc = Complex64::new(0.0, 0.0);
-    for i in 0..n {
-        for j in 0..n {
-            acc += s[i].conj() * h[i * n + j] * s[j];
-        }
-    }
-    acc.re
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
     #[test]

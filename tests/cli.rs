@@ -302,8 +302,10 @@ fn demo_report_is_consistent() {
 #[test]
 fn predict_from_acquired_maps_equals_predict_from_the_field_set() {
     // Per-channel magnitude + phase relative to channel 1 (what a scanner delivers) carry the same
-    // information the network uses from a field set: with the same nominal |B1+| and noise seed the
-    // predictions must agree (f32 rounding of the assembled maps: 1e-4 relative).
+    // information the network uses from a field set. The shipped model synthesises its inputs from
+    // one acquisition: from a field set that acquisition is emulated (GRE images at SNR 50 scaled by
+    // a DREAM map with 2 % noise), while acquired maps are taken as they are (here noise-free), so
+    // the two predictions agree to the emulated noise: 3 % (measured 1.0 %), not to rounding.
     use ndarray_npy::NpzWriter;
     let dir = tempfile::tempdir().unwrap();
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data");
@@ -348,7 +350,7 @@ fn predict_from_acquired_maps_equals_predict_from_the_field_set() {
         j1["psar10g_w_per_kg"].as_f64().unwrap(),
         j2["psar10g_w_per_kg"].as_f64().unwrap(),
     );
-    assert!(p1 > 0.0 && (p1 - p2).abs() <= 1e-4 * p1, "{p1} vs {p2}");
+    assert!(p1 > 0.0 && (p1 - p2).abs() <= 3e-2 * p1, "{p1} vs {p2}");
     // Acquired maps need an explicit slice.
     let (rc, j, _) = b1sar(&[
         "predict",

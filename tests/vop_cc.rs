@@ -2,11 +2,14 @@
 //! only a mixture covers, every certificate re-checked independently, the bound on random PSD sets
 //! and random drives (property test), and the shipped subject's counts against the greedy method.
 
+mod common;
+
 use b1sar::sar::q10g::{pack, unpack};
 use b1sar::sar::vop::{AmplitudeUnit, VopMethod};
 use b1sar::sar::vop_cc::{CERTIFICATE_MARGIN, compress_cc, verify_certificates};
 use b1sar::sar::{Q10g, VopSet};
 use b1sar::{Drive, FieldSet};
+use common::{psd_set, quad};
 use ndarray::Array2;
 use num_complex::Complex64;
 use proptest::prelude::*;
@@ -177,42 +180,6 @@ fn shipped_subject_every_matrix_certified_and_fewer_vops() {
             );
         }
     }
-}
-
-/// Rank-r PSD matrices from a flat seed list.
-fn psd_set(n: usize, m: usize, rank: usize, seed: &[f64]) -> (Vec<Vec<Complex64>>, Array2<f64>) {
-    let mut k = 0;
-    let mut next = || {
-        k += 1;
-        seed[k % seed.len()] * (1.0 + 0.37 * (k as f64).sin())
-    };
-    let mats: Vec<Vec<Complex64>> = (0..m)
-        .map(|_| {
-            let mut h = vec![Complex64::new(0.0, 0.0); n * n];
-            for _ in 0..rank {
-                let v: Vec<Complex64> = (0..n).map(|_| Complex64::new(next(), next())).collect();
-                for i in 0..n {
-                    for j in 0..n {
-                        h[i * n + j] += v[i] * v[j].conj();
-                    }
-                }
-            }
-            h
-        })
-        .collect();
-    let flat: Vec<f64> = mats.iter().flat_map(|h| pack(n, h)).collect();
-    let packed = Array2::from_shape_vec((m, n * n), flat).unwrap();
-    (mats, packed)
-}
-
-fn quad(n: usize, h: &[Complex64], s: &[Complex64]) -> f64 {
-    let mut acc = Complex64::new(0.0, 0.0);
-    for i in 0..n {
-        for j in 0..n {
-            acc += s[i].conj() * h[i * n + j] * s[j];
-        }
-    }
-    acc.re
 }
 
 proptest! {

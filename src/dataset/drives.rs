@@ -301,16 +301,7 @@ pub fn random_pulse(
             kt_points(&format!("kt5 #{index}"), &spec, &shims(5, &mut rng)?)
         }
         _ => {
-            let spec = SpinsSpec {
-                kmax_cycles_per_m: 8.0,
-                alpha: 10.0,
-                beta: 0.5,
-                u_rad_per_ms: 25.0,
-                v_rad_per_ms: 5.0,
-                duration_s: 2e-3,
-                dt_s,
-                limits,
-            };
+            let spec = SpinsSpec::standard(2e-3, dt_s, limits);
             spins(&format!("spins #{index}"), &spec, &shims(1, &mut rng)?[0])
         }
     }

@@ -612,6 +612,23 @@ pub struct SpinsSpec {
     pub limits: HardwareLimits,
 }
 
+impl SpinsSpec {
+    /// The trajectory of Malik et al. 2012 with `b1sar pulse-gen`'s defaults (kmax 8 cycles/m,
+    /// alpha 10, beta 0.5, u 25 rad/ms, v 5 rad/ms) over `duration_s` in steps of `dt_s`.
+    pub fn standard(duration_s: f64, dt_s: f64, limits: HardwareLimits) -> Self {
+        SpinsSpec {
+            kmax_cycles_per_m: 8.0,
+            alpha: 10.0,
+            beta: 0.5,
+            u_rad_per_ms: 25.0,
+            v_rad_per_ms: 5.0,
+            duration_s,
+            dt_s,
+            limits,
+        }
+    }
+}
+
 /// SPINS pulse. Trajectory: Malik's formula sampled at the step boundaries, gradients
 /// G = (k(t + dt) - k(t)) / (gamma_bar dt), preceded and followed by slew-limited ramps with the RF
 /// off; the implied trajectory is the formula shifted by a constant so that it ends at the k-space
@@ -802,16 +819,7 @@ mod tests {
 
     #[test]
     fn spins_follows_malik_trajectory() {
-        let spec = SpinsSpec {
-            kmax_cycles_per_m: 8.0,
-            alpha: 10.0,
-            beta: 0.5,
-            u_rad_per_ms: 25.0,
-            v_rad_per_ms: 5.0,
-            duration_s: 2.5e-3,
-            dt_s: 10e-6,
-            limits: lim(),
-        };
+        let spec = SpinsSpec::standard(2.5e-3, 10e-6, lim());
         let p = spins("sp", &spec, &Drive::uniform(8, 1.0).unwrap()).unwrap();
         let k = p.kspace_cycles_per_m().unwrap();
         // First RF step: radius ~ kmax/(1 + e^-5) at its centre (within the ramp-induced shift,

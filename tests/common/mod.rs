@@ -56,3 +56,52 @@ pub fn data(name: &str) -> std::path::PathBuf {
         .join("examples/data")
         .join(name)
 }
+
+/// `m` Hermitian PSD matrices of rank `rank` (n x n, row-major) from a flat seed list, and packed.
+pub fn psd_set(
+    n: usize,
+    m: usize,
+    rank: usize,
+    seed: &[f64],
+) -> (Vec<Vec<num_complex::Complex64>>, ndarray::Array2<f64>) {
+    let mut k = 0;
+    let mut next = || {
+        k += 1;
+        seed[k % seed.len()] * (1.0 + 0.37 * (k as f64).sin())
+    };
+    let mats: Vec<Vec<num_complex::Complex64>> = (0..m)
+        .map(|_| {
+            let mut h = vec![num_complex::Complex64::new(0.0, 0.0); n * n];
+            for _ in 0..rank {
+                let v: Vec<num_complex::Complex64> = (0..n)
+                    .map(|_| num_complex::Complex64::new(next(), next()))
+                    .collect();
+                for i in 0..n {
+                    for j in 0..n {
+                        h[i * n + j] += v[i] * v[j].conj();
+                    }
+                }
+            }
+            h
+        })
+        .collect();
+    let flat: Vec<f64> = mats
+        .iter()
+        .flat_map(|h| b1sar::sar::q10g::pack(n, h))
+        .collect();
+    (
+        mats.clone(),
+        ndarray::Array2::from_shape_vec((m, n * n), flat).unwrap(),
+    )
+}
+
+/// s^H h s.
+pub fn quad(n: usize, h: &[num_complex::Complex64], s: &[num_complex::Complex64]) -> f64 {
+    let mut acc = num_complex::Complex64::new(0.0, 0.0);
+    for i in 0..n {
+        for j in 0..n {
+            acc += s[i].conj() * h[i * n + j] * s[j];
+        }
+    }
+    acc.re
+}

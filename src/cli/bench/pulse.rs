@@ -26,16 +26,7 @@ pub fn bench(voxels: usize, device: &str, out: &Output) -> Result<()> {
     use rayon::prelude::*;
     let nch = 8;
     let shim = Drive::random_phase_set(nch, 4.0, 1, 5)?.remove(0);
-    let spec = SpinsSpec {
-        kmax_cycles_per_m: 8.0,
-        alpha: 10.0,
-        beta: 0.5,
-        u_rad_per_ms: 25.0,
-        v_rad_per_ms: 5.0,
-        duration_s: 2.5e-3,
-        dt_s: 2.5e-6,
-        limits: HardwareLimits::default(),
-    };
+    let spec = SpinsSpec::standard(2.5e-3, 2.5e-6, HardwareLimits::default());
     let mut pulse = spins("bench_spins", &spec, &shim)?;
     // Per-channel RF that differs in time as a tailored pTx pulse's does (channel c turns its phase
     // c times over the pulse): the drive covariance has full rank, so the eigen path needs 8
