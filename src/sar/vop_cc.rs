@@ -66,6 +66,9 @@ pub struct CcCompression {
     pub schedule: Vec<f64>,
 }
 
+/// A certified combination P = sum_k a_k W_k (full matrix) with its weights.
+type Cached = (Vec<Complex64>, std::sync::Arc<Vec<(usize, f64)>>);
+
 /// Outcome of one dominance test.
 enum Test {
     Covered(Vec<(usize, f64)>),
@@ -129,7 +132,7 @@ pub fn compress_cc(
         })
         .collect();
     let worst = lambda.iter().cloned().fold(0.0, f64::max);
-    if !(worst > 0.0) {
+    if worst.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return Err(Error::Computation(
             "all matrices are zero: no SAR to bound".into(),
         ));
@@ -208,8 +211,8 @@ fn pass(
     // the last few (neighbouring voxels have similar matrices), which replaces Kuehne's scan of
     // every later matrix after each success (quadratic in the count) by a check of each matrix
     // against this short list, in parallel blocks.
-    let mut cache: Vec<(Vec<Complex64>, std::sync::Arc<Vec<(usize, f64)>>)> = Vec::new();
-    let covered_by = |cache: &[(Vec<Complex64>, std::sync::Arc<Vec<(usize, f64)>>)], m: usize| {
+    let mut cache: Vec<Cached> = Vec::new();
+    let covered_by = |cache: &[Cached], m: usize| {
         // Newest first.
         cache
             .iter()
