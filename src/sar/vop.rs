@@ -335,12 +335,7 @@ impl VopSet {
         epsilon: f64,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Self> {
-        if q.is_empty() {
-            return Err(Error::invalid("Q10g", "at least one matrix", "none"));
-        }
-        let mut set = Self::compress_packed(q.n_channels(), q.packed(), epsilon, progress)?;
-        set.fields_hash = q.fields_hash();
-        Ok(set)
+        Self::compress_with(q, epsilon, VopMethod::Greedy, progress)
     }
 
     /// Compress any set of packed Hermitian positive semi-definite matrices [matrix, n^2] (see
