@@ -6,7 +6,9 @@ mod common;
 
 use b1sar::sar::q10g::{pack, unpack};
 use b1sar::sar::vop::{AmplitudeUnit, VopMethod};
-use b1sar::sar::vop_cc::{CERTIFICATE_MARGIN, compress_cc, verify_certificates};
+use b1sar::sar::vop_cc::{
+    CERTIFICATE_MARGIN, CcCompression, Certificate, compress_cc, verify_certificates,
+};
 use b1sar::sar::{Q10g, VopSet};
 use b1sar::{Drive, FieldSet};
 use common::{psd_set, quad};
@@ -17,6 +19,24 @@ use std::path::Path;
 
 fn c(re: f64) -> Complex64 {
     Complex64::new(re, 0.0)
+}
+
+/// The first matrix whose certificate in `certs` fails the independent check against the VOPs
+/// of `cc` (built here from its cores and margin), with the library's certificate margin.
+fn failing_certificate(
+    n: usize,
+    packed: &Array2<f64>,
+    cc: &CcCompression,
+    certs: &[Certificate],
+) -> Option<usize> {
+    let vops = vop_matrices(n, packed, &cc.cores, cc.margin);
+    verify_certificates(
+        n,
+        packed.view(),
+        &vops,
+        certs,
+        CERTIFICATE_MARGIN * cc.worst_case,
+    )
 }
 
 /// The VOP matrices (cores plus the margin) of a compression, full row-major.
@@ -79,16 +99,7 @@ fn a_matrix_covered_only_by_a_mixture_of_two_vops() {
     for (_, a) in &cert.weights {
         assert!((a - 0.5).abs() < 0.05, "{:?}", cert.weights);
     }
-    assert_eq!(
-        verify_certificates(
-            n,
-            packed.view(),
-            &vops,
-            &cc.certificates,
-            CERTIFICATE_MARGIN * cc.worst_case
-        ),
-        None
-    );
+    assert_eq!(failing_certificate(n, &packed, &cc, &cc.certificates), None);
     let greedy = VopSet::compress_packed(n, packed.view(), eps, &|_, _| {}).unwrap();
     assert_eq!(greedy.len(), 3);
     let set = VopSet::compress_packed_with(
@@ -109,16 +120,7 @@ fn a_matrix_covered_only_by_a_mixture_of_two_vops() {
             c.weights = vec![(0, 1.0)];
         }
     }
-    assert_eq!(
-        verify_certificates(
-            n,
-            packed.view(),
-            &vops,
-            &bad,
-            CERTIFICATE_MARGIN * cc.worst_case
-        ),
-        Some(2)
-    );
+    assert_eq!(failing_certificate(n, &packed, &cc, &bad), Some(2));
 }
 
 /// The shipped subject (17 846 Q10g matrices): far fewer VOPs than the greedy method at 5 % and
@@ -153,17 +155,7 @@ fn shipped_subject_every_matrix_certified_and_fewer_vops() {
             seen.iter().all(|s| *s),
             "a matrix is neither a VOP nor certified"
         );
-        let vops = vop_matrices(8, &packed, &cc.cores, cc.margin);
-        assert_eq!(
-            verify_certificates(
-                8,
-                packed.view(),
-                &vops,
-                &cc.certificates,
-                CERTIFICATE_MARGIN * cc.worst_case
-            ),
-            None
-        );
+        assert_eq!(failing_certificate(8, &packed, &cc, &cc.certificates), None);
         let set = VopSet::compress_with(&q, eps, VopMethod::ConvexCombination, &|_, _| {}).unwrap();
         assert_eq!(set.len(), cc.cores.len());
         let drives = Drive::random_phase_set(8, 1.0, 200, 3).unwrap();
@@ -200,10 +192,7 @@ proptest! {
         let cc = compress_cc(n, packed.view(), eps, &|_, _, _| {}).unwrap();
         let vops = vop_matrices(n, &packed, &cc.cores, cc.margin);
         prop_assert_eq!(cc.cores.len() + cc.certificates.len(), m);
-        prop_assert_eq!(
-            verify_certificates(n, packed.view(), &vops, &cc.certificates, CERTIFICATE_MARGIN * cc.worst_case),
-            None
-        );
+        prop_assert_eq!(failing_certificate(n, &packed, &cc, &cc.certificates), None);
         let set = VopSet::compress_packed_with(n, packed.view(), eps, VopMethod::ConvexCombination, &|_, _| {}).unwrap();
         prop_assert_eq!(set.unit, AmplitudeUnit::SqrtW);
         for d in drives.chunks(2 * n).take(8) {

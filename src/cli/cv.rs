@@ -362,9 +362,10 @@ fn run_fold(
     let mut slices = Vec::new();
     let mut maps = BTreeMap::new();
     for &k in &fold.test {
+        let subject = HeldOut::load(a, k, &shards[&k])?;
         let (s, sl, files) =
-            evaluate_subject(a, data, k, fold.index, &g, generic, device, &maps_dir)?;
-        let (ps, psl) = evaluate_pulses(a, k, fold.index, &net, generic, &shards[&k])?;
+            evaluate_subject(data, &subject, fold.index, &g, generic, device, &maps_dir)?;
+        let (ps, psl) = evaluate_pulses(a, &subject, fold.index, &net, generic, &shards[&k])?;
         samples.extend(s.into_iter().chain(ps));
         slices.extend(sl.into_iter().chain(psl));
         maps.insert(k, files);
@@ -423,6 +424,53 @@ fn val_drives(m: &ShardManifest) -> Vec<usize> {
     d
 }
 
+/// A held-out subject as both evaluations need it: its fields and Q10g (loaded and computed
+/// once), its validation slices and their tissue mask.
+struct HeldOut {
+    k: usize,
+    f: FieldSet,
+    q: Q10g,
+    zs: Vec<usize>,
+    tissue: Array3<bool>,
+}
+
+impl HeldOut {
+    fn load(a: &CvArgs, k: usize, m: &ShardManifest) -> Result<Self> {
+        let f = FieldSet::load(&a.fields[k])?;
+        check_grid(&f, m, &a.fields[k])?;
+        let q = Q10g::from_fields(&f)?;
+        let zs = val_slices(m);
+        let [_, ny, nx] = m.grid_shape_zyx;
+        let tissue = Array3::from_shape_fn((zs.len(), ny, nx), |(i, y, x)| {
+            f.rho()[[zs[i], y, x]] >= AIR_DENSITY_KG_M3
+        });
+        Ok(HeldOut {
+            k,
+            f,
+            q,
+            zs,
+            tissue,
+        })
+    }
+
+    /// The per-slice records of one sample.
+    fn slice_records<'a>(
+        &'a self,
+        drive: usize,
+        cmp: &'a cv::VolumeComparison,
+    ) -> impl Iterator<Item = SliceRecord> + 'a {
+        self.zs
+            .iter()
+            .zip(&cmp.slices)
+            .map(move |(z, c)| SliceRecord {
+                subject: self.k,
+                drive,
+                slice_z: *z,
+                cmp: *c,
+            })
+    }
+}
+
 /// The pulse samples of held-out subject `k` ([`CvArgs::pulses`]): time-averaged SAR10g over the
 /// subject's validation slices, the network's through `pulse-sar`'s eigen-drive path (its inputs
 /// synthesised from the subject's acquisition like every drive's), the truth the exact
@@ -430,7 +478,7 @@ fn val_drives(m: &ShardManifest) -> Vec<usize> {
 /// linear in the drive covariance).
 fn evaluate_pulses(
     a: &CvArgs,
-    k: usize,
+    subject: &HeldOut,
     fold: usize,
     net: &NetworkSar,
     generic: &GenericModel,
@@ -440,17 +488,18 @@ fn evaluate_pulses(
     if a.pulses == 0 {
         return Ok((out, slices));
     }
-    let f = FieldSet::load(&a.fields[k])?;
-    check_grid(&f, m, &a.fields[k])?;
-    let q = Q10g::from_fields(&f)?;
-    let zs = val_slices(m);
+    let HeldOut {
+        k,
+        f,
+        q,
+        zs,
+        tissue,
+    } = subject;
+    let k = *k;
     let [_, ny, nx] = m.grid_shape_zyx;
-    let tissue = Array3::from_shape_fn((zs.len(), ny, nx), |(i, y, x)| {
-        f.rho()[[zs[i], y, x]] >= AIR_DENSITY_KG_M3
-    });
     let pred = NetworkPredictor {
         net,
-        fields: &f,
+        fields: f,
         slices: zs.clone(),
         sf: 1.0,
         noise_seed: pulse_seed(k, usize::MAX),
@@ -458,7 +507,7 @@ fn evaluate_pulses(
     };
     let n = f.n_channels();
     let power = m.config.power_per_channel_w * n as f64;
-    let acq = net.acquisition(&f)?;
+    let acq = net.acquisition(f)?;
     let pb = bar(a.pulses as u64, &format!("subject {k} pulses"));
     for j in 0..a.pulses {
         let pulse = random_pulse(n, power, j, pulse_seed(k, j))?;
@@ -483,12 +532,7 @@ fn evaluate_pulses(
             }
             acq.known[[at.0, at.1, at.2]]
         });
-        slices.extend(zs.iter().zip(&cmp.slices).map(|(z, c)| SliceRecord {
-            subject: k,
-            drive,
-            slice_z: *z,
-            cmp: *c,
-        }));
+        slices.extend(subject.slice_records(drive, &cmp));
         out.push(SampleResult {
             subject: k,
             drive,
@@ -509,30 +553,25 @@ fn evaluate_pulses(
 }
 
 /// Samples of one held-out subject, and its map PNGs (for the drive with the highest true pSAR).
-#[allow(clippy::too_many_arguments)]
 fn evaluate_subject(
-    a: &CvArgs,
     data: &Path,
-    k: usize,
+    subject: &HeldOut,
     fold: usize,
     g: &Generator,
     generic: &GenericModel,
     device: &Device,
     maps_dir: &Path,
 ) -> Result<(Vec<SampleResult>, Vec<SliceRecord>, Vec<String>)> {
+    let HeldOut {
+        k, q, zs, tissue, ..
+    } = subject;
+    let k = *k;
     let shard = load_shard(&shard_dir(data, k))?;
     let m = &shard.manifest;
-    let f = FieldSet::load(&a.fields[k])?;
-    check_grid(&f, m, &a.fields[k])?;
-    let q = Q10g::from_fields(&f)?;
-    let zs = val_slices(m);
     let [_, ny, nx] = m.grid_shape_zyx;
     let [h, w] = m.config.size_hw;
     let n = shard.val.len();
     let pred = predict(g, &b1sar::dataset::flat(&shard.x_val), n, h, w, device)?;
-    let tissue = Array3::from_shape_fn((zs.len(), ny, nx), |(i, y, x)| {
-        f.rho()[[zs[i], y, x]] >= AIR_DENSITY_KG_M3
-    });
     let [oy, ox] = m.crop_origin_yx;
     let unit = m.config.sar_unit_w_per_kg;
     let pb = bar(
@@ -568,12 +607,7 @@ fn evaluate_subject(
             );
         }
         let cmp = compare_volume(truth.view(), p.view(), tissue.view())?;
-        slices.extend(zs.iter().zip(&cmp.slices).map(|(z, c)| SliceRecord {
-            subject: k,
-            drive: di,
-            slice_z: *z,
-            cmp: *c,
-        }));
+        slices.extend(subject.slice_records(di, &cmp));
         out.push(SampleResult {
             subject: k,
             drive: di,

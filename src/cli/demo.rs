@@ -84,9 +84,9 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
     pb.finish_and_clear();
     let pq = bar(4, "Q10g matrices");
     let pv = bar(0, "VOP compression");
-    let e = demo::exact_machinery(&f, a.epsilon, &|d, _| pq.set_position(d as u64), &|r, t| {
+    let e = demo::exact_machinery(&f, a.epsilon, &|d, _| pq.set_position(d as u64), &|d, t| {
         pv.set_length(t as u64);
-        pv.set_position((t - r) as u64)
+        pv.set_position(d as u64)
     })?;
     pq.finish_and_clear();
     pv.finish_and_clear();

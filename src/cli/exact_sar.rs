@@ -513,15 +513,16 @@ pub fn vop(a: VopArgs, out: &Output) -> Result<()> {
     ));
     let check = if a.check_drives > 0 {
         let c = v.check_drives(&q, a.check_drives, 1)?;
+        let under = c.min_ratio < 1.0 - 1e-9;
         out.line(format!(
             "over {} random complex-Gaussian drives: over-estimation mean {:.2} %, max {:.2} %; smallest bound / exact {:.4}{}",
             c.drives,
             100.0 * c.mean_overestimation,
             100.0 * c.max_overestimation,
             c.min_ratio,
-            if c.min_ratio >= 1.0 - 1e-9 { "" } else { " UNDER-ESTIMATES" }
+            if under { " UNDER-ESTIMATES" } else { "" }
         ));
-        if c.min_ratio < 1.0 - 1e-9 {
+        if under {
             bail!(Error::Computation(format!(
                 "the VOP bound under-estimated a drive (bound / exact {:.6})",
                 c.min_ratio

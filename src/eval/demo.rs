@@ -41,7 +41,7 @@ pub struct Exact {
 }
 
 /// Stage 1: averaging cubes, Q10g (progress over the 4 matrix blocks) and VOPs at `epsilon`
-/// (progress over the matrices left).
+/// (progress: steps done of total, [`VopSet::compress_with`]).
 pub fn exact_machinery(
     f: &FieldSet,
     epsilon: f64,

@@ -298,7 +298,6 @@ impl VopSet {
         let mut set = match method {
             VopMethod::Greedy => Self::compress_packed(n, packed, epsilon, progress)?,
             VopMethod::ConvexCombination => {
-                check_compression_input(n, packed, epsilon)?;
                 let c =
                     super::vop_cc::compress_cc(n, packed, epsilon, &|p, ps, _| progress(p, ps))?;
                 let vops: Vec<f64> = c
@@ -329,7 +328,7 @@ impl VopSet {
 
     /// Compress Q10g into VOPs with overestimation `epsilon` (fraction of the worst case, e.g. 0.05)
     /// by the greedy clustering ([`VopMethod::Greedy`]).
-    /// `progress(remaining, total)` reports the matrices not yet covered after each VOP.
+    /// `progress(covered, total)` reports the matrices covered after each VOP.
     pub fn compress(
         q: &Q10g,
         epsilon: f64,
@@ -395,7 +394,7 @@ impl VopSet {
                 .map(|(m, _)| m)
                 .collect();
             vops.push(pack(n, &v));
-            progress(remaining.len(), total);
+            progress(total - remaining.len(), total);
         }
         let k = vops.len();
         let flat: Vec<f64> = vops.into_iter().flatten().collect();

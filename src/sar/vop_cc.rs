@@ -90,11 +90,11 @@ impl Matrices<'_> {
     }
 }
 
-/// The smallest eigenvalue of a Hermitian matrix (row-major n x n) and its unit eigenvector.
-fn min_eig(n: usize, a: &[Complex64]) -> (f64, Vec<Complex64>) {
+/// The unit eigenvector of the smallest eigenvalue of a Hermitian matrix (row-major n x n).
+fn min_eig_vector(n: usize, a: &[Complex64]) -> Vec<Complex64> {
     let m = nalgebra::DMatrix::<Complex64>::from_row_slice(n, n, a);
     let e = nalgebra::SymmetricEigen::new(m);
-    let (j, l) = e
+    let (j, _) = e
         .eigenvalues
         .iter()
         .enumerate()
@@ -102,7 +102,7 @@ fn min_eig(n: usize, a: &[Complex64]) -> (f64, Vec<Complex64>) {
             (0, f64::INFINITY),
             |b, (j, v)| if *v < b.1 { (j, *v) } else { b },
         );
-    (l, e.eigenvectors.column(j).iter().cloned().collect())
+    e.eigenvectors.column(j).iter().cloned().collect()
 }
 
 /// Compress packed Hermitian PSD matrices [matrix, n^2] at margin `epsilon` x the worst case, with
@@ -188,30 +188,20 @@ fn pass(
     let mut certs: Vec<Certificate> = Vec::new();
     // Witness drives (features) and, per witness, the largest VOP quadratic form.
     let mut wit: Vec<(Vec<f64>, f64)> = Vec::new();
-    let add_witness = |wit: &mut Vec<(Vec<f64>, f64)>, v: &[Complex64], cores: &[usize]| {
-        let f = features(v);
-        let best = cores
-            .iter()
-            .map(|c| mats.quad(*c, &f))
-            .fold(f64::NEG_INFINITY, f64::max)
-            + u;
-        if wit.len() >= MAX_WITNESSES {
-            wit.remove(0);
-        }
-        wit.push((f, best));
-    };
     if cores.is_empty() {
         cores.push(order[0]);
         is_core[order[0]] = true;
     }
-    for c in cores.clone() {
-        add_witness(&mut wit, &min_eig_top(n, &mats.full[c]), cores);
+    for &c in cores.iter() {
+        push_witness(mats, &mut wit, &top_eigenvector(n, &mats.full[c]), cores, u);
     }
     // Certified combinations P = sum_k a_k W_k, newest first: most matrices are covered by one of
     // the last few (neighbouring voxels have similar matrices), which replaces Kuehne's scan of
     // every later matrix after each success (quadratic in the count) by a check of each matrix
     // against this short list, in parallel blocks.
     let mut cache: Vec<Cached> = Vec::new();
+    // Any matrix with lambda_max < u is below u I, below every VOP.
+    let below_margin = |m: usize| mats.lambda[m] < u - 2.0 * tau;
     let covered_by = |cache: &[Cached], m: usize| {
         // Newest first.
         cache
@@ -226,7 +216,7 @@ fn pass(
         let hits: Vec<Option<usize>> = block
             .par_iter()
             .map(|&m| {
-                if is_core[m] || mats.lambda[m] < u - 2.0 * tau {
+                if is_core[m] || below_margin(m) {
                     None
                 } else {
                     covered_by(&cache, m)
@@ -238,8 +228,7 @@ fn pass(
             if is_core[m] {
                 continue;
             }
-            // Any matrix with lambda_max < u is below u I, below every VOP.
-            if mats.lambda[m] < u - 2.0 * tau {
+            if below_margin(m) {
                 certs.push(Certificate {
                     matrix: m,
                     weights: vec![(0, 1.0)],
@@ -271,10 +260,10 @@ fn pass(
                     });
                 }
                 Test::Refuted(v) => {
-                    add_witness(&mut wit, &v, cores);
-                    new_core(mats, m, cores, &mut is_core, &mut wit, u, n);
+                    push_witness(mats, &mut wit, &v, cores, u);
+                    new_core(mats, m, cores, &mut is_core, &mut wit, u);
                 }
-                Test::Unknown => new_core(mats, m, cores, &mut is_core, &mut wit, u, n),
+                Test::Unknown => new_core(mats, m, cores, &mut is_core, &mut wit, u),
             }
         }
     }
@@ -282,7 +271,29 @@ fn pass(
     certs
 }
 
-/// Make matrix `m` a core and update every witness's best VOP value.
+/// Keep drive `v` as a witness with its largest VOP quadratic form (the oldest witness goes when
+/// [`MAX_WITNESSES`] are kept).
+fn push_witness(
+    mats: &Matrices<'_>,
+    wit: &mut Vec<(Vec<f64>, f64)>,
+    v: &[Complex64],
+    cores: &[usize],
+    u: f64,
+) {
+    let f = features(v);
+    let best = cores
+        .iter()
+        .map(|c| mats.quad(*c, &f))
+        .fold(f64::NEG_INFINITY, f64::max)
+        + u;
+    if wit.len() >= MAX_WITNESSES {
+        wit.remove(0);
+    }
+    wit.push((f, best));
+}
+
+/// Make matrix `m` a core, update every witness's best VOP value and keep its top eigenvector as
+/// a witness.
 fn new_core(
     mats: &Matrices<'_>,
     m: usize,
@@ -290,27 +301,19 @@ fn new_core(
     is_core: &mut [bool],
     wit: &mut Vec<(Vec<f64>, f64)>,
     u: f64,
-    n: usize,
 ) {
     cores.push(m);
     is_core[m] = true;
     for (f, best) in wit.iter_mut() {
         *best = best.max(mats.quad(m, f) + u);
     }
-    let v = min_eig_top(n, &mats.full[m]);
-    let f = features(&v);
-    let best = cores
-        .iter()
-        .map(|c| mats.quad(*c, &f))
-        .fold(f64::NEG_INFINITY, f64::max)
-        + u;
-    wit.push((f, best));
+    push_witness(mats, wit, &top_eigenvector(mats.n, &mats.full[m]), cores, u);
 }
 
-/// The top eigenvector of a Hermitian matrix.
-fn min_eig_top(n: usize, a: &[Complex64]) -> Vec<Complex64> {
+/// The unit eigenvector of the largest eigenvalue of a Hermitian matrix.
+fn top_eigenvector(n: usize, a: &[Complex64]) -> Vec<Complex64> {
     let neg: Vec<Complex64> = a.iter().map(|v| -v).collect();
-    min_eig(n, &neg).1
+    min_eig_vector(n, &neg)
 }
 
 /// sum_k w_k (V_k + u I) as a full matrix.
@@ -330,7 +333,7 @@ fn combination(mats: &Matrices<'_>, cores: &[usize], w: &[(usize, f64)], u: f64)
 }
 
 /// True when p - q - tau I is positive definite (Cholesky).
-pub(crate) fn covers(n: usize, p: &[Complex64], q: &[Complex64], tau: f64) -> bool {
+fn covers(n: usize, p: &[Complex64], q: &[Complex64], tau: f64) -> bool {
     let mut d: Vec<Complex64> = p.iter().zip(q).map(|(a, b)| a - b).collect();
     for i in 0..n {
         d[i * n + i] -= tau;
@@ -347,7 +350,7 @@ fn dominance(mats: &Matrices<'_>, m: usize, cores: &[usize], u: f64, tau: f64) -
     let n = mats.n;
     let q = &mats.full[m];
     // Start on the VOPs that bound Q best along its top eigenvector.
-    let top = features(&min_eig_top(n, q));
+    let top = features(&top_eigenvector(n, q));
     let g0: Vec<f64> = cores.iter().map(|c| mats.quad(*c, &top)).collect();
     let g0max = g0.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let scale = mats.lambda[m].max(u);
@@ -356,7 +359,6 @@ fn dominance(mats: &Matrices<'_>, m: usize, cores: &[usize], u: f64, tau: f64) -
         .map(|g| ((g - g0max) / (0.1 * scale)).exp())
         .collect();
     normalise(&mut a);
-    let mut best_f = f64::NEG_INFINITY;
     for it in 0..ASCENT_BUDGET {
         let w: Vec<(usize, f64)> = a
             .iter()
@@ -370,7 +372,7 @@ fn dominance(mats: &Matrices<'_>, m: usize, cores: &[usize], u: f64, tau: f64) -
             return Test::Covered(w.into_iter().map(|(i, v)| (i, v / total)).collect());
         }
         let d: Vec<Complex64> = p.iter().zip(q).map(|(x, y)| x - y).collect();
-        let (f, v) = min_eig(n, &d);
+        let v = min_eig_vector(n, &d);
         let fv = features(&v);
         let g: Vec<f64> = cores.iter().map(|c| mats.quad(*c, &fv) + u).collect();
         let qv = mats.quad(m, &fv);
@@ -378,7 +380,6 @@ fn dominance(mats: &Matrices<'_>, m: usize, cores: &[usize], u: f64, tau: f64) -
         if gmax < qv - tau {
             return Test::Refuted(v);
         }
-        best_f = best_f.max(f);
         // Step: the supergradient's spread sets the scale; shrinking like 1/sqrt(t).
         let gmin = g.iter().cloned().fold(f64::INFINITY, f64::min);
         let spread = (gmax - gmin).max(1e-300);
