@@ -119,6 +119,7 @@ fn main() -> Result<()> {
         &q,
         a.epsilon,
         b1sar::sar::vop::VopMethod::default(),
+        b1sar::sar::vop::Margins::default(),
         &|_, _| {},
     )?;
     let own_psar = psar_covariance(&own, &pulse, tr_s)?.expect("VOPs in sqrt(W) are quadratic");

@@ -5,7 +5,7 @@
 mod common;
 
 use b1sar::sar::q10g::{pack, unpack};
-use b1sar::sar::vop::{AmplitudeUnit, VopMethod};
+use b1sar::sar::vop::{AmplitudeUnit, Margins, VopMethod};
 use b1sar::sar::vop_cc::{
     CERTIFICATE_MARGIN, CcCompression, Certificate, compress_cc, verify_certificates,
 };
@@ -107,6 +107,7 @@ fn a_matrix_covered_only_by_a_mixture_of_two_vops() {
         packed.view(),
         eps,
         VopMethod::ConvexCombination,
+        Margins::Uniform,
         &|_, _| {},
     )
     .unwrap();
@@ -156,7 +157,14 @@ fn shipped_subject_every_matrix_certified_and_fewer_vops() {
             "a matrix is neither a VOP nor certified"
         );
         assert_eq!(failing_certificate(8, &packed, &cc, &cc.certificates), None);
-        let set = VopSet::compress_with(&q, eps, VopMethod::ConvexCombination, &|_, _| {}).unwrap();
+        let set = VopSet::compress_with(
+            &q,
+            eps,
+            VopMethod::ConvexCombination,
+            Margins::Uniform,
+            &|_, _| {},
+        )
+        .unwrap();
         assert_eq!(set.len(), cc.cores.len());
         let drives = Drive::random_phase_set(8, 1.0, 200, 3).unwrap();
         let exact = q.psar_batch(&drives).unwrap();
@@ -193,7 +201,7 @@ proptest! {
         let vops = vop_matrices(n, &packed, &cc.cores, cc.margin);
         prop_assert_eq!(cc.cores.len() + cc.certificates.len(), m);
         prop_assert_eq!(failing_certificate(n, &packed, &cc, &cc.certificates), None);
-        let set = VopSet::compress_packed_with(n, packed.view(), eps, VopMethod::ConvexCombination, &|_, _| {}).unwrap();
+        let set = VopSet::compress_packed_with(n, packed.view(), eps, VopMethod::ConvexCombination, Margins::Uniform, &|_, _| {}).unwrap();
         prop_assert_eq!(set.unit, AmplitudeUnit::SqrtW);
         for d in drives.chunks(2 * n).take(8) {
             let s: Vec<Complex64> = (0..n).map(|i| Complex64::new(d[2 * i], d[2 * i + 1])).collect();

@@ -4,7 +4,7 @@ use super::args::{non_negative, parse_shape, positive};
 use super::{Output, bar, load_fields, spinner};
 use anyhow::{Result, bail};
 use b1sar::field::MeasurementModel;
-use b1sar::sar::vop::{AmplitudeUnit, VopMethod};
+use b1sar::sar::vop::{AmplitudeUnit, Margins, VopMethod};
 use b1sar::sar::{self, Averager, Q10g, VopSet};
 use b1sar::synth::{SynthSpec, pelvis_fieldset};
 use b1sar::units::T_TO_UT;
@@ -432,6 +432,12 @@ pub struct VopArgs {
     /// 2011, the first implementation). Recorded in the file.
     #[arg(long, value_enum, default_value_t = VopMethodArg::Cc)]
     pub method: VopMethodArg,
+    /// Over-estimation matrix of each VOP: `per-vop` (each VOP's own Z_k, 0 ⪯ Z_k ⪯ epsilon x
+    /// worst case x I, as small as the matrices it covers need; Eichfelder & Gebhardt 2011) or
+    /// `uniform` (epsilon x worst case x I on every VOP). Same guarantee and count; per-vop is
+    /// tighter (much for greedy, little for cc: README) and slower.
+    #[arg(long, value_enum, default_value_t = MarginsArg::Uniform)]
+    pub margins: MarginsArg,
     /// After compressing, report the over-estimation (mean and max of bound / exact - 1) and the
     /// smallest bound / exact ratio (>= 1: never under) on N random complex-Gaussian drives.
     #[arg(long, default_value_t = 0)]
@@ -450,6 +456,22 @@ pub struct VopArgs {
 pub enum VopMethodArg {
     Cc,
     Greedy,
+}
+
+/// `--margins` of `b1sar vop`.
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+pub enum MarginsArg {
+    PerVop,
+    Uniform,
+}
+
+impl From<MarginsArg> for Margins {
+    fn from(m: MarginsArg) -> Self {
+        match m {
+            MarginsArg::PerVop => Margins::PerVop,
+            MarginsArg::Uniform => Margins::Uniform,
+        }
+    }
 }
 
 impl From<VopMethodArg> for VopMethod {
@@ -493,7 +515,8 @@ pub fn vop(a: VopArgs, out: &Output) -> Result<()> {
     let t = Instant::now();
     let method = VopMethod::from(a.method);
     let pb = bar(0, &format!("{} compression", method.name()));
-    let v = VopSet::compress_with(&q, a.epsilon, method, &|done, total| {
+    let margins = Margins::from(a.margins);
+    let v = VopSet::compress_with(&q, a.epsilon, method, margins, &|done, total| {
         pb.set_length(total as u64);
         pb.set_position(done as u64)
     })?;
@@ -508,7 +531,7 @@ pub fn vop(a: VopArgs, out: &Output) -> Result<()> {
         q.len(),
         100.0 * v.len() as f64 / q.len() as f64,
         100.0 * a.epsilon,
-        method.name(),
+        v.method.as_deref().unwrap_or(method.name()),
         a.out.display()
     ));
     let check = if a.check_drives > 0 {
@@ -532,7 +555,7 @@ pub fn vop(a: VopArgs, out: &Output) -> Result<()> {
     } else {
         None
     };
-    out.result(json!({"n_vops": v.len(), "n_matrices": q.len(), "epsilon": a.epsilon, "method": method.name(), "worst_case_w_per_kg_per_w": v.worst_case, "compression_s": secs, "check": check, "output_paths": [a.out], "elapsed_s": t0.elapsed().as_secs_f64()}));
+    out.result(json!({"n_vops": v.len(), "n_matrices": q.len(), "epsilon": a.epsilon, "method": method.name(), "margins": v.margins().map(Margins::name), "worst_case_w_per_kg_per_w": v.worst_case, "compression_s": secs, "check": check, "output_paths": [a.out], "elapsed_s": t0.elapsed().as_secs_f64()}));
     Ok(())
 }
 

@@ -22,7 +22,7 @@ use crate::optim::{
 };
 use crate::predict::NetworkSar;
 use crate::pulse::{Pulse, psar_eigen, sar_per_step_maps};
-use crate::sar::vop::VopMethod;
+use crate::sar::vop::{Margins, VopMethod};
 use crate::sar::{self, Averager, AveragingCounts, Q10g, SarPredictor, VopSet};
 use crate::units::{LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, T_TO_UT, WHOLE_BODY_SAR_LIMIT_W_PER_KG};
 use ndarray::{Array2, Array3, Axis};
@@ -50,7 +50,13 @@ pub fn exact_machinery(
 ) -> Result<Exact> {
     let av = Averager::new(*f.grid(), f.rho().view())?;
     let q = Q10g::compute(f, &av, q_progress)?;
-    let vops = VopSet::compress_with(&q, epsilon, VopMethod::default(), vop_progress)?;
+    let vops = VopSet::compress_with(
+        &q,
+        epsilon,
+        VopMethod::default(),
+        Margins::default(),
+        vop_progress,
+    )?;
     Ok(Exact { av, q, vops })
 }
 

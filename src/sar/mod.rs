@@ -9,6 +9,7 @@ pub mod q10g;
 pub mod sat;
 pub mod vop;
 pub mod vop_cc;
+pub mod vop_tight;
 
 pub use average::{Averager, AveragingCounts, Containment, Cube, VoxelClass};
 pub use predictor::{GenericSubject, QuadraticMaps, SarPredictor};

@@ -10,6 +10,7 @@
 //! `SarDataUser.mat`, `ZZ`) take peak volts at the coil plug (W/kg per V^2); the set records which.
 
 use super::q10g::{Q10g, features, pack, packed_len, unpack};
+use super::vop_cc::CcCompression;
 use crate::drive::Drive;
 use crate::error::{Error, Result};
 use crate::io::mat::{MatData, MatFile};
@@ -43,7 +44,8 @@ pub struct VopSet {
     /// The population safety factor of a generic subject's VOPs (the conventional approach), with
     /// where it was measured.
     pub population_factor: Option<PopulationFactor>,
-    /// How the set was compressed ([`VopMethod::name`]), when b1sar made it.
+    /// How the set was compressed ([`VopMethod::name`], followed by ` per-vop` for per-VOP margins),
+    /// when b1sar made it.
     pub method: Option<String>,
 }
 
@@ -79,6 +81,29 @@ impl VopMethod {
         match self {
             VopMethod::Greedy => "greedy",
             VopMethod::ConvexCombination => "cc",
+        }
+    }
+}
+
+/// The over-estimation matrix each VOP carries ([`VopSet::compress_with`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Margins {
+    /// Every VOP is its core plus epsilon x the worst case x I (the default: the count-optimal
+    /// convex-combination method gains little from per-VOP margins, measured in README).
+    #[default]
+    Uniform,
+    /// Each VOP gets its own Z_k with 0 ⪯ Z_k ⪯ epsilon x worst case x I, as small as the matrices
+    /// it certifies need ([`super::vop_tight`]; Eichfelder & Gebhardt 2011's cluster-specific
+    /// over-estimation): the same guarantee, a tighter bound, the same count.
+    PerVop,
+}
+
+impl Margins {
+    /// The name on the command line and in files (`uniform`, `per-vop`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Margins::Uniform => "uniform",
+            Margins::PerVop => "per-vop",
         }
     }
 }
@@ -236,6 +261,95 @@ pub fn is_psd(n: usize, q: &[f64]) -> bool {
     positive_definite(n, &a, &mut l)
 }
 
+/// The name a VOP file records: the method, with ` per-vop` when the margins are per VOP.
+fn method_name(method: VopMethod, margins: Margins) -> String {
+    match margins {
+        Margins::Uniform => method.name().to_string(),
+        Margins::PerVop => format!("{} {}", method.name(), margins.name()),
+    }
+}
+
+/// Eichfelder & Gebhardt's clustering with a fixed margin: the matrix with the largest eigenvalue
+/// left becomes a core, and every matrix its VOP (core + u I) dominates (Cholesky) joins its
+/// cluster, with that VOP as its certificate. `progress(covered, total)` after each VOP.
+fn greedy_clusters(
+    n: usize,
+    packed: ArrayView2<'_, f64>,
+    epsilon: f64,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<CcCompression> {
+    check_compression_input(n, packed, epsilon)?;
+    let count = packed.shape()[0];
+    let row = |m: usize| packed.row(m).to_vec();
+    let lambda: Vec<f64> = (0..count)
+        .into_par_iter()
+        .map(|m| max_eigenvalue(n, &row(m)))
+        .collect();
+    let worst = lambda.iter().cloned().fold(0.0, f64::max);
+    if worst <= 0.0 {
+        return Err(Error::Computation(
+            "all Q10g matrices are zero: no SAR to bound".into(),
+        ));
+    }
+    let z = epsilon * worst;
+    let mut remaining: Vec<usize> = (0..count).collect();
+    remaining.sort_by(|a, b| lambda[*b].total_cmp(&lambda[*a]));
+    let total = remaining.len();
+    let mut cores: Vec<usize> = Vec::new();
+    let mut certificates = Vec::new();
+    while let Some(&core) = remaining.first() {
+        let mut v = unpack(n, &row(core));
+        for i in 0..n {
+            v[i * n + i] += z;
+        }
+        let vref = &v;
+        let k = cores.len();
+        cores.push(core);
+        let tested: Vec<(usize, bool)> = remaining
+            .par_iter()
+            .with_min_len(256)
+            .map_init(
+                || {
+                    (
+                        vec![Complex64::new(0.0, 0.0); n * n],
+                        vec![Complex64::new(0.0, 0.0); n * n],
+                    )
+                },
+                |(d, l), &m| {
+                    let qm = unpack(n, &row(m));
+                    for k in 0..n * n {
+                        d[k] = vref[k] - qm[k];
+                    }
+                    // Cheap rejection: a negative diagonal entry means not dominated.
+                    let dominated =
+                        (0..n).all(|i| d[i * n + i].re > 0.0) && positive_definite(n, d, l);
+                    (m, dominated)
+                },
+            )
+            .collect();
+        remaining.clear();
+        for (m, dominated) in tested {
+            if !dominated {
+                remaining.push(m);
+            } else if m != core {
+                certificates.push(super::vop_cc::Certificate {
+                    matrix: m,
+                    weights: vec![(k, 1.0)],
+                });
+            }
+        }
+        progress(total - remaining.len(), total);
+    }
+    Ok(CcCompression {
+        cores,
+        margin: z,
+        worst_case: worst,
+        certificates,
+        schedule: vec![z],
+        tau: 0.0,
+    })
+}
+
 impl VopSet {
     /// A VOP set from packed matrices [k, n^2].
     pub fn new(n_ch: usize, packed: Array2<f64>, unit: AmplitudeUnit) -> Result<Self> {
@@ -270,143 +384,125 @@ impl VopSet {
         })
     }
 
-    /// Compress Q10g into VOPs with `method` and overestimation `epsilon` (fraction of the worst
-    /// case); `progress(done, total)` reports the method's steps (VOPs or margin passes).
+    /// Compress Q10g into VOPs with `method`, overestimation `epsilon` (fraction of the worst
+    /// case) and `margins`; `progress(done, total)` reports the method's steps (matrices covered or
+    /// margin passes).
     pub fn compress_with(
         q: &Q10g,
         epsilon: f64,
         method: VopMethod,
+        margins: Margins,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Self> {
         if q.is_empty() {
             return Err(Error::invalid("Q10g", "at least one matrix", "none"));
         }
-        let mut set =
-            Self::compress_packed_with(q.n_channels(), q.packed(), epsilon, method, progress)?;
+        let mut set = Self::compress_packed_with(
+            q.n_channels(),
+            q.packed(),
+            epsilon,
+            method,
+            margins,
+            progress,
+        )?;
         set.fields_hash = q.fields_hash();
         Ok(set)
     }
 
-    /// [`VopSet::compress_packed`] with a chosen method.
+    /// [`VopSet::compress_packed`] with a chosen method and margins.
     pub fn compress_packed_with(
         n: usize,
         packed: ArrayView2<'_, f64>,
         epsilon: f64,
         method: VopMethod,
+        margins: Margins,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Self> {
-        let mut set = match method {
-            VopMethod::Greedy => Self::compress_packed(n, packed, epsilon, progress)?,
+        let c = match method {
+            VopMethod::Greedy => greedy_clusters(n, packed, epsilon, progress)?,
             VopMethod::ConvexCombination => {
-                let c =
-                    super::vop_cc::compress_cc(n, packed, epsilon, &|p, ps, _| progress(p, ps))?;
-                let vops: Vec<f64> = c
-                    .cores
-                    .iter()
-                    .flat_map(|r| {
-                        let mut v = packed.row(*r).to_vec();
-                        for d in &mut v[..n] {
-                            *d += c.margin;
-                        }
-                        v
-                    })
-                    .collect();
-                let k = c.cores.len();
-                let mut set = VopSet::new(
-                    n,
-                    Array2::from_shape_vec((k, n * n), vops).expect("n^2 per VOP"),
-                    AmplitudeUnit::SqrtW,
-                )?;
-                set.epsilon = epsilon;
-                set.worst_case = c.worst_case;
-                set
+                super::vop_cc::compress_cc(n, packed, epsilon, &|p, ps, _| progress(p, ps))?
             }
         };
-        set.method = Some(method.name().to_string());
-        Ok(set)
-    }
-
-    /// Compress Q10g into VOPs with overestimation `epsilon` (fraction of the worst case, e.g. 0.05)
-    /// by the greedy clustering ([`VopMethod::Greedy`]).
-    /// `progress(covered, total)` reports the matrices covered after each VOP.
-    pub fn compress(
-        q: &Q10g,
-        epsilon: f64,
-        progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> Result<Self> {
-        Self::compress_with(q, epsilon, VopMethod::Greedy, progress)
-    }
-
-    /// Compress any set of packed Hermitian positive semi-definite matrices [matrix, n^2] (see
-    /// [`super::q10g`] for the packing) into VOPs; the guarantee of the module docs holds for them.
-    pub fn compress_packed(
-        n: usize,
-        packed: ArrayView2<'_, f64>,
-        epsilon: f64,
-        progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> Result<Self> {
-        check_compression_input(n, packed, epsilon)?;
-        let count = packed.shape()[0];
-        let row = |m: usize| packed.row(m).to_vec();
-        let lambda: Vec<f64> = (0..count)
-            .into_par_iter()
-            .map(|m| max_eigenvalue(n, &row(m)))
+        let cores: Vec<Vec<Complex64>> = c
+            .cores
+            .iter()
+            .map(|r| unpack(n, &packed.row(*r).to_vec()))
             .collect();
-        let worst = lambda.iter().cloned().fold(0.0, f64::max);
-        if worst <= 0.0 {
-            return Err(Error::Computation(
-                "all Q10g matrices are zero: no SAR to bound".into(),
-            ));
-        }
-        let z = epsilon * worst;
-        let mut remaining: Vec<usize> = (0..count).collect();
-        remaining.sort_by(|a, b| lambda[*b].total_cmp(&lambda[*a]));
-        let total = remaining.len();
-        let mut vops: Vec<Vec<f64>> = Vec::new();
-        while let Some(&core) = remaining.first() {
-            let mut v = unpack(n, &row(core));
-            for i in 0..n {
-                v[i * n + i] += z;
-            }
-            let vref = &v;
-            remaining = remaining
-                .par_iter()
-                .with_min_len(256)
-                .map_init(
-                    || {
-                        (
-                            vec![Complex64::new(0.0, 0.0); n * n],
-                            vec![Complex64::new(0.0, 0.0); n * n],
-                        )
-                    },
-                    |(d, l), &m| {
-                        let qm = unpack(n, &row(m));
-                        for k in 0..n * n {
-                            d[k] = vref[k] - qm[k];
-                        }
-                        // Cheap rejection: a negative diagonal entry means not dominated.
-                        let dominated =
-                            (0..n).all(|i| d[i * n + i].re > 0.0) && positive_definite(n, d, l);
-                        (m, dominated)
-                    },
-                )
-                .filter(|(_, dom)| !dom)
-                .map(|(m, _)| m)
+        let uniform: Vec<Vec<Complex64>> = cores
+            .iter()
+            .map(|v| {
+                let mut w = v.clone();
+                for i in 0..n {
+                    w[i * n + i] += c.margin;
+                }
+                w
+            })
+            .collect();
+        let mut vops = uniform.clone();
+        let mut applied = Margins::Uniform;
+        if margins == Margins::PerVop {
+            let (z, certs) = super::vop_tight::tighten_margins(
+                n,
+                packed,
+                &cores,
+                c.margin,
+                &c.certificates,
+                c.tau,
+            );
+            let tight: Vec<Vec<Complex64>> = cores
+                .iter()
+                .zip(&z)
+                .map(|(v, z)| v.iter().zip(z).map(|(a, b)| a + b).collect())
                 .collect();
-            vops.push(pack(n, &v));
-            progress(total - remaining.len(), total);
+            // The independent check of every certificate against the new VOPs; on any failure
+            // the uniform margin stays (always valid).
+            if super::vop_cc::verify_certificates(n, packed, &tight, &certs, c.tau).is_none() {
+                vops = tight;
+                applied = Margins::PerVop;
+            }
         }
         let k = vops.len();
-        let flat: Vec<f64> = vops.into_iter().flatten().collect();
+        let flat: Vec<f64> = vops.iter().flat_map(|v| pack(n, v)).collect();
         let mut set = VopSet::new(
             n,
             Array2::from_shape_vec((k, n * n), flat).expect("n^2 per VOP"),
             AmplitudeUnit::SqrtW,
         )?;
         set.epsilon = epsilon;
-        set.worst_case = worst;
-        set.method = Some(VopMethod::Greedy.name().to_string());
+        set.worst_case = c.worst_case;
+        set.method = Some(method_name(method, applied));
         Ok(set)
+    }
+
+    /// Compress Q10g into VOPs with overestimation `epsilon` (fraction of the worst case, e.g. 0.05)
+    /// by the greedy clustering with a uniform margin ([`VopMethod::Greedy`], [`Margins::Uniform`]).
+    /// `progress(covered, total)` reports the matrices covered after each VOP.
+    pub fn compress(
+        q: &Q10g,
+        epsilon: f64,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Self> {
+        Self::compress_with(q, epsilon, VopMethod::Greedy, Margins::Uniform, progress)
+    }
+
+    /// Compress any set of packed Hermitian positive semi-definite matrices [matrix, n^2] (see
+    /// [`super::q10g`] for the packing) into VOPs by the greedy clustering with a uniform margin;
+    /// the guarantee of the module docs holds for them.
+    pub fn compress_packed(
+        n: usize,
+        packed: ArrayView2<'_, f64>,
+        epsilon: f64,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Self> {
+        Self::compress_packed_with(
+            n,
+            packed,
+            epsilon,
+            VopMethod::Greedy,
+            Margins::Uniform,
+            progress,
+        )
     }
 
     /// [`DriveCheck`] against `q` on `n` drives of independent standard complex-Gaussian
@@ -441,6 +537,18 @@ impl VopSet {
             mean_overestimation: sum / n.max(1) as f64,
             max_overestimation: max,
             min_ratio: min,
+        })
+    }
+
+    /// The margins the set was made with, when b1sar made it ([`VopSet::method`] ends in
+    /// ` per-vop` for per-VOP margins).
+    pub fn margins(&self) -> Option<Margins> {
+        self.method.as_deref().map(|m| {
+            if m.ends_with(Margins::PerVop.name()) {
+                Margins::PerVop
+            } else {
+                Margins::Uniform
+            }
         })
     }
 

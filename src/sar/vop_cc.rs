@@ -50,8 +50,8 @@ pub struct Certificate {
     pub weights: Vec<(usize, f64)>,
 }
 
-/// The result of [`compress_cc`]: the VOP cores (rows of the input) and a certificate for every
-/// other matrix.
+/// The result of a certified compression ([`compress_cc`], and the greedy clustering of
+/// [`super::vop`]): the VOP cores (rows of the input) and a certificate for every other matrix.
 #[derive(Clone, Debug)]
 pub struct CcCompression {
     /// Rows of the input whose matrices are the VOP cores, in VOP order.
@@ -64,6 +64,8 @@ pub struct CcCompression {
     pub certificates: Vec<Certificate>,
     /// Margins of the passes run (the schedule), largest first.
     pub schedule: Vec<f64>,
+    /// The margin every certificate keeps: sum_k a_k W_k - Q - tau I is positive definite.
+    pub tau: f64,
 }
 
 /// A certified combination P = sum_k a_k W_k (full matrix) with its weights.
@@ -167,6 +169,7 @@ pub fn compress_cc(
         worst_case: worst,
         certificates,
         schedule,
+        tau: CERTIFICATE_MARGIN * worst,
     })
 }
 

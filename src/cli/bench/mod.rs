@@ -151,6 +151,7 @@ pub fn run(a: BenchArgs, out: &Output) -> Result<()> {
             &q,
             a.epsilon,
             b1sar::sar::vop::VopMethod::default(),
+            b1sar::sar::vop::Margins::default(),
             &|_, _| {},
         )?;
         let vop_s = t.elapsed().as_secs_f64();

@@ -4,7 +4,7 @@
 use crate::cli::{Output, spinner};
 use anyhow::Result;
 use b1sar::FieldSet;
-use b1sar::sar::vop::VopMethod;
+use b1sar::sar::vop::{Margins, VopMethod};
 use b1sar::sar::{Q10g, VopSet};
 use b1sar::synth::{SynthSpec, pelvis_fieldset};
 use serde_json::json;
@@ -27,16 +27,22 @@ pub fn bench(size: usize, spacing_mm: f64, drives: usize, out: &Output) -> Resul
     ];
     let mut rows = Vec::new();
     for (name, q, eps) in cases {
-        for method in [VopMethod::Greedy, VopMethod::ConvexCombination] {
+        for (method, margins) in [
+            (VopMethod::Greedy, Margins::Uniform),
+            (VopMethod::Greedy, Margins::PerVop),
+            (VopMethod::ConvexCombination, Margins::Uniform),
+            (VopMethod::ConvexCombination, Margins::PerVop),
+        ] {
             let t = Instant::now();
-            let v = VopSet::compress_with(q, eps, method, &|_, _| {})?;
+            let v = VopSet::compress_with(q, eps, method, margins, &|_, _| {})?;
             let secs = t.elapsed().as_secs_f64();
             let c = v.check_drives(q, drives, 1)?;
             out.line(format!(
-                "{name} ({} matrices), epsilon {:.0} %, {:<6} {:4} VOPs in {secs:6.2} s; over {} drives: over-estimation mean {:.1} %, max {:.1} %, smallest bound / exact {:.4}",
+                "{name} ({} matrices), epsilon {:.0} %, {:<6} {:<8} {:4} VOPs in {secs:6.2} s; over {} drives: over-estimation mean {:.1} %, max {:.1} %, smallest bound / exact {:.4}",
                 q.len(),
                 100.0 * eps,
                 method.name(),
+                margins.name(),
                 v.len(),
                 c.drives,
                 100.0 * c.mean_overestimation,
@@ -45,7 +51,7 @@ pub fn bench(size: usize, spacing_mm: f64, drives: usize, out: &Output) -> Resul
             ));
             rows.push(
                 json!({"case": name, "n_matrices": q.len(), "epsilon": eps, "method": method.name(),
-                "n_vops": v.len(), "elapsed_s": secs, "check": c}),
+                "margins": margins.name(), "n_vops": v.len(), "elapsed_s": secs, "check": c}),
             );
         }
     }
