@@ -14,7 +14,8 @@ use b1sar::pulse::generate::{
 use b1sar::pulse::integrate::TimeAveraged;
 use b1sar::pulse::pulseq::{self, Calibration, SeqFile};
 use b1sar::pulse::report::{
-    IecWindows, Integrated, Method, eigen_drives, exact_reference, iec_windows, integrate,
+    FlipAngleReport, IecWindows, Integrated, Method, PulseSarReport, eigen_drives, exact_reference,
+    iec_windows, integrate,
 };
 use b1sar::pulse::{HardwareLimits, Pulse, sinc_shimmed};
 use b1sar::units::{LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, WHOLE_BODY_SAR_LIMIT_W_PER_KG};
@@ -129,13 +130,13 @@ fn roi_label(name: &str) -> Result<u8> {
 /// Flip angles of a pulse in a region of interest: the JSON figures and, when plots are asked for,
 /// the map of the ROI's central slice (z, [y, x] degrees over the body).
 struct FlipReport {
-    json: serde_json::Value,
+    json: Option<FlipAngleReport>,
     slice: Option<(usize, Array2<f64>)>,
 }
 
 fn flip_angles(a: &PulseSarArgs, f: &FieldSet, pulse: &Pulse, out: &Output) -> Result<FlipReport> {
     let mut r = FlipReport {
-        json: serde_json::Value::Null,
+        json: None,
         slice: None,
     };
     let prostate = b1sar::tissue::by_name("prostate")?.label;
@@ -167,8 +168,15 @@ fn flip_angles(a: &PulseSarArgs, f: &FieldSet, pulse: &Pulse, out: &Output) -> R
         st.min_deg,
         st.max_deg
     ));
-    r.json = json!({"roi": name, "model": model_name, "n_voxels": st.n_voxels, "mean_deg": st.mean_deg,
-        "cv": st.cv, "min_deg": st.min_deg, "max_deg": st.max_deg});
+    r.json = Some(FlipAngleReport {
+        roi: name.to_string(),
+        model: model_name,
+        n_voxels: st.n_voxels,
+        mean_deg: st.mean_deg,
+        cv: st.cv,
+        min_deg: st.min_deg,
+        max_deg: st.max_deg,
+    });
     if a.out.is_some() {
         let g = f.grid();
         let z = (idx.iter().map(|i| g.unflat(*i)[0]).sum::<usize>() as f64 / idx.len() as f64)
@@ -412,7 +420,7 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
     let flip = match &fields {
         Some(f) => flip_angles(&a, f, &pulse, out)?,
         None => FlipReport {
-            json: serde_json::Value::Null,
+            json: None,
             slice: None,
         },
     };
@@ -441,35 +449,57 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
     for w in &warnings {
         out.line(format!("warning: {w}"));
     }
-    let mut summary = json!({
-        "psar10g_w_per_kg": psar, "psar10g_index_zyx": location, "safety_factor": sf,
-        "safety_factor_source": factor.source, "psar10g_bound_w_per_kg": psar * sf, "exact_psar10g_w_per_kg": exact,
-        "whole_body_sar_w_per_kg": whole_body,
-        "sar10g_10s_w_per_kg": iec.sar10g_10s_w_per_kg, "sar10g_6min_w_per_kg": iec.sar10g_6min_w_per_kg,
-        "whole_body_sar_6min_w_per_kg": iec.whole_body_sar_6min_w_per_kg,
-        "limit_margin": iec.limit_margin, "limit_margin_10s": iec.limit_margin_10s, "whole_body_limit_margin": iec.whole_body_limit_margin,
-        "pulses_in_10s": iec.pulses_in_10s, "pulses_in_6min": iec.pulses_in_6min,
-        "verdicts": iec.verdicts, "within_limits": iec.within_limits,
-        "verdict": if iec.within_limits { "within limits" } else { "OVER" },
-        "local_limit_w_per_kg": LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, "whole_body_limit_w_per_kg": WHOLE_BODY_SAR_LIMIT_W_PER_KG,
-        "tr_ms": a.tr_ms, "pulses_per_tr": a.pulses_per_tr, "duty_cycle": duty,
-        "model": pred.name(), "method": if a.method == MethodArg::PerStep { "per_step" } else { "covariance" },
-        "evaluations": main.evaluations, "eigen_vs_per_step_rel_diff": it.eigen_vs_per_step,
-        "peak_step_psar10g_w_per_kg": it.steps().iter().cloned().fold(0.0, f64::max),
-        "flip_angle": flip.json, "integration_s": it.seconds,
-        "vops_own_subject": model.vops_own_subject, "warnings": warnings,
-    });
-    let mut paths = paths;
+    let mut summary = PulseSarReport {
+        psar10g_w_per_kg: psar,
+        psar10g_index_zyx: location,
+        safety_factor: sf,
+        safety_factor_source: factor.source,
+        psar10g_bound_w_per_kg: psar * sf,
+        exact_psar10g_w_per_kg: exact,
+        whole_body_sar_w_per_kg: whole_body,
+        sar10g_10s_w_per_kg: iec.sar10g_10s_w_per_kg,
+        sar10g_6min_w_per_kg: iec.sar10g_6min_w_per_kg,
+        whole_body_sar_6min_w_per_kg: iec.whole_body_sar_6min_w_per_kg,
+        limit_margin: iec.limit_margin,
+        limit_margin_10s: iec.limit_margin_10s,
+        whole_body_limit_margin: iec.whole_body_limit_margin,
+        pulses_in_10s: iec.pulses_in_10s,
+        pulses_in_6min: iec.pulses_in_6min,
+        verdict: if iec.within_limits {
+            "within limits"
+        } else {
+            "OVER"
+        },
+        verdicts: iec.verdicts.clone(),
+        within_limits: iec.within_limits,
+        local_limit_w_per_kg: LOCAL_SAR_LIMIT_TRUNK_W_PER_KG,
+        whole_body_limit_w_per_kg: WHOLE_BODY_SAR_LIMIT_W_PER_KG,
+        tr_ms: a.tr_ms,
+        pulses_per_tr: a.pulses_per_tr,
+        duty_cycle: duty,
+        model: pred.name(),
+        method: if a.method == MethodArg::PerStep {
+            "per_step"
+        } else {
+            "covariance"
+        },
+        evaluations: main.evaluations,
+        eigen_vs_per_step_rel_diff: it.eigen_vs_per_step,
+        peak_step_psar10g_w_per_kg: it.steps().iter().cloned().fold(0.0, f64::max),
+        flip_angle: flip.json.clone(),
+        integration_s: it.seconds,
+        vops_own_subject: model.vops_own_subject,
+        warnings,
+        output_paths: paths,
+        elapsed_s: 0.0,
+    };
     if let Some(dir) = &a.out {
-        paths.push(dir.join("summary.json"));
-        summary["output_paths"] = json!(paths);
-        summary["elapsed_s"] = json!(t0.elapsed().as_secs_f64());
+        summary.output_paths.push(dir.join("summary.json"));
+        summary.elapsed_s = t0.elapsed().as_secs_f64();
         io::write_json(&dir.join("summary.json"), &summary)?;
-    } else {
-        summary["output_paths"] = json!(paths);
     }
-    summary["elapsed_s"] = json!(t0.elapsed().as_secs_f64());
-    out.result(summary);
+    summary.elapsed_s = t0.elapsed().as_secs_f64();
+    out.result(serde_json::to_value(&summary)?);
     if !iec.within_limits {
         let over: Vec<String> = iec
             .verdicts

@@ -357,3 +357,96 @@ mod tests {
         assert!(!w.verdicts[1].over);
     }
 }
+
+/// Flip angle of a pulse in a labelled region (Bloch), as `pulse-sar` reports it.
+#[derive(Clone, Debug, Serialize)]
+pub struct FlipAngleReport {
+    /// The region's name (a tissue label).
+    pub roi: String,
+    /// The Bloch model: `full_rotation` or `small_tip`.
+    pub model: &'static str,
+    /// Voxels in the region.
+    pub n_voxels: usize,
+    /// Mean flip angle (degrees).
+    pub mean_deg: f64,
+    /// Coefficient of variation (std / mean).
+    pub cv: f64,
+    /// Smallest flip angle (degrees).
+    pub min_deg: f64,
+    /// Largest flip angle (degrees).
+    pub max_deg: f64,
+}
+
+/// The time-averaged SAR of a pulse repeated every TR, with its IEC windows and verdicts: the
+/// object `b1sar pulse-sar --json` prints and writes as `summary.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PulseSarReport {
+    /// Time-averaged pSAR10g over one period (W/kg), before the safety factor.
+    pub psar10g_w_per_kg: f64,
+    /// Its voxel [z, y, x], when the predictor knows it.
+    pub psar10g_index_zyx: Option<[usize; 3]>,
+    /// The safety factor applied to the bound.
+    pub safety_factor: f64,
+    /// Where the safety factor comes from (none for the exact model).
+    pub safety_factor_source: Option<crate::net::SafetyFactorSource>,
+    /// pSAR10g x the safety factor (W/kg).
+    pub psar10g_bound_w_per_kg: f64,
+    /// The exact pSAR10g (Q10g), when the fields are known.
+    pub exact_psar10g_w_per_kg: Option<f64>,
+    /// Whole-body SAR averaged over one period (W/kg), when the fields are known.
+    pub whole_body_sar_w_per_kg: Option<f64>,
+    /// Local SAR10g over the worst 10 s window (W/kg).
+    pub sar10g_10s_w_per_kg: f64,
+    /// Local SAR10g over the worst 6 min window (W/kg).
+    pub sar10g_6min_w_per_kg: f64,
+    /// Whole-body SAR over the worst 6 min window (W/kg), when known.
+    pub whole_body_sar_6min_w_per_kg: Option<f64>,
+    /// 10 W/kg / (6 min average x safety factor).
+    pub limit_margin: f64,
+    /// 20 W/kg / (10 s average x safety factor).
+    pub limit_margin_10s: f64,
+    /// 2 W/kg / 6 min whole-body average, when known.
+    pub whole_body_limit_margin: Option<f64>,
+    /// Pulses in the worst 10 s window.
+    pub pulses_in_10s: u64,
+    /// Pulses in the worst 6 min window.
+    pub pulses_in_6min: u64,
+    /// One verdict per limit judged.
+    pub verdicts: Vec<LimitVerdict>,
+    /// True when every limit holds.
+    pub within_limits: bool,
+    /// `within limits` or `OVER`.
+    pub verdict: &'static str,
+    /// The local limit (W/kg, trunk, normal mode).
+    pub local_limit_w_per_kg: f64,
+    /// The whole-body limit (W/kg, normal mode).
+    pub whole_body_limit_w_per_kg: f64,
+    /// Repetition time (ms).
+    pub tr_ms: f64,
+    /// Pulses per TR.
+    pub pulses_per_tr: usize,
+    /// Pulse duration / period.
+    pub duty_cycle: f64,
+    /// The predictor's name.
+    pub model: String,
+    /// `covariance` or `per_step`.
+    pub method: &'static str,
+    /// SAR evaluations the integration made.
+    pub evaluations: usize,
+    /// Relative difference of the eigen and per-step paths, when both ran.
+    pub eigen_vs_per_step_rel_diff: Option<f64>,
+    /// The largest per-step pSAR10g (W/kg, instantaneous).
+    pub peak_step_psar10g_w_per_kg: f64,
+    /// Flip angle in the region, when the fields are known.
+    pub flip_angle: Option<FlipAngleReport>,
+    /// Time spent integrating (s).
+    pub integration_s: f64,
+    /// Whether the VOPs are the subject's own (by field hash), when known.
+    pub vops_own_subject: Option<bool>,
+    /// Warnings (another subject's VOPs, ...).
+    pub warnings: Vec<String>,
+    /// Files written.
+    pub output_paths: Vec<std::path::PathBuf>,
+    /// Wall time of the whole command (s).
+    pub elapsed_s: f64,
+}
