@@ -318,13 +318,13 @@ pub fn sar(a: SarArgs, out: &Output) -> Result<()> {
             "elapsed_s": t.elapsed().as_secs_f64()}));
         return Ok(());
     }
-    let (map, wb, counts, grid) = if let Some(qp) = &a.q {
+    let ((map, r), grid) = if let Some(qp) = &a.q {
         let pb = spinner(&format!("loading {}", qp.display()));
         let q = Q10g::load(qp)?;
         pb.set_message("SAR10g from Q10g");
-        let map = q.sar_map(&d)?;
+        let res = sar::sar10g_from_q(&q, &d)?;
         pb.finish_and_clear();
-        (map, q.whole_body_sar(&d)?, None, *q.grid())
+        (res, *q.grid())
     } else {
         let fp = a.fields.as_ref().ok_or_else(|| {
             Error::usage(
@@ -333,17 +333,11 @@ pub fn sar(a: SarArgs, out: &Output) -> Result<()> {
             )
         })?;
         let f = load_fields(fp)?;
-        let pb = spinner("10 g averaging cubes (IEC/IEEE 62704-1)");
-        let av = Averager::new(*f.grid(), f.rho().view())?;
-        pb.set_message("point SAR and SAR10g");
-        let point = f.point_sar(&d)?;
-        let map = av.average(point.view())?;
+        let pb = spinner("10 g averaging cubes (IEC/IEEE 62704-1), point SAR and SAR10g");
+        let res = sar::sar10g(&f, &d)?;
         pb.finish_and_clear();
-        let wb = sar::whole_body_sar(point.view(), av.voxel_mass_kg());
-        (map, wb, Some(av.counts()), *f.grid())
+        (res, *f.grid())
     };
-    let pk = sar::peak(map.view());
-    b1sar::limits::finite_result("pSAR10g", pk.value_w_per_kg, false)?;
     let mut paths = Vec::new();
     if let Some(p) = &a.out {
         io::write_npy(p, &map.mapv(|v| v as f32))?;
@@ -360,9 +354,9 @@ pub fn sar(a: SarArgs, out: &Output) -> Result<()> {
     }
     out.line(format!(
         "pSAR10g {:.4} W/kg at voxel (z, y, x) {:?}; whole-body SAR {:.4} W/kg",
-        pk.value_w_per_kg, pk.index_zyx, wb
+        r.psar10g_w_per_kg, r.psar10g_index_zyx, r.whole_body_sar_w_per_kg
     ));
-    if let Some(c) = counts {
+    if let Some(c) = r.voxel_counts {
         out.line(format!(
             "voxels: {} valid cubes, {} in valid cubes, {} face cubes, {} air",
             c.valid, c.used, c.unused, c.air
@@ -371,7 +365,10 @@ pub fn sar(a: SarArgs, out: &Output) -> Result<()> {
     for p in &paths {
         out.line(format!("wrote {}", p.display()));
     }
-    out.result(json!({"psar10g_w_per_kg": pk.value_w_per_kg, "psar10g_index_zyx": pk.index_zyx, "whole_body_sar_w_per_kg": wb, "voxel_counts": counts, "output_paths": paths, "elapsed_s": t.elapsed().as_secs_f64()}));
+    let mut v = serde_json::to_value(r)?;
+    v["output_paths"] = json!(paths);
+    v["elapsed_s"] = json!(t.elapsed().as_secs_f64());
+    out.result(v);
     Ok(())
 }
 

@@ -70,3 +70,56 @@ pub fn describe(grid: &Grid) -> String {
         grid.spacing_m[2] * 1e3
     )
 }
+
+/// The SAR of one drive, as `b1sar sar` reports it (the map is returned beside it).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Sar10gReport {
+    /// pSAR10g (W/kg).
+    pub psar10g_w_per_kg: f64,
+    /// Its voxel [z, y, x].
+    pub psar10g_index_zyx: [usize; 3],
+    /// Whole-body SAR (W/kg): absorbed power over the exposed mass.
+    pub whole_body_sar_w_per_kg: f64,
+    /// Voxels per averaging rule, when the map was averaged from a field set.
+    pub voxel_counts: Option<AveragingCounts>,
+}
+
+/// SAR10g map [z, y, x] (W/kg) of `drive` (sqrt(W)) from a field set with E: point SAR, 10 g
+/// cubes (IEC/IEEE 62704-1), pSAR10g and whole-body SAR. A non-finite result is an error.
+pub fn sar10g(
+    f: &crate::FieldSet,
+    drive: &crate::Drive,
+) -> crate::Result<(ndarray::Array3<f64>, Sar10gReport)> {
+    let av = Averager::new(*f.grid(), f.rho().view())?;
+    let point = f.point_sar(drive)?;
+    let map = av.average(point.view())?;
+    let wb = whole_body_sar(point.view(), av.voxel_mass_kg());
+    let r = report(map.view(), wb, Some(av.counts()))?;
+    Ok((map, r))
+}
+
+/// [`sar10g`] from Q10g matrices (the same map; no averaging counts).
+pub fn sar10g_from_q(
+    q: &Q10g,
+    drive: &crate::Drive,
+) -> crate::Result<(ndarray::Array3<f64>, Sar10gReport)> {
+    let map = q.sar_map(drive)?;
+    let wb = q.whole_body_sar(drive)?;
+    let r = report(map.view(), wb, None)?;
+    Ok((map, r))
+}
+
+fn report(
+    map: ArrayView3<'_, f64>,
+    wb: f64,
+    voxel_counts: Option<AveragingCounts>,
+) -> crate::Result<Sar10gReport> {
+    let pk = peak(map);
+    crate::limits::finite_result("pSAR10g", pk.value_w_per_kg, false)?;
+    Ok(Sar10gReport {
+        psar10g_w_per_kg: pk.value_w_per_kg,
+        psar10g_index_zyx: pk.index_zyx,
+        whole_body_sar_w_per_kg: wb,
+        voxel_counts,
+    })
+}

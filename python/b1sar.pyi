@@ -1,0 +1,112 @@
+"""b1sar: subject-specific local SAR for parallel-transmit MRI at 7 T.
+
+Arrays are in SI units, channels first, grids [z, y, x]. Drives are complex amplitudes in sqrt(W)
+of accepted power per channel (peak volts for scanner VOP files). Bad input raises ValueError with
+the command line's message; a file that cannot be opened raises OSError; a runtime failure raises
+RuntimeError.
+"""
+
+from os import PathLike
+from typing import Any, Optional, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+_Path = Union[str, PathLike]
+_C = npt.NDArray[np.complex128]
+_F = npt.NDArray[np.float64]
+
+class FieldSet:
+    """Per-channel B1+ and E fields with tissue properties on one grid (one subject)."""
+
+    def __init__(
+        self,
+        b1: _C,
+        sigma: _F,
+        rho: _F,
+        spacing_m: Tuple[float, float, float],
+        e: Optional[_C] = None,
+        labels: Optional[npt.NDArray[np.uint8]] = None,
+        origin_m: Tuple[float, float, float] = (0.0, 0.0, 0.0),
+        frequency_hz: Optional[float] = None,
+    ) -> None:
+        """b1 complex [ch, z, y, x] (T/sqrt(W)); sigma (S/m), rho (kg/m^3) [z, y, x];
+        e complex [ch, 3, z, y, x] (V/m per sqrt(W)); labels uint8 [z, y, x]."""
+    @staticmethod
+    def load(path: _Path) -> "FieldSet":
+        """Load b1sar's field-set .npz."""
+    def save(self, path: _Path) -> None:
+        """Save as .npz (atomically)."""
+    @property
+    def b1(self) -> _C:
+        """complex128 [ch, z, y, x], T/sqrt(W)."""
+    @property
+    def e(self) -> Optional[_C]:
+        """complex128 [ch, 3, z, y, x], V/m per sqrt(W); None for B1+-only sets."""
+    @property
+    def sigma(self) -> _F:
+        """float64 [z, y, x], S/m."""
+    @property
+    def rho(self) -> _F:
+        """float64 [z, y, x], kg/m^3."""
+    @property
+    def labels(self) -> Optional[npt.NDArray[np.uint8]]:
+        """uint8 [z, y, x] tissue labels, or None."""
+    @property
+    def spacing_m(self) -> Tuple[float, float, float]:
+        """Voxel size (dz, dy, dx), m."""
+    @property
+    def shape(self) -> Tuple[int, int, int]:
+        """Grid shape (nz, ny, nx)."""
+    @property
+    def n_channels(self) -> int: ...
+
+def combine(f: FieldSet, s: _C) -> _C:
+    """Combined B1+ of drive s (complex [ch], sqrt(W)): complex128 [z, y, x] in T (Eq. 1)."""
+
+def sar10g(f: FieldSet, s: _C) -> dict[str, Any]:
+    """SAR10g of drive s (complex [ch], sqrt(W)) from a field set with E, as `b1sar sar --json`:
+    "map" float64 [z, y, x] W/kg, "psar10g_w_per_kg", "psar10g_index_zyx",
+    "whole_body_sar_w_per_kg", "voxel_counts", "output_paths", "elapsed_s"."""
+
+class Q10g:
+    """Q10g matrices: one 10 g-averaged quadratic form per voxel (W/kg per W)."""
+
+    @staticmethod
+    def from_fields(f: FieldSet) -> "Q10g":
+        """Compute from a field set with E (releases the GIL)."""
+    @staticmethod
+    def load(path: _Path) -> "Q10g": ...
+    def save(self, path: _Path) -> None: ...
+    def psar(self, S: _C) -> _F:
+        """Exact pSAR10g (W/kg) of each drive; S complex [n, ch] in sqrt(W) -> float64 [n]."""
+    def sar_map(self, s: _C) -> _F:
+        """SAR10g map of drive s (complex [ch]): float64 [z, y, x], W/kg."""
+    @property
+    def n_channels(self) -> int: ...
+    @property
+    def worst_case_w_per_kg_per_w(self) -> float: ...
+    def __len__(self) -> int: ...
+
+class VopSet:
+    """Virtual observation points: an upper bound of pSAR10g from a few matrices."""
+
+    @staticmethod
+    def compress(q: Q10g, epsilon: float = 0.05, method: str = "cc", margins: str = "uniform") -> "VopSet":
+        """VOPs with over-estimation at most epsilon x the worst case (as `b1sar vop`);
+        method "cc" or "greedy", margins "uniform" or "per-vop"."""
+    @staticmethod
+    def load(path: _Path) -> "VopSet":
+        """b1sar's .npz or a scanner SarDataUser.mat."""
+    def save(self, path: _Path) -> None: ...
+    def psar(self, S: _C) -> _F:
+        """VOP bound of pSAR10g (W/kg) of each drive; S complex [n, ch] in the set's unit."""
+    @property
+    def epsilon(self) -> float: ...
+    @property
+    def method(self) -> Optional[str]: ...
+    @property
+    def n_channels(self) -> int: ...
+    def __len__(self) -> int: ...

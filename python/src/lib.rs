@@ -1,0 +1,454 @@
+//! Python bindings of b1sar: thin wrappers over the library calls the command line makes, with
+//! arrays in SI units, channels first and [z, y, x] grids. Errors map to Python exceptions by kind
+//! (bad input: `ValueError`; files that cannot be opened: `OSError`; runtime failures:
+//! `RuntimeError`); the library returns errors rather than panicking, and the inputs are checked
+//! here before any call, so no Rust panic reaches Python. Long calls release the GIL.
+
+use b1sar_core as core;
+use core::sar::vop::{Margins, VopMethod};
+use core::sar::{Q10g, VopSet};
+use core::{Drive, FieldSet, Grid};
+use ndarray::{Array1, Array3, Array4, Array5};
+use num_complex::{Complex32, Complex64};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray3, PyArray4, PyArray5, PyReadonlyArray1, PyReadonlyArray2,
+    PyReadonlyArray3, PyReadonlyArray4, PyReadonlyArray5,
+};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A library error as the Python exception of its kind, with the library's (the CLI's) message.
+fn py_err(e: core::Error) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        core::Error::Io { .. } => PyOSError::new_err(msg),
+        core::Error::Computation(_) => PyRuntimeError::new_err(msg),
+        _ => PyValueError::new_err(msg),
+    }
+}
+
+fn value_err(input: &str, expected: &str, found: impl std::fmt::Display) -> PyErr {
+    py_err(core::Error::invalid(input, expected, found.to_string()))
+}
+
+/// A drive from a complex [channel] array (sqrt(W)), checked against `n_ch`.
+fn drive(s: &PyReadonlyArray1<'_, Complex64>, n_ch: usize, what: &str) -> PyResult<Drive> {
+    let v: Vec<Complex64> = s.as_array().to_vec();
+    if v.len() != n_ch {
+        return Err(value_err(
+            "s",
+            &format!("{n_ch} complex amplitudes in sqrt(W), one per channel of {what}"),
+            format!("{} values", v.len()),
+        ));
+    }
+    Drive::new(v).map_err(py_err)
+}
+
+/// Drives from a complex [n, channel] array.
+fn drives(s: &PyReadonlyArray2<'_, Complex64>, n_ch: usize, what: &str) -> PyResult<Vec<Drive>> {
+    let a = s.as_array();
+    if a.shape()[1] != n_ch {
+        return Err(value_err(
+            "S",
+            &format!("[n, {n_ch}] complex amplitudes in sqrt(W), one column per channel of {what}"),
+            format!("shape {:?}", a.shape()),
+        ));
+    }
+    a.rows()
+        .into_iter()
+        .map(|r| Drive::new(r.to_vec()).map_err(py_err))
+        .collect()
+}
+
+/// Per-channel B1+ and E fields with tissue properties on one grid (one subject).
+#[pyclass(name = "FieldSet", module = "b1sar", frozen)]
+struct PyFieldSet {
+    inner: Arc<FieldSet>,
+}
+
+#[pymethods]
+impl PyFieldSet {
+    /// FieldSet(b1, sigma, rho, spacing_m, e=None, labels=None, origin_m=(0, 0, 0),
+    /// frequency_hz=297.2e6): b1 complex [ch, z, y, x] (T/sqrt(W)), sigma (S/m) and rho (kg/m^3)
+    /// [z, y, x], spacing_m (dz, dy, dx) in m, e complex [ch, 3, z, y, x] (V/m per sqrt(W)),
+    /// labels uint8 [z, y, x].
+    #[new]
+    #[pyo3(signature = (b1, sigma, rho, spacing_m, e=None, labels=None, origin_m=(0.0, 0.0, 0.0), frequency_hz=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        b1: PyReadonlyArray4<'_, Complex64>,
+        sigma: PyReadonlyArray3<'_, f64>,
+        rho: PyReadonlyArray3<'_, f64>,
+        spacing_m: (f64, f64, f64),
+        e: Option<PyReadonlyArray5<'_, Complex64>>,
+        labels: Option<PyReadonlyArray3<'_, u8>>,
+        origin_m: (f64, f64, f64),
+        frequency_hz: Option<f64>,
+    ) -> PyResult<Self> {
+        let b1 = b1.as_array();
+        let s = b1.shape();
+        let grid = Grid::new(
+            [s[1], s[2], s[3]],
+            [spacing_m.0, spacing_m.1, spacing_m.2],
+            [origin_m.0, origin_m.1, origin_m.2],
+        )
+        .map_err(py_err)?;
+        let b1p: Array4<Complex32> = b1.mapv(|v| Complex32::new(v.re as f32, v.im as f32));
+        let e: Option<Array5<Complex32>> = e.map(|e| {
+            e.as_array()
+                .mapv(|v| Complex32::new(v.re as f32, v.im as f32))
+        });
+        let mut meta = core::field::FieldMeta {
+            source: "python".into(),
+            ..Default::default()
+        };
+        if let Some(f) = frequency_hz {
+            meta.frequency_hz = f;
+        }
+        let f = FieldSet::new(
+            grid,
+            b1p,
+            e,
+            sigma.as_array().to_owned(),
+            rho.as_array().to_owned(),
+            labels.map(|l| l.as_array().to_owned()),
+            meta,
+        )
+        .map_err(py_err)?;
+        Ok(PyFieldSet { inner: Arc::new(f) })
+    }
+
+    /// Load a field set (.npz, b1sar's format; see README "File formats").
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let f = py.detach(|| FieldSet::load(&path)).map_err(py_err)?;
+        Ok(PyFieldSet { inner: Arc::new(f) })
+    }
+
+    /// Save as .npz (atomically).
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let f = self.inner.clone();
+        py.detach(move || f.save(&path)).map_err(py_err)
+    }
+
+    /// B1+ per channel, complex128 [ch, z, y, x], T/sqrt(W).
+    #[getter]
+    fn b1<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray4<Complex64>> {
+        self.inner
+            .b1p()
+            .mapv(|v| Complex64::new(v.re as f64, v.im as f64))
+            .into_pyarray(py)
+    }
+
+    /// E per channel, complex128 [ch, 3 (x, y, z), z, y, x], V/m per sqrt(W); None for B1+-only sets.
+    #[getter]
+    fn e<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyArray5<Complex64>>> {
+        self.inner.e().map(|e| {
+            e.mapv(|v| Complex64::new(v.re as f64, v.im as f64))
+                .into_pyarray(py)
+        })
+    }
+
+    /// Conductivity, float64 [z, y, x], S/m.
+    #[getter]
+    fn sigma<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray3<f64>> {
+        self.inner.sigma().clone().into_pyarray(py)
+    }
+
+    /// Mass density, float64 [z, y, x], kg/m^3.
+    #[getter]
+    fn rho<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray3<f64>> {
+        self.inner.rho().clone().into_pyarray(py)
+    }
+
+    /// Tissue labels, uint8 [z, y, x] (README "Tissue labels"), or None.
+    #[getter]
+    fn labels<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyArray3<u8>>> {
+        self.inner.labels().map(|l| l.clone().into_pyarray(py))
+    }
+
+    /// Voxel size (dz, dy, dx) in m.
+    #[getter]
+    fn spacing_m(&self) -> (f64, f64, f64) {
+        let s = self.inner.grid().spacing_m;
+        (s[0], s[1], s[2])
+    }
+
+    /// Grid shape (nz, ny, nx).
+    #[getter]
+    fn shape(&self) -> (usize, usize, usize) {
+        let s = self.inner.grid().shape;
+        (s[0], s[1], s[2])
+    }
+
+    /// Number of transmit channels.
+    #[getter]
+    fn n_channels(&self) -> usize {
+        self.inner.n_channels()
+    }
+
+    fn __repr__(&self) -> String {
+        let g = self.inner.grid();
+        format!(
+            "FieldSet({} channels, grid {:?} at {:?} m, E: {})",
+            self.inner.n_channels(),
+            g.shape,
+            g.spacing_m,
+            if self.inner.e().is_some() {
+                "yes"
+            } else {
+                "no"
+            }
+        )
+    }
+}
+
+/// combine(f, s): the combined B1+ of drive s (complex [ch], sqrt(W)), complex128 [z, y, x] in T
+/// (Eq. 1 of Meliadò 2020: sum_n s_n B1+_n).
+#[pyfunction]
+fn combine<'py>(
+    py: Python<'py>,
+    f: &PyFieldSet,
+    s: PyReadonlyArray1<'py, Complex64>,
+) -> PyResult<Bound<'py, PyArray3<Complex64>>> {
+    let d = drive(&s, f.inner.n_channels(), "the field set")?;
+    let fs = f.inner.clone();
+    let b = py.detach(move || fs.combine(&d)).map_err(py_err)?;
+    Ok(b.into_pyarray(py))
+}
+
+/// Serialise a library report into a Python dict (the object `--json` prints).
+fn to_dict<'py, T: serde::Serialize>(py: Python<'py>, r: &T) -> PyResult<Bound<'py, PyDict>> {
+    let v = serde_json::to_value(r).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    let o = pythonize::pythonize(py, &v).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    o.cast_into::<PyDict>()
+        .map_err(|e| PyRuntimeError::new_err(e.to_string()))
+}
+
+/// sar10g(f, s): SAR10g of drive s (complex [ch], sqrt(W)) from a field set with E, as
+/// `b1sar sar --fields --json` reports it: a dict with "map" (float64 [z, y, x], W/kg),
+/// "psar10g_w_per_kg", "psar10g_index_zyx", "whole_body_sar_w_per_kg", "voxel_counts" and
+/// "output_paths" (empty: nothing written) and "elapsed_s".
+#[pyfunction]
+fn sar10g<'py>(
+    py: Python<'py>,
+    f: &PyFieldSet,
+    s: PyReadonlyArray1<'py, Complex64>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let t = std::time::Instant::now();
+    let d = drive(&s, f.inner.n_channels(), "the field set")?;
+    let fs = f.inner.clone();
+    let (map, r) = py
+        .detach(move || core::sar::sar10g(&fs, &d))
+        .map_err(py_err)?;
+    let out = to_dict(py, &r)?;
+    out.set_item("output_paths", Vec::<String>::new())?;
+    out.set_item("elapsed_s", t.elapsed().as_secs_f64())?;
+    out.set_item("map", map.into_pyarray(py))?;
+    Ok(out)
+}
+
+/// Q10g matrices of a subject: one 10 g-averaged quadratic form per voxel (W/kg per W).
+#[pyclass(name = "Q10g", module = "b1sar", frozen)]
+struct PyQ10g {
+    inner: Arc<Q10g>,
+}
+
+#[pymethods]
+impl PyQ10g {
+    /// The Q10g of a field set with E (IEC/IEEE 62704-1 cubes; releases the GIL).
+    #[staticmethod]
+    fn from_fields(py: Python<'_>, f: &PyFieldSet) -> PyResult<Self> {
+        let fs = f.inner.clone();
+        let q = py.detach(move || Q10g::from_fields(&fs)).map_err(py_err)?;
+        Ok(PyQ10g { inner: Arc::new(q) })
+    }
+
+    /// Load a Q10g file (.npz from `b1sar qmatrix` or `save`).
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let q = py.detach(|| Q10g::load(&path)).map_err(py_err)?;
+        Ok(PyQ10g { inner: Arc::new(q) })
+    }
+
+    /// Save as .npz (atomically).
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let q = self.inner.clone();
+        py.detach(move || q.save(&path)).map_err(py_err)
+    }
+
+    /// psar(S): exact pSAR10g (W/kg) of each drive, S complex [n, ch] in sqrt(W) -> float64 [n].
+    fn psar<'py>(
+        &self,
+        py: Python<'py>,
+        s: PyReadonlyArray2<'py, Complex64>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let ds = drives(&s, self.inner.n_channels(), "the Q10g")?;
+        let q = self.inner.clone();
+        let peaks = py.detach(move || q.psar_batch(&ds)).map_err(py_err)?;
+        Ok(Array1::from_iter(peaks.iter().map(|p| p.value_w_per_kg)).into_pyarray(py))
+    }
+
+    /// sar_map(s): the SAR10g map of drive s (complex [ch], sqrt(W)), float64 [z, y, x] W/kg.
+    fn sar_map<'py>(
+        &self,
+        py: Python<'py>,
+        s: PyReadonlyArray1<'py, Complex64>,
+    ) -> PyResult<Bound<'py, PyArray3<f64>>> {
+        let d = drive(&s, self.inner.n_channels(), "the Q10g")?;
+        let q = self.inner.clone();
+        let m: Array3<f64> = py.detach(move || q.sar_map(&d)).map_err(py_err)?;
+        Ok(m.into_pyarray(py))
+    }
+
+    /// Number of channels.
+    #[getter]
+    fn n_channels(&self) -> usize {
+        self.inner.n_channels()
+    }
+
+    /// Largest eigenvalue over all matrices (W/kg per W): the worst-case pSAR10g per watt.
+    #[getter]
+    fn worst_case_w_per_kg_per_w(&self) -> f64 {
+        self.inner.worst_case_w_per_kg_per_w()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Q10g({} matrices, {} channels)",
+            self.inner.len(),
+            self.inner.n_channels()
+        )
+    }
+}
+
+/// Virtual observation points: an upper bound of pSAR10g from a few matrices.
+#[pyclass(name = "VopSet", module = "b1sar", frozen)]
+struct PyVopSet {
+    inner: Arc<VopSet>,
+}
+
+#[pymethods]
+impl PyVopSet {
+    /// compress(q, epsilon=0.05, method="cc", margins="uniform"): VOPs of a Q10g with
+    /// over-estimation at most epsilon x the worst case (as `b1sar vop`).
+    #[staticmethod]
+    #[pyo3(signature = (q, epsilon=0.05, method="cc", margins="uniform"))]
+    fn compress(
+        py: Python<'_>,
+        q: &PyQ10g,
+        epsilon: f64,
+        method: &str,
+        margins: &str,
+    ) -> PyResult<Self> {
+        let method = match method {
+            "cc" => VopMethod::ConvexCombination,
+            "greedy" => VopMethod::Greedy,
+            m => {
+                return Err(value_err(
+                    "method",
+                    "\"cc\" or \"greedy\"",
+                    format!("{m:?}"),
+                ));
+            }
+        };
+        let margins = match margins {
+            "uniform" => Margins::Uniform,
+            "per-vop" => Margins::PerVop,
+            m => {
+                return Err(value_err(
+                    "margins",
+                    "\"uniform\" or \"per-vop\"",
+                    format!("{m:?}"),
+                ));
+            }
+        };
+        let qq = q.inner.clone();
+        let v = py
+            .detach(move || VopSet::compress_with(&qq, epsilon, method, margins, &|_, _| {}))
+            .map_err(py_err)?;
+        Ok(PyVopSet { inner: Arc::new(v) })
+    }
+
+    /// Load a VOP set: b1sar's .npz or a scanner SarDataUser.mat.
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let v = py.detach(|| VopSet::load(&path)).map_err(py_err)?;
+        Ok(PyVopSet { inner: Arc::new(v) })
+    }
+
+    /// Save as .npz (atomically).
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let v = self.inner.clone();
+        py.detach(move || v.save(&path)).map_err(py_err)
+    }
+
+    /// psar(S): the VOP bound of pSAR10g (W/kg) of each drive, S complex [n, ch] in the set's
+    /// amplitude unit (sqrt(W) for b1sar's sets, peak volts for scanner files) -> float64 [n].
+    fn psar<'py>(
+        &self,
+        py: Python<'py>,
+        s: PyReadonlyArray2<'py, Complex64>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let ds = drives(&s, self.inner.n_channels(), "the VOP set")?;
+        let v = self.inner.clone();
+        let out: Vec<f64> = py
+            .detach(move || {
+                ds.iter()
+                    .map(|d| v.psar(d).map(|p| p.0))
+                    .collect::<core::Result<_>>()
+            })
+            .map_err(py_err)?;
+        Ok(Array1::from(out).into_pyarray(py))
+    }
+
+    /// Over-estimation margin as a fraction of the worst case (NaN when unknown).
+    #[getter]
+    fn epsilon(&self) -> f64 {
+        self.inner.epsilon
+    }
+
+    /// How the set was compressed (e.g. "cc", "greedy per-vop"), None for scanner files.
+    #[getter]
+    fn method(&self) -> Option<String> {
+        self.inner.method.clone()
+    }
+
+    /// Number of channels.
+    #[getter]
+    fn n_channels(&self) -> usize {
+        self.inner.n_channels()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "VopSet({} VOPs, {} channels, method {:?})",
+            self.inner.len(),
+            self.inner.n_channels(),
+            self.inner.method
+        )
+    }
+}
+
+/// The b1sar module.
+#[pymodule]
+fn b1sar(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyFieldSet>()?;
+    m.add_class::<PyQ10g>()?;
+    m.add_class::<PyVopSet>()?;
+    m.add_function(wrap_pyfunction!(combine, m)?)?;
+    m.add_function(wrap_pyfunction!(sar10g, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,144 @@
+"""The Python bindings against the command line's --json on the shipped subject, and the error
+classes of bad input. The CLI binary is target/release/b1sar (built by `cargo test --release`), or
+$B1SAR_BIN."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import b1sar
+
+ROOT = Path(__file__).resolve().parents[2]
+SUBJECT = ROOT / "examples" / "data" / "subject_small.npz"
+BIN = Path(os.environ.get("B1SAR_BIN", ROOT / "target" / "release" / "b1sar"))
+
+
+def cli(*args):
+    """Run the CLI with --json and return its object (it must succeed)."""
+    out = subprocess.run([str(BIN), *map(str, args), "--json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return json.loads(out.stdout)
+
+
+def rel(a, b):
+    return abs(a - b) / max(abs(b), 1e-300)
+
+
+@pytest.fixture(scope="module")
+def f():
+    return b1sar.FieldSet.load(SUBJECT)
+
+
+@pytest.fixture(scope="module")
+def drive(f):
+    rng = np.random.default_rng(3)
+    return rng.normal(size=f.n_channels) + 1j * rng.normal(size=f.n_channels)
+
+
+def drive_json(s):
+    return json.dumps({"re": [float(v) for v in s.real], "im": [float(v) for v in s.imag]})
+
+
+@pytest.fixture(scope="module")
+def q_file(f, tmp_path_factory):
+    p = tmp_path_factory.mktemp("q") / "q.npz"
+    cli("qmatrix", "--fields", SUBJECT, "--out", p)
+    return p
+
+
+def test_fieldset_arrays_and_units(f):
+    nz, ny, nx = f.shape
+    assert f.b1.shape == (f.n_channels, nz, ny, nx) and f.b1.dtype == np.complex128
+    assert f.e.shape == (f.n_channels, 3, nz, ny, nx)
+    assert f.sigma.shape == (nz, ny, nx) and f.rho.dtype == np.float64
+    assert f.labels.dtype == np.uint8
+    assert all(0.0 < d < 0.05 for d in f.spacing_m)
+    # B1+ per sqrt(W) at 7 T is of order 0.1-1 uT: T/sqrt(W), not uT.
+    assert 1e-8 < np.abs(f.b1).max() < 1e-4
+
+
+def test_fieldset_from_arrays_round_trip(f, drive):
+    g = b1sar.FieldSet(f.b1, f.sigma, f.rho, f.spacing_m, e=f.e, labels=f.labels)
+    assert g.n_channels == f.n_channels and g.shape == f.shape
+    assert b1sar.sar10g(g, drive)["psar10g_w_per_kg"] == b1sar.sar10g(f, drive)["psar10g_w_per_kg"]
+
+
+def test_combine_is_eq1(f, drive):
+    b = b1sar.combine(f, drive)
+    ref = np.einsum("c,czyx->zyx", drive, f.b1)
+    assert b.shape == f.shape
+    assert np.max(np.abs(b - ref)) <= 1e-12 * np.max(np.abs(ref))
+
+
+def test_sar10g_matches_cli(f, drive, tmp_path):
+    r = b1sar.sar10g(f, drive)
+    out = tmp_path / "map.npy"
+    c = cli("sar", "--fields", SUBJECT, "--drive", drive_json(drive), "--out", out)
+    assert set(r) - {"map"} == set(c)
+    assert rel(r["psar10g_w_per_kg"], c["psar10g_w_per_kg"]) <= 1e-12
+    assert rel(r["whole_body_sar_w_per_kg"], c["whole_body_sar_w_per_kg"]) <= 1e-12
+    assert list(r["psar10g_index_zyx"]) == c["psar10g_index_zyx"]
+    assert r["voxel_counts"] == c["voxel_counts"]
+    # The CLI writes the map as float32: element for element after the same rounding.
+    assert np.array_equal(r["map"].astype(np.float32), np.load(out))
+
+
+def test_q10g_and_vops_match_cli(f, drive, q_file, tmp_path):
+    q = b1sar.Q10g.from_fields(f)
+    qc = b1sar.Q10g.load(q_file)
+    assert len(q) == len(qc) and q.n_channels == 8
+    S = np.stack([drive, 2.0 * drive[::-1], np.ones(8) + 0j])
+    p = q.psar(S)
+    assert p.shape == (3,)
+    assert np.max(np.abs(p - qc.psar(S)) / p) <= 1e-12
+    c = cli("sar", "--q", q_file, "--drive", drive_json(drive))
+    assert rel(p[0], c["psar10g_w_per_kg"]) <= 1e-12
+    assert rel(p[0], b1sar.sar10g(f, drive)["psar10g_w_per_kg"]) <= 1e-9
+    # Quadratic in the drive.
+    assert rel(q.psar(2.0 * S[:1])[0], 4.0 * p[0]) <= 1e-12
+    v = b1sar.VopSet.compress(q, epsilon=0.05)
+    vfile = tmp_path / "v.npz"
+    vc = cli("vop", "--q", q_file, "--epsilon", "0.05", "--out", vfile)
+    assert len(v) == vc["n_vops"] and v.method == vc["method"]
+    bound = v.psar(S)
+    assert np.all(bound >= p * (1 - 1e-12))
+    cv = cli("sar", "--vop", vfile, "--drive", drive_json(drive))
+    assert rel(bound[0], cv["psar10g_w_per_kg"]) <= 1e-12
+    assert np.max(np.abs(b1sar.VopSet.load(vfile).psar(S) - bound) / bound) <= 1e-12
+    saved = tmp_path / "q2.npz"
+    q.save(saved)
+    assert np.array_equal(b1sar.Q10g.load(saved).psar(S), p)
+
+
+def test_bad_input_raises_documented_classes(f, drive, tmp_path):
+    with pytest.raises(OSError):
+        b1sar.FieldSet.load(tmp_path / "missing.npz")
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"PK\x03\x04 not a zip archive at all")
+    with pytest.raises(ValueError):
+        b1sar.FieldSet.load(corrupt)
+    with pytest.raises(ValueError, match="s"):
+        b1sar.sar10g(f, drive[:7])
+    nan = drive.copy()
+    nan[2] = np.nan
+    with pytest.raises(ValueError):
+        b1sar.sar10g(f, nan)
+    q = b1sar.Q10g.from_fields(f)
+    with pytest.raises(ValueError):
+        q.psar(np.ones((2, 7), dtype=complex))
+    with pytest.raises(ValueError, match="epsilon"):
+        b1sar.VopSet.compress(q, epsilon=2.0)
+    with pytest.raises(ValueError, match="method"):
+        b1sar.VopSet.compress(q, method="fast")
+    sigma = f.sigma.copy()
+    sigma[0, 0, 0] = -1.0
+    with pytest.raises(ValueError, match="sigma"):
+        b1sar.FieldSet(f.b1, sigma, f.rho, f.spacing_m)
+    with pytest.raises(ValueError):
+        b1sar.FieldSet(f.b1, f.sigma, f.rho, (0.0, 0.005, 0.005))
+    with pytest.raises(ValueError):
+        b1sar.sar10g(b1sar.FieldSet(f.b1, f.sigma, f.rho, f.spacing_m), drive)
