@@ -7,18 +7,15 @@ use super::args::{PredictorArg, SarModelArgs, positive};
 use super::{Output, spinner};
 use anyhow::{Context, Result};
 use b1sar::bloch::{self, Model, Voxels};
-use b1sar::predict::{AppliedFactor, NoiseDraw, SarModel, SarModelKind};
+use b1sar::predict::{AppliedFactor, SarModel, SarModelKind};
+use b1sar::pulse::evaluate::{self, PulseSarOptions, pulse_sar};
 use b1sar::pulse::generate::{
     KtSpec, SpinsSpec, SpokesSpec, gauss_shimmed, hard_shimmed, kt_points, spins, spokes,
 };
 use b1sar::pulse::integrate::TimeAveraged;
 use b1sar::pulse::pulseq::{self, Calibration, SeqFile};
-use b1sar::pulse::report::{
-    FlipAngleReport, IecWindows, Integrated, Method, PulseSarReport, eigen_drives, exact_reference,
-    iec_windows, integrate,
-};
+use b1sar::pulse::report::{Integrated, Method, PulseSarReport};
 use b1sar::pulse::{HardwareLimits, Pulse, sinc_shimmed};
-use b1sar::units::{LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, WHOLE_BODY_SAR_LIMIT_W_PER_KG};
 use b1sar::{Drive, Error, FieldSet, io, plot};
 use clap::{Args, ValueEnum};
 use ndarray::{Array2, Array3, Axis};
@@ -127,78 +124,36 @@ fn roi_label(name: &str) -> Result<u8> {
     Ok(b1sar::tissue::by_name(name)?.label)
 }
 
-/// Flip angles of a pulse in a region of interest: the JSON figures and, when plots are asked for,
-/// the map of the ROI's central slice (z, [y, x] degrees over the body).
-struct FlipReport {
-    json: Option<FlipAngleReport>,
-    slice: Option<(usize, Array2<f64>)>,
-}
-
-fn flip_angles(a: &PulseSarArgs, f: &FieldSet, pulse: &Pulse, out: &Output) -> Result<FlipReport> {
-    let mut r = FlipReport {
-        json: None,
-        slice: None,
-    };
-    let prostate = b1sar::tissue::by_name("prostate")?.label;
-    let name = match (&a.roi_label, f.labels()) {
-        (Some(n), _) => n.clone(),
-        (None, Some(l)) if l.iter().any(|v| *v == prostate) => "prostate".to_string(),
-        _ => return Ok(r),
-    };
-    let idx = bloch::label_voxels(f, roi_label(&name)?)?;
-    let off = match &a.off_resonance {
-        Some(p) => Some(
-            ndarray_npy::read_npy::<_, Array3<f64>>(p)
-                .map_err(|e| Error::format(p, "off-resonance map (.npy, f64 [z, y, x], Hz)", e))?,
-        ),
-        None => None,
-    };
-    let (model, model_name) = match a.bloch {
-        BlochModel::Full => (Model::FullRotation, "full_rotation"),
-        BlochModel::SmallTip => (Model::SmallTip, "small_tip"),
-    };
-    let vox = Voxels::from_fields(f, &idx, off.as_ref())?;
-    let fa = bloch::flip_angles_deg(pulse, &vox, model)?;
-    let st = bloch::flip_stats(&fa)?;
-    out.line(format!(
-        "flip angle in {name} ({} voxels, {model_name}): mean {:.2}°, CV {:.1} %, range {:.2}..{:.2}°",
-        st.n_voxels,
-        st.mean_deg,
-        100.0 * st.cv,
-        st.min_deg,
-        st.max_deg
-    ));
-    r.json = Some(FlipAngleReport {
-        roi: name.to_string(),
-        model: model_name,
-        n_voxels: st.n_voxels,
-        mean_deg: st.mean_deg,
-        cv: st.cv,
-        min_deg: st.min_deg,
-        max_deg: st.max_deg,
-    });
-    if a.out.is_some() {
-        let g = f.grid();
-        let z = (idx.iter().map(|i| g.unflat(*i)[0]).sum::<usize>() as f64 / idx.len() as f64)
-            .round() as usize;
-        let plane = g.shape[1] * g.shape[2];
-        let rho = f.rho();
-        let body: Vec<usize> = (z * plane..(z + 1) * plane)
-            .filter(|i| {
-                let [zz, y, x] = g.unflat(*i);
-                rho[[zz, y, x]] >= b1sar::units::AIR_DENSITY_KG_M3
-            })
-            .collect();
-        let vs = Voxels::from_fields(f, &body, off.as_ref())?;
-        let fs = bloch::flip_angles_deg(pulse, &vs, model)?;
-        let mut m = Array2::<f64>::zeros((g.shape[1], g.shape[2]));
-        for (i, v) in body.iter().zip(fs) {
-            let [_, y, x] = g.unflat(*i);
-            m[[y, x]] = v;
-        }
-        r.slice = Some((z, m));
+/// The flip-angle map of the region's central slice for the plot: (z, [y, x] degrees over the
+/// body).
+fn flip_slice(
+    f: &FieldSet,
+    pulse: &Pulse,
+    roi: &[usize],
+    o: &PulseSarOptions,
+) -> Result<Option<(usize, Array2<f64>)>> {
+    if roi.is_empty() {
+        return Ok(None);
     }
-    Ok(r)
+    let g = f.grid();
+    let z = (roi.iter().map(|i| g.unflat(*i)[0]).sum::<usize>() as f64 / roi.len() as f64).round()
+        as usize;
+    let plane = g.shape[1] * g.shape[2];
+    let rho = f.rho();
+    let body: Vec<usize> = (z * plane..(z + 1) * plane)
+        .filter(|i| {
+            let [zz, y, x] = g.unflat(*i);
+            rho[[zz, y, x]] >= b1sar::units::AIR_DENSITY_KG_M3
+        })
+        .collect();
+    let vs = Voxels::from_fields(f, &body, o.off_resonance.as_ref())?;
+    let fs = bloch::flip_angles_deg(pulse, &vs, o.bloch)?;
+    let mut m = Array2::<f64>::zeros((g.shape[1], g.shape[2]));
+    for (i, v) in body.iter().zip(fs) {
+        let [_, y, x] = g.unflat(*i);
+        m[[y, x]] = v;
+    }
+    Ok(Some((z, m)))
 }
 
 /// Time-averaged SAR10g maps for the plots: [z, y, x] W/kg, pixel size (y, x) in mm, and the z
@@ -250,7 +205,7 @@ fn pulse_plots(
     model_name: &str,
     maps: Option<Maps>,
     location: Option<[usize; 3]>,
-    flip: (&FlipReport, Option<&FieldSet>),
+    flip: (Option<(usize, Array2<f64>)>, Option<&FieldSet>),
 ) -> Result<Vec<PathBuf>> {
     let mut paths = Vec::new();
     let p = |n: &str| dir.join(n);
@@ -296,7 +251,7 @@ fn pulse_plots(
         )?;
         paths.extend([p("sar_tavg_slice.png"), p("sar_tavg_mip.png")]);
     }
-    if let (Some((z, m)), Some(f)) = (&flip.0.slice, flip.1) {
+    if let (Some((z, m)), Some(f)) = (&flip.0, flip.1) {
         let g = f.grid();
         plot::map_png(
             &p("flip_angle.png"),
@@ -324,13 +279,6 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
         ]);
         io::check_output_dir("--out", dir, &inputs)?;
     }
-    if a.tr_ms * 1e-3 > b1sar::limits::MAX_TR_S {
-        return Err(bad(
-            "--tr-ms",
-            &format!("a TR of at most {} s", b1sar::limits::MAX_TR_S),
-            format!("{} ms", a.tr_ms),
-        ));
-    }
     let pulse = Pulse::load_with(
         &a.pulse,
         &limits(
@@ -339,31 +287,32 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
             a.max_slew_t_per_m_per_s,
         ),
     )?;
-    if a.pulses_per_tr == 0 {
-        return Err(bad("--pulses-per-tr", ">= 1", "0"));
-    }
-    if let Some(d) = a.scan_duration_s
-        && !(d.is_finite() && d > 0.0)
-    {
-        return Err(bad("--scan-duration-s", "a duration > 0 s", format!("{d}")));
-    }
     if a.model.predictor == Some(PredictorArg::None) {
         return Err(bad("--predictor", "exact, vop, generic or net", "none"));
     }
-    let tr = a.tr_ms * 1e-3;
-    // One pulse every TR / pulses_per_tr: averaging over that period is the TR average of all
-    // pulses_per_tr pulses.
-    let period = tr / a.pulses_per_tr as f64;
-    if pulse.duration_s() > period * (1.0 + 1e-9) {
-        return Err(bad(
-            "--tr-ms",
-            &format!(
-                "a TR of at least the pulse's duration x --pulses-per-tr ({:.4} ms): pulses cannot overlap",
-                pulse.duration_s() * 1e3 * a.pulses_per_tr as f64
-            ),
-            format!("{} ms", a.tr_ms),
-        ));
-    }
+    let off_resonance = match &a.off_resonance {
+        Some(p) => Some(
+            ndarray_npy::read_npy::<_, Array3<f64>>(p)
+                .map_err(|e| Error::format(p, "off-resonance map (.npy, f64 [z, y, x], Hz)", e))?,
+        ),
+        None => None,
+    };
+    let o = PulseSarOptions {
+        tr_ms: a.tr_ms,
+        pulses_per_tr: a.pulses_per_tr,
+        scan_duration_s: a.scan_duration_s,
+        method: a.method.into(),
+        batch: a.batch,
+        keep_steps: a.out.is_some(),
+        slices: a.slices.clone(),
+        roi_label: a.roi_label.clone(),
+        bloch: match a.bloch {
+            BlochModel::Full => Model::FullRotation,
+            BlochModel::SmallTip => Model::SmallTip,
+        },
+        off_resonance,
+    };
+    evaluate::check(&pulse, &o)?;
     let fields = a.fields.as_ref().map(|p| FieldSet::load(p)).transpose()?;
     let mut spec = a.model.spec();
     spec.fields_path = a.fields.clone();
@@ -371,128 +320,67 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
     let pb = spinner("loading the SAR model");
     let model = spec.load(fields.as_ref())?;
     pb.finish_and_clear();
-    let slices: Vec<usize> = match (&fields, a.slices.is_empty()) {
-        (Some(f), true) => vec![b1sar::dataset::target_slice(f)],
-        _ => a.slices.clone(),
-    };
-    let pred = model
-        .predictor(fields.as_ref(), &slices, NoiseDraw::PerDrive)?
-        .expect("every model but none has a predictor");
-
     let pb = spinner("integrating SAR over the pulse");
-    let it = integrate(
-        pred.as_ref(),
-        &pulse,
-        period,
-        a.method.into(),
-        a.batch,
-        a.out.is_some(),
-    )?;
+    let res = pulse_sar(&pulse, &model, fields.as_ref(), &o)?;
     pb.finish_and_clear();
-    let main = &it.main;
-    let psar = main.psar_w_per_kg;
-    let factor = model.factor();
-    let sf = factor.value;
-    let location: Option<[usize; 3]> = match kind {
-        SarModelKind::Exact => model
-            .exact
-            .as_ref()
-            .map(|q| q.grid().unflat(q.voxels()[main.argmax] as usize)),
-        SarModelKind::Net => fields.as_ref().map(|f| {
-            let (ny, nx) = (f.grid().shape[1], f.grid().shape[2]);
-            let i = main.argmax;
-            [slices[i / (ny * nx)], (i / nx) % ny, i % nx]
-        }),
-        _ => None,
-    };
-    // Exact reference and whole-body SAR (both linear in the covariance, so sums over its eigen
-    // drives), and the time-averaged maps of the plots, from one eigen-decomposition.
-    let eig = eigen_drives(&pulse, period)?;
-    let reference = model
-        .exact
-        .as_ref()
-        .map(|q| exact_reference(q, &pulse, period, &eig))
-        .transpose()?;
-    let (exact, whole_body) = (reference.map(|r| r.0), reference.map(|r| r.1));
-    let psar = b1sar::limits::finite_result("time-averaged pSAR10g", psar, false)?;
-    let iec = iec_windows(psar, period, sf, whole_body, a.scan_duration_s)?;
-    let duty = pulse.duration_s() / period;
-    let flip = match &fields {
-        Some(f) => flip_angles(&a, f, &pulse, out)?,
-        None => FlipReport {
-            json: None,
-            slice: None,
-        },
-    };
+    let mut summary = res.report;
+    let it = &res.integrated;
+    if let Some(st) = &summary.flip_angle {
+        out.line(format!(
+            "flip angle in {} ({} voxels, {}): mean {:.2}°, CV {:.1} %, range {:.2}..{:.2}°",
+            st.roi,
+            st.n_voxels,
+            st.model,
+            st.mean_deg,
+            100.0 * st.cv,
+            st.min_deg,
+            st.max_deg
+        ));
+    }
     let paths = match &a.out {
         Some(dir) => {
-            let maps = tavg_maps(kind, &model, fields.as_ref(), &eig, main, &slices)?;
+            let maps = tavg_maps(
+                kind,
+                &model,
+                fields.as_ref(),
+                &res.eigen_drives,
+                &it.main,
+                &res.slices,
+            )?;
+            let flip = match &fields {
+                Some(f) => flip_slice(f, &pulse, &res.roi_voxels, &o)?,
+                None => None,
+            };
             pulse_plots(
                 dir,
                 &a,
                 &pulse,
                 it.steps(),
-                &pred.name(),
+                &summary.model,
                 maps,
-                location,
-                (&flip, fields.as_ref()),
+                summary.psar10g_index_zyx,
+                (flip, fields.as_ref()),
             )?
         }
         None => Vec::new(),
     };
-    print_pulse_sar(&a, &pulse, &it, &pred.name(), location, factor, out);
-    print_windows(&a, &iec, whole_body, out);
-    if let (Some(e), false) = (exact, kind == SarModelKind::Exact) {
+    print_pulse_sar(
+        &a,
+        &pulse,
+        it,
+        &summary.model,
+        summary.psar10g_index_zyx,
+        res.factor,
+        out,
+    );
+    print_windows(&a, &summary, out);
+    if let (Some(e), false) = (summary.exact_psar10g_w_per_kg, kind == SarModelKind::Exact) {
         out.line(format!("exact pSAR10g (Q10g) for comparison: {e:.4} W/kg"));
     }
-    let warnings: Vec<String> = model.own_subject_warning().into_iter().collect();
-    for w in &warnings {
+    for w in &summary.warnings {
         out.line(format!("warning: {w}"));
     }
-    let mut summary = PulseSarReport {
-        psar10g_w_per_kg: psar,
-        psar10g_index_zyx: location,
-        safety_factor: sf,
-        safety_factor_source: factor.source,
-        psar10g_bound_w_per_kg: psar * sf,
-        exact_psar10g_w_per_kg: exact,
-        whole_body_sar_w_per_kg: whole_body,
-        sar10g_10s_w_per_kg: iec.sar10g_10s_w_per_kg,
-        sar10g_6min_w_per_kg: iec.sar10g_6min_w_per_kg,
-        whole_body_sar_6min_w_per_kg: iec.whole_body_sar_6min_w_per_kg,
-        limit_margin: iec.limit_margin,
-        limit_margin_10s: iec.limit_margin_10s,
-        whole_body_limit_margin: iec.whole_body_limit_margin,
-        pulses_in_10s: iec.pulses_in_10s,
-        pulses_in_6min: iec.pulses_in_6min,
-        verdict: if iec.within_limits {
-            "within limits"
-        } else {
-            "OVER"
-        },
-        verdicts: iec.verdicts.clone(),
-        within_limits: iec.within_limits,
-        local_limit_w_per_kg: LOCAL_SAR_LIMIT_TRUNK_W_PER_KG,
-        whole_body_limit_w_per_kg: WHOLE_BODY_SAR_LIMIT_W_PER_KG,
-        tr_ms: a.tr_ms,
-        pulses_per_tr: a.pulses_per_tr,
-        duty_cycle: duty,
-        model: pred.name(),
-        method: if a.method == MethodArg::PerStep {
-            "per_step"
-        } else {
-            "covariance"
-        },
-        evaluations: main.evaluations,
-        eigen_vs_per_step_rel_diff: it.eigen_vs_per_step,
-        peak_step_psar10g_w_per_kg: it.steps().iter().cloned().fold(0.0, f64::max),
-        flip_angle: flip.json.clone(),
-        integration_s: it.seconds,
-        vops_own_subject: model.vops_own_subject,
-        warnings,
-        output_paths: paths,
-        elapsed_s: 0.0,
-    };
+    summary.output_paths = paths;
     if let Some(dir) = &a.out {
         summary.output_paths.push(dir.join("summary.json"));
         summary.elapsed_s = t0.elapsed().as_secs_f64();
@@ -500,8 +388,8 @@ pub fn sar(a: PulseSarArgs, out: &Output) -> Result<()> {
     }
     summary.elapsed_s = t0.elapsed().as_secs_f64();
     out.result(serde_json::to_value(&summary)?);
-    if !iec.within_limits {
-        let over: Vec<String> = iec
+    if !summary.within_limits {
+        let over: Vec<String> = summary
             .verdicts
             .iter()
             .filter(|v| v.over)
@@ -558,7 +446,7 @@ fn print_pulse_sar(
     }
 }
 
-fn print_windows(a: &PulseSarArgs, iec: &IecWindows, whole_body: Option<f64>, out: &Output) {
+fn print_windows(a: &PulseSarArgs, iec: &PulseSarReport, out: &Output) {
     out.line(format!(
         "worst 10 s window {:.4} W/kg ({} pulses), worst 6 min window {:.4} W/kg ({} pulses){}",
         iec.sar10g_10s_w_per_kg,
@@ -569,7 +457,7 @@ fn print_windows(a: &PulseSarArgs, iec: &IecWindows, whole_body: Option<f64>, ou
             .map(|d| format!(", scan of {d} s"))
             .unwrap_or_default(),
     ));
-    if let Some(w) = whole_body {
+    if let Some(w) = iec.whole_body_sar_w_per_kg {
         out.line(format!("whole-body SAR {w:.4} W/kg over the TR"));
     }
     for v in &iec.verdicts {

@@ -15,6 +15,7 @@
 //! M_xy(r) = i gamma M0 sum_k dt b1_k(r) exp(i 2 pi k_k . r) (see [`crate::bloch`]).
 //! Not here: Bloch simulation ([`crate::bloch`]), the CLI.
 
+pub mod evaluate;
 pub mod generate;
 pub mod integrate;
 pub mod pulseq;
