@@ -110,3 +110,50 @@ class VopSet:
     @property
     def n_channels(self) -> int: ...
     def __len__(self) -> int: ...
+
+class Pulse:
+    """An RF pulse: steps of dt_s with per-channel complex amplitudes (sqrt(W)) and gradients."""
+
+    @staticmethod
+    def load(
+        path: _Path,
+        max_amplitude_sqrt_w: float = 40.0,
+        max_grad_mt_per_m: float = 40.0,
+        max_slew_t_per_m_per_s: float = 200.0,
+    ) -> "Pulse":
+        """A pulse JSON (pulses/), checked against the hardware limits as `pulse-sar` does."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def dt_s(self) -> float: ...
+    @property
+    def duration_s(self) -> float: ...
+    @property
+    def n_channels(self) -> int: ...
+    @property
+    def rf(self) -> _C:
+        """complex128 [step, channel], sqrt(W)."""
+    def __len__(self) -> int: ...
+
+def pulse_sar(
+    p: Pulse,
+    tr_ms: float,
+    fields: Optional[FieldSet] = None,
+    predictor: Optional[str] = None,
+    q: Optional[_Path] = None,
+    vop: Optional[_Path] = None,
+    model: Optional[_Path] = None,
+    safety_factor: Optional[float] = None,
+    pulses_per_tr: int = 1,
+    scan_duration_s: Optional[float] = None,
+    method: str = "covariance",
+    batch: int = 64,
+    slices: Optional[list[int]] = None,
+    roi_label: Optional[str] = None,
+    bloch: str = "full",
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Time-averaged SAR of p repeated every tr_ms: the dict of `b1sar pulse-sar --json`
+    (psar10g_w_per_kg, safety_factor, psar10g_bound_w_per_kg, the IEC 10 s / 6 min windows and
+    verdicts, exact_psar10g_w_per_kg, whole_body_sar_w_per_kg, flip_angle, ...). predictor:
+    "exact", "vop", "generic" or "net" (None: inferred from q / vop / model), as on the CLI."""

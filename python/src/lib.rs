@@ -5,6 +5,11 @@
 //! here before any call, so no Rust panic reaches Python. Long calls release the GIL.
 
 use b1sar_core as core;
+use core::bloch::Model as BlochModel;
+use core::predict::{SarModelKind, SarModelSpec};
+use core::pulse::evaluate::{self, PulseSarOptions};
+use core::pulse::report::Method;
+use core::pulse::{HardwareLimits, Pulse};
 use core::sar::vop::{Margins, VopMethod};
 use core::sar::{Q10g, VopSet};
 use core::{Drive, FieldSet, Grid};
@@ -441,10 +446,206 @@ impl PyVopSet {
     }
 }
 
+/// An RF pulse: steps of dt_s with per-channel complex amplitudes (sqrt(W)) and gradients.
+#[pyclass(name = "Pulse", module = "b1sar", frozen)]
+struct PyPulse {
+    inner: Arc<Pulse>,
+}
+
+#[pymethods]
+impl PyPulse {
+    /// load(path, max_amplitude_sqrt_w=40, max_grad_mt_per_m=40, max_slew_t_per_m_per_s=200):
+    /// a pulse JSON (see pulses/), checked against the hardware limits as `pulse-sar` does.
+    #[staticmethod]
+    #[pyo3(signature = (path, max_amplitude_sqrt_w=40.0, max_grad_mt_per_m=40.0, max_slew_t_per_m_per_s=200.0))]
+    fn load(
+        py: Python<'_>,
+        path: PathBuf,
+        max_amplitude_sqrt_w: f64,
+        max_grad_mt_per_m: f64,
+        max_slew_t_per_m_per_s: f64,
+    ) -> PyResult<Self> {
+        let limits = HardwareLimits {
+            max_amplitude_sqrt_w,
+            max_grad_t_per_m: max_grad_mt_per_m * 1e-3,
+            max_slew_t_per_m_per_s,
+        };
+        let p = py
+            .detach(|| Pulse::load_with(&path, &limits))
+            .map_err(py_err)?;
+        Ok(PyPulse { inner: Arc::new(p) })
+    }
+
+    /// The pulse's name.
+    #[getter]
+    fn name(&self) -> String {
+        self.inner.name.clone()
+    }
+
+    /// Step length (s).
+    #[getter]
+    fn dt_s(&self) -> f64 {
+        self.inner.dt_s
+    }
+
+    /// Duration (s).
+    #[getter]
+    fn duration_s(&self) -> f64 {
+        self.inner.duration_s()
+    }
+
+    /// Number of channels.
+    #[getter]
+    fn n_channels(&self) -> usize {
+        self.inner.n_channels()
+    }
+
+    /// RF amplitudes, complex128 [step, channel], sqrt(W).
+    #[getter]
+    fn rf<'py>(&self, py: Python<'py>) -> Bound<'py, numpy::PyArray2<Complex64>> {
+        let p = &self.inner;
+        let n = p.len();
+        let c = p.n_channels();
+        ndarray::Array2::from_shape_fn((n, c), |(k, j)| {
+            Complex64::new(p.rf_re[k][j], p.rf_im[k][j])
+        })
+        .into_pyarray(py)
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Pulse({:?}, {} steps x {} us, {} channels)",
+            self.inner.name,
+            self.inner.len(),
+            self.inner.dt_s * 1e6,
+            self.inner.n_channels()
+        )
+    }
+}
+
+/// The SAR model of a call, chosen as on the CLI: `predictor` ("exact", "vop", "generic", "net";
+/// None: inferred from the files given) with `q`, `vop`, `model` (paths) and `safety_factor`.
+fn model_spec(
+    predictor: Option<&str>,
+    q: Option<PathBuf>,
+    vop: Option<PathBuf>,
+    model: Option<PathBuf>,
+    safety_factor: Option<f64>,
+    device: &str,
+) -> PyResult<SarModelSpec> {
+    let kind = match predictor {
+        None => None,
+        Some("exact") => Some(SarModelKind::Exact),
+        Some("vop") => Some(SarModelKind::Vop),
+        Some("generic") => Some(SarModelKind::Generic),
+        Some("net") => Some(SarModelKind::Net),
+        Some(p) => {
+            return Err(value_err(
+                "predictor",
+                "\"exact\", \"vop\", \"generic\" or \"net\"",
+                format!("{p:?}"),
+            ));
+        }
+    };
+    Ok(SarModelSpec {
+        kind,
+        q,
+        vop,
+        model,
+        safety_factor,
+        device: device.to_string(),
+        ..Default::default()
+    })
+}
+
+/// pulse_sar(p, tr_ms, fields=None, predictor=None, q=None, vop=None, model=None,
+/// safety_factor=None, pulses_per_tr=1, scan_duration_s=None, method="covariance", batch=64,
+/// slices=None, roi_label=None, bloch="full", device="cpu"): the time-averaged SAR of pulse p
+/// repeated every tr_ms, as `b1sar pulse-sar --json` reports it (the same dict: pSAR10g in W/kg,
+/// its voxel, the safety factor, the IEC 10 s and 6 min windows and verdicts, the exact
+/// reference, whole-body SAR, flip angle in the region). The same defaults and refusals as the CLI
+/// (a network model without a safety factor, for example). Releases the GIL.
+#[pyfunction]
+#[pyo3(signature = (p, tr_ms, fields=None, predictor=None, q=None, vop=None, model=None, safety_factor=None, pulses_per_tr=1, scan_duration_s=None, method="covariance", batch=64, slices=None, roi_label=None, bloch="full", device="cpu"))]
+#[allow(clippy::too_many_arguments)]
+fn pulse_sar<'py>(
+    py: Python<'py>,
+    p: &PyPulse,
+    tr_ms: f64,
+    fields: Option<&PyFieldSet>,
+    predictor: Option<&str>,
+    q: Option<PathBuf>,
+    vop: Option<PathBuf>,
+    model: Option<PathBuf>,
+    safety_factor: Option<f64>,
+    pulses_per_tr: usize,
+    scan_duration_s: Option<f64>,
+    method: &str,
+    batch: usize,
+    slices: Option<Vec<usize>>,
+    roi_label: Option<String>,
+    bloch: &str,
+    device: &str,
+) -> PyResult<Bound<'py, PyDict>> {
+    let t = std::time::Instant::now();
+    let method = match method {
+        "covariance" => Method::Covariance,
+        "per-step" | "per_step" => Method::PerStep,
+        m => {
+            return Err(value_err(
+                "method",
+                "\"covariance\" or \"per-step\"",
+                format!("{m:?}"),
+            ));
+        }
+    };
+    let bloch = match bloch {
+        "full" => BlochModel::FullRotation,
+        "small-tip" | "small_tip" => BlochModel::SmallTip,
+        b => {
+            return Err(value_err(
+                "bloch",
+                "\"full\" or \"small-tip\"",
+                format!("{b:?}"),
+            ));
+        }
+    };
+    let spec = model_spec(predictor, q, vop, model, safety_factor, device)?;
+    let o = PulseSarOptions {
+        tr_ms,
+        pulses_per_tr,
+        scan_duration_s,
+        method,
+        batch,
+        keep_steps: false,
+        slices: slices.unwrap_or_default(),
+        roi_label,
+        bloch,
+        off_resonance: None,
+    };
+    let pulse = p.inner.clone();
+    let f = fields.map(|f| f.inner.clone());
+    let mut report = py
+        .detach(move || -> core::Result<_> {
+            evaluate::check(&pulse, &o)?;
+            let m = spec.load(f.as_deref())?;
+            Ok(evaluate::pulse_sar(&pulse, &m, f.as_deref(), &o)?.report)
+        })
+        .map_err(py_err)?;
+    report.elapsed_s = t.elapsed().as_secs_f64();
+    to_dict(py, &report)
+}
+
 /// The b1sar module.
 #[pymodule]
 fn b1sar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFieldSet>()?;
+    m.add_class::<PyPulse>()?;
+    m.add_function(wrap_pyfunction!(pulse_sar, m)?)?;
     m.add_class::<PyQ10g>()?;
     m.add_class::<PyVopSet>()?;
     m.add_function(wrap_pyfunction!(combine, m)?)?;

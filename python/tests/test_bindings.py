@@ -142,3 +142,64 @@ def test_bad_input_raises_documented_classes(f, drive, tmp_path):
         b1sar.FieldSet(f.b1, f.sigma, f.rho, (0.0, 0.005, 0.005))
     with pytest.raises(ValueError):
         b1sar.sar10g(b1sar.FieldSet(f.b1, f.sigma, f.rho, f.spacing_m), drive)
+
+
+PULSES = sorted((ROOT / "pulses").glob("*.json"))
+TIMINGS = {"elapsed_s", "integration_s", "output_paths"}
+
+
+def same_report(py, c):
+    """The same keys, and every value equal (floats to 1e-12 relative), timings aside."""
+    assert set(py) == set(c)
+    for k in set(c) - TIMINGS:
+        a, b = py[k], c[k]
+        if isinstance(b, float):
+            assert rel(a, b) <= 1e-12, (k, a, b)
+        elif isinstance(b, list) and b and isinstance(b[0], dict):
+            assert len(a) == len(b)
+            for x, y in zip(a, b):
+                same_report(x, y)
+        elif isinstance(b, dict):
+            same_report(a, b)
+        elif isinstance(b, list):
+            assert list(a) == b, k
+        else:
+            assert a == b, (k, a, b)
+
+
+def cli_any(*args):
+    """The CLI's --json object; exit 3 (over a limit) still prints the full result."""
+    out = subprocess.run([str(BIN), *map(str, args), "--json"], capture_output=True, text=True)
+    assert out.returncode in (0, 3), out.stdout + out.stderr
+    return json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("pulse", PULSES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("predictor", ["exact", "net"])
+def test_pulse_sar_matches_cli(f, pulse, predictor):
+    p = b1sar.Pulse.load(pulse)
+    extra = ["--model", ROOT / "examples" / "data" / "model"] if predictor == "net" else []
+    c = cli_any("pulse-sar", "--pulse", pulse, "--tr-ms", 10, "--fields", SUBJECT,
+                "--predictor", predictor, *extra)
+    kw = {"model": ROOT / "examples" / "data" / "model"} if predictor == "net" else {}
+    r = b1sar.pulse_sar(p, tr_ms=10, fields=f, predictor=predictor, **kw)
+    same_report(r, c)
+    assert r["psar10g_w_per_kg"] > 0 and r["model"] == c["model"]
+
+
+def test_pulse_arrays_and_refusals(f):
+    p = b1sar.Pulse.load(ROOT / "pulses" / "kt5_cp.json")
+    assert p.rf.shape == (len(p), p.n_channels) and p.rf.dtype == np.complex128
+    assert abs(p.duration_s - len(p) * p.dt_s) <= 1e-12 * p.duration_s
+    with pytest.raises(ValueError, match="tr_ms"):
+        b1sar.pulse_sar(p, tr_ms=-1.0, fields=f)
+    with pytest.raises(ValueError, match="tr_ms"):
+        b1sar.pulse_sar(p, tr_ms=p.duration_s * 1e3 / 2, fields=f)
+    with pytest.raises(ValueError, match="predictor"):
+        b1sar.pulse_sar(p, tr_ms=10, fields=f, predictor="fast")
+    with pytest.raises(ValueError):
+        b1sar.pulse_sar(p, tr_ms=10, fields=f, predictor="net")
+    with pytest.raises(ValueError):
+        b1sar.Pulse.load(ROOT / "pulses" / "kt5_cp.json", max_amplitude_sqrt_w=1e-3)
+    with pytest.raises(OSError):
+        b1sar.Pulse.load(ROOT / "pulses" / "missing.json")
