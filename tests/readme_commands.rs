@@ -398,6 +398,10 @@ fn readme_commands_run_as_written() {
                 script.push(": heavy".into());
             } else if t.starts_with("cargo ") && !t.starts_with("cargo run --release -- ") {
                 script.push(": cargo".into()); // cargo test, cargo build: CI's business
+            } else if t.starts_with("pip install ") {
+                // Installing the Python package: `.ci/run` does it in a fresh virtual environment
+                // and runs its tests.
+                script.push(": pip".into());
             } else {
                 if !t.is_empty() && !t.starts_with('#') {
                     runnable += 1;

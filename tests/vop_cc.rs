@@ -11,15 +11,11 @@ use b1sar::sar::vop_cc::{
 };
 use b1sar::sar::{Q10g, VopSet};
 use b1sar::{Drive, FieldSet};
-use common::{psd_set, quad};
+use common::{c, min_eig, psd_set, quad};
 use ndarray::Array2;
 use num_complex::Complex64;
 use proptest::prelude::*;
 use std::path::Path;
-
-fn c(re: f64) -> Complex64 {
-    Complex64::new(re, 0.0)
-}
 
 /// The first matrix whose certificate in `certs` fails the independent check against the VOPs
 /// of `cc` (built here from its cores and margin), with the library's certificate margin.
@@ -56,14 +52,6 @@ fn vop_matrices(
             m
         })
         .collect()
-}
-
-fn min_eig(n: usize, a: &[Complex64]) -> f64 {
-    nalgebra::DMatrix::from_row_slice(n, n, a)
-        .symmetric_eigenvalues()
-        .iter()
-        .cloned()
-        .fold(f64::INFINITY, f64::min)
 }
 
 /// Q = I is dominated by (V1 + V2) / 2 with V1 = diag(2, 0), V2 = diag(0, 2), and by neither alone

@@ -8,24 +8,11 @@ use b1sar::sar::q10g::{pack, unpack};
 use b1sar::sar::vop::{Margins, VopMethod};
 use b1sar::sar::{Q10g, VopSet};
 use b1sar::{Drive, FieldSet};
-use common::{psd_set, quad};
+use common::{c, min_eig, psd_set, quad};
 use ndarray::Array2;
 use num_complex::Complex64;
 use proptest::prelude::*;
 use std::path::Path;
-
-fn c(re: f64) -> Complex64 {
-    Complex64::new(re, 0.0)
-}
-
-/// Smallest eigenvalue of a full Hermitian matrix.
-fn min_eig(n: usize, a: &[Complex64]) -> f64 {
-    nalgebra::DMatrix::from_row_slice(n, n, a)
-        .symmetric_eigenvalues()
-        .iter()
-        .cloned()
-        .fold(f64::INFINITY, f64::min)
-}
 
 /// Two 2-channel matrices, Q1 = diag(1, 0) and Q2 = diag(1, 0.03), at epsilon 5 % (u = 0.05):
 /// Q1 + u I covers Q2, so Q1 is the one VOP. Its cluster needs only diag(0, 0.03) on top of Q1,

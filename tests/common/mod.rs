@@ -105,3 +105,17 @@ pub fn quad(n: usize, h: &[num_complex::Complex64], s: &[num_complex::Complex64]
     }
     acc.re
 }
+
+/// A real number as a complex one.
+pub fn c(re: f64) -> num_complex::Complex64 {
+    num_complex::Complex64::new(re, 0.0)
+}
+
+/// Smallest eigenvalue of a full Hermitian matrix (row-major n x n).
+pub fn min_eig(n: usize, a: &[num_complex::Complex64]) -> f64 {
+    nalgebra::DMatrix::from_row_slice(n, n, a)
+        .symmetric_eigenvalues()
+        .iter()
+        .cloned()
+        .fold(f64::INFINITY, f64::min)
+}
