@@ -3,8 +3,7 @@
 use super::{Output, spinner};
 use anyhow::Result;
 use b1sar::dataset::target_slice;
-use b1sar::predict::NetworkSar;
-use b1sar::sar::Q10g;
+use b1sar::predict::{NetworkSar, predict_drive};
 use b1sar::{FieldSet, io, net, plot};
 use clap::Args;
 use ndarray::Axis;
@@ -129,62 +128,23 @@ pub fn run(a: PredictArgs, out: &Output) -> Result<()> {
     };
     let d = super::args::parse_drive(&a.drive)?;
     d.expect_channels(f.n_channels(), &source.display().to_string())?;
-    let target = match (a.slice, a.maps.is_some()) {
-        (Some(z), _) => z,
-        (None, false) => target_slice(&f),
-        (None, true) => anyhow::bail!(b1sar::Error::invalid(
+    if a.slice.is_none() && a.maps.is_some() {
+        anyhow::bail!(b1sar::Error::invalid(
             "--slice",
             "a target slice (z index) for acquired maps",
             "none"
-        )),
-    };
-    let slices: Vec<usize> = if a.all_slices {
-        let maker_cfg = &model.config;
-        let maker = b1sar::dataset::SampleMaker::new(&f, maker_cfg, 1.0)?;
-        (0..f.grid().shape[0]).filter(|z| maker.fits(*z)).collect()
-    } else {
-        vec![target]
-    };
-    let pb = spinner("predicting SAR10g");
-    let t = Instant::now();
-    let maps = model
-        .predict(&f, std::slice::from_ref(&d), &slices, a.seed)?
-        .remove(0);
-    let infer_s = t.elapsed().as_secs_f64();
-    pb.finish_and_clear();
-    let (mut best, mut at) = (0.0f64, [0usize; 3]);
-    for ((k, y, x), v) in maps.indexed_iter() {
-        if *v > best {
-            best = *v;
-            at = [slices[k], y, x];
-        }
+        ));
     }
-    let best = b1sar::limits::finite_result("predicted pSAR10g", best, false)?;
-    // The factor the model would apply to an arbitrary drive (pulse-sar's), so the raw prediction
-    // is never read as a bound.
-    let sf = model
-        .info
-        .resolve_safety_factor_for(None, b1sar::net::DriveUse::Any)
-        .ok();
+    let pb = spinner("predicting SAR10g");
+    let pr = predict_drive(&model, &f, &d, a.slice, a.all_slices, a.seed)?;
+    pb.finish_and_clear();
+    let (maps, r) = (&pr.maps, &pr.report);
+    let slices = &r.slices;
+    let target = a.slice.unwrap_or_else(|| target_slice(&f));
+    let (best, at, infer_s) = (r.psar10g_w_per_kg, r.psar10g_index_zyx, r.inference_s);
     io::write_npy(&a.out, &maps.mapv(|v| v as f32))?;
     let mut paths = vec![a.out.clone()];
-    // Exact reference on the same slices where E is available.
-    let exact = if f.e().is_some() {
-        let q = Q10g::from_fields(&f)?;
-        let m = q.sar_map(&d)?;
-        let e = slices
-            .iter()
-            .map(|z| {
-                m.index_axis(Axis(0), *z)
-                    .iter()
-                    .cloned()
-                    .fold(0.0, f64::max)
-            })
-            .fold(0.0, f64::max);
-        Some((e, m))
-    } else {
-        None
-    };
+    let exact = r.exact_psar10g_w_per_kg.zip(pr.exact_map.as_ref());
     if let Some(p) = &a.png {
         let k = slices.iter().position(|z| *z == target).unwrap_or(0);
         let px = (f.grid().spacing_m[1] * 1e3, f.grid().spacing_m[2] * 1e3);
@@ -231,12 +191,11 @@ pub fn run(a: PredictArgs, out: &Output) -> Result<()> {
         slices.len(),
         infer_s * 1e3
     ));
-    match sf {
-        Some(sf) => out.line(format!(
-            "bound: predicted x safety factor {:.3} ({}) = {:.3} W/kg (the raw prediction is not a bound)",
-            sf.value,
-            sf.source.describe(),
-            best * sf.value
+    match r.safety_factor.zip(r.safety_factor_source) {
+        Some((sf, src)) => out.line(format!(
+            "bound: predicted x safety factor {sf:.3} ({}) = {:.3} W/kg (the raw prediction is not a bound)",
+            src.describe(),
+            best * sf
         )),
         None => out.line(
             "no bound: the model records no safety factor (the raw prediction is not a bound)",
@@ -248,8 +207,9 @@ pub fn run(a: PredictArgs, out: &Output) -> Result<()> {
             best / e.max(1e-12)
         ));
     }
-    out.result(json!({"psar10g_w_per_kg": best, "psar10g_index_zyx": at,
-        "safety_factor": sf.map(|s| s.value), "safety_factor_source": sf.map(|s| s.source),
-        "psar10g_bound_w_per_kg": sf.map(|s| best * s.value), "exact_psar10g_w_per_kg": exact.as_ref().map(|e| e.0), "slices": slices, "inference_s": infer_s, "output_paths": paths, "elapsed_s": t0.elapsed().as_secs_f64()}));
+    let mut v = serde_json::to_value(r)?;
+    v["output_paths"] = json!(paths);
+    v["elapsed_s"] = json!(t0.elapsed().as_secs_f64());
+    out.result(v);
     Ok(())
 }

@@ -489,3 +489,115 @@ impl SarPredictor for NetworkPredictor<'_> {
             .collect())
     }
 }
+
+/// A network prediction of one drive, as `b1sar predict` reports it (the maps are returned beside
+/// it).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PredictReport {
+    /// Predicted pSAR10g over the slices (W/kg), before the safety factor.
+    pub psar10g_w_per_kg: f64,
+    /// Its voxel [z, y, x].
+    pub psar10g_index_zyx: [usize; 3],
+    /// The factor the model applies to an arbitrary drive (`pulse-sar`'s), when it records one.
+    pub safety_factor: Option<f64>,
+    /// Where that factor was measured.
+    pub safety_factor_source: Option<crate::net::SafetyFactorSource>,
+    /// Predicted pSAR10g x the safety factor (W/kg): the bound, when the model has a factor.
+    pub psar10g_bound_w_per_kg: Option<f64>,
+    /// The exact pSAR10g on the same slices (W/kg), when the field set has E.
+    pub exact_psar10g_w_per_kg: Option<f64>,
+    /// The slices (z) predicted.
+    pub slices: Vec<usize>,
+    /// Inference time (s).
+    pub inference_s: f64,
+}
+
+/// What [`predict_drive`] returns: the report, the predicted maps [slice, y, x] (W/kg) and the
+/// exact SAR10g map [z, y, x] when the field set has E.
+pub struct Prediction {
+    /// The report.
+    pub report: PredictReport,
+    /// Predicted SAR10g of each slice of `report.slices`, [slice, y, x], W/kg.
+    pub maps: Array3<f64>,
+    /// The exact SAR10g map of the whole grid, when the field set has E.
+    pub exact_map: Option<Array3<f64>>,
+}
+
+/// Predict the SAR10g of `drive` on subject `f`: on `slice` (default the prostate slice,
+/// [`crate::dataset::target_slice`]), or on every slice the network's input fits with
+/// `all_slices`. `seed` draws the emulated measurement noise.
+pub fn predict_drive(
+    model: &NetworkSar,
+    f: &FieldSet,
+    drive: &Drive,
+    slice: Option<usize>,
+    all_slices: bool,
+    seed: u64,
+) -> Result<Prediction> {
+    drive.expect_channels(f.n_channels(), "the field set")?;
+    let target = match slice {
+        Some(z) if z >= f.grid().shape[0] => {
+            return Err(Error::invalid(
+                "slice (--slice)",
+                format!("a z index below {}", f.grid().shape[0]),
+                format!("{z}"),
+            ));
+        }
+        Some(z) => z,
+        None => crate::dataset::target_slice(f),
+    };
+    let slices: Vec<usize> = if all_slices {
+        let maker = crate::dataset::SampleMaker::new(f, &model.config, 1.0)?;
+        (0..f.grid().shape[0]).filter(|z| maker.fits(*z)).collect()
+    } else {
+        vec![target]
+    };
+    let t = std::time::Instant::now();
+    let maps = model
+        .predict(f, std::slice::from_ref(drive), &slices, seed)?
+        .remove(0);
+    let inference_s = t.elapsed().as_secs_f64();
+    let (mut best, mut at) = (0.0f64, [0usize; 3]);
+    for ((k, y, x), v) in maps.indexed_iter() {
+        if *v > best {
+            best = *v;
+            at = [slices[k], y, x];
+        }
+    }
+    let best = crate::limits::finite_result("predicted pSAR10g", best, false)?;
+    // The factor the model would apply to an arbitrary drive (pulse-sar's), so the raw prediction
+    // is never read as a bound.
+    let sf = model
+        .info
+        .resolve_safety_factor_for(None, crate::net::DriveUse::Any)
+        .ok();
+    let exact_map = match f.e() {
+        Some(_) => Some(crate::sar::Q10g::from_fields(f)?.sar_map(drive)?),
+        None => None,
+    };
+    let exact = exact_map.as_ref().map(|m| {
+        slices
+            .iter()
+            .map(|z| {
+                m.index_axis(ndarray::Axis(0), *z)
+                    .iter()
+                    .cloned()
+                    .fold(0.0, f64::max)
+            })
+            .fold(0.0, f64::max)
+    });
+    Ok(Prediction {
+        report: PredictReport {
+            psar10g_w_per_kg: best,
+            psar10g_index_zyx: at,
+            safety_factor: sf.map(|s| s.value),
+            safety_factor_source: sf.map(|s| s.source),
+            psar10g_bound_w_per_kg: sf.map(|s| best * s.value),
+            exact_psar10g_w_per_kg: exact,
+            slices,
+            inference_s,
+        },
+        maps,
+        exact_map,
+    })
+}
