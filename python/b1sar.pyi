@@ -157,3 +157,16 @@ def pulse_sar(
     (psar10g_w_per_kg, safety_factor, psar10g_bound_w_per_kg, the IEC 10 s / 6 min windows and
     verdicts, exact_psar10g_w_per_kg, whole_body_sar_w_per_kg, flip_angle, ...). predictor:
     "exact", "vop", "generic" or "net" (None: inferred from q / vop / model), as on the CLI."""
+
+class Model:
+    """A trained network (the cGAN generator with its settings and safety factors)."""
+
+    @staticmethod
+    def load(dir: _Path, device: str = "cpu") -> "Model":
+        """A model folder from `b1sar train` (e.g. examples/data/model)."""
+    def predict(
+        self, f: FieldSet, s: _C, all_slices: bool = False, slice: Optional[int] = None, seed: int = 0
+    ) -> dict[str, Any]:
+        """The network's SAR10g of drive s (complex [ch], sqrt(W)): the dict of
+        `b1sar predict --json` plus "maps" (float64 [slice, y, x], W/kg). The raw prediction is
+        not a bound; "psar10g_bound_w_per_kg" applies the model's safety factor."""

@@ -6,7 +6,7 @@
 
 use b1sar_core as core;
 use core::bloch::Model as BlochModel;
-use core::predict::{SarModelKind, SarModelSpec};
+use core::predict::{NetworkSar, SarModelKind, SarModelSpec, predict_drive};
 use core::pulse::evaluate::{self, PulseSarOptions};
 use core::pulse::report::Method;
 use core::pulse::{HardwareLimits, Pulse};
@@ -640,11 +640,67 @@ fn pulse_sar<'py>(
     to_dict(py, &report)
 }
 
+/// A trained network (the cGAN generator with its settings and safety factors).
+#[pyclass(name = "Model", module = "b1sar", frozen)]
+struct PyModel {
+    inner: Arc<NetworkSar>,
+}
+
+#[pymethods]
+impl PyModel {
+    /// load(dir, device="cpu"): a model folder from `b1sar train` (e.g. examples/data/model).
+    #[staticmethod]
+    #[pyo3(signature = (dir, device="cpu"))]
+    fn load(py: Python<'_>, dir: PathBuf, device: &str) -> PyResult<Self> {
+        let device = device.to_string();
+        let m = py
+            .detach(move || -> core::Result<_> {
+                let d = core::net::device_by_name(&device)?;
+                NetworkSar::load(&dir, &d)
+            })
+            .map_err(py_err)?;
+        Ok(PyModel { inner: Arc::new(m) })
+    }
+
+    /// predict(f, s, all_slices=False, slice=None, seed=0): the network's SAR10g of drive s
+    /// (complex [ch], sqrt(W)) on subject f, as `b1sar predict --json` reports it, plus "maps"
+    /// (float64 [slice, y, x], W/kg, the slices of "slices"). slice: z index (default the prostate
+    /// slice); all_slices: every slice the network's input fits. The raw prediction is not a
+    /// bound: "psar10g_bound_w_per_kg" applies the model's safety factor.
+    #[pyo3(signature = (f, s, all_slices=false, slice=None, seed=0))]
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        f: &PyFieldSet,
+        s: PyReadonlyArray1<'py, Complex64>,
+        all_slices: bool,
+        slice: Option<usize>,
+        seed: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let t = std::time::Instant::now();
+        let d = drive(&s, f.inner.n_channels(), "the field set")?;
+        let (m, fs) = (self.inner.clone(), f.inner.clone());
+        let pr = py
+            .detach(move || predict_drive(&m, &fs, &d, slice, all_slices, seed))
+            .map_err(py_err)?;
+        let out = to_dict(py, &pr.report)?;
+        out.set_item("output_paths", Vec::<String>::new())?;
+        out.set_item("elapsed_s", t.elapsed().as_secs_f64())?;
+        out.set_item("maps", pr.maps.into_pyarray(py))?;
+        Ok(out)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Model({:?})", self.inner.info.variant)
+    }
+}
+
 /// The b1sar module.
 #[pymodule]
 fn b1sar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFieldSet>()?;
     m.add_class::<PyPulse>()?;
+    m.add_class::<PyModel>()?;
     m.add_function(wrap_pyfunction!(pulse_sar, m)?)?;
     m.add_class::<PyQ10g>()?;
     m.add_class::<PyVopSet>()?;

@@ -203,3 +203,38 @@ def test_pulse_arrays_and_refusals(f):
         b1sar.Pulse.load(ROOT / "pulses" / "kt5_cp.json", max_amplitude_sqrt_w=1e-3)
     with pytest.raises(OSError):
         b1sar.Pulse.load(ROOT / "pulses" / "missing.json")
+
+
+MODEL = ROOT / "examples" / "data" / "model"
+
+
+@pytest.mark.parametrize("all_slices", [False, True])
+def test_model_predict_matches_cli(f, drive, all_slices, tmp_path):
+    m = b1sar.Model.load(MODEL)
+    r = m.predict(f, drive, all_slices=all_slices)
+    out = tmp_path / "pred.npy"
+    c = cli("predict", "--model", MODEL, "--fields", SUBJECT, "--drive", drive_json(drive),
+            "--out", out, *(["--all-slices"] if all_slices else []))
+    assert set(r) - {"maps"} == set(c)
+    for k in set(c) - {"elapsed_s", "inference_s", "output_paths"}:
+        a, b = r[k], c[k]
+        if isinstance(b, float):
+            assert rel(a, b) <= 1e-12, (k, a, b)
+        elif isinstance(b, list):
+            assert list(a) == b, k
+        else:
+            assert a == b, (k, a, b)
+    assert r["maps"].shape[0] == len(r["slices"])
+    assert np.array_equal(r["maps"].astype(np.float32), np.load(out))
+    # The bound is the prediction times the model's recorded factor.
+    assert rel(r["psar10g_bound_w_per_kg"], r["psar10g_w_per_kg"] * r["safety_factor"]) <= 1e-12
+
+
+def test_model_refusals(f, drive):
+    with pytest.raises(OSError):
+        b1sar.Model.load(ROOT / "no-such-model")
+    m = b1sar.Model.load(MODEL)
+    with pytest.raises(ValueError, match="slice"):
+        m.predict(f, drive, slice=10_000)
+    with pytest.raises(ValueError):
+        m.predict(f, drive[:3])
