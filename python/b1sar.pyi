@@ -93,6 +93,15 @@ class Q10g:
 class VopSet:
     """Virtual observation points: an upper bound of pSAR10g from a few matrices."""
 
+    def __init__(self, matrices: _C, unit: str = "sqrt_w") -> None:
+        """From complex Hermitian PSD matrices [k, ch, ch] (W/kg per W for "sqrt_w", W/kg per
+        V^2 for "volt"), checked as a loaded file is."""
+    @property
+    def matrices(self) -> _C:
+        """complex128 [k, ch, ch], margins included."""
+    def check_drives(self, q: "Q10g", n: int = 10000, seed: int = 1) -> dict[str, float]:
+        """As `vop --check-drives`: mean and max over-estimation, smallest bound / exact (>= 1)."""
+
     @staticmethod
     def compress(q: Q10g, epsilon: float = 0.05, method: str = "cc", margins: str = "uniform") -> "VopSet":
         """VOPs with over-estimation at most epsilon x the worst case (as `b1sar vop`);

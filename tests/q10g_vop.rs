@@ -1077,3 +1077,14 @@ fn sar_map_sum_sums_cube_averages_before_the_rules() {
     let peak = values.iter().cloned().fold(0.0, f64::max);
     assert!((max_abs(&pair) - peak).abs() <= 1e-12 * peak);
 }
+
+/// The drive check compares the bound with the exact Q10g on drives in sqrt(W): a set in volts
+/// would be off by the impedance conversion, so it is refused rather than reported.
+#[test]
+fn drive_check_refuses_a_volt_set() {
+    let mut v = vops(0.05).clone();
+    assert!(v.check_drives(&fx().q, 8, 1).unwrap().min_ratio >= 1.0);
+    v.unit = AmplitudeUnit::Volt;
+    let err = v.check_drives(&fx().q, 8, 1).unwrap_err().to_string();
+    assert!(err.contains("sqrt(W)"), "{err}");
+}

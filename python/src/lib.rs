@@ -340,8 +340,93 @@ struct PyVopSet {
     inner: Arc<VopSet>,
 }
 
+/// Full complex matrices [k, n, n] from packed rows [k, n^2].
+fn full_matrices(n: usize, packed: ndarray::ArrayView2<'_, f64>) -> ndarray::Array3<Complex64> {
+    let k = packed.nrows();
+    let flat: Vec<Complex64> = packed
+        .rows()
+        .into_iter()
+        .flat_map(|r| core::sar::q10g::unpack(n, &r.to_vec()))
+        .collect();
+    ndarray::Array3::from_shape_vec((k, n, n), flat).expect("n x n per matrix")
+}
+
 #[pymethods]
 impl PyVopSet {
+    /// VopSet(matrices, unit="sqrt_w"): a VOP set from complex Hermitian PSD matrices [k, ch, ch]
+    /// (W/kg per W for unit "sqrt_w", W/kg per V^2 for "volt"), e.g. another tool's VOPs;
+    /// checked as a loaded file is (finite, Hermitian PSD).
+    #[new]
+    #[pyo3(signature = (matrices, unit="sqrt_w"))]
+    fn new(matrices: numpy::PyReadonlyArray3<'_, Complex64>, unit: &str) -> PyResult<Self> {
+        let m = matrices.as_array();
+        let (k, n, n2) = m.dim();
+        if n != n2 || k == 0 || n == 0 {
+            return Err(value_err(
+                "matrices",
+                "complex [k >= 1, ch, ch] VOP matrices",
+                format!("shape {:?}", m.shape()),
+            ));
+        }
+        for (i, mat) in m.outer_iter().enumerate() {
+            let herm = (0..n).all(|r| {
+                (0..n).all(|c| {
+                    let (a, b) = (mat[[r, c]], mat[[c, r]].conj());
+                    (a - b).norm() <= 1e-9 * (a.norm() + b.norm()).max(1e-300)
+                })
+            });
+            if !herm {
+                return Err(value_err(
+                    "matrices",
+                    "Hermitian matrices (m[i, r, c] = conj(m[i, c, r]))",
+                    format!("matrix {i} is not"),
+                ));
+            }
+        }
+        let unit = match unit {
+            "sqrt_w" => core::units::AmplitudeUnit::SqrtW,
+            "volt" => core::units::AmplitudeUnit::Volt,
+            u => {
+                return Err(value_err(
+                    "unit",
+                    "\"sqrt_w\" or \"volt\"",
+                    format!("{u:?}"),
+                ));
+            }
+        };
+        let flat: Vec<f64> = m
+            .outer_iter()
+            .flat_map(|mat| core::sar::q10g::pack(n, &mat.iter().cloned().collect::<Vec<_>>()))
+            .collect();
+        let packed = ndarray::Array2::from_shape_vec((k, n * n), flat).expect("n^2 per VOP");
+        let v = VopSet::new(n, packed, unit).map_err(py_err)?;
+        Ok(PyVopSet { inner: Arc::new(v) })
+    }
+
+    /// The VOP matrices, complex128 [k, ch, ch] (margins included).
+    #[getter]
+    fn matrices<'py>(&self, py: Python<'py>) -> Bound<'py, numpy::PyArray3<Complex64>> {
+        full_matrices(self.inner.n_channels(), self.inner.packed()).into_pyarray(py)
+    }
+
+    /// check_drives(q, n=10000, seed=1): the bound against the exact Q10g on n complex-Gaussian
+    /// drives, as `vop --check-drives` reports it: mean and max of bound / exact - 1 and the
+    /// smallest bound / exact (>= 1: never under).
+    #[pyo3(signature = (q, n=10000, seed=1))]
+    fn check_drives<'py>(
+        &self,
+        py: Python<'py>,
+        q: &PyQ10g,
+        n: usize,
+        seed: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let (v, qq) = (self.inner.clone(), q.inner.clone());
+        let c = py
+            .detach(move || v.check_drives(&qq, n, seed))
+            .map_err(py_err)?;
+        to_dict(py, &c)
+    }
+
     /// compress(q, epsilon=0.05, method="cc", margins="uniform"): VOPs of a Q10g with
     /// over-estimation at most epsilon x the worst case (as `b1sar vop`).
     #[staticmethod]

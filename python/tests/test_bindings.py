@@ -238,3 +238,31 @@ def test_model_refusals(f, drive):
         m.predict(f, drive, slice=10_000)
     with pytest.raises(ValueError):
         m.predict(f, drive[:3])
+
+
+def test_vops_from_arrays_and_drive_check_match_cli(f, q_file, tmp_path):
+    q = b1sar.Q10g.load(q_file)
+    v = b1sar.VopSet.compress(q, epsilon=0.05)
+    mats = v.matrices
+    assert mats.shape == (len(v), 8, 8) and mats.dtype == np.complex128
+    assert np.allclose(mats, np.conj(np.transpose(mats, (0, 2, 1))), rtol=0, atol=1e-15 * np.abs(mats).max())
+    w = b1sar.VopSet(mats)
+    S = np.random.default_rng(5).normal(size=(16, 8)) * (1 + 1j)
+    assert np.max(np.abs(w.psar(S) - v.psar(S)) / v.psar(S)) <= 1e-12
+    c = cli("vop", "--q", q_file, "--epsilon", "0.05", "--out", tmp_path / "v.npz",
+            "--check-drives", 256)["check"]
+    r = v.check_drives(q, n=256, seed=1)
+    assert set(r) == set(c)
+    for k in c:
+        assert rel(r[k], c[k]) <= 1e-12, (k, r[k], c[k])
+    assert r["min_ratio"] >= 1.0
+    bad = mats.copy()
+    bad[0, 0, 1] += 1.0
+    with pytest.raises(ValueError, match="Hermitian"):
+        b1sar.VopSet(bad)
+    neg = mats.copy()
+    neg[0] = -neg[0]
+    with pytest.raises(ValueError):
+        b1sar.VopSet(neg)
+    with pytest.raises(ValueError):
+        b1sar.VopSet(mats, unit="volt").check_drives(q)

@@ -508,6 +508,15 @@ impl VopSet {
     /// [`DriveCheck`] against `q` on `n` drives of independent standard complex-Gaussian
     /// amplitudes (seeded).
     pub fn check_drives(&self, q: &Q10g, n: usize, seed: u64) -> Result<DriveCheck> {
+        if self.unit != AmplitudeUnit::SqrtW {
+            // The exact side takes drives in sqrt(W): a volt set compared on them would be off
+            // by the impedance conversion.
+            return Err(Error::invalid(
+                "VOP set",
+                "VOPs for drives in sqrt(W) to check against Q10g",
+                "a set in volts",
+            ));
+        }
         use rand::SeedableRng;
         use rand_distr::{Distribution, StandardNormal};
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
