@@ -261,6 +261,19 @@ pub fn is_psd(n: usize, q: &[f64]) -> bool {
     positive_definite(n, &a, &mut l)
 }
 
+/// The largest of the matrices' largest eigenvalues `lambda`, which every compression's margin
+/// scales; an error when it is not > 0 (all matrices zero: no SAR to bound).
+pub(crate) fn worst_case(lambda: &[f64]) -> Result<f64> {
+    let worst = lambda.iter().cloned().fold(0.0, f64::max);
+    if worst > 0.0 {
+        Ok(worst)
+    } else {
+        Err(Error::Computation(
+            "all matrices are zero: no SAR to bound".into(),
+        ))
+    }
+}
+
 /// The name a VOP file records: the method, with ` per-vop` when the margins are per VOP.
 fn method_name(method: VopMethod, margins: Margins) -> String {
     match margins {
@@ -285,12 +298,7 @@ fn greedy_clusters(
         .into_par_iter()
         .map(|m| max_eigenvalue(n, &row(m)))
         .collect();
-    let worst = lambda.iter().cloned().fold(0.0, f64::max);
-    if worst <= 0.0 {
-        return Err(Error::Computation(
-            "all Q10g matrices are zero: no SAR to bound".into(),
-        ));
-    }
+    let worst = worst_case(&lambda)?;
     let z = epsilon * worst;
     let mut remaining: Vec<usize> = (0..count).collect();
     remaining.sort_by(|a, b| lambda[*b].total_cmp(&lambda[*a]));
@@ -429,7 +437,8 @@ impl VopSet {
             .iter()
             .map(|r| unpack(n, &packed.row(*r).to_vec()))
             .collect();
-        let uniform: Vec<Vec<Complex64>> = cores
+        // The uniform margin's VOPs, replaced by the per-VOP ones only when those check out.
+        let mut vops: Vec<Vec<Complex64>> = cores
             .iter()
             .map(|v| {
                 let mut w = v.clone();
@@ -439,7 +448,6 @@ impl VopSet {
                 w
             })
             .collect();
-        let mut vops = uniform.clone();
         let mut applied = Margins::Uniform;
         if margins == Margins::PerVop {
             let (z, certs) = super::vop_tight::tighten_margins(

@@ -19,7 +19,7 @@
 //! the ascent neither certifies nor refutes within its budget becomes a VOP: the safe choice.
 
 use super::q10g::{features, unpack};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use ndarray::ArrayView2;
 use num_complex::Complex64;
 use rayon::prelude::*;
@@ -133,12 +133,7 @@ pub fn compress_cc(
                 .fold(f64::NEG_INFINITY, f64::max)
         })
         .collect();
-    let worst = lambda.iter().cloned().fold(0.0, f64::max);
-    if worst.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
-        return Err(Error::Computation(
-            "all matrices are zero: no SAR to bound".into(),
-        ));
-    }
+    let worst = super::vop::worst_case(&lambda)?;
     let mats = Matrices {
         n,
         packed,
@@ -313,8 +308,8 @@ fn new_core(
     push_witness(mats, wit, &top_eigenvector(mats.n, &mats.full[m]), cores, u);
 }
 
-/// The unit eigenvector of the largest eigenvalue of a Hermitian matrix.
-fn top_eigenvector(n: usize, a: &[Complex64]) -> Vec<Complex64> {
+/// The unit eigenvector of the largest eigenvalue of a Hermitian matrix (row-major n x n).
+pub(crate) fn top_eigenvector(n: usize, a: &[Complex64]) -> Vec<Complex64> {
     let neg: Vec<Complex64> = a.iter().map(|v| -v).collect();
     min_eig_vector(n, &neg)
 }

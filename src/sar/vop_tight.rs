@@ -39,7 +39,7 @@
 
 use super::q10g::unpack;
 use super::vop::positive_definite;
-use super::vop_cc::Certificate;
+use super::vop_cc::{Certificate, top_eigenvector};
 use ndarray::ArrayView2;
 use num_complex::Complex64;
 use rayon::prelude::*;
@@ -69,88 +69,84 @@ pub fn tighten_margins(
     // Each matrix goes to the certificate (its own, or one VOP alone among the few that bound it
     // best along its top eigenvector) whose deficit has the smallest top eigenvalue: tight
     // clusters need small margins.
-    let certs: Vec<Certificate> = certificates
+    // D = Q - sum_k a_k V_k for weights `w` on the cores.
+    let deficit = |q: &[Complex64], w: &[(usize, f64)]| {
+        let mut d = q.to_vec();
+        for (k, a) in w {
+            for (x, y) in d.iter_mut().zip(&cores[*k]) {
+                *x -= y * *a;
+            }
+        }
+        d
+    };
+    let top_eigenvalue = |d: &[Complex64]| {
+        nalgebra::DMatrix::from_row_slice(n, n, d)
+            .symmetric_eigenvalues()
+            .iter()
+            .cloned()
+            .fold(f64::NEG_INFINITY, f64::max)
+    };
+    let assigned: Vec<(Certificate, Vec<Complex64>)> = certificates
         .par_iter()
         .map(|c| {
             let q = unpack(n, &packed.row(c.matrix).to_vec());
-            let deficit_top = |w: &[(usize, f64)]| {
-                let mut d = q.clone();
-                for (k, a) in w {
-                    for (x, y) in d.iter_mut().zip(&cores[*k]) {
-                        *x -= y * *a;
-                    }
-                }
-                nalgebra::DMatrix::from_row_slice(n, n, &d)
-                    .symmetric_eigenvalues()
-                    .iter()
-                    .cloned()
-                    .fold(f64::NEG_INFINITY, f64::max)
-            };
-            let e = nalgebra::SymmetricEigen::new(nalgebra::DMatrix::from_row_slice(n, n, &q));
-            let (top, _) =
-                e.eigenvalues
-                    .iter()
-                    .enumerate()
-                    .fold(
-                        (0, f64::NEG_INFINITY),
-                        |b, (i, v)| if *v > b.1 { (i, *v) } else { b },
-                    );
-            let v: Vec<Complex64> = e.eigenvectors.column(top).iter().cloned().collect();
+            let v = top_eigenvector(n, &q);
             let mut by: Vec<(usize, f64)> = cores
                 .iter()
                 .enumerate()
                 .map(|(k, w)| (k, quad(n, w, &v)))
                 .collect();
             by.sort_by(|a, b| b.1.total_cmp(&a.1));
-            let mut best = (deficit_top(&c.weights), c.weights.clone());
+            let d = deficit(&q, &c.weights);
+            let mut best = (top_eigenvalue(&d), c.weights.clone(), d);
             for (k, _) in by.iter().take(CANDIDATES) {
                 let w = vec![(*k, 1.0)];
-                let t = deficit_top(&w);
+                let d = deficit(&q, &w);
+                let t = top_eigenvalue(&d);
                 // Clear of the margin by more than rounding: the certificate must survive the
                 // Cholesky check with u I alone (the fallback).
                 if t < best.0 && t < u * (1.0 - HAIR) - tau {
-                    best = (t, w);
+                    best = (t, w, d);
                 }
             }
-            Certificate {
-                matrix: c.matrix,
-                weights: best.1,
-            }
-        })
-        .collect();
-    // The deficits that are not already covered by any Z_k ⪰ 0 (-D_j positive definite).
-    let deficits: Vec<(usize, Vec<Complex64>)> = certs
-        .par_iter()
-        .enumerate()
-        .filter_map(|(j, c)| {
-            let mut d = unpack(n, &packed.row(c.matrix).to_vec());
-            for (k, a) in &c.weights {
-                for (x, y) in d.iter_mut().zip(&cores[*k]) {
-                    *x -= y * *a;
-                }
-            }
+            let (_, weights, mut d) = best;
             for i in 0..n {
                 d[i * n + i] += tau;
             }
+            (
+                Certificate {
+                    matrix: c.matrix,
+                    weights,
+                },
+                d,
+            )
+        })
+        .collect();
+    // The deficits (with the certificate margin) that are not already covered by any Z_k ⪰ 0
+    // (-D_j positive definite).
+    let deficits: Vec<(usize, &[Complex64])> = assigned
+        .par_iter()
+        .enumerate()
+        .filter_map(|(j, (_, d))| {
             let neg: Vec<Complex64> = d.iter().map(|v| -v).collect();
             let mut l = vec![Complex64::new(0.0, 0.0); n * n];
-            (!positive_definite(n, &neg, &mut l)).then_some((j, d))
+            (!positive_definite(n, &neg, &mut l)).then_some((j, d.as_slice()))
         })
         .collect();
     let mut users: Vec<Vec<usize>> = vec![Vec::new(); cores.len()];
     for (i, (j, _)) in deficits.iter().enumerate() {
-        for (k, _) in &certs[*j].weights {
+        for (k, _) in &assigned[*j].0.weights {
             users[*k].push(i);
         }
     }
     let z = users
         .par_iter()
         .map(|set| {
-            let ds: Vec<&[Complex64]> = set.iter().map(|i| deficits[*i].1.as_slice()).collect();
+            let ds: Vec<&[Complex64]> = set.iter().map(|i| deficits[*i].1).collect();
             margin_for(n, &ds, u)
         })
         .collect();
-    (z, certs)
+    (z, assigned.into_iter().map(|(c, _)| c).collect())
 }
 
 /// v^H A v for a full Hermitian A (row-major).
@@ -171,10 +167,14 @@ fn margin_for(n: usize, ds: &[&[Complex64]], u: f64) -> Vec<Complex64> {
         return zero;
     }
     let full = scaled_identity(n, u);
+    // Each deficit's eigen-decomposition, for the directions below and the log-sum-exp.
+    let eig: Vec<nalgebra::SymmetricEigen<Complex64, nalgebra::Dyn>> = ds
+        .iter()
+        .map(|d| nalgebra::SymmetricEigen::new(nalgebra::DMatrix::from_row_slice(n, n, d)))
+        .collect();
     // The directions the cluster needs: eigenvectors of the sum of the positive parts.
     let mut need = nalgebra::DMatrix::<Complex64>::zeros(n, n);
-    for d in ds {
-        let e = nalgebra::SymmetricEigen::new(nalgebra::DMatrix::from_row_slice(n, n, d));
+    for e in &eig {
         for (i, lam) in e.eigenvalues.iter().enumerate() {
             if *lam > 0.0 {
                 let v = e.eigenvectors.column(i);
@@ -217,10 +217,6 @@ fn margin_for(n: usize, ds: &[&[Complex64]], u: f64) -> Vec<Complex64> {
     let mut best = (mu.iter().sum::<f64>(), z);
     // The matrix log-sum-exp (1/b) log sum_j exp(b D_j) is above every D_j (log is operator
     // monotone); its positive part is too. Several sharpnesses b, the smallest trace kept.
-    let eig: Vec<nalgebra::SymmetricEigen<Complex64, nalgebra::Dyn>> = ds
-        .iter()
-        .map(|d| nalgebra::SymmetricEigen::new(nalgebra::DMatrix::from_row_slice(n, n, d)))
-        .collect();
     let top = eig
         .iter()
         .flat_map(|e| e.eigenvalues.iter().cloned())
