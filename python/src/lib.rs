@@ -438,28 +438,8 @@ impl PyVopSet {
         method: &str,
         margins: &str,
     ) -> PyResult<Self> {
-        let method = match method {
-            "cc" => VopMethod::ConvexCombination,
-            "greedy" => VopMethod::Greedy,
-            m => {
-                return Err(value_err(
-                    "method",
-                    "\"cc\" or \"greedy\"",
-                    format!("{m:?}"),
-                ));
-            }
-        };
-        let margins = match margins {
-            "uniform" => Margins::Uniform,
-            "per-vop" => Margins::PerVop,
-            m => {
-                return Err(value_err(
-                    "margins",
-                    "\"uniform\" or \"per-vop\"",
-                    format!("{m:?}"),
-                ));
-            }
-        };
+        let method = VopMethod::from_name(method).map_err(py_err)?;
+        let margins = Margins::from_name(margins).map_err(py_err)?;
         let qq = q.inner.clone();
         let v = py
             .detach(move || VopSet::compress_with(&qq, epsilon, method, margins, &|_, _| {}))

@@ -2,7 +2,6 @@
 
 use super::{Output, spinner};
 use anyhow::Result;
-use b1sar::dataset::target_slice;
 use b1sar::predict::{NetworkSar, predict_drive};
 use b1sar::{FieldSet, io, net, plot};
 use clap::Args;
@@ -140,7 +139,7 @@ pub fn run(a: PredictArgs, out: &Output) -> Result<()> {
     pb.finish_and_clear();
     let (maps, r) = (&pr.maps, &pr.report);
     let slices = &r.slices;
-    let target = a.slice.unwrap_or_else(|| target_slice(&f));
+    let target = pr.target_slice;
     let (best, at, infer_s) = (r.psar10g_w_per_kg, r.psar10g_index_zyx, r.inference_s);
     io::write_npy(&a.out, &maps.mapv(|v| v as f32))?;
     let mut paths = vec![a.out.clone()];

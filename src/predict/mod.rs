@@ -521,6 +521,8 @@ pub struct Prediction {
     pub maps: Array3<f64>,
     /// The exact SAR10g map of the whole grid, when the field set has E.
     pub exact_map: Option<Array3<f64>>,
+    /// The target slice (the one asked for, or the default).
+    pub target_slice: usize,
 }
 
 /// Predict the SAR10g of `drive` on subject `f`: on `slice` (default the prostate slice,
@@ -599,5 +601,6 @@ pub fn predict_drive(
         },
         maps,
         exact_map,
+        target_slice: target,
     })
 }

@@ -83,6 +83,14 @@ impl VopMethod {
             VopMethod::ConvexCombination => "cc",
         }
     }
+
+    /// The method of a [`VopMethod::name`].
+    pub fn from_name(name: &str) -> Result<Self> {
+        [VopMethod::ConvexCombination, VopMethod::Greedy]
+            .into_iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| Error::invalid("method", "\"cc\" or \"greedy\"", format!("{name:?}")))
+    }
 }
 
 /// The over-estimation matrix each VOP carries ([`VopSet::compress_with`]).
@@ -105,6 +113,16 @@ impl Margins {
             Margins::Uniform => "uniform",
             Margins::PerVop => "per-vop",
         }
+    }
+
+    /// The margins of a [`Margins::name`].
+    pub fn from_name(name: &str) -> Result<Self> {
+        [Margins::Uniform, Margins::PerVop]
+            .into_iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| {
+                Error::invalid("margins", "\"uniform\" or \"per-vop\"", format!("{name:?}"))
+            })
     }
 }
 
