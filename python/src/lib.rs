@@ -340,17 +340,6 @@ struct PyVopSet {
     inner: Arc<VopSet>,
 }
 
-/// Full complex matrices [k, n, n] from packed rows [k, n^2].
-fn full_matrices(n: usize, packed: ndarray::ArrayView2<'_, f64>) -> ndarray::Array3<Complex64> {
-    let k = packed.nrows();
-    let flat: Vec<Complex64> = packed
-        .rows()
-        .into_iter()
-        .flat_map(|r| core::sar::q10g::unpack(n, &r.to_vec()))
-        .collect();
-    ndarray::Array3::from_shape_vec((k, n, n), flat).expect("n x n per matrix")
-}
-
 #[pymethods]
 impl PyVopSet {
     /// VopSet(matrices, unit="sqrt_w"): a VOP set from complex Hermitian PSD matrices [k, ch, ch]
@@ -359,30 +348,6 @@ impl PyVopSet {
     #[new]
     #[pyo3(signature = (matrices, unit="sqrt_w"))]
     fn new(matrices: numpy::PyReadonlyArray3<'_, Complex64>, unit: &str) -> PyResult<Self> {
-        let m = matrices.as_array();
-        let (k, n, n2) = m.dim();
-        if n != n2 || k == 0 || n == 0 {
-            return Err(value_err(
-                "matrices",
-                "complex [k >= 1, ch, ch] VOP matrices",
-                format!("shape {:?}", m.shape()),
-            ));
-        }
-        for (i, mat) in m.outer_iter().enumerate() {
-            let herm = (0..n).all(|r| {
-                (0..n).all(|c| {
-                    let (a, b) = (mat[[r, c]], mat[[c, r]].conj());
-                    (a - b).norm() <= 1e-9 * (a.norm() + b.norm()).max(1e-300)
-                })
-            });
-            if !herm {
-                return Err(value_err(
-                    "matrices",
-                    "Hermitian matrices (m[i, r, c] = conj(m[i, c, r]))",
-                    format!("matrix {i} is not"),
-                ));
-            }
-        }
         let unit = match unit {
             "sqrt_w" => core::units::AmplitudeUnit::SqrtW,
             "volt" => core::units::AmplitudeUnit::Volt,
@@ -394,19 +359,14 @@ impl PyVopSet {
                 ));
             }
         };
-        let flat: Vec<f64> = m
-            .outer_iter()
-            .flat_map(|mat| core::sar::q10g::pack(n, &mat.iter().cloned().collect::<Vec<_>>()))
-            .collect();
-        let packed = ndarray::Array2::from_shape_vec((k, n * n), flat).expect("n^2 per VOP");
-        let v = VopSet::new(n, packed, unit).map_err(py_err)?;
+        let v = VopSet::from_matrices(matrices.as_array(), unit, 1e-9).map_err(py_err)?;
         Ok(PyVopSet { inner: Arc::new(v) })
     }
 
     /// The VOP matrices, complex128 [k, ch, ch] (margins included).
     #[getter]
     fn matrices<'py>(&self, py: Python<'py>) -> Bound<'py, numpy::PyArray3<Complex64>> {
-        full_matrices(self.inner.n_channels(), self.inner.packed()).into_pyarray(py)
+        self.inner.matrices().into_pyarray(py)
     }
 
     /// check_drives(q, n=10000, seed=1): the bound against the exact Q10g on n complex-Gaussian

@@ -410,6 +410,62 @@ impl VopSet {
         })
     }
 
+    /// A VOP set from full complex matrices [k, n, n] (W/kg per unit^2), e.g. another tool's VOPs:
+    /// each must be Hermitian to `hermitian_tol` relative (the error names the first VOP and entry
+    /// that is not) and positive semi-definite ([`VopSet::new`]).
+    pub fn from_matrices(
+        m: ndarray::ArrayView3<'_, Complex64>,
+        unit: AmplitudeUnit,
+        hermitian_tol: f64,
+    ) -> Result<Self> {
+        let (k, n, n2) = m.dim();
+        if n != n2 || k == 0 || n == 0 {
+            return Err(Error::invalid(
+                "VOP matrices",
+                "complex [k >= 1, n, n] matrices",
+                format!("shape {:?}", m.shape()),
+            ));
+        }
+        let mut rows = Vec::with_capacity(k * n * n);
+        for (v, mat) in m.outer_iter().enumerate() {
+            for i in 0..n {
+                for j in i..n {
+                    let (a, b) = (mat[[i, j]], mat[[j, i]].conj());
+                    if (a - b).norm() > hermitian_tol * (a.norm() + b.norm() + 1e-300) {
+                        return Err(Error::invalid(
+                            "VOP matrices",
+                            "Hermitian matrices (m[v, i, j] = conj(m[v, j, i]))",
+                            format!(
+                                "VOP {} is not Hermitian at ({}, {}): {a} vs conj {b}",
+                                v + 1,
+                                i + 1,
+                                j + 1
+                            ),
+                        ));
+                    }
+                }
+            }
+            rows.extend(pack(n, &mat.iter().cloned().collect::<Vec<_>>()));
+        }
+        VopSet::new(
+            n,
+            Array2::from_shape_vec((k, n * n), rows).expect("n^2 per VOP"),
+            unit,
+        )
+    }
+
+    /// The VOP matrices in full, complex [k, n, n] (W/kg per unit^2, margins included).
+    pub fn matrices(&self) -> ndarray::Array3<Complex64> {
+        let n = self.n_ch;
+        let flat: Vec<Complex64> = self
+            .packed
+            .rows()
+            .into_iter()
+            .flat_map(|r| unpack(n, &r.to_vec()))
+            .collect();
+        ndarray::Array3::from_shape_vec((self.len(), n, n), flat).expect("n x n per VOP")
+    }
+
     /// Compress Q10g into VOPs with `method`, overestimation `epsilon` (fraction of the worst
     /// case) and `margins`; `progress(done, total)` reports the method's steps (matrices covered or
     /// margin passes).
@@ -852,41 +908,14 @@ impl VopSet {
                 format!("{} values for dims {dims:?}", re.len()),
             ));
         }
-        let mut rows = Vec::with_capacity(k * n * n);
-        for v in 0..k {
-            // MATLAB is column-major: (i, j, v) at i + n j + n^2 v.
-            let m: Vec<Complex64> = (0..n * n)
-                .map(|rc| {
-                    let (i, j) = (rc / n, rc % n);
-                    let at = i + n * j + n * n * v;
-                    Complex64::new(re[at], im[at])
-                })
-                .collect();
-            for i in 0..n {
-                for j in i..n {
-                    let (a, b) = (m[i * n + j], m[j * n + i].conj());
-                    if (a - b).norm() > 1e-6 * (a.norm() + b.norm() + 1e-300) {
-                        return Err(Error::format(
-                            path,
-                            "variable ZZ",
-                            format!(
-                                "VOP {} is not Hermitian at ({}, {}): {a} vs conj {b}",
-                                v + 1,
-                                i + 1,
-                                j + 1
-                            ),
-                        ));
-                    }
-                }
-            }
-            rows.extend(pack(n, &m));
-        }
-        let mut set = VopSet::new(
-            n,
-            Array2::from_shape_vec((k, n * n), rows).expect("n^2 per VOP"),
-            AmplitudeUnit::Volt,
-        )
-        .map_err(|e| Error::format(path, "variable ZZ", e))?;
+        // MATLAB is column-major: (i, j, v) at i + n j + n^2 v.
+        let zz = ndarray::Array3::from_shape_fn((k, n, n), |(v, i, j)| {
+            let at = i + n * j + n * n * v;
+            Complex64::new(re[at], im[at])
+        });
+        // 1e-6: scanner files round their matrices (often through single precision).
+        let mut set = VopSet::from_matrices(zz.view(), AmplitudeUnit::Volt, 1e-6)
+            .map_err(|e| Error::format(path, "variable ZZ", e))?;
         let ints = |name: &str| -> Option<Vec<i32>> {
             match mat.get(name).map(|v| &v.data) {
                 Some(MatData::Real(x)) => Some(x.iter().map(|v| *v as i32).collect()),

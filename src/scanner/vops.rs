@@ -222,16 +222,11 @@ pub fn write_scanner_vops(path: &Path, vops: &VopSet) -> Result<()> {
     let k = vops.len();
     let mut re = vec![0.0; n * n * k];
     let mut im = vec![0.0; n * n * k];
-    for (v, row) in vops.packed().rows().into_iter().enumerate() {
-        let m = unpack(n, row.as_slice().expect("packed rows are contiguous"));
-        for i in 0..n {
-            for j in 0..n {
-                // MATLAB column-major: (i, j, v) at i + n j + n^2 v.
-                let at = i + n * j + n * n * v;
-                re[at] = m[i * n + j].re;
-                im[at] = m[i * n + j].im;
-            }
-        }
+    for ((v, i, j), m) in vops.matrices().indexed_iter() {
+        // MATLAB column-major: (i, j, v) at i + n j + n^2 v.
+        let at = i + n * j + n * n * v;
+        re[at] = m.re;
+        im[at] = m.im;
     }
     let mut vars = vec![MatWrite::Complex {
         name: "ZZ",
