@@ -167,6 +167,73 @@ def pulse_sar(
     verdicts, exact_psar10g_w_per_kg, whole_body_sar_w_per_kg, flip_angle, ...). predictor:
     "exact", "vop", "generic" or "net" (None: inferred from q / vop / model), as on the CLI."""
 
+def tissue_label(name: str) -> int:
+    """The label id of a tissue name in FieldSet.labels (e.g. "prostate"); ValueError if unknown."""
+
+def pulse_gen(
+    kind: str,
+    shims: _C,
+    name: Optional[str] = None,
+    duration_ms: float = 2.0,
+    steps: int = 200,
+    tbw: Optional[float] = None,
+    sigmas: float = 3.0,
+    dt_us: float = 10.0,
+    spokes: int = 2,
+    k_xy: Optional[list[Tuple[float, float]]] = None,
+    k_points: Optional[list[Tuple[float, float, float]]] = None,
+    k_radius: float = 3.0,
+    sub_ms: Optional[float] = None,
+    slice_mm: float = 5.0,
+    kmax: float = 8.0,
+    alpha: float = 10.0,
+    beta: float = 0.5,
+    u: float = 25.0,
+    v: float = 5.0,
+    max_amplitude_sqrt_w: float = 40.0,
+    max_grad_mt_per_m: float = 40.0,
+    max_slew_t_per_m_per_s: float = 200.0,
+    digits: int = 6,
+) -> Pulse:
+    """The pulse `b1sar pulse-gen KIND` writes. kind: "spokes", "kt", "spins", "sinc", "gauss" or
+    "hard"; shims: complex [ch] (every sub-pulse) or [sub-pulse, ch], peak amplitudes in sqrt(W);
+    k positions in cycles/m. Bad parameters raise ValueError naming them."""
+
+def optimize(
+    f: FieldSet,
+    roi: Optional[str] = None,
+    roi_mask: Optional[np.ndarray] = None,
+    objective: str = "cv",
+    predictor: Optional[str] = None,
+    q: Optional[_Path] = None,
+    vop: Optional[_Path] = None,
+    model: Optional[_Path] = None,
+    safety_factor: Optional[float] = None,
+    sar_limit: Optional[float] = None,
+    wb_limit: float = 4.0,
+    max_channel_power_w: Optional[float] = None,
+    max_total_power_w: Optional[float] = None,
+    target_ut: Optional[float] = None,
+    starts: int = 8,
+    seed: int = 1,
+    pulse: Optional[Pulse] = None,
+    tr_ms: Optional[float] = None,
+    target_flip_deg: Optional[float] = None,
+    pareto: Optional[int] = None,
+    net_slices: Optional[int] = None,
+    net_gradient: Optional[str] = None,
+    device: str = "cpu",
+    out: Optional[_Path] = None,
+) -> dict[str, Any]:
+    """RF shim of `b1sar optimize --fields` on f: the dict of `optimize --json` (objective, limits,
+    psar10g_exact_w_per_kg, whole_body_sar_w_per_kg, exact_within_limit, safety_factor, pareto, ...)
+    plus "drive" (complex128 [ch], sqrt(W)) for a static shim, or "drives" (complex128
+    [sub-pulse, ch]) and "optimized_pulse" (Pulse) for per-subpulse shims of `pulse` (with tr_ms).
+    roi: tissue name; roi_mask: bool/uint8 [z, y, x]. sar_limit in W/kg (default 10) on the
+    predictor's estimate x its safety factor; target_ut: mean |B1+| (µT) in the ROI. With out, the
+    CLI's files are written there and listed in "outputs". An infeasible result is returned with
+    "feasible": False; bad input raises ValueError."""
+
 class Model:
     """A trained network (the cGAN generator with its settings and safety factors)."""
 

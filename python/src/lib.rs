@@ -552,6 +552,92 @@ impl PyPulse {
     }
 }
 
+/// pulse_gen(kind, shims, name=None, duration_ms=2.0, steps=200, tbw=None, sigmas=3.0, dt_us=10.0,
+/// spokes=2, k_xy=None, k_points=None, k_radius=3.0, sub_ms=None, slice_mm=5.0, kmax=8.0,
+/// alpha=10.0, beta=0.5, u=25.0, v=5.0, max_amplitude_sqrt_w=40.0, max_grad_mt_per_m=40.0,
+/// max_slew_t_per_m_per_s=200.0, digits=6): the pulse `b1sar pulse-gen` writes. kind: "spokes",
+/// "kt", "spins", "sinc", "gauss" or "hard"; shims: complex [ch] (one shim for every sub-pulse) or
+/// [sub-pulse, ch] (spokes, kT-points), peak amplitudes in sqrt(W); k_xy: [[kx, ky], ...] and
+/// k_points: [[kx, ky, kz], ...] in cycles/m.
+#[pyfunction]
+#[pyo3(signature = (kind, shims, name=None, duration_ms=2.0, steps=200, tbw=None, sigmas=3.0, dt_us=10.0, spokes=2, k_xy=None, k_points=None, k_radius=3.0, sub_ms=None, slice_mm=5.0, kmax=8.0, alpha=10.0, beta=0.5, u=25.0, v=5.0, max_amplitude_sqrt_w=40.0, max_grad_mt_per_m=40.0, max_slew_t_per_m_per_s=200.0, digits=6))]
+#[allow(clippy::too_many_arguments)]
+fn pulse_gen(
+    py: Python<'_>,
+    kind: &str,
+    shims: Bound<'_, PyAny>,
+    name: Option<String>,
+    duration_ms: f64,
+    steps: usize,
+    tbw: Option<f64>,
+    sigmas: f64,
+    dt_us: f64,
+    spokes: usize,
+    k_xy: Option<Vec<[f64; 2]>>,
+    k_points: Option<Vec<[f64; 3]>>,
+    k_radius: f64,
+    sub_ms: Option<f64>,
+    slice_mm: f64,
+    kmax: f64,
+    alpha: f64,
+    beta: f64,
+    u: f64,
+    v: f64,
+    max_amplitude_sqrt_w: f64,
+    max_grad_mt_per_m: f64,
+    max_slew_t_per_m_per_s: f64,
+    digits: i32,
+) -> PyResult<PyPulse> {
+    use core::pulse::generate::{GenKind, PulseGen};
+    let shims: Vec<Drive> = if let Ok(a) = shims.extract::<PyReadonlyArray2<'_, Complex64>>() {
+        let n = a.as_array().shape()[1];
+        drives(&a, n, "the shims")?
+    } else if let Ok(a) = shims.extract::<PyReadonlyArray1<'_, Complex64>>() {
+        let n = a.as_array().len();
+        vec![drive(&a, n, "the shim")?]
+    } else {
+        return Err(value_err(
+            "shims",
+            "a complex128 array [ch] or [sub-pulse, ch] (sqrt(W))",
+            "another type or shape",
+        ));
+    };
+    let spec = PulseGen {
+        kind: GenKind::from_name(kind).map_err(py_err)?,
+        name,
+        duration_s: duration_ms * 1e-3,
+        steps,
+        tbw,
+        sigmas,
+        dt_s: dt_us * 1e-6,
+        spokes,
+        k_xy,
+        k_points,
+        k_radius,
+        sub_s: sub_ms.map(|ms| ms * 1e-3),
+        slice_m: slice_mm * 1e-3,
+        kmax,
+        alpha,
+        beta,
+        u,
+        v,
+        limits: HardwareLimits {
+            max_amplitude_sqrt_w,
+            max_grad_t_per_m: max_grad_mt_per_m * 1e-3,
+            max_slew_t_per_m_per_s,
+        },
+        digits,
+    };
+    let p = py.detach(move || spec.generate(&shims)).map_err(py_err)?;
+    Ok(PyPulse { inner: Arc::new(p) })
+}
+
+/// tissue_label(name): the label id of a tissue name in a field set's labels (e.g. "prostate").
+#[pyfunction]
+fn tissue_label(name: &str) -> PyResult<u8> {
+    Ok(core::tissue::by_name(name).map_err(py_err)?.label)
+}
+
 /// The SAR model of a call, chosen as on the CLI: `predictor` ("exact", "vop", "generic", "net";
 /// None: inferred from the files given) with `q`, `vop`, `model` (paths) and `safety_factor`.
 fn model_spec(
@@ -561,6 +647,7 @@ fn model_spec(
     model: Option<PathBuf>,
     safety_factor: Option<f64>,
     device: &str,
+    drives: core::net::DriveUse,
 ) -> PyResult<SarModelSpec> {
     let kind = match predictor {
         None => None,
@@ -568,10 +655,11 @@ fn model_spec(
         Some("vop") => Some(SarModelKind::Vop),
         Some("generic") => Some(SarModelKind::Generic),
         Some("net") => Some(SarModelKind::Net),
+        Some("none") => Some(SarModelKind::None),
         Some(p) => {
             return Err(value_err(
                 "predictor",
-                "\"exact\", \"vop\", \"generic\" or \"net\"",
+                "\"exact\", \"vop\", \"generic\", \"net\" or \"none\"",
                 format!("{p:?}"),
             ));
         }
@@ -583,6 +671,7 @@ fn model_spec(
         model,
         safety_factor,
         device: device.to_string(),
+        drives,
         ..Default::default()
     })
 }
@@ -639,7 +728,15 @@ fn pulse_sar<'py>(
             ));
         }
     };
-    let spec = model_spec(predictor, q, vop, model, safety_factor, device)?;
+    let spec = model_spec(
+        predictor,
+        q,
+        vop,
+        model,
+        safety_factor,
+        device,
+        core::net::DriveUse::Any,
+    )?;
     let o = PulseSarOptions {
         tr_ms,
         pulses_per_tr,
@@ -663,6 +760,170 @@ fn pulse_sar<'py>(
         .map_err(py_err)?;
     report.elapsed_s = t.elapsed().as_secs_f64();
     to_dict(py, &report)
+}
+
+/// optimize(f, roi=None, roi_mask=None, objective="cv", predictor=None, q=None, vop=None,
+/// model=None, safety_factor=None, sar_limit=None, wb_limit=4.0, max_channel_power_w=None,
+/// max_total_power_w=None, target_ut=None, starts=8, seed=1, pulse=None, tr_ms=None,
+/// target_flip_deg=None, pareto=None, net_slices=None, net_gradient=None, device="cpu", out=None):
+/// the RF shim of `b1sar optimize --fields` on field set f, returning the same dict as
+/// `optimize --json` (objective, limits, exact pSAR10g and whole-body SAR in W/kg, verdicts, safety
+/// factor, Pareto front) plus "drive" (complex128 [ch], sqrt(W)) for a static shim, or "drives"
+/// (complex128 [sub-pulse, ch]) and "optimized_pulse" (a Pulse) for per-subpulse shims of `pulse`.
+/// roi: a tissue name (e.g. "prostate"); roi_mask: bool or uint8 [z, y, x] on f's grid.
+/// objective: "cv", "phase-only", "mls" or "efficiency". sar_limit: W/kg on the model's estimate
+/// times its safety factor (default 10). target_ut: mean |B1+| in the ROI (µT). pulse + tr_ms:
+/// the limits apply to the time average over the TR. out: a folder for drive.json, report.json and
+/// the plots (then "outputs" lists them). An infeasible result is returned with "feasible": False.
+/// Releases the GIL.
+#[pyfunction]
+#[pyo3(signature = (f, roi=None, roi_mask=None, objective="cv", predictor=None, q=None, vop=None, model=None, safety_factor=None, sar_limit=None, wb_limit=core::units::WHOLE_BODY_SAR_LIMIT_W_PER_KG, max_channel_power_w=None, max_total_power_w=None, target_ut=None, starts=8, seed=1, pulse=None, tr_ms=None, target_flip_deg=None, pareto=None, net_slices=None, net_gradient=None, device="cpu", out=None))]
+#[allow(clippy::too_many_arguments)]
+fn optimize<'py>(
+    py: Python<'py>,
+    f: &PyFieldSet,
+    roi: Option<String>,
+    roi_mask: Option<Bound<'py, PyAny>>,
+    objective: &str,
+    predictor: Option<&str>,
+    q: Option<PathBuf>,
+    vop: Option<PathBuf>,
+    model: Option<PathBuf>,
+    safety_factor: Option<f64>,
+    sar_limit: Option<f64>,
+    wb_limit: f64,
+    max_channel_power_w: Option<f64>,
+    max_total_power_w: Option<f64>,
+    target_ut: Option<f64>,
+    starts: usize,
+    seed: u64,
+    pulse: Option<&PyPulse>,
+    tr_ms: Option<f64>,
+    target_flip_deg: Option<f64>,
+    pareto: Option<usize>,
+    net_slices: Option<usize>,
+    net_gradient: Option<&str>,
+    device: &str,
+    out: Option<PathBuf>,
+) -> PyResult<Bound<'py, PyDict>> {
+    use core::optim::{GradientMethod, RoiSpec, ShimObjective, ShimRequest};
+    let roi = match (roi, roi_mask) {
+        (Some(name), None) => Some(RoiSpec::Tissue(name)),
+        (None, Some(m)) => Some(RoiSpec::Mask(roi_mask_array(&m)?, None)),
+        (Some(_), Some(_)) => {
+            return Err(value_err(
+                "roi | roi_mask",
+                "one region of interest",
+                "both",
+            ));
+        }
+        (None, None) => None,
+    };
+    let pulse = match (pulse, tr_ms) {
+        (Some(p), Some(tr)) => Some(((*p.inner).clone(), tr * 1e-3)),
+        (None, None) => None,
+        (Some(_), None) => return Err(value_err("tr_ms", "the TR (ms) of pulse", "None")),
+        (None, Some(_)) => return Err(value_err("tr_ms", "a pulse (pulse=)", "no pulse")),
+    };
+    let net_gradient = match net_gradient {
+        None => None,
+        Some("autodiff") => Some(GradientMethod::Autodiff),
+        Some("central-difference" | "central_difference") => {
+            Some(GradientMethod::CentralDifference)
+        }
+        Some(g) => {
+            return Err(value_err(
+                "net_gradient",
+                "\"autodiff\" or \"central-difference\"",
+                format!("{g:?}"),
+            ));
+        }
+    };
+    if let Some(l) = sar_limit
+        && !(l.is_finite() && l > 0.0)
+    {
+        return Err(value_err("sar_limit", "a finite value > 0 (W/kg)", l));
+    }
+    let req = ShimRequest {
+        roi,
+        objective: ShimObjective::from_name(objective).map_err(py_err)?,
+        sar_limit_w_per_kg: sar_limit,
+        wb_limit_w_per_kg: wb_limit,
+        max_channel_power_w,
+        max_total_power_w,
+        target_ut,
+        starts,
+        seed,
+        pulse,
+        pulse_source: None,
+        target_flip_deg,
+        pareto,
+        net_slices,
+        net_gradient,
+    };
+    let spec = model_spec(
+        predictor,
+        q,
+        vop,
+        model,
+        safety_factor,
+        device,
+        core::net::DriveUse::Optimised,
+    )?;
+    let fs = f.inner.clone();
+    let (o, outputs) = py
+        .detach(move || -> core::Result<_> {
+            core::optim::check_request(&req, spec.kind(), Some(&fs))?;
+            let m = spec.load(Some(&fs))?;
+            let o = core::optim::shim_fields(&fs, &m, &req, &|_| {})?;
+            let outputs = match &out {
+                Some(dir) => {
+                    core::io::check_output_dir("out", dir, &[])?;
+                    let mut paths = o.write_outputs(dir, &fs, m.exact.as_ref())?;
+                    core::io::write_json(&dir.join("report.json"), &o.report)?;
+                    paths.push(dir.join("report.json"));
+                    Some(paths)
+                }
+                None => None,
+            };
+            Ok((o, outputs))
+        })
+        .map_err(py_err)?;
+    let d = to_dict(py, &o.report)?;
+    d.del_item("trace")?;
+    if let Some(paths) = outputs {
+        d.set_item("outputs", paths)?;
+    }
+    if let Some(drive) = &o.drive {
+        d.set_item(
+            "drive",
+            Array1::from(drive.amplitudes().to_vec()).into_pyarray(py),
+        )?;
+    }
+    if let Some((drives, p)) = o.pulse {
+        let n_ch = f.inner.n_channels();
+        let a = ndarray::Array2::from_shape_fn((drives.len(), n_ch), |(k, j)| {
+            drives[k].amplitudes()[j]
+        });
+        d.set_item("drives", a.into_pyarray(py))?;
+        d.set_item("optimized_pulse", PyPulse { inner: Arc::new(p) })?;
+    }
+    Ok(d)
+}
+
+/// A region-of-interest mask from a bool or uint8 numpy array [z, y, x].
+fn roi_mask_array(m: &Bound<'_, PyAny>) -> PyResult<Array3<bool>> {
+    if let Ok(a) = m.extract::<PyReadonlyArray3<'_, bool>>() {
+        return Ok(a.as_array().to_owned());
+    }
+    if let Ok(a) = m.extract::<PyReadonlyArray3<'_, u8>>() {
+        return Ok(a.as_array().mapv(|v| v != 0));
+    }
+    Err(value_err(
+        "roi_mask",
+        "a bool or uint8 numpy array [z, y, x] on the field set's grid",
+        "another type or shape",
+    ))
 }
 
 /// A trained network (the cGAN generator with its settings and safety factors).
@@ -727,6 +988,9 @@ fn b1sar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPulse>()?;
     m.add_class::<PyModel>()?;
     m.add_function(wrap_pyfunction!(pulse_sar, m)?)?;
+    m.add_function(wrap_pyfunction!(optimize, m)?)?;
+    m.add_function(wrap_pyfunction!(pulse_gen, m)?)?;
+    m.add_function(wrap_pyfunction!(tissue_label, m)?)?;
     m.add_class::<PyQ10g>()?;
     m.add_class::<PyVopSet>()?;
     m.add_function(wrap_pyfunction!(combine, m)?)?;

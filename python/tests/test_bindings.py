@@ -266,3 +266,72 @@ def test_vops_from_arrays_and_drive_check_match_cli(f, q_file, tmp_path):
         b1sar.VopSet(neg)
     with pytest.raises(ValueError):
         b1sar.VopSet(mats, unit="volt").check_drives(q)
+
+
+def drive_from_json(path):
+    d = json.loads(Path(path).read_text())
+    return np.array(d["re"]) + 1j * np.array(d["im"])
+
+
+OPT_TIMINGS = {"seconds", "outputs"}
+
+
+def same_optimize(py, c):
+    """optimize's dict equals the CLI's --json, timings and output paths aside."""
+    assert set(py) - {"drive", "drives", "optimized_pulse", "outputs"} == set(c) - {"outputs"}
+    same_report({k: v for k, v in py.items() if k in c and k not in OPT_TIMINGS},
+                {k: v for k, v in c.items() if k not in OPT_TIMINGS})
+
+
+def test_optimize_static_shim_matches_cli(f, q_file, tmp_path):
+    c = cli_any("optimize", "--fields", SUBJECT, "--roi", "prostate", "--sar-limit", 10,
+                "--out", tmp_path / "cli")
+    r = b1sar.optimize(f, roi="prostate", predictor="exact", sar_limit=10,
+                       out=tmp_path / "py")
+    same_optimize(r, c)
+    # The drive array is the CLI's drive.json, and its exact pSAR10g is the reported one.
+    assert np.max(np.abs(r["drive"] - drive_from_json(tmp_path / "cli" / "drive.json"))) <= 1e-12
+    q = b1sar.Q10g.load(q_file)
+    assert rel(q.psar(r["drive"][None, :])[0], r["psar10g_exact_w_per_kg"]) <= 1e-12
+    assert r["psar10g_exact_w_per_kg"] <= 10.0 * (1 + 1e-9) and r["exact_within_limit"]
+    assert [Path(p).name for p in r["outputs"]] == [Path(p).name for p in c["outputs"]]
+
+
+def test_optimize_pulse_matches_cli(f, tmp_path):
+    pulse = ROOT / "pulses" / "kt5_cp.json"
+    c = cli_any("optimize", "--fields", SUBJECT, "--roi", "prostate", "--pulse", pulse,
+                "--tr-ms", 10, "--out", tmp_path / "cli")
+    r = b1sar.optimize(f, roi="prostate", pulse=b1sar.Pulse.load(pulse), tr_ms=10)
+    same_optimize(r, c)
+    p = r["optimized_pulse"]
+    assert p.n_channels == f.n_channels and len(p) == len(b1sar.Pulse.load(pulse))
+    assert r["drives"].shape == (r["pulse"]["sub_pulses"], f.n_channels)
+    # The optimised pulse, judged again by pulse_sar, has the reported time-averaged pSAR10g.
+    again = b1sar.pulse_sar(p, tr_ms=10, fields=f, predictor="exact")
+    assert rel(again["psar10g_w_per_kg"], r["psar10g_exact_w_per_kg"]) <= 1e-9
+
+
+def test_optimize_refusals(f):
+    pulse = b1sar.Pulse.load(ROOT / "pulses" / "kt5_cp.json")
+    with pytest.raises(ValueError, match="tissue|prostrate"):
+        b1sar.optimize(f, roi="prostrate")
+    with pytest.raises(ValueError, match="region of interest"):
+        b1sar.optimize(f)
+    with pytest.raises(ValueError, match="objective"):
+        b1sar.optimize(f, roi="prostate", objective="flat")
+    with pytest.raises(ValueError, match="tr_ms"):
+        b1sar.optimize(f, roi="prostate", pulse=pulse)
+    with pytest.raises(ValueError, match="--pulse"):
+        b1sar.optimize(f, roi="prostate", pulse=pulse, tr_ms=10, pareto=3)
+    with pytest.raises(ValueError, match="--tr-ms"):
+        b1sar.optimize(f, roi="prostate", pulse=pulse, tr_ms=pulse.duration_s * 1e3 / 2)
+    with pytest.raises(ValueError, match="--net-slices"):
+        b1sar.optimize(f, roi="prostate", net_slices=3)
+    with pytest.raises(ValueError, match="sar_limit"):
+        b1sar.optimize(f, roi="prostate", sar_limit=-1)
+    with pytest.raises(ValueError):
+        b1sar.optimize(f, roi="prostate", predictor="net")
+    with pytest.raises(ValueError, match="roi_mask"):
+        b1sar.optimize(f, roi_mask=np.zeros((2, 2), dtype=bool))
+    with pytest.raises(ValueError):
+        b1sar.optimize(f, roi_mask=np.zeros((1, 2, 3), dtype=bool))

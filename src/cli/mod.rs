@@ -16,4 +16,6 @@ pub mod pulse;
 pub mod simulate;
 pub mod train;
 
-pub use output::{EXIT_LIMIT_EXCEEDED, LimitExceeded, Output, bar, given, load_fields, spinner};
+pub use output::{
+    EXIT_LIMIT_EXCEEDED, LimitExceeded, Output, bar, given, load_fields, progress, spinner,
+};

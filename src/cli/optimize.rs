@@ -2,23 +2,16 @@
 //! predicted-SAR limit, with any predictor (exact Q10g, VOPs, the generic subject, the network).
 
 use super::args::{SarModelArgs, positive};
-use super::{Output, spinner};
+use super::{Output, progress, spinner};
 use anyhow::{Result, bail};
 use b1sar::optim::{
-    GradientMethod, Limit, LimitSpec, Objective, OptimizeReport, QuadraticLimit, Settings,
-    ShimSystem, Start, VopLimitRule, assemble_limits, optimize, pareto_sweep, plan,
-    roi_from_fields,
+    GradientMethod, RoiSpec, ScannerShimRequest, ShimObjective, ShimOutcome, ShimRequest,
+    VopLimitRule, check_request, scanner_vops, shim_fields, shim_scanner,
 };
-use b1sar::predict::{NoiseDraw, SarModelKind};
-use b1sar::sar::{Q10g, VopSet};
-use b1sar::units::{
-    AmplitudeUnit, LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, T_TO_UT, WHOLE_BODY_SAR_LIMIT_W_PER_KG,
-};
-use b1sar::{Drive, Error, FieldSet, io, plot};
+use b1sar::predict::SarModelKind;
+use b1sar::units::{LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, WHOLE_BODY_SAR_LIMIT_W_PER_KG};
+use b1sar::{Error, io};
 use clap::{Args, ValueEnum};
-use ndarray::Axis;
-use num_complex::Complex64;
-use serde_json::json;
 use std::path::{Path, PathBuf};
 
 /// What is optimised.
@@ -34,22 +27,13 @@ pub enum ObjectiveArg {
     Efficiency,
 }
 
-impl ObjectiveArg {
-    /// The objective with its target (T for |B1+|, rad for a pulse's flip angle).
-    fn at(self, target_t: f64) -> Objective {
-        match self {
-            ObjectiveArg::Cv | ObjectiveArg::PhaseOnly => Objective::Cv { target_t },
-            ObjectiveArg::Mls => Objective::Mls { target_t },
-            ObjectiveArg::Efficiency => Objective::Efficiency { target_t },
-        }
-    }
-
-    /// What the search may change.
-    fn start(self) -> Start {
-        if self == ObjectiveArg::PhaseOnly {
-            Start::PhaseOnly
-        } else {
-            Start::MagnitudePhase
+impl From<ObjectiveArg> for ShimObjective {
+    fn from(o: ObjectiveArg) -> Self {
+        match o {
+            ObjectiveArg::Cv => ShimObjective::Cv,
+            ObjectiveArg::PhaseOnly => ShimObjective::PhaseOnly,
+            ObjectiveArg::Mls => ShimObjective::Mls,
+            ObjectiveArg::Efficiency => ShimObjective::Efficiency,
         }
     }
 }
@@ -192,190 +176,92 @@ pub fn run(a: OptimizeArgs, out: &Output) -> Result<()> {
     if a.b1.is_some() {
         return run_scanner(a, out);
     }
+    if a.sar_factor.is_some() || a.target_nt_per_v.is_some() || a.vop_types.is_some() {
+        bail!(Error::invalid(
+            "--sar-factor/--target-nt-per-v/--vop-types",
+            "scanner data (--b1)",
+            "a field set (--fields)"
+        ));
+    }
     // The shims this command feeds a network are optimised ones: their safety factor applies.
     let mut spec = a.model.spec_for(b1sar::net::DriveUse::Optimised);
     spec.fields_path = a.fields.clone();
     let kind = spec.kind();
-    check_field_set_flags(&a, kind)?;
-    let sar_limit = a.sar_limit.unwrap_or(LOCAL_SAR_LIMIT_TRUNK_W_PER_KG);
+    let mut req = request(&a)?;
+    check_request(&req, kind, None)?;
     let f = super::load_fields(a.fields.as_ref().ok_or_else(|| {
         Error::usage(
             "--fields | --b1",
             "`optimize` needs a field set (--fields F.npz) or scanner maps (--b1 B1.nii.gz)",
         )
     })?)?;
-    let (idx, amat) = field_roi(&a, &f)?;
-    let n = f.n_channels();
-    // A static shim, or per-subpulse shims of a pulse (pattern: small-tip flip angle in rad).
-    let pulse_case = load_pulse_case(&a, kind, n)?;
-    let (sys, w, target_t) = shim_system(&a, &f, &idx, amat, pulse_case.as_ref())?;
-    let obj = a.objective.at(target_t);
-
-    // The model, and the exact Q10g when the field set has E (whole-body limit, exact report).
+    if let Some(pp) = &a.pulse {
+        let tr = a.tr_ms.expect("clap requires --tr-ms with --pulse") * 1e-3;
+        req.pulse = Some((b1sar::pulse::Pulse::load(pp, 1e3)?, tr));
+        req.pulse_source = Some(pp.clone());
+    }
+    check_request(&req, kind, Some(&f))?;
     let pb = spinner("SAR model (and Q10g matrices when the field set has E)");
     let model = spec.load(Some(&f))?;
     pb.finish_and_clear();
-    let net_slices = if kind == SarModelKind::Net {
-        let zs: Vec<usize> = idx.iter().map(|i| f.grid().unflat(*i)[0]).collect();
-        plan::net_slices(f.grid().shape[0], &zs, a.net_slices.unwrap_or(1))?
-    } else {
-        Vec::new()
-    };
-    let pred = model.predictor(Some(&f), &net_slices, NoiseDraw::Shared)?;
-    let limits = assemble_limits(
-        pred.as_deref().map(|p| (kind.limit_name(), p)),
-        model.exact.as_ref(),
-        n,
-        &LimitSpec {
-            local_w_per_kg: sar_limit,
-            whole_body_w_per_kg: a.wb_limit,
-            max_channel_power_w: a.max_channel_power_w,
-            max_total_power_w: a.max_total_power_w,
-            gradient: a.net_gradient.unwrap_or(NetGradient::Autodiff).into(),
-        },
-        &w,
-    )?;
-    if obj == (Objective::Efficiency { target_t }) && !limits.has_local() {
-        bail!(Error::invalid(
-            "--objective efficiency",
-            "a local-SAR predictor (exact, vop, generic or net)",
-            "--predictor none"
+    let o = shim_fields(&f, &model, &req, &progress())?;
+    let r = &o.report;
+    if let Some(src) = r.safety_factor_source {
+        out.line(format!(
+            "safety factor {:.3} ({})",
+            r.safety_factor,
+            src.describe()
         ));
     }
-    let all = limits.all();
-    let settings = Settings {
-        start: a.objective.start(),
-        starts: a.starts,
-        seed: a.seed,
-        ..Settings::default()
-    };
-    // The network limit costs a batch of inferences per evaluation and its finite-difference
-    // gradient is only as smooth as the network: a shorter schedule gets as far.
-    let settings = if kind == SarModelKind::Net {
-        Settings {
-            max_outer: 8,
-            max_inner: 40,
-            ..settings
-        }
-    } else {
-        settings
-    };
-    let pb = spinner(&format!(
-        "optimising ({} ROI voxels, {} starts, {})",
-        sys.n_voxels(),
-        a.starts,
-        all.first()
-            .map(|l| l.name())
-            .unwrap_or_else(|| "no SAR limit".into())
-    ));
-    let r = optimize(&obj, &sys, &all, &settings)?;
-    pb.finish_and_clear();
-    let predicted = all.first().map(|l| l.exact(&r.amplitudes)).transpose()?;
-    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
-    let mut paths = Vec::new();
-    let case = ShimCase {
-        f: &f,
-        idx: &idx,
-        sys: &sys,
-        w: &w,
-        q: model.exact.as_ref(),
-    };
-    let (drive, exact, subpulse_json) = match &pulse_case {
-        None => {
-            let (d, e) = static_outputs(&a.out, &case, &r, &mut paths)?;
-            (Some(d), e, serde_json::Value::Null)
-        }
-        Some(pc) => {
-            let (e, j) = pulse_outputs(&a.out, &case, pc, &r, &mut paths, out)?;
-            (None, e, j)
-        }
-    };
-    let psar_report = exact.map(|e| e.0).or(predicted);
-    let efficiency = match pulse_case {
-        None => sar_efficiency(r.stats.mean_t, psar_report)?,
-        Some(_) => None,
-    };
-    // The exact model judges the returned shim whenever it is known, whatever the predictor.
-    let exact_within_limit = exact.map(|e| e.0 <= sar_limit);
-    let exact_within_wb_limit = exact.map(|e| e.1 <= a.wb_limit);
-    let (sf_used, warnings) = model_notes(&model, out);
-    let pareto_json = match a.pareto {
-        Some(np) => {
-            let local = limits.local.as_ref().ok_or_else(|| {
-                Error::invalid(
-                    "--pareto",
-                    "a quadratic local-SAR predictor (exact, vop or generic)",
-                    format!("{kind:?}"),
-                )
-            })?;
-            pareto_front(
-                &a.out,
-                (&obj, target_t),
-                &sys,
-                local,
-                &limits.others(),
-                &settings,
-                np,
-                &mut paths,
-            )?
-        }
-        None => serde_json::Value::Null,
-    };
-    let report = json!({
-        "objective_name": r.objective_name,
-        "objective": r.objective,
-        "zero_phase_objective": r.zero_phase_objective,
-        "zero_phase_feasible": r.zero_phase_feasible,
-        "phase_only_objective": r.phase_only_objective,
-        "feasible": r.feasible,
-        "limits": r.limits,
-        "roi_voxels": sys.n_voxels(),
-        "roi_cv": r.stats.cv,
-        // The pattern is |B1+| (T) for a static shim and the small-tip flip angle (rad) for a pulse.
-        "roi_mean_b1_ut": pulse_case.is_none().then_some(r.stats.mean_t * T_TO_UT),
-        "target_b1_ut": pulse_case.is_none().then_some(target_t * T_TO_UT),
-        "roi_mean_flip_deg": pulse_case.is_some().then(|| r.stats.mean_t.to_degrees()),
-        "target_flip_deg": pulse_case.is_some().then(|| target_t.to_degrees()),
-        "psar10g_w_per_kg": psar_report,
-        "psar10g_exact_w_per_kg": exact.map(|e| e.0),
-        "psar10g_predicted_w_per_kg": predicted,
-        "sar_limit_w_per_kg": sar_limit,
-        "exact_within_limit": exact_within_limit,
-        "exact_within_whole_body_limit": exact_within_wb_limit,
-        "vops_own_subject": model.vops_own_subject,
-        "warnings": warnings,
-        "safety_factor": sf_used.value,
-        "safety_factor_source": sf_used.source,
-        "whole_body_sar_w_per_kg": exact.map(|e| e.1),
-        "sar_efficiency_ut_per_sqrt_w_per_kg": efficiency,
-        "total_power_w": drive.as_ref().map(|d| d.total_power_w()),
-        "pulse": subpulse_json,
-        "evaluations": r.evaluations,
-        "seconds": r.seconds,
-        "pareto": pareto_json,
-        "trace": r.trace,
-    });
-    io::write_json(&a.out.join("report.json"), &report)?;
+    for w in &r.warnings {
+        out.line(format!("warning: {w}"));
+    }
+    if let Some(p) = &r.pulse {
+        out.line(format!(
+            "Bloch (full rotation) in the ROI: flip {:.2}° (CV {:.2} %) before, {:.2}° (CV {:.2} %) after",
+            p.flip_mean_deg_before,
+            100.0 * p.flip_cv_before,
+            p.flip_mean_deg_after,
+            100.0 * p.flip_cv_after
+        ));
+    }
+    let mut paths = o.write_outputs(&a.out, &f, model.exact.as_ref())?;
+    io::write_json(&a.out.join("report.json"), r)?;
     paths.push(a.out.join("report.json"));
-    print_result(
-        &r,
-        &sys,
-        pulse_case.is_some(),
-        exact,
-        drive.as_ref(),
-        &paths,
-        out,
-    );
-    let mut result = report;
-    result["outputs"] = json!(paths);
-    result.as_object_mut().map(|o| o.remove("trace"));
-    out.result(result);
+    print_result(&o, &paths, out);
+    out.report_with_outputs(r, &paths, &["trace"])?;
     if !r.feasible {
         bail!(Error::Computation(
             "no shim satisfies every limit at the target |B1+| (see report.json); lower --target-ut or relax a limit".into()
         ));
     }
-    exact_verdict(exact, (sar_limit, a.wb_limit), kind, out)
+    exact_verdict(r, a.wb_limit, kind, out)
+}
+
+/// The field-set request of the flags (the pulse is loaded after the checks).
+fn request(a: &OptimizeArgs) -> Result<ShimRequest> {
+    let roi = match (&a.roi, &a.roi_mask) {
+        (Some(name), None) => Some(RoiSpec::Tissue(name.clone())),
+        (None, Some(p)) => Some(RoiSpec::Mask(load_mask(p)?, Some(p.clone()))),
+        _ => None,
+    };
+    Ok(ShimRequest {
+        roi,
+        objective: a.objective.into(),
+        sar_limit_w_per_kg: a.sar_limit,
+        wb_limit_w_per_kg: a.wb_limit,
+        max_channel_power_w: a.max_channel_power_w,
+        max_total_power_w: a.max_total_power_w,
+        target_ut: a.target_ut,
+        starts: a.starts,
+        seed: a.seed,
+        pulse: None,
+        pulse_source: None,
+        target_flip_deg: a.target_flip_deg,
+        pareto: a.pareto,
+        net_slices: a.net_slices,
+        net_gradient: a.net_gradient.map(Into::into),
+    })
 }
 
 /// Before any work, for both paths: the output folder is not an input and can be made, and one
@@ -401,89 +287,18 @@ fn check_outputs_and_limit_flags(a: &OptimizeArgs) -> Result<()> {
     Ok(())
 }
 
-/// The factor applied to the local-SAR predictor and where it came from (no source: the default
-/// 1), and the model's warnings, both printed.
-fn model_notes(
-    model: &b1sar::predict::SarModel,
-    out: &Output,
-) -> (b1sar::predict::AppliedFactor, Vec<String>) {
-    let sf_used = model.factor();
-    if let Some(src) = sf_used.source {
-        out.line(format!(
-            "safety factor {:.3} ({})",
-            sf_used.value,
-            src.describe()
-        ));
-    }
-    let warnings: Vec<String> = model.own_subject_warning().into_iter().collect();
-    for w in &warnings {
-        out.line(format!("warning: {w}"));
-    }
-    (sf_used, warnings)
-}
-
-/// Mean |B1+| (µT) per sqrt of pSAR10g of a static shim; `None` without a local SAR, where it is
-/// not defined (never reported as infinite).
-fn sar_efficiency(mean_b1_t: f64, psar: Option<f64>) -> Result<Option<f64>> {
-    Ok(match psar {
-        Some(p) if p > 0.0 => Some(b1sar::limits::finite_result(
-            "SAR efficiency",
-            mean_b1_t * T_TO_UT / p.sqrt(),
-            false,
-        )?),
-        _ => None,
-    })
-}
-
-/// Flags of the field-set path, checked before anything is loaded: scanner-only flags refused,
-/// targets in range, network-only flags refused without the network.
-fn check_field_set_flags(a: &OptimizeArgs, kind: SarModelKind) -> Result<()> {
-    if a.sar_factor.is_some() || a.target_nt_per_v.is_some() || a.vop_types.is_some() {
-        bail!(Error::invalid(
-            "--sar-factor/--target-nt-per-v/--vop-types",
-            "scanner data (--b1)",
-            "a field set (--fields)"
-        ));
-    }
-    if let Some(t) = a.target_ut {
-        b1sar::limits::check_range(
-            "--target-ut",
-            t,
-            f64::MIN_POSITIVE,
-            b1sar::limits::MAX_TARGET_B1_UT,
-            "µT",
-        )?;
-    }
-    if let Some(t) = a.target_flip_deg {
-        b1sar::limits::check_range("--target-flip-deg", t, f64::MIN_POSITIVE, 180.0, "degrees")?;
-    }
-    if kind != SarModelKind::Net {
-        for (given, flag) in [
-            (a.net_slices.is_some(), "--net-slices"),
-            (a.net_gradient.is_some(), "--net-gradient"),
-        ] {
-            if given {
-                bail!(Error::usage(
-                    flag,
-                    "applies to the network limit only (--predictor net --model DIR)"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The returned shim judged by the exact model (`exact`: pSAR10g and whole-body SAR, W/kg) against
-/// the local and whole-body limits: a warning and [`super::LimitExceeded`] (exit 3) when over.
+/// The returned shim judged by the exact model against the local and whole-body limits: a warning
+/// and [`super::LimitExceeded`] (exit 3) when over.
 fn exact_verdict(
-    exact: Option<(f64, f64)>,
-    (sar_limit, wb_limit): (f64, f64),
+    r: &b1sar::optim::ShimReport,
+    wb_limit: f64,
     kind: SarModelKind,
     out: &Output,
 ) -> Result<()> {
-    let Some((psar, wb)) = exact else {
+    let (Some(psar), Some(wb)) = (r.psar10g_exact_w_per_kg, r.whole_body_sar_w_per_kg) else {
         return Ok(());
     };
+    let sar_limit = r.sar_limit_w_per_kg;
     let msg = if psar > sar_limit {
         format!(
             "the returned shim's exact pSAR10g {psar:.4} W/kg exceeds the {sar_limit} W/kg limit by {:.1} % ({} under-estimated it)",
@@ -501,259 +316,53 @@ fn exact_verdict(
     Err(super::LimitExceeded(msg).into())
 }
 
-/// The region of interest of a field set: its voxel indices and B1+ rows.
-fn field_roi(a: &OptimizeArgs, f: &FieldSet) -> Result<(Vec<usize>, ndarray::Array2<Complex64>)> {
-    Ok(match (&a.roi, &a.roi_mask) {
-        (Some(name), None) => {
-            let label = b1sar::tissue::by_name(name)?.label;
-            roi_from_fields(f, Some(label), None)?
-        }
-        (None, Some(p)) => {
-            roi_from_fields(f, None, Some(&load_mask(p)?)).map_err(|e| e.in_file(p))?
-        }
-        _ => bail!(Error::invalid(
-            "region of interest",
-            "--roi TISSUE or --roi-mask FILE",
-            "neither"
-        )),
-    })
-}
-
-/// The shim system (static, or per sub-pulse of a pulse), its block weights and the target (T for
-/// |B1+|, rad for a pulse's small-tip flip).
-fn shim_system(
-    a: &OptimizeArgs,
-    f: &FieldSet,
-    idx: &[usize],
-    amat: ndarray::Array2<Complex64>,
-    pulse_case: Option<&PulseCase>,
-) -> Result<(ShimSystem, Vec<f64>, f64)> {
-    let n = f.n_channels();
-    let (sys, w) = match pulse_case {
-        Some((pulse, sp, tr)) => {
-            let g = f.grid();
-            let pos: Vec<[f64; 3]> = idx
-                .iter()
-                .map(|i| {
-                    let p = g.position_m(g.unflat(*i));
-                    [p[2], p[1], p[0]]
-                })
-                .collect();
-            (
-                sp.system(pulse, amat.view(), &pos, *tr)?,
-                sp.block_weights(pulse, *tr),
+/// The limits' lines of a result: value, limit, verdict (`fmt`: the number format).
+fn limit_lines(limits: &[b1sar::optim::LimitReport], sci: bool, out: &Output) {
+    for l in limits {
+        let verdict = if l.value <= l.limit { "ok" } else { "EXCEEDED" };
+        out.line(if sci {
+            format!(
+                "  {}: {:.4e} of limit {:.4e} {verdict}",
+                l.name, l.value, l.limit
             )
-        }
-        None => (ShimSystem::static_shim(amat)?, vec![1.0]),
-    };
-    let target_t = match (pulse_case, a.target_ut, a.target_flip_deg) {
-        (Some(_), _, Some(deg)) => deg.to_radians(),
-        (Some((_, sp, _)), _, None) => sys.stats(&sp.amplitudes()).mean_t,
-        (None, Some(t), _) => t / T_TO_UT,
-        (None, None, _) => sys.stats(&vec![Complex64::new(1.0, 0.0); n]).mean_t,
-    };
-    Ok((sys, w, target_t))
-}
-
-/// A pulse whose sub-pulse shims are optimised: the pulse, its sub-pulses and the TR (s).
-type PulseCase = (b1sar::pulse::Pulse, b1sar::optim::Subpulses, f64);
-
-fn load_pulse_case(a: &OptimizeArgs, kind: SarModelKind, n: usize) -> Result<Option<PulseCase>> {
-    let Some(pp) = &a.pulse else {
-        return Ok(None);
-    };
-    if kind == SarModelKind::Net || a.pareto.is_some() {
-        bail!(Error::invalid(
-            "--pulse",
-            "an exact, vop or generic SAR model and no --pareto",
-            "--predictor net or --pareto"
-        ));
+        } else {
+            format!(
+                "  {}: {:.4} of limit {:.4} {verdict}",
+                l.name, l.value, l.limit
+            )
+        });
     }
-    let tr = a.tr_ms.expect("clap requires --tr-ms with --pulse") * 1e-3;
-    let pulse = b1sar::pulse::Pulse::load(pp, 1e3)?;
-    if pulse.n_channels() != n {
-        bail!(Error::invalid(
-            format!("{}", pp.display()),
-            format!("{n} channels (the field set's)"),
-            format!("{}", pulse.n_channels())
-        ));
-    }
-    if !(tr.is_finite() && tr >= pulse.duration_s()) {
-        bail!(Error::invalid(
-            "--tr-ms",
-            format!(">= the pulse duration ({:.3} ms)", pulse.duration_s() * 1e3),
-            format!("{}", tr * 1e3)
-        ));
-    }
-    let sp = b1sar::optim::Subpulses::split(&pulse).map_err(|e| e.in_file(pp))?;
-    Ok(Some((pulse, sp, tr)))
 }
 
-/// What the outputs of a solved shim need to know of the problem.
-struct ShimCase<'a> {
-    f: &'a FieldSet,
-    idx: &'a [usize],
-    sys: &'a ShimSystem,
-    w: &'a [f64],
-    q: Option<&'a Q10g>,
-}
-
-/// A static shim's drive, its exact pSAR10g and whole-body SAR (with E), drive.json and plots.
-fn static_outputs(
-    dir: &Path,
-    c: &ShimCase<'_>,
-    r: &OptimizeReport,
-    paths: &mut Vec<PathBuf>,
-) -> Result<(Drive, Option<(f64, f64)>)> {
-    let drive = Drive::new(r.amplitudes.clone())?;
-    let exact = match c.q {
-        Some(q) => Some((q.psar(&drive)?.value_w_per_kg, q.whole_body_sar(&drive)?)),
-        None => None,
-    };
-    io::write_json(&dir.join("drive.json"), &drive.to_json())?;
-    paths.push(dir.join("drive.json"));
-    write_plots(dir, c.f, c.idx, &drive, c.q, r, paths)?;
-    Ok((drive, exact))
-}
-
-/// The optimised pulse, integrated as a pulse (exact covariance path) and simulated (full-rotation
-/// Bloch) so the report does not rest on the optimiser's own model; drives.json and pulse.json.
-fn pulse_outputs(
-    dir: &Path,
-    c: &ShimCase<'_>,
-    (pulse, sp, tr): &PulseCase,
-    r: &OptimizeReport,
-    paths: &mut Vec<PathBuf>,
-    out: &Output,
-) -> Result<(Option<(f64, f64)>, serde_json::Value)> {
-    let out_pulse = sp.apply(pulse, &r.amplitudes)?;
-    let drives: Vec<_> = c
-        .sys
-        .drives(&r.amplitudes)?
+fn joined(paths: &[PathBuf]) -> String {
+    paths
         .iter()
-        .map(|d| d.to_json())
-        .collect();
-    io::write_json(&dir.join("drives.json"), &drives)?;
-    io::write_json(&dir.join("pulse.json"), &out_pulse)?;
-    paths.push(dir.join("drives.json"));
-    paths.push(dir.join("pulse.json"));
-    let exact = match c.q {
-        Some(q) => {
-            let p = b1sar::pulse::psar_covariance(q, &out_pulse, *tr)?.expect("Q10g is quadratic");
-            let wb: f64 = c
-                .sys
-                .drives(&r.amplitudes)?
-                .iter()
-                .zip(c.w)
-                .map(|(d, wk)| q.whole_body_sar(d).map(|v| v * wk))
-                .sum::<b1sar::Result<f64>>()?;
-            Some((p, wb))
-        }
-        None => None,
-    };
-    let vox = b1sar::bloch::Voxels::from_fields(c.f, c.idx, None)?;
-    let flip = |p: &b1sar::pulse::Pulse| -> b1sar::Result<b1sar::bloch::FlipStats> {
-        b1sar::bloch::flip_stats(&b1sar::bloch::flip_angles_deg(
-            p,
-            &vox,
-            b1sar::bloch::Model::FullRotation,
-        )?)
-    };
-    let (before, after) = (flip(pulse)?, flip(&out_pulse)?);
-    out.line(format!(
-        "Bloch (full rotation) in the ROI: flip {:.2}° (CV {:.2} %) before, {:.2}° (CV {:.2} %) after",
-        before.mean_deg,
-        100.0 * before.cv,
-        after.mean_deg,
-        100.0 * after.cv
-    ));
-    let j = json!({"sub_pulses": sp.len(), "tr_ms": tr * 1e3,
-        "flip_mean_deg_before": before.mean_deg, "flip_cv_before": before.cv,
-        "flip_mean_deg_after": after.mean_deg, "flip_cv_after": after.cv});
-    Ok((exact, j))
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-/// The Pareto sweep with a progress bar, its plot and JSON.
-#[allow(clippy::too_many_arguments)]
-fn pareto_front(
-    dir: &Path,
-    (obj, target_t): (&Objective, f64),
-    sys: &ShimSystem,
-    local: &QuadraticLimit,
-    others: &[&dyn Limit],
-    settings: &Settings,
-    np: usize,
-    paths: &mut Vec<PathBuf>,
-) -> Result<serde_json::Value> {
-    let pb = super::bar(np as u64 + 2, "Pareto sweep");
-    let front = pareto_sweep(obj, target_t, sys, local, others, settings, np, &|k, _| {
-        pb.set_position(k as u64)
-    })?;
-    pb.finish_and_clear();
-    let pts: Vec<(f64, f64)> = front
-        .iter()
-        .filter(|(_, r)| r.feasible)
-        .map(|(_, r)| (r.limits[0].value, r.objective))
-        .collect();
-    let path = dir.join("pareto.png");
-    plot::lines_png(
-        &path,
-        &[(obj.name(), pts)],
-        &format!(
-            "Pareto front: {} vs pSAR10g at mean |B1+| {:.3} µT",
-            obj.name(),
-            target_t * T_TO_UT
-        ),
-        &format!("{} x SF (W/kg)", local.name()),
-        obj.name(),
-        false,
-    )?;
-    paths.push(path);
-    Ok(json!(
-        front
-            .iter()
-            .map(|(l, r)| json!({"limit_w_per_kg": l, "psar_w_per_kg": r.limits[0].value, "objective": r.objective, "feasible": r.feasible}))
-            .collect::<Vec<_>>()
-    ))
-}
-
-fn print_result(
-    r: &OptimizeReport,
-    sys: &ShimSystem,
-    is_pulse: bool,
-    exact: Option<(f64, f64)>,
-    drive: Option<&Drive>,
-    paths: &[PathBuf],
-    out: &Output,
-) {
-    let mean = if is_pulse {
-        format!("small-tip flip {:.2}°", r.stats.mean_t.to_degrees())
-    } else {
-        format!("|B1+| {:.3} µT", r.stats.mean_t * T_TO_UT)
+fn print_result(o: &ShimOutcome, paths: &[PathBuf], out: &Output) {
+    let r = &o.report;
+    let mean = match (r.roi_mean_flip_deg, r.roi_mean_b1_ut) {
+        (Some(deg), _) => format!("small-tip flip {deg:.2}°"),
+        (None, ut) => format!("|B1+| {:.3} µT", ut.unwrap_or(f64::NAN)),
     };
     out.line(format!(
         "{}: ROI ({} voxels) CV {:.2} % at mean {mean}; zero-phase start {:.4}, best phase-only {:.4}, result {:.4}",
         r.objective_name,
-        sys.n_voxels(),
-        100.0 * r.stats.cv,
+        r.roi_voxels,
+        100.0 * r.roi_cv,
         r.zero_phase_objective,
         r.phase_only_objective,
         r.objective
     ));
-    for l in &r.limits {
-        out.line(format!(
-            "  {}: {:.4} of limit {:.4} {}",
-            l.name,
-            l.value,
-            l.limit,
-            if l.value <= l.limit { "ok" } else { "EXCEEDED" }
-        ));
-    }
-    if let Some((p, wbv)) = exact {
+    limit_lines(&r.limits, false, out);
+    if let (Some(p), Some(wbv)) = (r.psar10g_exact_w_per_kg, r.whole_body_sar_w_per_kg) {
         out.line(format!(
             "  exact pSAR10g {p:.3} W/kg, whole-body {wbv:.3} W/kg{}",
-            drive
-                .map(|d| format!(", total power {:.2} W", d.total_power_w()))
+            r.total_power_w
+                .map(|w| format!(", total power {w:.2} W"))
                 .unwrap_or_else(|| " (time-averaged over the TR)".into())
         ));
     }
@@ -762,84 +371,14 @@ fn print_result(
         if r.feasible { "feasible" } else { "INFEASIBLE" },
         r.seconds,
         r.evaluations,
-        paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        joined(paths)
     ));
-}
-
-/// |B1+| of the shim and (with E) its exact SAR10g on the ROI's central slice, and the history.
-fn write_plots(
-    dir: &Path,
-    f: &FieldSet,
-    idx: &[usize],
-    drive: &Drive,
-    q: Option<&Q10g>,
-    r: &OptimizeReport,
-    paths: &mut Vec<PathBuf>,
-) -> Result<()> {
-    let g = f.grid();
-    let zs: Vec<usize> = idx.iter().map(|i| g.unflat(*i)[0]).collect();
-    let z = zs[zs.len() / 2];
-    let px = (g.spacing_m[1] * 1e3, g.spacing_m[2] * 1e3);
-    let b1 = f
-        .combine(drive)?
-        .index_axis(Axis(0), z)
-        .mapv(|v| v.norm() * T_TO_UT);
-    let p = dir.join("b1_shimmed.png");
-    plot::map_png(
-        &p,
-        b1.view(),
-        &format!("|B1+| of the shim, slice z = {z}"),
-        "µT",
-        px,
-        None,
-    )?;
-    paths.push(p);
-    if let Some(q) = q {
-        let sar = q.sar_map(drive)?;
-        let p = dir.join("sar10g_exact.png");
-        plot::map_png(
-            &p,
-            sar.index_axis(Axis(0), z),
-            &format!("exact SAR10g of the shim, slice z = {z}"),
-            "W/kg",
-            px,
-            None,
-        )?;
-        paths.push(p);
-    }
-    let obj: Vec<(f64, f64)> = r
-        .trace
-        .iter()
-        .enumerate()
-        .map(|(k, t)| (k as f64, t.objective))
-        .collect();
-    let ratio: Vec<(f64, f64)> = r
-        .trace
-        .iter()
-        .enumerate()
-        .map(|(k, t)| (k as f64, t.max_limit_ratio))
-        .collect();
-    let p = dir.join("history.png");
-    plot::lines_png(
-        &p,
-        &[("objective", obj), ("largest value / limit", ratio)],
-        "optimisation history (outer iterations of the winning stages)",
-        "outer iteration",
-        "value",
-        false,
-    )?;
-    paths.push(p);
-    Ok(())
 }
 
 /// `b1sar optimize --b1 ...`: the shim on measured maps, weights in peak volts, limits from the
 /// scanner's VOP file (types kept apart, each with its own limit).
 fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
-    use b1sar::scanner::{B1Maps, B1Options, RoiMask, roi_matrix};
+    use b1sar::scanner::{B1Maps, B1Options, RoiMask};
     let kind = a.model.spec().kind();
     if !matches!(
         kind,
@@ -870,221 +409,68 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
     for w in roi.warnings() {
         out.line(format!("warning: {w}"));
     }
-    let n = b1.n_channels();
-    let sys = ShimSystem::static_shim(roi_matrix(&b1, &roi)?)?;
-    let unit_norm = vec![Complex64::new(1.0 / (n as f64).sqrt(), 0.0); n];
-    let target_t = match a.target_nt_per_v {
-        Some(t) if t.is_finite() && t > 0.0 => t * 1e-9,
-        Some(t) => bail!(Error::invalid(
-            "--target-nt-per-v",
-            "a finite value > 0",
-            format!("{t}")
-        )),
-        None => sys.stats(&unit_norm).mean_t,
-    };
-    let obj = a.objective.at(target_t);
     // VOPs in volts, one limit per selected type.
-    let vops = scanner_vops(&a, kind, &b1)?;
-    let groups = vops.as_ref().map(plan::vop_type_groups).unwrap_or_default();
-    let settings = Settings {
-        start: a.objective.start(),
-        starts: a.starts,
-        seed: a.seed,
-        start_amplitude: 1.0 / (n as f64).sqrt(),
-        ..Settings::default()
-    };
-    // Limits per type: --sar-factor F x the best phase-only (CV) shim's value, or --sar-limit.
-    let rule = match a.sar_factor {
-        Some(f) => VopLimitRule::FactorOfPhaseOnly(f),
-        None => VopLimitRule::Fixed(a.sar_limit.unwrap_or(LOCAL_SAR_LIMIT_TRUNK_W_PER_KG)),
-    };
-    let pb = spinner("VOP limits (with --sar-factor: the best phase-only shim)");
-    let quad = plan::scanner_vop_limits(
-        &groups,
-        a.model.safety_factor.unwrap_or(1.0),
-        rule,
-        &sys,
-        target_t,
-        &settings,
-    )?;
-    pb.finish_and_clear();
-    let chan = a
-        .max_channel_power_w
-        .map(|p| {
-            QuadraticLimit::per_channel_power_in(
-                n,
-                p,
-                &[1.0],
-                AmplitudeUnit::Volt,
-                a.reference_impedance_ohm,
-            )
-        })
-        .transpose()?;
-    let mut limits: Vec<&dyn Limit> = quad.iter().map(|l| l as &dyn Limit).collect();
-    if let Some(l) = &chan {
-        limits.push(l);
-    }
-    if obj == (Objective::Efficiency { target_t }) && quad.is_empty() {
-        bail!(Error::invalid(
-            "--objective efficiency",
-            "a VOP file (--vop)",
-            "none"
-        ));
-    }
-    let pb = spinner(&format!(
-        "optimising ({} ROI voxels, {} starts, {} limits)",
-        sys.n_voxels(),
-        a.starts,
-        limits.len()
-    ));
-    let r = optimize(&obj, &sys, &limits, &settings)?;
-    pb.finish_and_clear();
-    let weights = r.amplitudes.clone();
-    // Mean |B1+| per sqrt of the largest VOP SAR (over every type), at the result and at the
-    // zero-phase start (equal magnitudes; scale-free), so the report shows what the shim gained.
-    let efficiency_at = |s: &[Complex64]| -> b1sar::Result<(Option<f64>, Option<f64>)> {
-        let vmax = quad
-            .iter()
-            .map(|l| l.exact(s))
-            .collect::<b1sar::Result<Vec<f64>>>()?
-            .into_iter()
-            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
-        Ok((vmax, vmax.map(|v| sys.stats(s).mean_t * 1e9 / v.sqrt())))
-    };
-    let (vop_max, efficiency) = efficiency_at(&weights)?;
-    let (_, zero_phase_efficiency) = efficiency_at(&unit_norm)?;
-    if let (Some(e), Some(z)) = (efficiency, zero_phase_efficiency) {
-        out.line(format!(
-            "SAR efficiency (mean |B1+| / sqrt(max VOP SAR over all types)): {e:.1} nT/sqrt(W/kg), zero-phase shim {z:.1}"
-        ));
-    }
-    let paths = scanner_outputs(&a.out, &b1, &roi, &weights)?;
-    let report = json!({
-        "objective_name": r.objective_name,
-        "objective": r.objective,
-        "zero_phase_objective": r.zero_phase_objective,
-        "phase_only_objective": r.phase_only_objective,
-        "feasible": r.feasible,
-        "limits": r.limits,
-        "roi_voxels": sys.n_voxels(),
-        "roi_cv": r.stats.cv,
-        "roi_mean_b1": r.stats.mean_t * 1e9,
-        "roi_mean_b1_unit": "nT",
-        "weights_unit": "V (peak, at the coil plug)",
-        "weight_norm_v": weights.iter().map(|w| w.norm_sqr()).sum::<f64>().sqrt(),
-        "target_nt": target_t * 1e9,
-        "psar10g_w_per_kg": vop_max,
-        "sar_efficiency": efficiency,
-        "zero_phase_sar_efficiency": zero_phase_efficiency,
-        "sar_efficiency_unit": "nT / sqrt(W/kg)",
-        "sar_factor": a.sar_factor,
-        "evaluations": r.evaluations,
-        "seconds": r.seconds,
-        "roi_warnings": roi.warnings(),
-    });
-    let mut paths = paths;
-    io::write_json(&a.out.join("report.json"), &report)?;
-    paths.push(a.out.join("report.json"));
-    out.line(format!(
-        "{}: ROI ({} voxels) CV {:.2} % at mean |B1+| {:.2} nT; zero-phase {:.4}, best phase-only {:.4}, result {:.4}",
-        r.objective_name,
-        sys.n_voxels(),
-        100.0 * r.stats.cv,
-        r.stats.mean_t * 1e9,
-        r.zero_phase_objective,
-        r.phase_only_objective,
-        r.objective
-    ));
-    for l in &r.limits {
-        out.line(format!(
-            "  {}: {:.4e} of limit {:.4e} {}",
-            l.name,
-            l.value,
-            l.limit,
-            if l.value <= l.limit { "ok" } else { "EXCEEDED" }
-        ));
-    }
-    out.line(format!(
-        "{} in {:.2} s; wrote {}",
-        if r.feasible { "feasible" } else { "INFEASIBLE" },
-        r.seconds,
-        paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    let mut result = report;
-    result["outputs"] = json!(paths);
-    out.result(result);
-    if !r.feasible {
-        bail!(Error::Computation(
-            "no shim satisfies every limit (see report.json)".into()
-        ));
-    }
-    Ok(())
-}
-
-/// The scanner path's VOPs (`--vop`, the `--vop-types` selected) in volts for `b1`'s channels;
-/// none without `--vop` unless `--predictor vop` needs them.
-fn scanner_vops(
-    a: &OptimizeArgs,
-    kind: SarModelKind,
-    b1: &b1sar::scanner::B1Maps,
-) -> Result<Option<VopSet>> {
-    use b1sar::scanner::convert_vops;
-    Ok(match (&a.model.vop, kind) {
-        (Some(p), SarModelKind::Vop | SarModelKind::Exact) => {
-            let v = VopSet::load(p)?;
-            let v = match &a.vop_types {
-                Some(t) => v.select_types(t).map_err(|e| e.in_file(p))?,
-                None => v,
-            };
-            let v = convert_vops(&v, AmplitudeUnit::Volt, a.reference_impedance_ohm)?;
-            b1.expect_channels(v.n_channels(), &p.display().to_string())?;
-            Some(v)
-        }
+    let vops = match (&a.model.vop, kind) {
+        (Some(p), SarModelKind::Vop | SarModelKind::Exact) => Some(scanner_vops(
+            p,
+            a.vop_types.as_deref(),
+            a.reference_impedance_ohm,
+            &b1,
+        )?),
         (None, SarModelKind::Vop) => bail!(Error::invalid(
             "--predictor vop",
             "--vop SarDataUser.mat (or a b1sar VOP .npz)",
             "no --vop"
         )),
         _ => None,
-    })
-}
-
-/// drive.json, the shimmed |B1+| as NIfTI (µT) and a PNG of the ROI's central slice.
-fn scanner_outputs(
-    dir: &Path,
-    b1: &b1sar::scanner::B1Maps,
-    roi: &b1sar::scanner::RoiMask,
-    weights: &[Complex64],
-) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut paths = Vec::new();
-    let p = dir.join("drive.json");
-    io::write_json(&p, &Drive::new(weights.to_vec())?.to_json())?;
-    paths.push(p);
-    let p = dir.join("b1_shimmed_ut.nii.gz");
-    b1.write_shimmed_ut(&p, weights)?;
-    paths.push(p);
-    let mut zs: Vec<usize> = roi.voxels().iter().map(|v| v[0]).collect();
-    zs.sort_unstable();
-    let z = zs[zs.len() / 2];
-    let map = b1
-        .combine(weights)?
-        .index_axis(Axis(0), z)
-        .mapv(|v| v.norm() * 1e9);
-    let vs = b1.geometry().voxel_size_mm();
-    let p = dir.join("b1_shimmed.png");
-    plot::map_png(
-        &p,
-        map.view(),
-        &format!("|B1+| of the shim (nT at these weights), slice {z}"),
-        "nT",
-        (vs[1], vs[0]),
-        None,
-    )?;
-    paths.push(p);
-    Ok(paths)
+    };
+    let req = ScannerShimRequest {
+        objective: a.objective.into(),
+        target_nt_per_v: a.target_nt_per_v,
+        vops,
+        safety_factor: a.model.safety_factor.unwrap_or(1.0),
+        // Limits per type: --sar-factor F x the best phase-only (CV) shim's value, or --sar-limit.
+        rule: match a.sar_factor {
+            Some(f) => VopLimitRule::FactorOfPhaseOnly(f),
+            None => VopLimitRule::Fixed(a.sar_limit.unwrap_or(LOCAL_SAR_LIMIT_TRUNK_W_PER_KG)),
+        },
+        max_channel_power_w: a.max_channel_power_w,
+        reference_impedance_ohm: a.reference_impedance_ohm,
+        starts: a.starts,
+        seed: a.seed,
+    };
+    let o = shim_scanner(&b1, &roi, &req, &progress())?;
+    let r = &o.report;
+    if let (Some(e), Some(z)) = (r.sar_efficiency, r.zero_phase_sar_efficiency) {
+        out.line(format!(
+            "SAR efficiency (mean |B1+| / sqrt(max VOP SAR over all types)): {e:.1} nT/sqrt(W/kg), zero-phase shim {z:.1}"
+        ));
+    }
+    let mut paths = o.write_outputs(&a.out, &b1, &roi)?;
+    io::write_json(&a.out.join("report.json"), r)?;
+    paths.push(a.out.join("report.json"));
+    out.line(format!(
+        "{}: ROI ({} voxels) CV {:.2} % at mean |B1+| {:.2} nT; zero-phase {:.4}, best phase-only {:.4}, result {:.4}",
+        r.objective_name,
+        r.roi_voxels,
+        100.0 * r.roi_cv,
+        r.roi_mean_b1,
+        r.zero_phase_objective,
+        r.phase_only_objective,
+        r.objective
+    ));
+    limit_lines(&r.limits, true, out);
+    out.line(format!(
+        "{} in {:.2} s; wrote {}",
+        if r.feasible { "feasible" } else { "INFEASIBLE" },
+        r.seconds,
+        joined(&paths)
+    ));
+    out.report_with_outputs(r, &paths, &[])?;
+    if !r.feasible {
+        bail!(Error::Computation(
+            "no shim satisfies every limit (see report.json)".into()
+        ));
+    }
+    Ok(())
 }

@@ -34,6 +34,50 @@ impl Output {
     }
 }
 
+impl Output {
+    /// The final result of a command that wrote files: the library report `r` with its
+    /// `outputs` (printed only with `--json`), less the keys in `drop` (kept in the report file).
+    pub fn report_with_outputs<T: serde::Serialize>(
+        &self,
+        r: &T,
+        outputs: &[std::path::PathBuf],
+        drop: &[&str],
+    ) -> anyhow::Result<()> {
+        let mut v = serde_json::to_value(r)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("outputs".into(), serde_json::to_value(outputs)?);
+            for k in drop {
+                o.remove(*k);
+            }
+        }
+        self.result(v);
+        Ok(())
+    }
+}
+
+/// The library's progress callback ([`b1sar::optim::Progress`]) as indicatif spinners and bars.
+pub fn progress() -> impl Fn(b1sar::optim::Progress<'_>) {
+    let current = std::cell::RefCell::new(None::<ProgressBar>);
+    move |p| match p {
+        b1sar::optim::Progress::Start(msg, len) => {
+            *current.borrow_mut() = Some(match len {
+                Some(n) => bar(n, msg),
+                None => spinner(msg),
+            })
+        }
+        b1sar::optim::Progress::Step(k) => {
+            if let Some(pb) = &*current.borrow() {
+                pb.set_position(k)
+            }
+        }
+        b1sar::optim::Progress::Finish => {
+            if let Some(pb) = current.borrow_mut().take() {
+                pb.finish_and_clear()
+            }
+        }
+    }
+}
+
 /// A result that was computed and printed in full, but whose bound exceeds a safety limit. The
 /// binary exits with [`EXIT_LIMIT_EXCEEDED`] so scripts can gate on it; the message names the limit.
 #[derive(Debug)]

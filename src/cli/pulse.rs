@@ -9,9 +9,7 @@ use anyhow::{Context, Result};
 use b1sar::bloch::{self, Model, Voxels};
 use b1sar::predict::{AppliedFactor, SarModel, SarModelKind};
 use b1sar::pulse::evaluate::{self, PulseSarOptions, pulse_sar};
-use b1sar::pulse::generate::{
-    KtSpec, SpinsSpec, SpokesSpec, gauss_shimmed, hard_shimmed, kt_points, spins, spokes,
-};
+use b1sar::pulse::generate::{GenKind, PulseGen};
 use b1sar::pulse::integrate::TimeAveraged;
 use b1sar::pulse::pulseq::{self, Calibration, SeqFile};
 use b1sar::pulse::report::{Integrated, Method, PulseSarReport};
@@ -472,7 +470,7 @@ fn print_windows(a: &PulseSarArgs, iec: &PulseSarReport, out: &Output) {
 
 /// Pulse kinds of `b1sar pulse-gen`.
 #[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
-pub enum GenKind {
+pub enum GenKindArg {
     /// Spokes: sinc sub-pulses under alternating slice-select gradients, (kx, ky) blips.
     Spokes,
     /// kT-points: hard sub-pulses at 3-D k-space points, gradient blips.
@@ -487,12 +485,25 @@ pub enum GenKind {
     Hard,
 }
 
+impl From<GenKindArg> for GenKind {
+    fn from(k: GenKindArg) -> Self {
+        match k {
+            GenKindArg::Spokes => GenKind::Spokes,
+            GenKindArg::Kt => GenKind::Kt,
+            GenKindArg::Spins => GenKind::Spins,
+            GenKindArg::Sinc => GenKind::Sinc,
+            GenKindArg::Gauss => GenKind::Gauss,
+            GenKindArg::Hard => GenKind::Hard,
+        }
+    }
+}
+
 /// Arguments of `b1sar pulse-gen`.
 #[derive(Args)]
 pub struct PulseGenArgs {
     /// Pulse kind.
     #[arg(value_enum)]
-    pub kind: GenKind,
+    pub kind: GenKindArg,
     /// Per-channel shim (peak amplitudes, sqrt(W)): JSON file/object, `P@PHASE,...` (W, degrees) or
     /// `uniform:N[:P]`; used for every sub-pulse.
     #[arg(long, required_unless_present = "shims")]
@@ -599,75 +610,41 @@ pub fn generate(a: &PulseGenArgs) -> Result<Pulse> {
         }
         (None, None) => return Err(bad("--shim", "a shim", "none")),
     };
-    let one = || -> Result<&Drive> {
-        if shims.len() != 1 {
-            return Err(bad(
-                "--shims",
-                "a single shim for this pulse kind (use --shim)",
-                format!("{} shims", shims.len()),
-            ));
-        }
-        Ok(&shims[0])
+    let spec = PulseGen {
+        kind: a.kind.into(),
+        name: a.name.clone(),
+        duration_s: a.duration_ms * 1e-3,
+        steps: a.steps,
+        tbw: a.tbw,
+        sigmas: a.sigmas,
+        dt_s: a.dt_us * 1e-6,
+        spokes: a.spokes,
+        k_xy: a
+            .k_xy
+            .as_deref()
+            .map(|t| parse_points::<2>("--k-xy", t))
+            .transpose()?,
+        k_points: a
+            .k_points
+            .as_deref()
+            .map(|t| parse_points::<3>("--k-points", t))
+            .transpose()?,
+        k_radius: a.k_radius,
+        sub_s: a.sub_ms.map(|ms| ms * 1e-3),
+        slice_m: a.slice_mm * 1e-3,
+        kmax: a.kmax,
+        alpha: a.alpha,
+        beta: a.beta,
+        u: a.u,
+        v: a.v,
+        limits: limits(
+            a.max_amplitude_sqrt_w,
+            a.max_grad_mt_per_m,
+            a.max_slew_t_per_m_per_s,
+        ),
+        digits: a.digits,
     };
-    let lim = limits(f64::INFINITY, a.max_grad_mt_per_m, a.max_slew_t_per_m_per_s);
-    let name = a
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("{:?}", a.kind).to_lowercase());
-    let (dur, dt) = (a.duration_ms * 1e-3, a.dt_us * 1e-6);
-    let p = match a.kind {
-        GenKind::Sinc => sinc_shimmed(&name, dur, a.steps, a.tbw.unwrap_or(4.0), one()?)?,
-        GenKind::Gauss => gauss_shimmed(&name, dur, a.steps, a.sigmas, one()?)?,
-        GenKind::Hard => hard_shimmed(&name, dur, a.steps, one()?)?,
-        GenKind::Spokes => {
-            let k = match &a.k_xy {
-                Some(t) => parse_points::<2>("--k-xy", t)?,
-                None => SpokesSpec::ring(a.spokes, a.k_radius),
-            };
-            let spec = SpokesSpec {
-                k_xy_cycles_per_m: k,
-                sub_duration_s: a.sub_ms.unwrap_or(0.8) * 1e-3,
-                tbw: a.tbw.unwrap_or(2.0),
-                slice_thickness_m: a.slice_mm * 1e-3,
-                dt_s: dt,
-                limits: lim,
-            };
-            spokes(&name, &spec, &shims)?
-        }
-        GenKind::Kt => {
-            let k = match &a.k_points {
-                Some(t) => parse_points::<3>("--k-points", t)?,
-                None => KtSpec::cross5(a.k_radius),
-            };
-            let spec = KtSpec {
-                points_cycles_per_m: k,
-                sub_duration_s: a.sub_ms.unwrap_or(0.2) * 1e-3,
-                dt_s: dt,
-                limits: lim,
-            };
-            kt_points(&name, &spec, &shims)?
-        }
-        GenKind::Spins => {
-            let spec = SpinsSpec {
-                kmax_cycles_per_m: a.kmax,
-                alpha: a.alpha,
-                beta: a.beta,
-                u_rad_per_ms: a.u,
-                v_rad_per_ms: a.v,
-                duration_s: dur,
-                dt_s: dt,
-                limits: lim,
-            };
-            spins(&name, &spec, one()?)?
-        }
-    };
-    let p = p.rounded(a.digits);
-    p.validate_with(&limits(
-        a.max_amplitude_sqrt_w,
-        a.max_grad_mt_per_m,
-        a.max_slew_t_per_m_per_s,
-    ))?;
-    Ok(p)
+    Ok(spec.generate(&shims)?)
 }
 
 pub fn gen_cmd(a: PulseGenArgs, out: &Output) -> Result<()> {

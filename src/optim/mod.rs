@@ -20,11 +20,20 @@
 //! exact one; the result is judged on the exact maximum.
 
 pub mod plan;
+pub mod scanner_shim;
+pub mod shim;
 mod solve;
 mod subpulse;
 
 pub use plan::{LimitSpec, Limits, VopLimitRule, assemble_limits, pareto_sweep};
-pub use solve::{OptimizeReport, Settings, Start, Trace, optimize, pareto};
+pub use scanner_shim::{
+    ScannerShimOutcome, ScannerShimReport, ScannerShimRequest, scanner_vops, shim_scanner,
+};
+pub use shim::{
+    ParetoPoint, Progress, PulseShimReport, RoiSpec, ShimObjective, ShimOutcome, ShimReport,
+    ShimRequest, check_request, shim_fields,
+};
+pub use solve::{LimitReport, OptimizeReport, Settings, Start, Trace, optimize, pareto};
 pub use subpulse::Subpulses;
 
 use crate::drive::Drive;

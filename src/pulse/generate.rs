@@ -855,3 +855,192 @@ mod tests {
         assert!((e[0] - (-0.5 * t * t).exp()).abs() < 1e-12);
     }
 }
+
+/// Pulse kinds of [`PulseGen`] (`b1sar pulse-gen`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GenKind {
+    /// Spokes: sinc sub-pulses under alternating slice-select gradients, (kx, ky) blips.
+    Spokes,
+    /// kT-points: hard sub-pulses at 3-D k-space points, gradient blips.
+    Kt,
+    /// Spiral nonselective (SPINS, Malik 2012).
+    Spins,
+    /// Amplitude-modulated sinc.
+    Sinc,
+    /// Amplitude-modulated Gaussian.
+    Gauss,
+    /// Hard (rectangular).
+    Hard,
+}
+
+impl GenKind {
+    /// The kind named as on the command line (spokes, kt, spins, sinc, gauss, hard).
+    pub fn from_name(name: &str) -> Result<Self> {
+        Ok(match name {
+            "spokes" => GenKind::Spokes,
+            "kt" | "kt-points" | "kt_points" => GenKind::Kt,
+            "spins" => GenKind::Spins,
+            "sinc" => GenKind::Sinc,
+            "gauss" => GenKind::Gauss,
+            "hard" => GenKind::Hard,
+            _ => {
+                return Err(Error::invalid(
+                    "kind",
+                    "\"spokes\", \"kt\", \"spins\", \"sinc\", \"gauss\" or \"hard\"",
+                    format!("{name:?}"),
+                ));
+            }
+        })
+    }
+}
+
+/// Everything `b1sar pulse-gen` needs besides the shims; [`Default`] gives its defaults.
+#[derive(Clone, Debug)]
+pub struct PulseGen {
+    /// Pulse kind.
+    pub kind: GenKind,
+    /// Name (default: the kind).
+    pub name: Option<String>,
+    /// Duration (s) of sinc/gauss/hard pulses and of the SPINS RF.
+    pub duration_s: f64,
+    /// Steps of sinc/gauss/hard pulses.
+    pub steps: usize,
+    /// Time-bandwidth product (sinc: default 4; spokes sub-pulses: default 2).
+    pub tbw: Option<f64>,
+    /// Gaussian truncation (standard deviations each side).
+    pub sigmas: f64,
+    /// Step length (s) of spokes, kT-points and SPINS.
+    pub dt_s: f64,
+    /// Number of spokes on the default ring (the last at the centre).
+    pub spokes: usize,
+    /// Spokes (kx, ky) positions (cycles/m) instead of the ring.
+    pub k_xy: Option<Vec<[f64; 2]>>,
+    /// kT-points positions (cycles/m); default 5 points: +-k on x and y, then the centre.
+    pub k_points: Option<Vec<[f64; 3]>>,
+    /// k-space radius (cycles/m) of the default spokes ring and kT-points cross.
+    pub k_radius: f64,
+    /// Sub-pulse duration (s): spokes default 0.8 ms, kT-points default 0.2 ms.
+    pub sub_s: Option<f64>,
+    /// Slice thickness of spokes (m).
+    pub slice_m: f64,
+    /// SPINS kmax (cycles/m).
+    pub kmax: f64,
+    /// SPINS alpha.
+    pub alpha: f64,
+    /// SPINS beta.
+    pub beta: f64,
+    /// SPINS polar rate u (rad/ms).
+    pub u: f64,
+    /// SPINS azimuthal rate v (rad/ms).
+    pub v: f64,
+    /// Hardware limits the pulse must respect (the amplitude limit is checked on the result).
+    pub limits: HardwareLimits,
+    /// Significant digits kept (1..=17), as in the written file.
+    pub digits: i32,
+}
+
+impl Default for PulseGen {
+    fn default() -> Self {
+        PulseGen {
+            kind: GenKind::Kt,
+            name: None,
+            duration_s: 2e-3,
+            steps: 200,
+            tbw: None,
+            sigmas: 3.0,
+            dt_s: 10e-6,
+            spokes: 2,
+            k_xy: None,
+            k_points: None,
+            k_radius: 3.0,
+            sub_s: None,
+            slice_m: 5e-3,
+            kmax: 8.0,
+            alpha: 10.0,
+            beta: 0.5,
+            u: 25.0,
+            v: 5.0,
+            limits: HardwareLimits::default(),
+            digits: 6,
+        }
+    }
+}
+
+impl PulseGen {
+    /// The pulse of this kind with per-sub-pulse `shims` (one drive for every sub-pulse, or one
+    /// per sub-pulse for spokes and kT-points; peak amplitudes in sqrt(W)), rounded to `digits`
+    /// and checked against `limits`.
+    pub fn generate(&self, shims: &[Drive]) -> Result<Pulse> {
+        crate::limits::check_range("--digits", self.digits as f64, 1.0, 17.0, "digits")?;
+        if shims.is_empty() {
+            return Err(Error::invalid("--shim", "a shim", "none"));
+        }
+        let one = || -> Result<&Drive> {
+            if shims.len() != 1 {
+                return Err(Error::invalid(
+                    "--shims",
+                    "a single shim for this pulse kind (use --shim)",
+                    format!("{} shims", shims.len()),
+                ));
+            }
+            Ok(&shims[0])
+        };
+        // The generators respect gradient limits; the amplitude is judged on the result.
+        let lim = HardwareLimits {
+            max_amplitude_sqrt_w: f64::INFINITY,
+            ..self.limits
+        };
+        let name = self
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{:?}", self.kind).to_lowercase());
+        let (dur, dt) = (self.duration_s, self.dt_s);
+        let p = match self.kind {
+            GenKind::Sinc => sinc_shimmed(&name, dur, self.steps, self.tbw.unwrap_or(4.0), one()?)?,
+            GenKind::Gauss => gauss_shimmed(&name, dur, self.steps, self.sigmas, one()?)?,
+            GenKind::Hard => hard_shimmed(&name, dur, self.steps, one()?)?,
+            GenKind::Spokes => {
+                let spec = SpokesSpec {
+                    k_xy_cycles_per_m: self
+                        .k_xy
+                        .clone()
+                        .unwrap_or_else(|| SpokesSpec::ring(self.spokes, self.k_radius)),
+                    sub_duration_s: self.sub_s.unwrap_or(0.8e-3),
+                    tbw: self.tbw.unwrap_or(2.0),
+                    slice_thickness_m: self.slice_m,
+                    dt_s: dt,
+                    limits: lim,
+                };
+                spokes(&name, &spec, shims)?
+            }
+            GenKind::Kt => {
+                let spec = KtSpec {
+                    points_cycles_per_m: self
+                        .k_points
+                        .clone()
+                        .unwrap_or_else(|| KtSpec::cross5(self.k_radius)),
+                    sub_duration_s: self.sub_s.unwrap_or(0.2e-3),
+                    dt_s: dt,
+                    limits: lim,
+                };
+                kt_points(&name, &spec, shims)?
+            }
+            GenKind::Spins => {
+                let spec = SpinsSpec {
+                    kmax_cycles_per_m: self.kmax,
+                    alpha: self.alpha,
+                    beta: self.beta,
+                    u_rad_per_ms: self.u,
+                    v_rad_per_ms: self.v,
+                    duration_s: dur,
+                    dt_s: dt,
+                    limits: lim,
+                };
+                spins(&name, &spec, one()?)?
+            }
+        };
+        let p = p.rounded(self.digits);
+        p.validate_with(&self.limits)?;
+        Ok(p)
+    }
+}
