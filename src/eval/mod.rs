@@ -4,6 +4,7 @@
 
 pub mod cv;
 pub mod demo;
+pub mod folds;
 pub mod population;
 pub mod safety;
 
