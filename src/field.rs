@@ -791,3 +791,84 @@ pub fn masked_b1_stats_ut(b1: &Array3<Complex64>, mask: &Array3<bool>) -> (f64, 
     let sd = (mags.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / n).sqrt();
     (mean, sd)
 }
+
+/// A field set in numbers (`synth --json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct FieldSetSummary {
+    /// Channels.
+    pub n_channels: usize,
+    /// Grid shape [z, y, x].
+    pub shape_zyx: [usize; 3],
+    /// Mass of the voxels with tissue density (>= 1 kg/m^3), kg.
+    pub tissue_mass_kg: f64,
+}
+
+impl FieldSet {
+    /// Channels, grid and tissue mass.
+    pub fn summary(&self) -> FieldSetSummary {
+        let mass: f64 =
+            self.rho().iter().filter(|r| **r >= 1.0).sum::<f64>() * self.grid().voxel_volume_m3();
+        FieldSetSummary {
+            n_channels: self.n_channels(),
+            shape_zyx: self.grid().shape,
+            tissue_mass_kg: mass,
+        }
+    }
+}
+
+/// The combined B1+ of a drive as `b1sar combine` reports it.
+#[derive(Clone, Debug, Serialize)]
+pub struct CombineReport {
+    /// Mean |B1+| in the body (µT).
+    pub b1_mean_ut: f64,
+    /// Its coefficient of variation.
+    pub b1_cv: f64,
+    /// Voxels the DREAM range keeps (measured maps).
+    pub mask_voxels: Option<usize>,
+    /// Body voxels.
+    #[serde(skip)]
+    pub body_voxels: usize,
+}
+
+/// The combined B1+ (T) of drive `d` on `f` (Eq. 1): with `relative` in the phase of channel 1,
+/// with `measured` (model, seed) as a scanner delivers it (relative phase, noise, the DREAM range
+/// mask, which is returned too).
+pub fn combine_drive(
+    f: &FieldSet,
+    d: &Drive,
+    relative: bool,
+    measured: Option<(&MeasurementModel, u64)>,
+) -> Result<(Array3<Complex64>, Option<Array3<bool>>, CombineReport)> {
+    d.expect_channels(f.n_channels(), "the field set")?;
+    let b1 = if relative || measured.is_some() {
+        // Relative phase of the combination = combination of the relative per-channel maps.
+        let tmp = FieldSet::new(
+            *f.grid(),
+            f.b1p_relative(),
+            None,
+            Array3::zeros(f.grid().shape),
+            f.rho().clone(),
+            None,
+            f.meta().clone(),
+        )?;
+        tmp.combine(d)?
+    } else {
+        f.combine(d)?
+    };
+    let body = f.body_mask();
+    let (b1, mask) = match measured {
+        Some((model, seed)) => {
+            let m = model.measure(b1.view(), body.view(), d, seed)?;
+            (m.b1, Some(m.mask))
+        }
+        None => (b1, None),
+    };
+    let (mean, sd) = masked_b1_stats_ut(&b1, &body);
+    let report = CombineReport {
+        b1_mean_ut: mean,
+        b1_cv: sd / mean.max(1e-300),
+        mask_voxels: mask.as_ref().map(|m| m.iter().filter(|v| **v).count()),
+        body_voxels: body.iter().filter(|b| **b).count(),
+    };
+    Ok((b1, mask, report))
+}

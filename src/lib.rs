@@ -42,6 +42,7 @@ pub mod error;
 pub mod eval;
 pub mod field;
 pub mod grid;
+pub mod inspect;
 pub mod io;
 pub mod limits;
 pub mod net;

@@ -47,13 +47,13 @@ enum Command {
     /// Time-averaged SAR10g of a pulse over a TR (exact, VOP, generic or network predictor; covariance/eigen or per-step), limits, plots, flip angles.
     PulseSar(cli::pulse::PulseSarArgs),
     /// Write an amplitude-modulated sinc pulse with a per-channel shim (pulse JSON).
-    PulseSinc(cli::pulse::PulseSincArgs),
+    PulseSinc(cli::pulse_files::PulseSincArgs),
     /// Write a generated pulse: spokes, kT-points, SPINS, sinc, Gaussian or hard, with shims.
-    PulseGen(cli::pulse::PulseGenArgs),
+    PulseGen(cli::pulse_files::PulseGenArgs),
     /// Import the RF events of a Pulseq .seq file with a per-channel shim as a pulse JSON.
-    PulseImport(cli::pulse::PulseImportArgs),
+    PulseImport(cli::pulse_files::PulseImportArgs),
     /// Export one channel of a pulse as a Pulseq .seq file (one RF event per period).
-    PulseExportSeq(cli::pulse::PulseExportArgs),
+    PulseExportSeq(cli::pulse_files::PulseExportArgs),
     /// Export a field set's maps (B1+ magnitude, density, conductivity, labels) to NIfTI.
     Export(cli::exact_sar::ExportArgs),
     /// Summarise an input file (B1+ maps, masks, VOP files, field sets, drives...) as b1sar reads it.
@@ -101,10 +101,10 @@ fn main() -> ExitCode {
         Command::Cv(a) => cli::cv::run(a, &out),
         Command::Predict(a) => cli::predict::run(a, &out),
         Command::PulseSar(a) => cli::pulse::sar(a, &out),
-        Command::PulseSinc(a) => cli::pulse::sinc(a, &out),
-        Command::PulseGen(a) => cli::pulse::gen_cmd(a, &out),
-        Command::PulseImport(a) => cli::pulse::import_cmd(a, &out),
-        Command::PulseExportSeq(a) => cli::pulse::export_cmd(a, &out),
+        Command::PulseSinc(a) => cli::pulse_files::sinc(a, &out),
+        Command::PulseGen(a) => cli::pulse_files::gen_cmd(a, &out),
+        Command::PulseImport(a) => cli::pulse_files::import_cmd(a, &out),
+        Command::PulseExportSeq(a) => cli::pulse_files::export_cmd(a, &out),
         Command::Bench(a) => cli::bench::run(a, &out),
         Command::Inspect(a) => cli::inspect::run(a, &out),
         Command::Optimize(a) => cli::optimize::run(a, &out),

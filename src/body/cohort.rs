@@ -358,3 +358,52 @@ mod tests {
         assert!(c.manifest(vec![]).is_err());
     }
 }
+
+/// One subject in `phantom --json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct SubjectBrief {
+    /// Subject index.
+    pub id: usize,
+    /// File name.
+    pub file: String,
+    /// True for the generic reference subject.
+    pub generic: bool,
+    /// BMI (kg/m^2).
+    pub bmi: f64,
+    /// Height (m).
+    pub height_m: f64,
+    /// Weight (kg).
+    pub weight_kg: f64,
+    /// Total tissue mass in the grid (kg).
+    pub total_mass_kg: f64,
+    /// Grid shape [z, y, x].
+    pub shape_zyx: [usize; 3],
+}
+
+impl From<&ManifestEntry> for SubjectBrief {
+    fn from(e: &ManifestEntry) -> Self {
+        SubjectBrief {
+            id: e.id,
+            file: e.file.clone(),
+            generic: e.generic,
+            bmi: e.bmi,
+            height_m: e.height_m,
+            weight_kg: e.weight_kg,
+            total_mass_kg: e.total_mass_kg,
+            shape_zyx: e.shape_zyx,
+        }
+    }
+}
+
+/// `phantom --json`: the subjects written and the manifest.
+#[derive(Clone, Debug, Serialize)]
+pub struct PhantomReport {
+    /// The manifest written (None for a single `--subject`).
+    pub manifest: Option<std::path::PathBuf>,
+    /// Subjects in the cohort.
+    pub n_subjects: usize,
+    /// The generic subject's index.
+    pub generic_subject: usize,
+    /// The subjects built.
+    pub subjects: Vec<SubjectBrief>,
+}

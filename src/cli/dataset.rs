@@ -9,7 +9,6 @@ use b1sar::dataset::{
 };
 use b1sar::sar::Q10g;
 use clap::Args;
-use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -181,11 +180,13 @@ pub fn run(a: DatasetArgs, out: &Output) -> Result<()> {
         pb.finish_and_clear();
         let dir = write_shard(&a.out, &shard)?;
         out.line(format!("{} -> {}", describe(&shard), dir.display()));
-        counts.push(json!({"subject": k, "train": shard.train.len(), "val": shard.val.len(), "nominal_ut": shard.manifest.nominal_t * 1e6}));
+        counts.push(shard.summary());
         dirs.push(dir);
     }
-    out.result(
-        json!({"output_paths": dirs, "subjects": counts, "elapsed_s": t0.elapsed().as_secs_f64()}),
-    );
+    out.done(
+        &b1sar::dataset::DatasetReport { subjects: counts },
+        &dirs,
+        Some(t0.elapsed().as_secs_f64()),
+    )?;
     Ok(())
 }

@@ -8,6 +8,9 @@
 use super::{Output, bar, spinner};
 use anyhow::Result;
 use b1sar::eval::demo;
+use b1sar::eval::demo_report::{
+    DemoSummary, Q10gBrief, markdown, network_figures, random_drive_figures, shim_figures,
+};
 use b1sar::net::ModelInfo;
 use b1sar::predict::{NetworkPredictor, NetworkSar};
 use b1sar::sar::{self, Averager, Q10g, SarPredictor, VopSet};
@@ -15,9 +18,6 @@ use b1sar::synth::{SynthSpec, pelvis_fieldset};
 use b1sar::units::T_TO_UT;
 use b1sar::{FieldSet, io, net, plot};
 use clap::Args;
-use ndarray::{Array2, Axis};
-use serde_json::json;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -51,10 +51,6 @@ pub fn demo_subjects() -> (SynthSpec, SynthSpec) {
     generic.semi_axes_frac = (0.39, 0.34);
     generic.fat_m = 0.010;
     (subject, generic)
-}
-
-fn slice_z(map: &ndarray::Array3<f64>, z: usize) -> Array2<f64> {
-    map.index_axis(Axis(0), z).to_owned()
 }
 
 pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
@@ -138,11 +134,13 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
     } else {
         None
     };
-    let (net_json, net_row) = match &network {
+    let (net_section, net_row) = match &network {
         Some((model, sf_used)) => {
-            network_section(dir, &f, &e, &rd, &shim, model, *sf_used, &mut files, out)?
+            let (s, row) =
+                network_section(dir, &f, &e, &rd, &shim, model, *sf_used, &mut files, out)?;
+            (Some(s), row)
         }
-        None => (serde_json::Value::Null, None),
+        None => (None, None),
     };
 
     // 6. Time-averaged SAR of the shipped pulses (TR 10 ms): exact Q10g and VOPs (covariance path),
@@ -177,7 +175,7 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
         },
     )?;
     pb.finish_and_clear();
-    let mut opt_rows: Vec<serde_json::Value> = Vec::new();
+    let mut opt_rows = Vec::new();
     if let Some(o) = &opt {
         for r in &o.rows {
             out.line(format!(
@@ -190,7 +188,7 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
                 if r.exact_within_limit { "" } else { " EXCEEDS" },
                 r.seconds
             ));
-            opt_rows.push(serde_json::to_value(r)?);
+            opt_rows.push(r.clone());
         }
         if o.pareto.len() >= 2 {
             let path = dir.join("pareto_cv_vs_psar.png");
@@ -210,30 +208,24 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
     }
 
     // 8. Report.
-    let summary = json!({
-        "subject": demo::subject_section(&f, &e.av),
-        "q10g": {"n_matrices": e.q.len(), "worst_case_w_per_kg_per_w": e.vops.worst_case},
-        "vop": rd.vop,
-        "shim": shim.section,
-        "random_drives": rd.section,
-        "conventional": rd.conventional_stats,
-        "network": net_json,
-        "pulses": pulse_rows,
-        "optimisation": opt_rows,
-        "elapsed_s": t0.elapsed().as_secs_f64(),
-    });
+    let summary = DemoSummary {
+        subject: demo::subject_section(&f, &e.av),
+        q10g: Q10gBrief {
+            n_matrices: e.q.len(),
+            worst_case_w_per_kg_per_w: e.vops.worst_case,
+        },
+        vop: rd.vop.clone(),
+        shim: shim.section.clone(),
+        random_drives: rd.section.clone(),
+        conventional: rd.conventional_stats.clone(),
+        network: net_section,
+        pulses: pulse_rows,
+        optimisation: opt_rows,
+        elapsed_s: t0.elapsed().as_secs_f64(),
+    };
     io::write_json(&dir.join("summary.json"), &summary)?;
     files.push(dir.join("summary.json"));
-    let md = markdown(
-        &f,
-        &e,
-        &shim.section,
-        &rd,
-        a.epsilon,
-        net_row,
-        &summary,
-        &files,
-    );
+    let md = markdown(&f, &e, &rd, a.epsilon, net_row, &summary, &files);
     let index = dir.join("index.md");
     io::write_atomic(&index, |w| std::io::Write::write_all(w, md.as_bytes()))?;
     files.push(index.clone());
@@ -248,9 +240,7 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
         files.len(),
         t0.elapsed().as_secs_f64()
     ));
-    let mut result = summary;
-    result["output_paths"] = json!(files);
-    out.result(result);
+    out.done(&summary, &files, None)?;
     Ok(())
 }
 
@@ -266,7 +256,7 @@ fn network_section(
     sf_used: b1sar::net::SafetyFactor,
     files: &mut Vec<PathBuf>,
     out: &Output,
-) -> Result<(serde_json::Value, Option<(String, String)>)> {
+) -> Result<(demo::NetworkSection, Option<(String, String)>)> {
     let sf = sf_used.value;
     out.line(format!(
         "network safety factor {sf:.3} ({})",
@@ -295,158 +285,7 @@ fn network_section(
             s.safety_factor_here
         ),
     ));
-    Ok((serde_json::to_value(s)?, net_row))
-}
-
-/// |B1+| of the shim and its emulated DREAM map, exact SAR10g slice and MIP, NIfTI and drive.
-fn shim_figures(dir: &Path, f: &FieldSet, s: &demo::ShimStage) -> Result<Vec<PathBuf>> {
-    let p = |name: &str| -> PathBuf { dir.join(name) };
-    let grid = f.grid();
-    let px = (grid.spacing_m[1] * 1e3, grid.spacing_m[2] * 1e3);
-    plot::map_png(
-        &p("b1_shim.png"),
-        slice_z(&s.b1_ut, s.centre[0]).view(),
-        "|B1+| of the phase shim, centre slice",
-        "µT",
-        px,
-        None,
-    )?;
-    plot::map_png(
-        &p("b1_measured.png"),
-        slice_z(&s.measured_ut, s.centre[0]).view(),
-        "Emulated DREAM map (noise, relative phase, range mask)",
-        "µT",
-        px,
-        None,
-    )?;
-    let z = s.section.psar10g_index_zyx[0];
-    plot::map_png(
-        &p("sar10g_shim.png"),
-        slice_z(&s.sar10g, z).view(),
-        &format!("SAR10g of the shim (8 x 1 W), slice z = {z}"),
-        "W/kg",
-        px,
-        None,
-    )?;
-    let mip = s
-        .sar10g
-        .map_axis(Axis(0), |c| c.iter().cloned().fold(0.0, f64::max));
-    plot::map_png(
-        &p("sar10g_mip.png"),
-        mip.view(),
-        "SAR10g maximum-intensity projection along z",
-        "W/kg",
-        px,
-        None,
-    )?;
-    io::write_nifti_map(
-        &p("sar10g_shim.nii.gz"),
-        s.sar10g.mapv(|v| v as f32).view(),
-        grid,
-        "b1sar SAR10g (W/kg), 8 x 1 W",
-    )?;
-    io::write_json(&p("shim_drive.json"), &s.shim.to_json())?;
-    Ok(vec![
-        p("b1_shim.png"),
-        p("b1_measured.png"),
-        p("sar10g_shim.png"),
-        p("sar10g_mip.png"),
-        p("sar10g_shim.nii.gz"),
-        p("shim_drive.json"),
-    ])
-}
-
-/// VOP and conventional estimates against exact pSAR10g, and the pSAR10g histogram.
-fn random_drive_figures(dir: &Path, rd: &demo::RandomDrives) -> Result<Vec<PathBuf>> {
-    let p = |name: &str| -> PathBuf { dir.join(name) };
-    let scatter_vop: Vec<(f64, f64)> = rd
-        .exact
-        .iter()
-        .cloned()
-        .zip(rd.bound.iter().cloned())
-        .collect();
-    plot::scatter_png(
-        &p("vop_vs_exact.png"),
-        &scatter_vop,
-        "VOP bound vs exact pSAR10g (8 x 1 W)",
-        "exact pSAR10g (W/kg)",
-        "VOP pSAR10g (W/kg)",
-        &[],
-    )?;
-    let scatter_conv: Vec<(f64, f64)> = rd
-        .exact
-        .iter()
-        .cloned()
-        .zip(rd.conventional.iter().cloned())
-        .collect();
-    plot::scatter_png(
-        &p("conventional_vs_exact.png"),
-        &scatter_conv,
-        "Generic-subject estimate vs exact pSAR10g",
-        "exact pSAR10g (W/kg)",
-        "generic-subject pSAR10g (W/kg)",
-        &[("1 / SF", 1.0 / rd.conventional_stats.safety_factor)],
-    )?;
-    plot::histogram_png(
-        &p("psar_hist.png"),
-        &rd.exact,
-        25,
-        "pSAR10g over random-phase drives (8 x 1 W)",
-        "pSAR10g (W/kg)",
-    )?;
-    Ok(vec![
-        p("vop_vs_exact.png"),
-        p("conventional_vs_exact.png"),
-        p("psar_hist.png"),
-    ])
-}
-
-/// The network's and the exact map of the shim on the prostate slice, and the pSAR scatter.
-fn network_figures(
-    dir: &Path,
-    f: &FieldSet,
-    ns: &demo::NetworkStage,
-    sf: f64,
-) -> Result<Vec<PathBuf>> {
-    let p = |name: &str| -> PathBuf { dir.join(name) };
-    let grid = f.grid();
-    let px = (grid.spacing_m[1] * 1e3, grid.spacing_m[2] * 1e3);
-    let z = ns.z;
-    let hi = ns
-        .shim_exact
-        .iter()
-        .cloned()
-        .fold(0.0, f64::max)
-        .max(ns.shim_predicted.iter().cloned().fold(0.0, f64::max));
-    plot::map_png(
-        &p("net_predicted.png"),
-        ns.shim_predicted.view(),
-        &format!("cGAN-predicted SAR10g of the shim, slice z = {z}"),
-        "W/kg",
-        px,
-        Some((0.0, hi)),
-    )?;
-    plot::map_png(
-        &p("net_exact.png"),
-        ns.shim_exact.view(),
-        &format!("Exact SAR10g of the shim, slice z = {z}"),
-        "W/kg",
-        px,
-        Some((0.0, hi)),
-    )?;
-    plot::scatter_png(
-        &p("net_vs_exact.png"),
-        &ns.pairs,
-        "cGAN vs exact pSAR10g on the prostate slice",
-        "exact (W/kg)",
-        "predicted (W/kg)",
-        &[("1 / SF", 1.0 / sf)],
-    )?;
-    Ok(vec![
-        p("net_predicted.png"),
-        p("net_exact.png"),
-        p("net_vs_exact.png"),
-    ])
+    Ok((s.clone(), net_row))
 }
 
 /// Stage 5 over the shipped pulses: rows, a line each, and the pSAR-vs-time figure.
@@ -456,7 +295,7 @@ fn pulses(
     e: &demo::Exact,
     net: Option<&dyn SarPredictor>,
     out: &Output,
-) -> Result<(Vec<serde_json::Value>, Vec<PathBuf>)> {
+) -> Result<(Vec<demo::PulseRow>, Vec<PathBuf>)> {
     let prostate = demo::prostate_voxels(f)?;
     let mut rows = Vec::new();
     let mut files = Vec::new();
@@ -503,7 +342,7 @@ fn pulses(
                 .map(|(k, v)| ((k as f64 + 0.5) * pulse.dt_s * 1e3, *v))
                 .collect::<Vec<_>>(),
         ));
-        rows.push(serde_json::to_value(&r)?);
+        rows.push(r);
     }
     pb.finish_and_clear();
     if !time_series.is_empty() {
@@ -523,170 +362,4 @@ fn pulses(
         files.push(path);
     }
     Ok((rows, files))
-}
-
-/// The report's index.md.
-#[allow(clippy::too_many_arguments)]
-fn markdown(
-    f: &FieldSet,
-    e: &demo::Exact,
-    sh: &demo::ShimSection,
-    rd: &demo::RandomDrives,
-    epsilon: f64,
-    net_row: Option<(String, String)>,
-    summary: &serde_json::Value,
-    files: &[PathBuf],
-) -> String {
-    let grid = f.grid();
-    let counts = e.av.counts();
-    let r = &rd.section;
-    let mut md = String::new();
-    let _ = writeln!(md, "# b1sar demo report\n");
-    let _ = writeln!(
-        md,
-        "Subject: {} ({}), {:.2} kg of tissue.\n",
-        sar::describe(grid),
-        f.meta().source,
-        e.av.total_mass_kg()
-    );
-    let _ = writeln!(
-        md,
-        "IEC/IEEE 62704-1 cubes: {} valid, {} inside valid cubes, {} face cubes, {} air voxels.\n",
-        counts.valid, counts.used, counts.unused, counts.air
-    );
-    let _ = writeln!(md, "| quantity | value |\n|---|---|");
-    let rows = [
-        ("Q10g matrices", format!("{}", e.q.len())),
-        (
-            "VOPs (epsilon)",
-            format!(
-                "{} ({:.0} % of worst case {:.3} W/kg per W)",
-                e.vops.len(),
-                100.0 * epsilon,
-                e.vops.worst_case
-            ),
-        ),
-        (
-            "Shim mean |B1+| / CV in body (8 x 1 W)",
-            format!("{:.3} µT / {:.1} %", sh.b1_mean_ut, 100.0 * sh.b1_cv),
-        ),
-        (
-            "DREAM mask coverage of the body",
-            format!("{:.1} %", 100.0 * sh.dream_mask_fraction),
-        ),
-        (
-            "Shim pSAR10g exact (voxel z, y, x)",
-            format!(
-                "{:.3} W/kg at {:?}",
-                sh.psar10g_w_per_kg, sh.psar10g_index_zyx
-            ),
-        ),
-        (
-            "Shim pSAR10g VOP bound",
-            format!("{:.3} W/kg", sh.vop_bound_w_per_kg),
-        ),
-        (
-            "Shim whole-body SAR",
-            format!("{:.4} W/kg", sh.whole_body_sar_w_per_kg),
-        ),
-        (
-            "Q10g vs direct averaging, max difference",
-            format!("{:.2e} W/kg", sh.q_vs_direct_max_abs_diff_w_per_kg),
-        ),
-        (
-            "Max total power: 10 W/kg local / 2 W/kg whole-body",
-            format!(
-                "{:.1} W / {:.1} W",
-                sh.max_power_local_limit_w, sh.max_power_whole_body_limit_w
-            ),
-        ),
-        (
-            "Random drives: pSAR10g mean (min..max)",
-            format!(
-                "{:.3} ({:.3}..{:.3}) W/kg",
-                r.psar10g_mean_w_per_kg, r.psar10g_min_w_per_kg, r.psar10g_max_w_per_kg
-            ),
-        ),
-        (
-            "Random drives: 99.9 % pSAR10g (paper: 3.8 W/kg)",
-            format!("{:.3} W/kg", r.psar10g_p999_w_per_kg),
-        ),
-        (
-            "VOP overestimation mean / max; under-estimates",
-            format!(
-                "{:.1} % / {:.1} %; {}",
-                100.0 * rd.vop.mean_overestimation,
-                100.0 * rd.vop.max_overestimation,
-                rd.vop.under_estimates
-            ),
-        ),
-        (
-            "Conventional (generic subject) SF; P(under)",
-            format!(
-                "{:.2}; {:.0} % (paper: 2.43; 24 %)",
-                rd.conventional_stats.safety_factor,
-                100.0 * rd.conventional_stats.p_underestimation
-            ),
-        ),
-    ];
-    for (k, v) in rows
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .chain(net_row)
-    {
-        let _ = writeln!(md, "| {k} | {v} |");
-    }
-    let empty = Vec::new();
-    let pulse_rows = summary["pulses"].as_array().unwrap_or(&empty);
-    if !pulse_rows.is_empty() {
-        let _ = writeln!(
-            md,
-            "\n## Pulses (time-averaged over TR 10 ms)\n\n| pulse | exact pSAR10g (W/kg) | VOP bound (W/kg) | cGAN x SF, per step (W/kg) | cGAN x SF, eigen fast path (W/kg) | prostate flip (°) / CV | in the z = 0 plane (°) / CV |\n|---|---|---|---|---|---|---|"
-        );
-        let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
-        for r in pulse_rows {
-            let _ = writeln!(
-                md,
-                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} / {:.1} % | {:.1} / {:.1} % |",
-                r["pulse"].as_str().unwrap_or(""),
-                num(&r["psar10g_w_per_kg"]),
-                num(&r["vop_bound_w_per_kg"]),
-                num(&r["network_per_step_x_sf_w_per_kg"]),
-                num(&r["network_eigen_x_sf_w_per_kg"]),
-                num(&r["flip_mean_deg"]),
-                100.0 * num(&r["flip_cv"]),
-                num(&r["flip_z0_plane_mean_deg"]),
-                100.0 * num(&r["flip_z0_plane_cv"])
-            );
-        }
-    }
-    let opt_rows = summary["optimisation"].as_array().unwrap_or(&empty);
-    if !opt_rows.is_empty() {
-        let _ = writeln!(
-            md,
-            "\n## Prostate shim under 10 W/kg\n\nEach row optimises the prostate |B1+| homogeneity with the local-SAR limit judged by one model (times its safety factor); the exact pSAR10g of the result shows whether that shim is safe.\n\n| constraint | prostate CV | predicted x SF (W/kg) | exact pSAR10g (W/kg) | time (s) |\n|---|---|---|---|---|"
-        );
-        for r in opt_rows {
-            let _ = writeln!(
-                md,
-                "| {} | {:.2} % | {:.2} | {:.2} | {:.1} |",
-                r["constraint"].as_str().unwrap_or(""),
-                100.0 * r["roi_cv"].as_f64().unwrap_or(f64::NAN),
-                r["predicted_x_sf_w_per_kg"].as_f64().unwrap_or(f64::NAN),
-                r["exact_psar10g_w_per_kg"].as_f64().unwrap_or(f64::NAN),
-                r["seconds"].as_f64().unwrap_or(f64::NAN)
-            );
-        }
-    }
-    let _ = writeln!(md, "\n## Figures\n");
-    for f in files {
-        if f.extension().is_some_and(|e| e == "png") {
-            let name = f
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
-            let _ = writeln!(md, "![{name}]({name})\n");
-        }
-    }
-    md
 }

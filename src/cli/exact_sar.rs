@@ -1,17 +1,16 @@
 //! The exact-SAR subcommands: synth, combine, sar, qmatrix, vop, export.
 
 use super::args::{non_negative, parse_shape, positive};
-use super::{Output, bar, load_fields, spinner};
+use super::{NoReport, Output, bar, load_fields, spinner};
 use anyhow::{Result, bail};
 use b1sar::field::MeasurementModel;
 use b1sar::sar::vop::{AmplitudeUnit, Margins, VopMethod};
 use b1sar::sar::{self, Averager, Q10g, VopSet};
 use b1sar::synth::{SynthSpec, pelvis_fieldset};
 use b1sar::units::T_TO_UT;
-use b1sar::{Drive, Error, FieldSet, io, scanner};
+use b1sar::{Drive, Error, io, scanner};
 use clap::{Args, ValueEnum};
 use ndarray::{Array3, Array4, Axis};
-use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -54,15 +53,19 @@ pub fn synth(a: SynthArgs, out: &Output) -> Result<()> {
     pb.set_message(format!("writing {}", a.out.display()));
     f.save(&a.out)?;
     pb.finish_and_clear();
-    let mass: f64 = f.rho().iter().filter(|r| **r >= 1.0).sum::<f64>() * f.grid().voxel_volume_m3();
+    let r = f.summary();
     out.line(format!(
         "wrote {} ({}, {} channels, {:.2} kg tissue)",
         a.out.display(),
         sar::describe(f.grid()),
-        f.n_channels(),
-        mass
+        r.n_channels,
+        r.tissue_mass_kg
     ));
-    out.result(json!({"output_paths": [a.out], "n_channels": f.n_channels(), "shape_zyx": f.grid().shape, "tissue_mass_kg": mass, "elapsed_s": t.elapsed().as_secs_f64()}));
+    out.done(
+        &r,
+        std::slice::from_ref(&a.out),
+        Some(t.elapsed().as_secs_f64()),
+    )?;
     Ok(())
 }
 
@@ -107,35 +110,14 @@ pub fn combine(a: CombineArgs, out: &Output) -> Result<()> {
     let f = load_fields(&a.fields)?;
     let d = load_drive(&a.drive)?;
     d.expect_channels(f.n_channels(), &a.fields.display().to_string())?;
-    let rel = a.relative || a.measured;
-    let b1 = if rel {
-        // Relative phase of the combination = combination of the relative per-channel maps.
-        let r = f.b1p_relative();
-        let tmp = FieldSet::new(
-            *f.grid(),
-            r,
-            None,
-            Array3::zeros(f.grid().shape),
-            f.rho().clone(),
-            None,
-            f.meta().clone(),
-        )?;
-        tmp.combine(&d)?
-    } else {
-        f.combine(&d)?
+    let model = MeasurementModel {
+        noise_t: a.noise_ut * 1e-6,
+        nominal_t: a.nominal_ut * 1e-6,
+        ..MeasurementModel::default()
     };
+    let measured = a.measured.then_some((&model, a.seed));
+    let (b1, mask, r) = b1sar::field::combine_drive(&f, &d, a.relative, measured)?;
     let mut paths = vec![a.out.clone()];
-    let (b1, mask) = if a.measured {
-        let model = MeasurementModel {
-            noise_t: a.noise_ut * 1e-6,
-            nominal_t: a.nominal_ut * 1e-6,
-            ..MeasurementModel::default()
-        };
-        let m = model.measure(b1.view(), f.body_mask().view(), &d, a.seed)?;
-        (m.b1, Some(m.mask))
-    } else {
-        (b1, None)
-    };
     let [nz, ny, nx] = f.grid().shape;
     let mut arr = Array4::<f32>::zeros((nz, ny, nx, 2));
     for ((z, y, x), v) in b1.indexed_iter() {
@@ -158,18 +140,15 @@ pub fn combine(a: CombineArgs, out: &Output) -> Result<()> {
         )?;
         paths.push(n.clone());
     }
-    let body = f.body_mask();
-    let (mean, sd) = b1sar::field::masked_b1_stats_ut(&b1, &body);
-    let n_body = body.iter().filter(|b| **b).count();
     out.line(format!(
-        "|B1+| in the body: mean {mean:.3} µT, CV {:.1} %",
-        100.0 * sd / mean.max(1e-300)
+        "|B1+| in the body: mean {:.3} µT, CV {:.1} %",
+        r.b1_mean_ut,
+        100.0 * r.b1_cv
     ));
-    if let Some(m) = &mask {
+    if let Some(n) = r.mask_voxels {
         out.line(format!(
-            "DREAM mask keeps {} of {} body voxels",
-            m.iter().filter(|v| **v).count(),
-            n_body
+            "DREAM mask keeps {n} of {} body voxels",
+            r.body_voxels
         ));
     }
     out.line(format!(
@@ -180,7 +159,7 @@ pub fn combine(a: CombineArgs, out: &Output) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    out.result(json!({"b1_mean_ut": mean, "b1_cv": sd / mean.max(1e-300), "mask_voxels": mask.as_ref().map(|m| m.iter().filter(|v| **v).count()), "output_paths": paths, "elapsed_s": t.elapsed().as_secs_f64()}));
+    out.done(&r, &paths, Some(t.elapsed().as_secs_f64()))?;
     Ok(())
 }
 
@@ -311,11 +290,10 @@ pub fn sar(a: SarArgs, out: &Output) -> Result<()> {
             let power_w = scanner::drive_in_vop_unit(&v, &d, unit, z0)?.total_power_w();
             out.line(format!("overestimation at most {:.1} % of the worst case ({:.3} W/kg for this drive's power)", 100.0 * v.epsilon, v.epsilon * v.worst_case * power_w));
         }
-        out.result(json!({"psar10g_w_per_kg": b.psar_w_per_kg, "vop_index": b.vop_index, "vop_type": b.vop_type,
-            "vop_type_limit_w_per_kg": b.limit_w_per_kg, "margin_w_per_kg": b.margin_w_per_kg,
-            "per_type": b.per_type, "warnings": b.warnings, "n_vops": v.len(), "epsilon": v.epsilon,
-            "drive_units": unit, "reference_impedance_ohm": z0,
-            "elapsed_s": t.elapsed().as_secs_f64()}));
+        out.result(serde_json::to_value(VopSarTimed {
+            report: scanner::vops::VopSarReport::new(&b, &v, unit, z0),
+            elapsed_s: t.elapsed().as_secs_f64(),
+        })?);
         return Ok(());
     }
     let ((map, r), grid) = if let Some(qp) = &a.q {
@@ -365,11 +343,16 @@ pub fn sar(a: SarArgs, out: &Output) -> Result<()> {
     for p in &paths {
         out.line(format!("wrote {}", p.display()));
     }
-    let mut v = serde_json::to_value(r)?;
-    v["output_paths"] = json!(paths);
-    v["elapsed_s"] = json!(t.elapsed().as_secs_f64());
-    out.result(v);
+    out.done(&r, &paths, Some(t.elapsed().as_secs_f64()))?;
     Ok(())
+}
+
+/// `sar --vop --json`: the library report and the wall time (no files written).
+#[derive(serde::Serialize)]
+struct VopSarTimed {
+    #[serde(flatten)]
+    report: scanner::vops::VopSarReport,
+    elapsed_s: f64,
 }
 
 /// Arguments of `b1sar qmatrix`.
@@ -398,8 +381,8 @@ pub fn qmatrix(a: QmatrixArgs, out: &Output) -> Result<()> {
     let pb = spinner(&format!("writing {}", a.out.display()));
     q.save(&a.out)?;
     pb.finish_and_clear();
-    let c = av.counts();
-    let worst = q.worst_case_w_per_kg_per_w();
+    let r = q.report(av.counts());
+    let (c, worst) = (r.voxel_counts, r.worst_case_w_per_kg_per_w);
     out.line(format!(
         "{} Q10g matrices ({} channels) in {:.2} s -> {}",
         q.len(),
@@ -408,7 +391,11 @@ pub fn qmatrix(a: QmatrixArgs, out: &Output) -> Result<()> {
         a.out.display()
     ));
     out.line(format!("voxels: {} valid cubes, {} in valid cubes, {} face cubes, {} air; worst case {:.4} W/kg per W", c.valid, c.used, c.unused, c.air, worst));
-    out.result(json!({"n_matrices": q.len(), "n_channels": q.n_channels(), "voxel_counts": c, "worst_case_w_per_kg_per_w": worst, "output_paths": [a.out], "elapsed_s": t.elapsed().as_secs_f64()}));
+    out.done(
+        &r,
+        std::slice::from_ref(&a.out),
+        Some(t.elapsed().as_secs_f64()),
+    )?;
     Ok(())
 }
 
@@ -552,7 +539,11 @@ pub fn vop(a: VopArgs, out: &Output) -> Result<()> {
     } else {
         None
     };
-    out.result(json!({"n_vops": v.len(), "n_matrices": q.len(), "epsilon": a.epsilon, "method": method.name(), "margins": v.margins().map(Margins::name), "worst_case_w_per_kg_per_w": v.worst_case, "compression_s": secs, "check": check, "output_paths": [a.out], "elapsed_s": t0.elapsed().as_secs_f64()}));
+    out.done(
+        &v.report(q.len(), method, secs, check),
+        std::slice::from_ref(&a.out),
+        Some(t0.elapsed().as_secs_f64()),
+    )?;
     Ok(())
 }
 
@@ -596,6 +587,6 @@ pub fn export(a: ExportArgs, out: &Output) -> Result<()> {
         paths.len(),
         a.out_dir.display()
     ));
-    out.result(json!({"output_paths": paths, "elapsed_s": t.elapsed().as_secs_f64()}));
+    out.done(&NoReport {}, &paths, Some(t.elapsed().as_secs_f64()))?;
     Ok(())
 }

@@ -13,9 +13,11 @@ pub mod phantom;
 pub mod population;
 pub mod predict;
 pub mod pulse;
+pub mod pulse_files;
 pub mod simulate;
 pub mod train;
 
 pub use output::{
-    EXIT_LIMIT_EXCEEDED, LimitExceeded, Output, bar, given, load_fields, progress, spinner,
+    EXIT_LIMIT_EXCEEDED, LimitExceeded, NoReport, Output, bar, given, load_fields, progress,
+    spinner,
 };

@@ -34,6 +34,38 @@ impl Output {
     }
 }
 
+/// A command's `--json` object: the library report `T`, the files written and the wall time.
+#[derive(serde::Serialize)]
+struct Done<'a, T: serde::Serialize> {
+    #[serde(flatten)]
+    report: &'a T,
+    output_paths: &'a [std::path::PathBuf],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    elapsed_s: Option<f64>,
+}
+
+/// A report with nothing to add to the files written (`export`, `pulse-export-seq`).
+#[derive(serde::Serialize)]
+pub struct NoReport {}
+
+impl Output {
+    /// The final result of a command: the library report `r` with the files it wrote
+    /// (`output_paths`) and, when given, the wall time `elapsed_s` (printed only with `--json`).
+    pub fn done<T: serde::Serialize>(
+        &self,
+        r: &T,
+        output_paths: &[std::path::PathBuf],
+        elapsed_s: Option<f64>,
+    ) -> anyhow::Result<()> {
+        self.result(serde_json::to_value(Done {
+            report: r,
+            output_paths,
+            elapsed_s,
+        })?);
+        Ok(())
+    }
+}
+
 impl Output {
     /// The final result of a command that wrote files: the library report `r` with its
     /// `outputs` (printed only with `--json`), less the keys in `drop` (kept in the report file).

@@ -4,12 +4,13 @@
 
 use super::{Output, bar};
 use anyhow::Result;
-use b1sar::body::cohort::{GENERIC_INDEX, MANIFEST_FILE, coil_file_name};
+use b1sar::body::cohort::{
+    GENERIC_INDEX, MANIFEST_FILE, PhantomReport, SubjectBrief, coil_file_name,
+};
 use b1sar::body::{Cohort, GridSpec, ManifestEntry, Variation};
 use b1sar::sim::coil::CoilSpec;
 use clap::{Args, ValueEnum};
 use rayon::prelude::*;
-use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -205,17 +206,15 @@ pub fn run(a: PhantomArgs, out: &Output) -> Result<()> {
         (Some(m), false) => format!("wrote {} (no subject files)", m.display()),
         (None, _) => format!("wrote {}", paths[0].display()),
     });
-    out.result(json!({
-        "output_paths": paths,
-        "manifest": manifest,
-        "n_subjects": n,
-        "generic_subject": GENERIC_INDEX,
-        "subjects": entries.iter().map(|e| json!({
-            "id": e.id, "file": e.file, "generic": e.generic, "bmi": e.bmi,
-            "height_m": e.height_m, "weight_kg": e.weight_kg, "total_mass_kg": e.total_mass_kg,
-            "shape_zyx": e.shape_zyx,
-        })).collect::<Vec<_>>(),
-        "elapsed_s": t.elapsed().as_secs_f64(),
-    }));
+    out.done(
+        &PhantomReport {
+            manifest,
+            n_subjects: n,
+            generic_subject: GENERIC_INDEX,
+            subjects: entries.iter().map(SubjectBrief::from).collect(),
+        },
+        &paths,
+        Some(t.elapsed().as_secs_f64()),
+    )?;
     Ok(())
 }

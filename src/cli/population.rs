@@ -6,11 +6,12 @@
 use super::{Output, bar};
 use anyhow::{Context, Result};
 use b1sar::eval::population::{
-    Conventional, Summary, conventional, load_generic, subject_figures, summarize,
+    Conventional, PAPER_CONVENTIONAL, PAPER_P999_W_PER_KG, PaperPopulation, PopulationReport,
+    SubjectRow, Summary, conventional, fraction_in_paper_range, load_generic, subject_figures,
+    summarize,
 };
 use b1sar::{Drive, FieldSet, io, plot};
 use clap::Args;
-use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -41,47 +42,6 @@ pub struct PopulationArgs {
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
-}
-
-/// The paper's figures (Meliadò 2020, 8 x 1 W random-phase drives over 23 subjects).
-const PAPER_P999_W_PER_KG: f64 = 3.8;
-
-/// The paper's conventional approach (Duke as the generic model, against in vivo-based models;
-/// PHYSICS.md §1).
-const PAPER_CONVENTIONAL: Conventional = Conventional {
-    n: 0,
-    sf: 2.43,
-    sf_uof: 1.72,
-    p_under: 0.24,
-    mean_overestimation: 0.18,
-    mean_overestimation_after_sf: 1.03,
-};
-
-/// The range the paper reports most pSAR10g values in (W/kg).
-const PAPER_MOSTLY_W_PER_KG: std::ops::RangeInclusive<f64> = 1.0..=4.0;
-
-/// One subject's summarised figures.
-struct Row {
-    file: String,
-    bmi: Option<f64>,
-    psar: Summary,
-    in_range: f64,
-    whole_body: Summary,
-    roi: &'static str,
-    roi_voxels: usize,
-    b1_ut: Summary,
-    aligned_ut: f64,
-    /// The conventional approach on this subject (`--generic`); `None` for the generic subject.
-    conventional: Option<Conventional>,
-    is_generic: bool,
-}
-
-/// Fraction of `v` within the paper's 1-4 W/kg.
-fn fraction_in_paper_range(v: &[f64]) -> f64 {
-    v.iter()
-        .filter(|x| PAPER_MOSTLY_W_PER_KG.contains(*x))
-        .count() as f64
-        / v.len().max(1) as f64
 }
 
 /// Run `b1sar population`.
@@ -166,7 +126,7 @@ pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
             }
             _ => None,
         };
-        let row = Row {
+        let row = SubjectRow {
             file: path.display().to_string(),
             bmi: bmi_of.get(&name).copied(),
             psar: summarize(&fig.psar_w_per_kg)?,
@@ -221,55 +181,40 @@ pub fn run(a: PopulationArgs, out: &Output) -> Result<()> {
         Some(_) => Some(conventional(&pooled_truth, &pooled_estimate)?),
         None => None,
     };
-    let per_subject: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "file": r.file,
-                "bmi": r.bmi,
-                "psar10g_w_per_kg": r.psar,
-                "fraction_psar_in_1_4_w_per_kg": r.in_range,
-                "whole_body_sar_w_per_kg": r.whole_body,
-                "roi": r.roi,
-                "roi_voxels": r.roi_voxels,
-                "roi_b1_ut": r.b1_ut,
-                "roi_b1_aligned_ut": r.aligned_ut,
-                "conventional": r.conventional,
-                "is_generic": r.is_generic,
-            })
-        })
-        .collect();
-    let result = json!({
-        "subjects": rows.len(),
-        "drives_per_subject": a.drives,
-        "power_per_channel_w": a.power_w,
-        "seed": a.seed,
-        "pooled_psar10g_w_per_kg": pooled,
-        "pooled_fraction_psar_in_1_4_w_per_kg": in_1_4,
-        "subject_p999_range_w_per_kg": [min(&subj_p999), max(&subj_p999)],
-        "roi_b1_mean_range_ut": [min(&b1_means), max(&b1_means)],
-        "roi_b1_aligned_range_ut": [min(&aligned), max(&aligned)],
-        "paper": {"conventional": {"sf": PAPER_CONVENTIONAL.sf, "sf_uof": PAPER_CONVENTIONAL.sf_uof, "p_under": PAPER_CONVENTIONAL.p_under, "mean_overestimation": PAPER_CONVENTIONAL.mean_overestimation, "mean_overestimation_after_sf": PAPER_CONVENTIONAL.mean_overestimation_after_sf}, "psar10g_p999_w_per_kg": PAPER_P999_W_PER_KG, "psar10g_mostly_w_per_kg": [PAPER_MOSTLY_W_PER_KG.start(), PAPER_MOSTLY_W_PER_KG.end()]},
-        "generic": a.generic,
-        "conventional": pooled_conv,
-        "per_subject": per_subject,
-        "elapsed_s": t0.elapsed().as_secs_f64(),
-    });
+    let range = |v: &[f64]| [min(v), max(v)];
+    let result = PopulationReport {
+        subjects: rows.len(),
+        drives_per_subject: a.drives,
+        power_per_channel_w: a.power_w,
+        seed: a.seed,
+        pooled_psar10g_w_per_kg: pooled,
+        pooled_fraction_psar_in_1_4_w_per_kg: in_1_4,
+        subject_p999_range_w_per_kg: range(&subj_p999),
+        roi_b1_mean_range_ut: range(&b1_means),
+        roi_b1_aligned_range_ut: range(&aligned),
+        paper: PaperPopulation::meliado_2020(),
+        generic: a.generic.clone(),
+        conventional: pooled_conv,
+        per_subject: rows,
+        elapsed_s: t0.elapsed().as_secs_f64(),
+    };
+    let rows = &result.per_subject;
+    let pooled_conv = result.conventional.as_ref();
     io::write_json(&a.out.join("population.json"), &result)?;
-    population_plots(&a, &rows, &all_psar, bmi_of.is_empty())?;
-    let md = summary_md(&a, &rows, &all_psar, pooled_conv.as_ref(), &scatter)?;
+    population_plots(&a, rows, &all_psar, bmi_of.is_empty())?;
+    let md = summary_md(&a, rows, &all_psar, pooled_conv, &scatter)?;
     io::write_atomic(&a.out.join("summary.md"), |w| {
         std::io::Write::write_all(w, md.as_bytes())
     })?;
     out.line(md);
-    out.result(result);
+    out.result(serde_json::to_value(&result)?);
     Ok(())
 }
 
 /// The pooled pSAR10g histogram and pSAR10g per subject (against BMI when known).
 fn population_plots(
     a: &PopulationArgs,
-    rows: &[Row],
+    rows: &[SubjectRow],
     all_psar: &[f64],
     no_bmi: bool,
 ) -> Result<()> {
@@ -318,7 +263,7 @@ fn population_plots(
 /// summary.md (and the conventional scatter when a generic subject was given).
 fn summary_md(
     a: &PopulationArgs,
-    rows: &[Row],
+    rows: &[SubjectRow],
     all_psar: &[f64],
     pooled_conv: Option<&Conventional>,
     scatter: &[(f64, f64)],

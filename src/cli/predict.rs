@@ -6,7 +6,6 @@ use b1sar::predict::{NetworkSar, predict_drive};
 use b1sar::{FieldSet, io, net, plot};
 use clap::Args;
 use ndarray::Axis;
-use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -206,9 +205,6 @@ pub fn run(a: PredictArgs, out: &Output) -> Result<()> {
             best / e.max(1e-12)
         ));
     }
-    let mut v = serde_json::to_value(r)?;
-    v["output_paths"] = json!(paths);
-    v["elapsed_s"] = json!(t0.elapsed().as_secs_f64());
-    out.result(v);
+    out.done(&r, &paths, Some(t0.elapsed().as_secs_f64()))?;
     Ok(())
 }

@@ -7,11 +7,10 @@ use b1sar::body::Phantom;
 use b1sar::field::{FieldMeta, FieldSet};
 use b1sar::sim::checkpoint;
 use b1sar::sim::coil::CoilSpec;
-use b1sar::sim::run::{Domain, SimOptions, simulate_channel};
+use b1sar::sim::run::{Domain, SimOptions, SimulationReport, simulate_channel};
 use clap::Args;
 use ndarray::{Array5, Axis};
 use num_complex::Complex32;
-use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -195,23 +194,17 @@ pub fn run(a: SimulateArgs, out: &Output) -> Result<()> {
         },
     )?;
     fs.save(&a.out)?;
-    let sim_s: f64 = reports.iter().map(|r| r.elapsed_s).sum();
-    let rate = reports
-        .iter()
-        .map(|r| r.cell_updates_per_s * r.elapsed_s)
-        .sum::<f64>()
-        / sim_s.max(1e-12);
+    let r = SimulationReport::new(&reports, coil_source.to_string(), dom.cells());
     out.line(format!(
         "wrote {} in {:.1} s ({:.0} M cell-updates/s)",
         a.out.display(),
         t0.elapsed().as_secs_f64(),
-        rate / 1e6
+        r.cell_updates_per_s / 1e6
     ));
-    out.result(json!({
-        "output_paths": [a.out],
-        "channels": reports.iter().map(|r| json!({"channel": r.channel + 1, "input_impedance_ohm": r.input_impedance_ohm, "accepted_power_w": r.accepted_power_w, "periods": r.periods, "elapsed_s": r.elapsed_s})).collect::<Vec<_>>(),
-        "s_matrix": (0..nch).map(|i| (0..nch).map(|j| reports[j].s_column[i]).collect::<Vec<_>>()).collect::<Vec<_>>(),
-        "coil": coil_source, "cells": dom.cells(), "cell_updates_per_s": rate, "elapsed_s": t0.elapsed().as_secs_f64(),
-    }));
+    out.done(
+        &r,
+        std::slice::from_ref(&a.out),
+        Some(t0.elapsed().as_secs_f64()),
+    )?;
     Ok(())
 }

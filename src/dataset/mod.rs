@@ -1297,3 +1297,35 @@ mod tests {
         }
     }
 }
+
+/// One shard in `dataset --json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShardSummary {
+    /// Subject id.
+    pub subject: usize,
+    /// Training samples.
+    pub train: usize,
+    /// Validation samples.
+    pub val: usize,
+    /// The subject's nominal |B1+| (µT).
+    pub nominal_ut: f64,
+}
+
+impl Shard {
+    /// Subject, sample counts and nominal |B1+|.
+    pub fn summary(&self) -> ShardSummary {
+        ShardSummary {
+            subject: self.manifest.subject,
+            train: self.train.len(),
+            val: self.val.len(),
+            nominal_ut: self.manifest.nominal_t * 1e6,
+        }
+    }
+}
+
+/// `dataset --json`: the shards written.
+#[derive(Clone, Debug, Serialize)]
+pub struct DatasetReport {
+    /// Per subject.
+    pub subjects: Vec<ShardSummary>,
+}

@@ -2,8 +2,10 @@
 //! cross-validation's folds, isolation checks and report (`cv`), and the simulated population's
 //! figures with the conventional approach (`population`).
 
+pub mod bench;
 pub mod cv;
 pub mod demo;
+pub mod demo_report;
 pub mod folds;
 pub mod population;
 pub mod safety;

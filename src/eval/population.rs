@@ -232,3 +232,137 @@ mod tests {
         assert!((s.p999 - 3.997).abs() < 1e-12);
     }
 }
+
+/// The paper's figures (Meliadò 2020, 8 x 1 W random-phase drives over 23 subjects).
+pub const PAPER_P999_W_PER_KG: f64 = 3.8;
+
+/// The paper's conventional approach (Duke as the generic model, against in vivo-based models;
+/// PHYSICS.md §1).
+pub const PAPER_CONVENTIONAL: Conventional = Conventional {
+    n: 0,
+    sf: 2.43,
+    sf_uof: 1.72,
+    p_under: 0.24,
+    mean_overestimation: 0.18,
+    mean_overestimation_after_sf: 1.03,
+};
+
+/// The range the paper reports most pSAR10g values in (W/kg).
+pub const PAPER_MOSTLY_W_PER_KG: std::ops::RangeInclusive<f64> = 1.0..=4.0;
+
+/// One subject's summarised figures (`population --json`, `per_subject`).
+#[derive(Clone, Debug, Serialize)]
+pub struct SubjectRow {
+    /// The field set.
+    pub file: String,
+    /// BMI from the phantom manifest.
+    pub bmi: Option<f64>,
+    /// pSAR10g over the drives (W/kg).
+    #[serde(rename = "psar10g_w_per_kg")]
+    pub psar: Summary,
+    /// Fraction of the pSAR10g within the paper's 1-4 W/kg.
+    #[serde(rename = "fraction_psar_in_1_4_w_per_kg")]
+    pub in_range: f64,
+    /// Whole-body SAR over the drives (W/kg).
+    #[serde(rename = "whole_body_sar_w_per_kg")]
+    pub whole_body: Summary,
+    /// The region of the |B1+| figures ("prostate" or "body").
+    pub roi: &'static str,
+    /// Its voxels.
+    pub roi_voxels: usize,
+    /// |B1+| in the region over the drives (µT).
+    #[serde(rename = "roi_b1_ut")]
+    pub b1_ut: Summary,
+    /// |B1+| of the phase-aligned shim in the region (µT).
+    #[serde(rename = "roi_b1_aligned_ut")]
+    pub aligned_ut: f64,
+    /// The conventional approach on this subject (`--generic`); `None` for the generic subject.
+    pub conventional: Option<Conventional>,
+    /// Whether this is the generic subject.
+    pub is_generic: bool,
+}
+
+/// The paper's conventional-approach figures as reported.
+#[derive(Clone, Debug, Serialize)]
+pub struct PaperConventional {
+    /// SF.
+    pub sf: f64,
+    /// SF_UOF.
+    pub sf_uof: f64,
+    /// P(under) before SF.
+    pub p_under: f64,
+    /// Mean over-estimation before SF.
+    pub mean_overestimation: f64,
+    /// Mean over-estimation after SF.
+    pub mean_overestimation_after_sf: f64,
+}
+
+/// The paper's population figures beside ours.
+#[derive(Clone, Debug, Serialize)]
+pub struct PaperPopulation {
+    /// The conventional approach.
+    pub conventional: PaperConventional,
+    /// 99.9th percentile of pSAR10g (W/kg).
+    pub psar10g_p999_w_per_kg: f64,
+    /// The range most pSAR10g fall in (W/kg).
+    pub psar10g_mostly_w_per_kg: [f64; 2],
+}
+
+impl PaperPopulation {
+    /// Meliadò 2020's figures.
+    pub fn meliado_2020() -> Self {
+        let c = &PAPER_CONVENTIONAL;
+        PaperPopulation {
+            conventional: PaperConventional {
+                sf: c.sf,
+                sf_uof: c.sf_uof,
+                p_under: c.p_under,
+                mean_overestimation: c.mean_overestimation,
+                mean_overestimation_after_sf: c.mean_overestimation_after_sf,
+            },
+            psar10g_p999_w_per_kg: PAPER_P999_W_PER_KG,
+            psar10g_mostly_w_per_kg: [*PAPER_MOSTLY_W_PER_KG.start(), *PAPER_MOSTLY_W_PER_KG.end()],
+        }
+    }
+}
+
+/// `population --json` (`population.json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct PopulationReport {
+    /// Subjects.
+    pub subjects: usize,
+    /// Random-phase drives per subject.
+    pub drives_per_subject: u32,
+    /// Power per channel of the drives (W).
+    pub power_per_channel_w: f64,
+    /// Seed of the drives.
+    pub seed: u64,
+    /// pSAR10g pooled over subjects and drives (W/kg).
+    pub pooled_psar10g_w_per_kg: Summary,
+    /// Pooled fraction within 1-4 W/kg.
+    pub pooled_fraction_psar_in_1_4_w_per_kg: f64,
+    /// Range of the subjects' 99.9 % pSAR10g (W/kg).
+    pub subject_p999_range_w_per_kg: [f64; 2],
+    /// Range of the subjects' mean |B1+| in the region (µT).
+    pub roi_b1_mean_range_ut: [f64; 2],
+    /// Range of the subjects' phase-aligned |B1+| (µT).
+    pub roi_b1_aligned_range_ut: [f64; 2],
+    /// The paper's figures.
+    pub paper: PaperPopulation,
+    /// The generic subject given.
+    pub generic: Option<std::path::PathBuf>,
+    /// The conventional approach pooled over the subjects.
+    pub conventional: Option<Conventional>,
+    /// Per subject.
+    pub per_subject: Vec<SubjectRow>,
+    /// Wall time (s).
+    pub elapsed_s: f64,
+}
+
+/// Fraction of `v` within the paper's 1-4 W/kg.
+pub fn fraction_in_paper_range(v: &[f64]) -> f64 {
+    v.iter()
+        .filter(|x| PAPER_MOSTLY_W_PER_KG.contains(*x))
+        .count() as f64
+        / v.len().max(1) as f64
+}

@@ -612,3 +612,38 @@ mod tests {
         assert_eq!(round_sig(0.000123456789, 6), 0.000123457);
     }
 }
+
+/// A pulse in numbers (`pulse-gen --json`, `pulse-sinc --json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct PulseSummary {
+    /// Steps.
+    pub steps: usize,
+    /// Duration (ms).
+    pub duration_ms: f64,
+    /// Step length (µs).
+    pub dt_us: f64,
+    /// Channels.
+    pub channels: usize,
+    /// Largest |amplitude| over steps and channels (sqrt(W)).
+    pub peak_amplitude_sqrt_w: f64,
+    /// Whether the pulse plays gradients.
+    pub has_gradients: bool,
+}
+
+impl Pulse {
+    /// Steps, timing, channels, peak amplitude.
+    pub fn summary(&self) -> PulseSummary {
+        let peak = (0..self.len())
+            .flat_map(|k| (0..self.n_channels()).map(move |c| (k, c)))
+            .map(|(k, c)| self.sample(k, c).norm())
+            .fold(0.0, f64::max);
+        PulseSummary {
+            steps: self.len(),
+            duration_ms: self.duration_s() * 1e3,
+            dt_us: self.dt_s * 1e6,
+            channels: self.n_channels(),
+            peak_amplitude_sqrt_w: peak,
+            has_gradients: self.grad_t_per_m.is_some(),
+        }
+    }
+}

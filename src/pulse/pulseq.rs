@@ -842,3 +842,41 @@ mod tests {
         assert!(e.contains("1.5 is not supported"), "{e}");
     }
 }
+
+/// `pulse-import --json`: what was imported and how it was calibrated.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ImportReport {
+    /// RF events played.
+    pub n_rf_events: usize,
+    /// Steps of the pulse.
+    pub steps: usize,
+    /// Step length (µs).
+    pub dt_us: f64,
+    /// Sum of the block durations (s).
+    pub sequence_duration_s: f64,
+    /// The calibration (sqrt(W) per Hz of Pulseq RF amplitude).
+    pub sqrt_w_per_hz: f64,
+    /// The shim's mean |B1+| (µT) the calibration used, when from a B1+ figure or field set.
+    pub shim_b1_ut: Option<f64>,
+}
+
+impl Imported {
+    /// The report of this import, calibrated with `cal` (shim |B1+| `shim_b1_t` in T when known).
+    pub fn report(&self, cal: Calibration, shim_b1_t: Option<f64>) -> Result<ImportReport> {
+        Ok(ImportReport {
+            n_rf_events: self.n_rf_events,
+            steps: self.pulse.len(),
+            dt_us: self.pulse.dt_s * 1e6,
+            sequence_duration_s: self.sequence_duration_s,
+            sqrt_w_per_hz: cal.sqrt_w_per_hz()?,
+            shim_b1_ut: shim_b1_t.map(|b| b * 1e6),
+        })
+    }
+}
+
+/// `pulse-export-seq --json`: the size of the sequence file written.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ExportReport {
+    /// Bytes of the .seq text.
+    pub bytes: usize,
+}

@@ -766,3 +766,28 @@ impl Q10g {
         })
     }
 }
+
+/// A Q10g computation in numbers (`qmatrix --json`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct QmatrixReport {
+    /// Matrices (voxels with a 10 g average).
+    pub n_matrices: usize,
+    /// Channels.
+    pub n_channels: usize,
+    /// The averaging's voxel classes.
+    pub voxel_counts: super::average::AveragingCounts,
+    /// Largest eigenvalue over every matrix (W/kg per W).
+    pub worst_case_w_per_kg_per_w: f64,
+}
+
+impl Q10g {
+    /// The report of these matrices with the averaging's voxel classes `counts`.
+    pub fn report(&self, counts: super::average::AveragingCounts) -> QmatrixReport {
+        QmatrixReport {
+            n_matrices: self.len(),
+            n_channels: self.n_channels(),
+            voxel_counts: counts,
+            worst_case_w_per_kg_per_w: self.worst_case_w_per_kg_per_w(),
+        }
+    }
+}

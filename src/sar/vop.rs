@@ -1070,3 +1070,47 @@ mod tests {
         assert!(!positive_definite(n, &psd, &mut l));
     }
 }
+
+/// A compression in numbers (`vop --json`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CompressionReport {
+    /// VOPs.
+    pub n_vops: usize,
+    /// Q10g matrices compressed.
+    pub n_matrices: usize,
+    /// The over-estimation bound (fraction of the worst case).
+    pub epsilon: f64,
+    /// The compression method.
+    pub method: &'static str,
+    /// The margins (None: a set without them).
+    pub margins: Option<&'static str>,
+    /// Worst case (W/kg per W).
+    pub worst_case_w_per_kg_per_w: f64,
+    /// Compression wall time (s).
+    pub compression_s: f64,
+    /// The random-drive check, when run.
+    pub check: Option<DriveCheck>,
+}
+
+impl VopSet {
+    /// The report of this set, compressed from `n_matrices` matrices with `method` in `seconds`,
+    /// with the optional drive check.
+    pub fn report(
+        &self,
+        n_matrices: usize,
+        method: VopMethod,
+        seconds: f64,
+        check: Option<DriveCheck>,
+    ) -> CompressionReport {
+        CompressionReport {
+            n_vops: self.len(),
+            n_matrices,
+            epsilon: self.epsilon,
+            method: method.name(),
+            margins: self.margins().map(Margins::name),
+            worst_case_w_per_kg_per_w: self.worst_case,
+            compression_s: seconds,
+            check,
+        }
+    }
+}

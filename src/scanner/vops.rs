@@ -276,3 +276,49 @@ pub fn min_max_eigenvalues(vops: &VopSet) -> Vec<(f64, f64)> {
         })
         .collect()
 }
+
+/// `sar --vop --json`: the VOP bound of a drive with what it was judged in.
+#[derive(Clone, Debug, Serialize)]
+pub struct VopSarReport {
+    /// Value of the active VOP (W/kg).
+    pub psar10g_w_per_kg: f64,
+    /// Index (0-based) of the active VOP.
+    pub vop_index: usize,
+    /// Its type (typed files).
+    pub vop_type: Option<i32>,
+    /// Its type's limit (W/kg).
+    pub vop_type_limit_w_per_kg: Option<f64>,
+    /// limit - value (W/kg).
+    pub margin_w_per_kg: Option<f64>,
+    /// Per type.
+    pub per_type: Vec<TypeBound>,
+    /// Warnings.
+    pub warnings: Vec<String>,
+    /// VOPs in the file.
+    pub n_vops: usize,
+    /// The file's over-estimation bound (fraction of the worst case).
+    pub epsilon: f64,
+    /// Unit of the drive.
+    pub drive_units: AmplitudeUnit,
+    /// Reference impedance (ohm).
+    pub reference_impedance_ohm: f64,
+}
+
+impl VopSarReport {
+    /// The report of bound `b` from `vops`, the drive in `unit` at reference impedance `z_ohm`.
+    pub fn new(b: &VopBound, vops: &VopSet, unit: AmplitudeUnit, z_ohm: f64) -> Self {
+        VopSarReport {
+            psar10g_w_per_kg: b.psar_w_per_kg,
+            vop_index: b.vop_index,
+            vop_type: b.vop_type,
+            vop_type_limit_w_per_kg: b.limit_w_per_kg,
+            margin_w_per_kg: b.margin_w_per_kg,
+            per_type: b.per_type.clone(),
+            warnings: b.warnings.clone(),
+            n_vops: vops.len(),
+            epsilon: vops.epsilon,
+            drive_units: unit,
+            reference_impedance_ohm: z_ohm,
+        }
+    }
+}

@@ -653,3 +653,65 @@ mod tests {
         assert!((b1_minus(bx, by_cw).norm() - b0).abs() < 1e-12 * b0 * 1e6);
     }
 }
+
+/// One channel in a simulation's report.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChannelBrief {
+    /// Channel (1-based, as the coil file numbers ports).
+    pub channel: usize,
+    /// Input impedance (ohm) [re, im].
+    pub input_impedance_ohm: [f64; 2],
+    /// Accepted power of the run before normalisation (W).
+    pub accepted_power_w: f64,
+    /// Periods simulated.
+    pub periods: usize,
+    /// Wall time (s).
+    pub elapsed_s: f64,
+}
+
+/// `simulate --json`: every channel's run, the scattering matrix and the throughput.
+#[derive(Clone, Debug, Serialize)]
+pub struct SimulationReport {
+    /// Per channel.
+    pub channels: Vec<ChannelBrief>,
+    /// Scattering matrix S[i][j] (port i, channel j driven) [re, im].
+    pub s_matrix: Vec<Vec<[f64; 2]>>,
+    /// Where the coil came from.
+    pub coil: String,
+    /// Yee cells of the domain.
+    pub cells: usize,
+    /// Cell updates per second over all channels.
+    pub cell_updates_per_s: f64,
+}
+
+impl SimulationReport {
+    /// The report of the channels' runs `reports` on a domain of `cells` cells with the coil from
+    /// `coil`.
+    pub fn new(reports: &[ChannelReport], coil: String, cells: usize) -> Self {
+        let nch = reports.len();
+        let sim_s: f64 = reports.iter().map(|r| r.elapsed_s).sum();
+        let rate = reports
+            .iter()
+            .map(|r| r.cell_updates_per_s * r.elapsed_s)
+            .sum::<f64>()
+            / sim_s.max(1e-12);
+        SimulationReport {
+            channels: reports
+                .iter()
+                .map(|r| ChannelBrief {
+                    channel: r.channel + 1,
+                    input_impedance_ohm: r.input_impedance_ohm,
+                    accepted_power_w: r.accepted_power_w,
+                    periods: r.periods,
+                    elapsed_s: r.elapsed_s,
+                })
+                .collect(),
+            s_matrix: (0..nch)
+                .map(|i| (0..nch).map(|j| reports[j].s_column[i]).collect())
+                .collect(),
+            coil,
+            cells,
+            cell_updates_per_s: rate,
+        }
+    }
+}

@@ -7,10 +7,13 @@ mod vop;
 use super::{Output, spinner};
 use anyhow::Result;
 use b1sar::Drive;
+use b1sar::eval::bench::{
+    AveragingTimes, BatchTimes, FdtdBench, InferBench, InferRow, Q10gTimes, SarBench,
+    TrainStepBench, TrainStepRow, VopTimes,
+};
 use b1sar::sar::{self, Averager, Q10g, VopSet};
 use b1sar::synth::{SynthSpec, pelvis_fieldset};
 use clap::{Args, ValueEnum};
-use serde_json::json;
 use std::time::Instant;
 
 /// What to benchmark.
@@ -144,7 +147,7 @@ pub fn run(a: BenchArgs, out: &Output) -> Result<()> {
         maps_s / n_maps as f64
     ));
 
-    let mut vop_json = serde_json::Value::Null;
+    let mut vop_report = None;
     if !a.no_vop {
         let t = Instant::now();
         let v = VopSet::compress_with(
@@ -168,15 +171,39 @@ pub fn run(a: BenchArgs, out: &Output) -> Result<()> {
                 worst_over.max((b - p.value_w_per_kg) / (v.worst_case * d.total_power_w()));
         }
         out.line(format!("VOP compression of {} matrices, epsilon {:.0} %: {vop_s:.2} s, {} VOPs ({:.3} % kept); over {} drives: {under} under-estimates, largest overestimation {:.2} % of the worst case", q.len(), 100.0 * a.epsilon, v.len(), 100.0 * kept, drives.len(), 100.0 * worst_over));
-        vop_json = json!({"n_matrices": q.len(), "n_vops": v.len(), "fraction_kept": kept, "elapsed_s": vop_s, "under_estimates": under, "max_overestimation_of_worst_case": worst_over});
+        vop_report = Some(VopTimes {
+            n_matrices: q.len(),
+            n_vops: v.len(),
+            fraction_kept: kept,
+            elapsed_s: vop_s,
+            under_estimates: under,
+            max_overestimation_of_worst_case: worst_over,
+        });
     }
-    out.result(json!({
-        "grid_zyx": f.grid().shape, "spacing_mm": a.spacing_mm, "threads": threads, "tissue_voxels": tissue,
-        "averaging": {"cube_search_s": cubes_s, "average_s": avg_s, "one_map_total_s": cubes_s + avg_s},
-        "q10g": {"n_matrices": q.len(), "elapsed_s": q_s, "psar_direct_w_per_kg": check, "psar_from_q_w_per_kg": from_q},
-        "batch": {"drives": drives.len(), "elapsed_s": batch_s, "voxel_drives_per_s": vd, "map_s_per_drive": maps_s / n_maps as f64},
-        "vop": vop_json,
-    }));
+    out.result(serde_json::to_value(SarBench {
+        grid_zyx: f.grid().shape,
+        spacing_mm: a.spacing_mm,
+        threads,
+        tissue_voxels: tissue,
+        averaging: AveragingTimes {
+            cube_search_s: cubes_s,
+            average_s: avg_s,
+            one_map_total_s: cubes_s + avg_s,
+        },
+        q10g: Q10gTimes {
+            n_matrices: q.len(),
+            elapsed_s: q_s,
+            psar_direct_w_per_kg: check,
+            psar_from_q_w_per_kg: from_q,
+        },
+        batch: BatchTimes {
+            drives: drives.len(),
+            elapsed_s: batch_s,
+            voxel_drives_per_s: vd,
+            map_s_per_drive: maps_s / n_maps as f64,
+        },
+        vop: vop_report,
+    })?);
     Ok(())
 }
 
@@ -230,8 +257,17 @@ fn fdtd(a: &BenchArgs, out: &Output) -> Result<()> {
     let period_s = cells * steps as f64 / fast;
     out.line(format!("optimised (rayon, CPML, ports): {:.1} M cell-updates/s; plain single-thread reference (no PML): {:.1} M cell-updates/s; speed-up {:.1}x", fast / 1e6, naive / 1e6, fast / naive));
     out.line(format!("one period ({steps} steps) takes {period_s:.2} s"));
-    out.result(json!({"cells": dom.cells(), "domain_xyz": dom.n, "spacing_mm": a.spacing_mm, "threads": threads, "steps_per_period": steps,
-        "cell_updates_per_s": fast, "reference_cell_updates_per_s": naive, "speedup": fast / naive, "period_s": period_s}));
+    out.result(serde_json::to_value(FdtdBench {
+        cells: dom.cells(),
+        domain_xyz: dom.n,
+        spacing_mm: a.spacing_mm,
+        threads,
+        steps_per_period: steps,
+        cell_updates_per_s: fast,
+        reference_cell_updates_per_s: naive,
+        speedup: fast / naive,
+        period_s,
+    })?);
     Ok(())
 }
 
@@ -263,9 +299,17 @@ fn infer(a: &BenchArgs, out: &Output) -> Result<()> {
             per * 1e3,
             1.0 / per
         ));
-        rows.push(json!({"batch": batch, "ms_per_sample": per * 1e3, "samples_per_s": 1.0 / per}));
+        rows.push(InferRow {
+            batch,
+            ms_per_sample: per * 1e3,
+            samples_per_s: 1.0 / per,
+        });
     }
-    out.result(json!({"device": a.device, "size_hw": [h, w], "batches": rows}));
+    out.result(serde_json::to_value(InferBench {
+        device: a.device.clone(),
+        size_hw: [h, w],
+        batches: rows,
+    })?);
     Ok(())
 }
 
@@ -310,8 +354,17 @@ fn train_step(a: &BenchArgs, out: &Output) -> Result<()> {
         let s = t0.elapsed().as_secs_f64() / reps as f64;
         let schedule_h = s * 25.0 * 5500.0 / 3600.0;
         out.line(format!("{name} at {hw} x {hw}: {:.0} ms per G + D step (batch 1), {:.2} samples/s; paper schedule (25 x 5500 steps): {schedule_h:.1} h", s * 1e3, 1.0 / s));
-        rows.push(json!({"variant": name, "size": hw, "step_s": s, "samples_per_s": 1.0 / s, "paper_schedule_h": schedule_h}));
+        rows.push(TrainStepRow {
+            variant: name,
+            size: hw,
+            step_s: s,
+            samples_per_s: 1.0 / s,
+            paper_schedule_h: schedule_h,
+        });
     }
-    out.result(json!({"device": a.device, "variants": rows}));
+    out.result(serde_json::to_value(TrainStepBench {
+        device: a.device.clone(),
+        variants: rows,
+    })?);
     Ok(())
 }

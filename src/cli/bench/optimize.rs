@@ -2,13 +2,13 @@
 
 use crate::cli::{Output, spinner};
 use anyhow::{Result, bail};
+use b1sar::eval::bench::{OptimizeBench, OptimizeRow};
 use b1sar::optim::{
     Limit, Objective, QuadraticLimit, Settings, ShimSystem, Start, optimize, roi_from_fields,
 };
 use b1sar::sar::{Q10g, VopSet};
 use b1sar::{Error, io};
 use num_complex::Complex64;
-use serde_json::json;
 use std::path::Path;
 
 /// `b1sar bench optimize`: phase-only and magnitude + phase shims of an analytic 8-channel subject
@@ -103,7 +103,15 @@ pub fn bench(roi_voxels: usize, dump: Option<&Path>, out: &Output) -> Result<()>
             r.limits[0].value / r.limits[0].limit,
             if r.feasible { "feasible" } else { "INFEASIBLE" }
         ));
-        rows.push(json!({"case": name, "seconds": r.seconds, "evaluations": r.evaluations, "cv": r.objective, "zero_phase_cv": r.zero_phase_objective, "limit_ratio": r.limits[0].value / r.limits[0].limit, "feasible": r.feasible}));
+        rows.push(OptimizeRow {
+            case: name,
+            seconds: r.seconds,
+            evaluations: r.evaluations,
+            cv: r.objective,
+            zero_phase_cv: r.zero_phase_objective,
+            limit_ratio: r.limits[0].value / r.limits[0].limit,
+            feasible: r.feasible,
+        });
     }
     out.line(format!(
         "{} ROI voxels, {n} channels, {} VOPs (of {} Q10g matrices), limit halfway between the least reachable and the free optimum's",
@@ -111,6 +119,12 @@ pub fn bench(roi_voxels: usize, dump: Option<&Path>, out: &Output) -> Result<()>
         vops.len(),
         q.len()
     ));
-    out.result(json!({"roi_voxels": sys.n_voxels(), "channels": n, "vops": vops.len(), "q_matrices": q.len(), "runs": rows}));
+    out.result(serde_json::to_value(OptimizeBench {
+        roi_voxels: sys.n_voxels(),
+        channels: n,
+        vops: vops.len(),
+        q_matrices: q.len(),
+        runs: rows,
+    })?);
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use crate::cli::{Output, spinner};
 use anyhow::Result;
+use b1sar::eval::bench::{PulseBench, PulseNetBench, PulseNetRow};
 use b1sar::predict::{NetworkPredictor, NetworkSar};
 use b1sar::pulse::generate::{SpinsSpec, spins};
 use b1sar::pulse::integrate::{sar_covariance, sar_eigen, sar_per_step_maps};
@@ -10,7 +11,6 @@ use b1sar::pulse::{HardwareLimits, Pulse};
 use b1sar::sar::QuadraticMaps;
 use b1sar::{Drive, FieldSet};
 use ndarray::Array2;
-use serde_json::json;
 use std::time::Instant;
 
 /// `b1sar bench pulse`: a 1000-step 8-channel SPINS pulse (2.5 ms in 2.5 µs steps, per-channel phase
@@ -159,8 +159,12 @@ pub fn bench(voxels: usize, device: &str, out: &Output) -> Result<()> {
             "network per-step, batch {batch:>3}: {n} steps in {s:.2} s = {:.0} steps/s",
             n as f64 / s
         ));
-        net_rows
-            .push(json!({"batch": batch, "steps": n, "elapsed_s": s, "steps_per_s": n as f64 / s}));
+        net_rows.push(PulseNetRow {
+            batch,
+            steps: n,
+            elapsed_s: s,
+            steps_per_s: n as f64 / s,
+        });
         if batch == 128 {
             full_128 = Some((r.psar_w_per_kg, s));
         }
@@ -179,12 +183,25 @@ pub fn bench(voxels: usize, device: &str, out: &Output) -> Result<()> {
         ps_net,
         100.0 * diff
     ));
-    out.result(json!({
-        "pulse_steps": pulse.len(), "rf_steps": live, "channels": nch, "voxels": voxels, "threads": threads,
-        "covariance_s": cov_s, "per_step_s": ps_s, "voxel_steps_per_s": vs,
-        "network": {"device": device, "batches": net_rows, "eigen_s": eig_s, "eigen_evaluations": e.evaluations,
-            "per_step_batch128_s": ps_net_s, "speedup": ps_net_s / eig_s, "eigen_vs_per_step_rel_diff": diff},
-        "elapsed_s": t0.elapsed().as_secs_f64(),
-    }));
+    out.result(serde_json::to_value(PulseBench {
+        pulse_steps: pulse.len(),
+        rf_steps: live,
+        channels: nch,
+        voxels,
+        threads,
+        covariance_s: cov_s,
+        per_step_s: ps_s,
+        voxel_steps_per_s: vs,
+        network: PulseNetBench {
+            device: device.to_string(),
+            batches: net_rows,
+            eigen_s: eig_s,
+            eigen_evaluations: e.evaluations,
+            per_step_batch128_s: ps_net_s,
+            speedup: ps_net_s / eig_s,
+            eigen_vs_per_step_rel_diff: diff,
+        },
+        elapsed_s: t0.elapsed().as_secs_f64(),
+    })?);
     Ok(())
 }

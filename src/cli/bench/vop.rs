@@ -4,10 +4,10 @@
 use crate::cli::{Output, spinner};
 use anyhow::Result;
 use b1sar::FieldSet;
+use b1sar::eval::bench::{VopBench, VopRow};
 use b1sar::sar::vop::{Margins, VopMethod};
 use b1sar::sar::{Q10g, VopSet};
 use b1sar::synth::{SynthSpec, pelvis_fieldset};
-use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
 
@@ -49,12 +49,21 @@ pub fn bench(size: usize, spacing_mm: f64, drives: usize, out: &Output) -> Resul
                 100.0 * c.max_overestimation,
                 c.min_ratio
             ));
-            rows.push(
-                json!({"case": name, "n_matrices": q.len(), "epsilon": eps, "method": method.name(),
-                "margins": margins.name(), "n_vops": v.len(), "elapsed_s": secs, "check": c}),
-            );
+            rows.push(VopRow {
+                case: name,
+                n_matrices: q.len(),
+                epsilon: eps,
+                method: method.name(),
+                margins: margins.name(),
+                n_vops: v.len(),
+                elapsed_s: secs,
+                check: c,
+            });
         }
     }
-    out.result(json!({"threads": rayon::current_num_threads(), "rows": rows}));
+    out.result(serde_json::to_value(VopBench {
+        threads: rayon::current_num_threads(),
+        rows,
+    })?);
     Ok(())
 }
