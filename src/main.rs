@@ -29,9 +29,9 @@ enum Command {
     /// SAR10g map and pSAR10g of a drive (from E fields or Q10g), or the VOP bound (from VOPs).
     Sar(cli::exact_sar::SarArgs),
     /// Q10g matrices of a field set (IEC/IEEE 62704-1 cubes).
-    Qmatrix(cli::exact_sar::QmatrixArgs),
+    Qmatrix(cli::q10g_vop::QmatrixArgs),
     /// Compress Q10g matrices into VOPs with a bounded overestimation.
-    Vop(cli::exact_sar::VopArgs),
+    Vop(cli::q10g_vop::VopArgs),
     /// Write parametric pelvis subjects (one .npz each, subject 0 generic) and their manifest.
     Phantom(cli::phantom::PhantomArgs),
     /// Per-channel FDTD of a coil array around a subject -> field set (B1+, E per 1 W accepted).
@@ -55,7 +55,7 @@ enum Command {
     /// Export one channel of a pulse as a Pulseq .seq file (one RF event per period).
     PulseExportSeq(cli::pulse_files::PulseExportArgs),
     /// Export a field set's maps (B1+ magnitude, density, conductivity, labels) to NIfTI.
-    Export(cli::exact_sar::ExportArgs),
+    Export(cli::q10g_vop::ExportArgs),
     /// Summarise an input file (B1+ maps, masks, VOP files, field sets, drives...) as b1sar reads it.
     Inspect(cli::inspect::InspectArgs),
     /// Measure throughput figures (10 g averaging, Q10g, batched SAR, VOP compression).
@@ -90,9 +90,9 @@ fn main() -> ExitCode {
         Command::Synth(a) => cli::exact_sar::synth(a, &out),
         Command::Combine(a) => cli::exact_sar::combine(a, &out),
         Command::Sar(a) => cli::exact_sar::sar(a, &out),
-        Command::Qmatrix(a) => cli::exact_sar::qmatrix(a, &out),
-        Command::Vop(a) => cli::exact_sar::vop(a, &out),
-        Command::Export(a) => cli::exact_sar::export(a, &out),
+        Command::Qmatrix(a) => cli::q10g_vop::qmatrix(a, &out),
+        Command::Vop(a) => cli::q10g_vop::vop(a, &out),
+        Command::Export(a) => cli::q10g_vop::export(a, &out),
         Command::Simulate(a) => cli::simulate::run(a, &out),
         Command::Phantom(a) => cli::phantom::run(a, &out),
         Command::Population(a) => cli::population::run(a, &out),

@@ -14,6 +14,7 @@ pub mod population;
 pub mod predict;
 pub mod pulse;
 pub mod pulse_files;
+pub mod q10g_vop;
 pub mod simulate;
 pub mod train;
 
