@@ -201,6 +201,18 @@ pub(crate) fn non_negative(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
+/// A clap parser for a library enum parsed by `FromStr` from one of `names` (the names show in
+/// `--help` and in clap's error; the library keeps no clap dependency).
+pub fn one_of<T>(names: &'static [&'static str]) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
+{
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(names)
+        .try_map(|s| s.parse::<T>().map_err(|e| e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

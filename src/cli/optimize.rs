@@ -11,32 +11,8 @@ use b1sar::optim::{
 use b1sar::predict::SarModelKind;
 use b1sar::units::{LOCAL_SAR_LIMIT_TRUNK_W_PER_KG, WHOLE_BODY_SAR_LIMIT_W_PER_KG};
 use b1sar::{Error, io};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use std::path::{Path, PathBuf};
-
-/// What is optimised.
-#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
-pub enum ObjectiveArg {
-    /// Coefficient of variation of |B1+| in the ROI (magnitude and phase).
-    Cv,
-    /// Coefficient of variation, phases only (magnitudes fixed, equal).
-    PhaseOnly,
-    /// Magnitude least squares to the target |B1+|.
-    Mls,
-    /// Largest mean |B1+| per sqrt(pSAR10g).
-    Efficiency,
-}
-
-impl From<ObjectiveArg> for ShimObjective {
-    fn from(o: ObjectiveArg) -> Self {
-        match o {
-            ObjectiveArg::Cv => ShimObjective::Cv,
-            ObjectiveArg::PhaseOnly => ShimObjective::PhaseOnly,
-            ObjectiveArg::Mls => ShimObjective::Mls,
-            ObjectiveArg::Efficiency => ShimObjective::Efficiency,
-        }
-    }
-}
 
 /// `--net-gradient` (see [`GradientMethod`]).
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -95,9 +71,11 @@ pub struct OptimizeArgs {
     /// grid); with --b1 a NIfTI mask (resampled, with a warning, when its grid differs).
     #[arg(long)]
     pub roi_mask: Option<PathBuf>,
-    /// Objective.
-    #[arg(long, value_enum, default_value_t = ObjectiveArg::Cv)]
-    pub objective: ObjectiveArg,
+    /// Objective: cv (coefficient of variation of |B1+| in the ROI, magnitude and phase),
+    /// phase-only (the same, phases only, equal magnitudes), mls (magnitude least squares to the
+    /// target |B1+|) or efficiency (largest mean |B1+| per sqrt(pSAR10g)).
+    #[arg(long, default_value = "cv", value_parser = super::args::one_of::<ShimObjective>(&["cv", "phase-only", "mls", "efficiency"]))]
+    pub objective: ShimObjective,
     /// The SAR model of the local-SAR limit (default exact; scanner maps: vop with --vop).
     #[command(flatten)]
     pub model: SarModelArgs,
@@ -247,7 +225,7 @@ fn request(a: &OptimizeArgs) -> Result<ShimRequest> {
     };
     Ok(ShimRequest {
         roi,
-        objective: a.objective.into(),
+        objective: a.objective,
         sar_limit_w_per_kg: a.sar_limit,
         wb_limit_w_per_kg: a.wb_limit,
         max_channel_power_w: a.max_channel_power_w,
@@ -425,7 +403,7 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
         _ => None,
     };
     let req = ScannerShimRequest {
-        objective: a.objective.into(),
+        objective: a.objective,
         target_nt_per_v: a.target_nt_per_v,
         vops,
         safety_factor: a.model.safety_factor.unwrap_or(1.0),

@@ -11,45 +11,17 @@ use b1sar::pulse::generate::{GenKind, PulseGen};
 use b1sar::pulse::pulseq::{self, Calibration, SeqFile};
 use b1sar::pulse::{Pulse, sinc_shimmed};
 use b1sar::{Drive, FieldSet, io};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use std::path::PathBuf;
-
-/// Pulse kinds of `b1sar pulse-gen`.
-#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
-pub enum GenKindArg {
-    /// Spokes: sinc sub-pulses under alternating slice-select gradients, (kx, ky) blips.
-    Spokes,
-    /// kT-points: hard sub-pulses at 3-D k-space points, gradient blips.
-    Kt,
-    /// Spiral nonselective (SPINS, Malik 2012).
-    Spins,
-    /// Amplitude-modulated sinc.
-    Sinc,
-    /// Amplitude-modulated Gaussian.
-    Gauss,
-    /// Hard (rectangular).
-    Hard,
-}
-
-impl From<GenKindArg> for GenKind {
-    fn from(k: GenKindArg) -> Self {
-        match k {
-            GenKindArg::Spokes => GenKind::Spokes,
-            GenKindArg::Kt => GenKind::Kt,
-            GenKindArg::Spins => GenKind::Spins,
-            GenKindArg::Sinc => GenKind::Sinc,
-            GenKindArg::Gauss => GenKind::Gauss,
-            GenKindArg::Hard => GenKind::Hard,
-        }
-    }
-}
 
 /// Arguments of `b1sar pulse-gen`.
 #[derive(Args)]
 pub struct PulseGenArgs {
-    /// Pulse kind.
-    #[arg(value_enum)]
-    pub kind: GenKindArg,
+    /// Pulse kind: spokes (sinc sub-pulses under alternating slice-select gradients, (kx, ky)
+    /// blips), kt (kT-points: hard sub-pulses at 3-D k-space points), spins (spiral nonselective,
+    /// Malik 2012), sinc or gauss (amplitude-modulated) or hard (rectangular).
+    #[arg(value_parser = super::args::one_of::<GenKind>(&["spokes", "kt", "spins", "sinc", "gauss", "hard"]))]
+    pub kind: GenKind,
     /// Per-channel shim (peak amplitudes, sqrt(W)): JSON file/object, `P@PHASE,...` (W, degrees) or
     /// `uniform:N[:P]`; used for every sub-pulse.
     #[arg(long, required_unless_present = "shims")]
@@ -157,7 +129,7 @@ pub fn generate(a: &PulseGenArgs) -> Result<Pulse> {
         (None, None) => return Err(bad("--shim", "a shim", "none")),
     };
     let spec = PulseGen {
-        kind: a.kind.into(),
+        kind: a.kind,
         name: a.name.clone(),
         duration_s: a.duration_ms * 1e-3,
         steps: a.steps,

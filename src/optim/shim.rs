@@ -75,6 +75,13 @@ impl ShimObjective {
     }
 }
 
+impl std::str::FromStr for ShimObjective {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        ShimObjective::from_name(s)
+    }
+}
+
 /// The region of interest of a field-set shim.
 #[derive(Clone, Debug)]
 pub enum RoiSpec {

@@ -894,6 +894,13 @@ impl GenKind {
     }
 }
 
+impl std::str::FromStr for GenKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        GenKind::from_name(s)
+    }
+}
+
 /// Everything `b1sar pulse-gen` needs besides the shims; [`Default`] gives its defaults.
 #[derive(Clone, Debug)]
 pub struct PulseGen {
