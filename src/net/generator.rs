@@ -67,6 +67,10 @@ pub struct GeneratorConfig {
     /// so the prediction is exactly 0 in air — before every loss, before the discriminator and at
     /// inference. `None` (models made before it existed): no mask.
     pub output_mask_channel: Option<usize>,
+    /// A linear (signed) output instead of softplus: for outputs that are not SAR maps, such as
+    /// the factor of the quadratic-form network ([`super::qnet`]).
+    #[config(default = false)]
+    pub linear_output: bool,
 }
 
 impl GeneratorConfig {
@@ -298,7 +302,12 @@ impl Generator {
                 .expect("one skip per decoder level: the U-Net has depth - 1 of each");
             h = Tensor::cat(vec![h, skip], 1);
         }
-        let y = softplus(self.out.forward(h), 1.0);
+        let y = self.out.forward(h);
+        let y = if self.config.linear_output {
+            y
+        } else {
+            softplus(y, 1.0)
+        };
         match self.config.output_mask_channel {
             Some(c) => y * mask.narrow(1, c, 1),
             None => y,

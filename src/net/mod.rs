@@ -28,6 +28,7 @@ mod generator;
 mod infer;
 pub mod loss;
 mod model_info;
+pub mod qnet;
 mod train;
 
 pub use burn::tensor::Device;

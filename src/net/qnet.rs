@@ -1,0 +1,751 @@
+//! The quadratic-form network (issue 29, first part): per pixel of a slice it predicts a complex
+//! factor L (n_ch x r) from the acquired per-channel B1+ maps, and the subject's SAR10g matrix as
+//! Q̂ = L L^H. Q̂ is Hermitian positive semi-definite by construction, and the SAR of any drive s
+//! is exact in the drive: s^H Q̂ s = ||L^H s||^2. One inference per subject then serves every
+//! drive, pulse step and optimiser iterate through the quadratic path that exact Q10g and VOPs
+//! already use ([`QuadraticNetwork`] implements [`SarPredictor::quadratic`]).
+//!
+//! Tensors (row-major, W fastest):
+//! - input `[N, 5 (2 n + 2), H, W]`: for each of 5 adjacent slices (centre in the middle), Re and
+//!   Im of every acquired channel map (phase relative to channel 1) divided by the fixed nominal
+//!   |B1+|, then the known mask and the body mask ([`input_slice`]);
+//! - output `[N, 2 n r, H, W]`: Re and Im of L, channel `2 (k n + i) + {0, 1}` for channel i and
+//!   rank index k, multiplied by the centre slice's body mask (zero in air);
+//! - targets: the exact Q10g of the centre slice as full matrices `[N, n, n, H, W]` (Re, Im) and a
+//!   mask `[N, 1, H, W]` of the pixels with a matrix ([`target_slice`]).
+//!
+//! Units: Q in W/kg per W (drives in sqrt(W)), L in sqrt(W/kg per W).
+
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::{Generator, GeneratorConfig, SLICES, init_seeded};
+use crate::acquire::AcquiredMaps;
+use crate::drive::Drive;
+use crate::error::{Error, Result};
+use crate::sar::q10g::{features, pack, packed_len};
+use crate::sar::{Q10g, SarPredictor};
+use crate::units::DREAM_NOMINAL_T;
+use ndarray::{Array2, Array3, ArrayView2, Axis};
+use num_complex::Complex64;
+
+/// The shape of a quadratic-form network.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QNetShape {
+    /// Transmit channels n.
+    pub n_channels: usize,
+    /// Rank r of the factor L (n x r); n gives every Hermitian PSD matrix.
+    pub rank: usize,
+}
+
+impl QNetShape {
+    /// Input channels per slice: Re and Im of each channel, known mask, body mask.
+    pub fn channels_per_slice(&self) -> usize {
+        2 * self.n_channels + 2
+    }
+
+    /// Input channels of the network.
+    pub fn in_channels(&self) -> usize {
+        SLICES * self.channels_per_slice()
+    }
+
+    /// Output channels: Re and Im of the n x r factor.
+    pub fn out_channels(&self) -> usize {
+        2 * self.n_channels * self.rank
+    }
+
+    /// The input channel of the centre slice's body mask (the output is multiplied by it).
+    pub fn body_mask_channel(&self) -> usize {
+        (SLICES / 2) * self.channels_per_slice() + 2 * self.n_channels + 1
+    }
+
+    /// A U-Net generator of this shape with a linear (signed) output, masked by the body.
+    pub fn generator_config(&self, base: usize, depth: usize) -> Result<GeneratorConfig> {
+        if self.n_channels == 0 || self.rank == 0 || self.rank > self.n_channels {
+            return Err(Error::invalid(
+                "quadratic-form network shape",
+                "n_channels >= 1 and 1 <= rank <= n_channels",
+                format!("n_channels {}, rank {}", self.n_channels, self.rank),
+            ));
+        }
+        let c = GeneratorConfig::new()
+            .with_in_channels(self.in_channels())
+            .with_out_channels(self.out_channels())
+            .with_base(base)
+            .with_depth(depth)
+            .with_linear_output(true)
+            .with_output_mask_channel(Some(self.body_mask_channel()));
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// The network input of centre slice `z` (`[C, h, w]` row-major, zero-padded to `hw`): the 5
+/// slices `z - 2 .. z + 2` of the acquired maps (a slice outside the grid is all zero: no data),
+/// Re and Im of each channel over the fixed nominal |B1+|, the known mask and the body mask.
+pub fn input_slice(
+    maps: &AcquiredMaps,
+    body: &Array3<bool>,
+    z: usize,
+    hw: [usize; 2],
+) -> Result<Vec<f32>> {
+    let (n, nz, ny, nx) = maps.b1.dim();
+    let [h, w] = hw;
+    if body.dim() != (nz, ny, nx) || h < ny || w < nx || z >= nz {
+        return Err(Error::invalid(
+            "quadratic-form network input",
+            format!(
+                "a body mask of the maps' grid, a slice below {nz} and a padded size >= [{ny}, {nx}]"
+            ),
+            format!("body {:?}, slice {z}, size {hw:?}", body.dim()),
+        ));
+    }
+    let per = 2 * n + 2;
+    let mut x = vec![0.0f32; SLICES * per * h * w];
+    for s in 0..SLICES {
+        let Some(zz) = (z + s).checked_sub(SLICES / 2).filter(|zz| *zz < nz) else {
+            continue;
+        };
+        let at = |c: usize, y: usize, xx: usize| ((s * per + c) * h + y) * w + xx;
+        for y in 0..ny {
+            for xx in 0..nx {
+                for ch in 0..n {
+                    let v = maps.b1[[ch, zz, y, xx]] / DREAM_NOMINAL_T;
+                    x[at(2 * ch, y, xx)] = v.re as f32;
+                    x[at(2 * ch + 1, y, xx)] = v.im as f32;
+                }
+                x[at(2 * n, y, xx)] = f32::from(u8::from(maps.known[[zz, y, xx]]));
+                x[at(2 * n + 1, y, xx)] = f32::from(u8::from(body[[zz, y, xx]]));
+            }
+        }
+    }
+    Ok(x)
+}
+
+/// The training target of centre slice `z`: Re and Im of the exact Q10g as full matrices
+/// (`[n, n, h, w]` each, row-major, zero-padded to `hw`) and the mask (`[h, w]`) of the pixels
+/// with a matrix.
+pub fn target_slice(q: &Q10g, z: usize, hw: [usize; 2]) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+    let g = q.grid();
+    let [nz, ny, nx] = g.shape;
+    let [h, w] = hw;
+    if z >= nz || h < ny || w < nx {
+        return Err(Error::invalid(
+            "quadratic-form network target",
+            format!("a slice below {nz} and a padded size >= [{ny}, {nx}]"),
+            format!("slice {z}, size {hw:?}"),
+        ));
+    }
+    let n = q.n_channels();
+    let (mut re, mut im) = (vec![0.0f32; n * n * h * w], vec![0.0f32; n * n * h * w]);
+    let mut mask = vec![0.0f32; h * w];
+    for (m, v) in q.voxels().iter().enumerate() {
+        let [vz, y, x] = g.unflat(*v as usize);
+        if vz != z {
+            continue;
+        }
+        mask[y * w + x] = 1.0;
+        let mat = q.matrix(m);
+        for i in 0..n {
+            for j in 0..n {
+                let at = ((i * n + j) * h + y) * w + x;
+                re[at] = mat[i * n + j].re as f32;
+                im[at] = mat[i * n + j].im as f32;
+            }
+        }
+    }
+    Ok((re, im, mask))
+}
+
+/// Re and Im of L from the network output `[N, 2 n r, H, W]`: `[N, r, n, H, W]` each.
+fn factor(out: Tensor<4>, s: QNetShape) -> (Tensor<5>, Tensor<5>) {
+    let [b, _, h, w] = out.dims();
+    let (n, r) = (s.n_channels, s.rank);
+    let l: Tensor<6> = out.reshape([b, r, n, 2, h, w]);
+    let a = l.clone().narrow(3, 0, 1).reshape([b, r, n, h, w]);
+    let bb = l.narrow(3, 1, 1).reshape([b, r, n, h, w]);
+    (a, bb)
+}
+
+/// Q̂ = L L^H from the network output `[N, 2 n r, H, W]`: Re and Im as `[N, n, n, H, W]`.
+/// Re Q_ij = sum_k A_ik A_jk + B_ik B_jk, Im Q_ij = sum_k B_ik A_jk - A_ik B_jk (L = A + i B).
+pub fn quadratic_form(out: Tensor<4>, s: QNetShape) -> (Tensor<5>, Tensor<5>) {
+    let [b, _, h, w] = out.dims();
+    let n = s.n_channels;
+    let (a, bb) = factor(out, s);
+    let row = |t: &Tensor<5>| -> Tensor<6> { t.clone().unsqueeze_dim(3) };
+    let col = |t: &Tensor<5>| -> Tensor<6> { t.clone().unsqueeze_dim(2) };
+    let re = (row(&a) * col(&a) + row(&bb) * col(&bb))
+        .sum_dim(1)
+        .reshape([b, n, n, h, w]);
+    let im = (row(&bb) * col(&a) - row(&a) * col(&bb))
+        .sum_dim(1)
+        .reshape([b, n, n, h, w]);
+    (re, im)
+}
+
+/// SAR of drives through the factor: ||L^H s||^2 per pixel, `[N, K, H, W]` for drives `s_re`,
+/// `s_im` `[K, n]` (sqrt(W)). Exactly s^H Q̂ s.
+pub fn drive_sar(out: Tensor<4>, s: QNetShape, s_re: Tensor<2>, s_im: Tensor<2>) -> Tensor<4> {
+    let [b, _, h, w] = out.dims();
+    let [k, n] = s_re.dims();
+    let (a, bb) = factor(out, s);
+    let (a, bb): (Tensor<6>, Tensor<6>) = (a.unsqueeze_dim(2), bb.unsqueeze_dim(2));
+    let sr: Tensor<6> = s_re.reshape([1, 1, k, n, 1, 1]);
+    let si: Tensor<6> = s_im.reshape([1, 1, k, n, 1, 1]);
+    // (L^H s)_k = sum_i conj(L_ik) s_i = sum_i (A_ik - i B_ik)(s_re + i s_im).
+    let y_re = (a.clone() * sr.clone() + bb.clone() * si.clone()).sum_dim(3);
+    let y_im = (a * si - bb * sr).sum_dim(3);
+    (y_re.clone() * y_re + y_im.clone() * y_im)
+        .sum_dim(1)
+        .reshape([b, k, h, w])
+}
+
+/// The relative Frobenius error over the masked pixels: sum |Q̂ - Q|_F^2 / sum |Q|_F^2 (the
+/// targets `t_re`, `t_im` `[N, n, n, H, W]`, `mask` `[N, 1, H, W]`).
+pub fn frobenius_loss(
+    (q_re, q_im): (Tensor<5>, Tensor<5>),
+    (t_re, t_im): (Tensor<5>, Tensor<5>),
+    mask: Tensor<4>,
+) -> Tensor<1> {
+    let m: Tensor<5> = mask.unsqueeze_dim(1);
+    let d_re = q_re - t_re.clone();
+    let d_im = q_im - t_im.clone();
+    let err = ((d_re.clone() * d_re + d_im.clone() * d_im) * m.clone()).sum();
+    let norm = ((t_re.clone() * t_re + t_im.clone() * t_im) * m).sum();
+    err / (norm + 1e-12)
+}
+
+/// The drive term: mean |SAR^ - SAR| over the masked pixels relative to the mean true SAR, plus
+/// `lambda_peak` x the mean relative under-estimation of each drive's peak (the paper's extra
+/// penalty on under-estimated peaks). `sar_hat`, `sar_true` `[N, K, H, W]`, `mask` `[N, 1, H, W]`.
+pub fn drive_loss(
+    sar_hat: Tensor<4>,
+    sar_true: Tensor<4>,
+    mask: Tensor<4>,
+    lambda_peak: f64,
+) -> Tensor<1> {
+    let l1 = ((sar_hat.clone() - sar_true.clone()).abs() * mask.clone()).sum()
+        / ((sar_true.clone() * mask.clone()).sum() + 1e-12);
+    let peak_hat = (sar_hat * mask.clone()).max_dims(&[2, 3]);
+    let peak_true = (sar_true * mask).max_dims(&[2, 3]);
+    let under = (peak_true.clone() - peak_hat).clamp_min(0.0) / (peak_true + 1e-12);
+    l1 + under.mean() * lambda_peak
+}
+
+/// One batch of training data (row-major `f32`, see the module documentation for the shapes).
+pub struct QBatch {
+    /// Samples.
+    pub n: usize,
+    /// Padded height and width.
+    pub hw: [usize; 2],
+    /// Inputs `[N, C, H, W]`.
+    pub x: Vec<f32>,
+    /// Re of the target matrices `[N, n, n, H, W]`.
+    pub t_re: Vec<f32>,
+    /// Im of the target matrices.
+    pub t_im: Vec<f32>,
+    /// Pixels with a matrix `[N, 1, H, W]`.
+    pub mask: Vec<f32>,
+}
+
+/// Weights of the loss terms.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QLossConfig {
+    /// Random drives per step for the drive-SAR term (0: Frobenius term only).
+    pub drives: usize,
+    /// Weight of the drive-SAR term.
+    pub lambda_drive: f64,
+    /// Weight of the peak under-estimation penalty inside the drive term.
+    pub lambda_peak: f64,
+}
+
+impl Default for QLossConfig {
+    fn default() -> Self {
+        QLossConfig {
+            drives: 4,
+            lambda_drive: 1.0,
+            lambda_peak: 1.0,
+        }
+    }
+}
+
+/// Adam training of a quadratic-form network.
+pub struct QTrainer {
+    g: Generator,
+    opt: ModuleOptimizer,
+    shape: QNetShape,
+    loss: QLossConfig,
+    learning_rate: f64,
+    device: Device,
+    steps: u64,
+}
+
+impl QTrainer {
+    /// A fresh network of `shape` (U-Net `base`, `depth`) on `device` (autodiff added), weights
+    /// drawn from `seed`.
+    pub fn new(
+        shape: QNetShape,
+        (base, depth): (usize, usize),
+        loss: QLossConfig,
+        learning_rate: f64,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let cfg = shape.generator_config(base, depth)?;
+        if !(learning_rate.is_finite() && learning_rate > 0.0) {
+            return Err(Error::invalid(
+                "learning rate",
+                "a finite value > 0",
+                learning_rate.to_string(),
+            ));
+        }
+        let device = device.clone().autodiff();
+        let g = init_seeded(&device, seed, |d| cfg.init(d));
+        Ok(QTrainer {
+            g,
+            opt: AdamConfig::new().with_beta_1(0.5).init(),
+            shape,
+            loss,
+            learning_rate,
+            device,
+            steps: 0,
+        })
+    }
+
+    /// The network being trained.
+    pub fn generator(&self) -> &Generator {
+        &self.g
+    }
+
+    /// Steps taken.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The batch as tensors on the training device.
+    fn tensors(&self, b: &QBatch) -> Result<(Tensor<4>, Tensor<5>, Tensor<5>, Tensor<4>)> {
+        let n = self.shape.n_channels;
+        let [h, w] = b.hw;
+        let c = self.shape.in_channels();
+        self.g.check_input([b.n, c, h, w])?;
+        let x = super::input_tensor("qnet input", &b.x, [b.n, c, h, w], &self.device)?;
+        let t = |name: &str, v: &[f32]| -> Result<Tensor<5>> {
+            let t4 = super::input_tensor(name, v, [b.n, n * n, h, w], &self.device)?;
+            Ok(t4.reshape([b.n, n, n, h, w]))
+        };
+        let mask = super::input_tensor("qnet mask", &b.mask, [b.n, 1, h, w], &self.device)?;
+        Ok((
+            x,
+            t("qnet target (Re)", &b.t_re)?,
+            t("qnet target (Im)", &b.t_im)?,
+            mask,
+        ))
+    }
+
+    /// The loss of batch `b` with the current weights (no update): (total, Frobenius term).
+    pub fn evaluate(&self, b: &QBatch, seed: u64) -> Result<(f64, f64)> {
+        let (total, frob) = self.losses(b, seed)?;
+        Ok((scalar(total)?, scalar(frob)?))
+    }
+
+    fn losses(&self, b: &QBatch, seed: u64) -> Result<(Tensor<1>, Tensor<1>)> {
+        let (x, t_re, t_im, mask) = self.tensors(b)?;
+        let out = self.g.forward(x);
+        let q = quadratic_form(out.clone(), self.shape);
+        let frob = frobenius_loss(q, (t_re.clone(), t_im.clone()), mask.clone());
+        if self.loss.drives == 0 || self.loss.lambda_drive == 0.0 {
+            return Ok((frob.clone(), frob));
+        }
+        let n = self.shape.n_channels;
+        let drives = Drive::random_phase_set(n, 1.0, self.loss.drives, seed)?;
+        let re: Vec<f32> = drives
+            .iter()
+            .flat_map(|d| d.amplitudes().iter().map(|a| a.re as f32))
+            .collect();
+        let im: Vec<f32> = drives
+            .iter()
+            .flat_map(|d| d.amplitudes().iter().map(|a| a.im as f32))
+            .collect();
+        let k = drives.len();
+        let s_re = Tensor::<2>::from_data(TensorData::new(re, [k, n]), &self.device);
+        let s_im = Tensor::<2>::from_data(TensorData::new(im, [k, n]), &self.device);
+        let sar_hat = drive_sar(out, self.shape, s_re.clone(), s_im.clone());
+        let sar_true = target_sar(t_re, t_im, s_re, s_im);
+        let d = drive_loss(sar_hat, sar_true, mask, self.loss.lambda_peak);
+        Ok((frob.clone() + d * self.loss.lambda_drive, frob))
+    }
+
+    /// One Adam step on batch `b` (the drive term's random drives seeded by the step count);
+    /// returns (total, Frobenius term) before the update. A non-finite loss is an error.
+    pub fn step(&mut self, b: &QBatch) -> Result<(f64, f64)> {
+        let (total, frob) = self.losses(b, self.steps.wrapping_add(1))?;
+        let values = (scalar(total.clone().detach())?, scalar(frob.detach())?);
+        if !values.0.is_finite() {
+            return Err(Error::Computation(format!(
+                "the quadratic-form network's loss is {} at step {}: training diverged",
+                values.0, self.steps
+            )));
+        }
+        let grads = GradientsParams::from_grads(total.backward(), &self.g);
+        self.g = self.opt.step(self.learning_rate, self.g.clone(), grads);
+        self.steps += 1;
+        Ok(values)
+    }
+}
+
+/// s^H Q s per pixel for target matrices `[N, n, n, H, W]` and drives `[K, n]`: `[N, K, H, W]`.
+fn target_sar(t_re: Tensor<5>, t_im: Tensor<5>, s_re: Tensor<2>, s_im: Tensor<2>) -> Tensor<4> {
+    let [b, n, _, h, w] = t_re.dims();
+    let [k, _] = s_re.dims();
+    // s^H Q s = sum_ij (a_i a_j + b_i b_j) Re Q_ij + (b_i a_j - a_i b_j) Im Q_ij, s = a + i b.
+    let si: Tensor<6> = s_re.clone().reshape([1, k, n, 1, 1, 1]);
+    let sj: Tensor<6> = s_re.reshape([1, k, 1, n, 1, 1]);
+    let bi: Tensor<6> = s_im.clone().reshape([1, k, n, 1, 1, 1]);
+    let bj: Tensor<6> = s_im.reshape([1, k, 1, n, 1, 1]);
+    let re: Tensor<6> = t_re.unsqueeze_dim(1);
+    let im: Tensor<6> = t_im.unsqueeze_dim(1);
+    let v = re * (si.clone() * sj.clone() + bi.clone() * bj.clone()) + im * (bi * sj - si * bj);
+    v.sum_dim(3).sum_dim(2).reshape([b, k, h, w])
+}
+
+fn scalar(t: Tensor<1>) -> Result<f64> {
+    let v = t
+        .into_data()
+        .convert::<f64>()
+        .try_into_vec::<f64>()
+        .map_err(|e| Error::Computation(format!("reading a loss: {e:?}")))?;
+    v.first()
+        .copied()
+        .ok_or_else(|| Error::Computation("an empty loss tensor".into()))
+}
+
+/// Packed Q̂ = L L^H (f64, the layout of [`crate::sar::q10g::pack`]) of one pixel's factor: `l`
+/// holds `2 n r` values, Re and Im of L at `2 (k n + i) + {0, 1}`.
+pub fn packed_from_factor(l: &[f64], s: QNetShape) -> Vec<f64> {
+    let (n, r) = (s.n_channels, s.rank);
+    let at = |i: usize, k: usize| Complex64::new(l[2 * (k * n + i)], l[2 * (k * n + i) + 1]);
+    let mut m = vec![Complex64::new(0.0, 0.0); n * n];
+    for i in 0..n {
+        for j in i..n {
+            let v: Complex64 = (0..r).map(|k| at(i, k) * at(j, k).conj()).sum();
+            m[i * n + j] = v;
+            m[j * n + i] = v.conj();
+        }
+    }
+    pack(n, &m)
+}
+
+/// A subject's SAR10g matrices predicted by a quadratic-form network: packed Q̂ (W/kg per W) at
+/// the body pixels of the slices it covered, with the network's safety factor. Every drive after
+/// the one inference costs a matrix product.
+pub struct QuadraticNetwork {
+    name: String,
+    n_ch: usize,
+    packed: Array2<f64>,
+    voxels: Vec<[usize; 3]>,
+    sf: f64,
+}
+
+impl QuadraticNetwork {
+    /// Predict with generator `g` (of `shape`) on the centre slices `slices` of the acquired
+    /// maps (`body`: the subject's body mask), on `device`; `sf` is the safety factor its
+    /// estimates are multiplied by (>= 1).
+    pub fn predict(
+        g: &Generator,
+        shape: QNetShape,
+        maps: &AcquiredMaps,
+        body: &Array3<bool>,
+        slices: &[usize],
+        sf: f64,
+        device: &Device,
+    ) -> Result<Self> {
+        crate::limits::check_safety_factor("quadratic-form network safety factor", sf)?;
+        if maps.n_channels() != shape.n_channels {
+            return Err(Error::invalid(
+                "acquired maps",
+                format!("{} channels (the network's)", shape.n_channels),
+                format!("{}", maps.n_channels()),
+            ));
+        }
+        let (_, _, ny, nx) = maps.b1.dim();
+        let step = 1usize << g.config().depth;
+        let hw = [ny.div_ceil(step) * step, nx.div_ceil(step) * step];
+        let mut x = Vec::new();
+        for &z in slices {
+            x.extend(input_slice(maps, body, z, hw)?);
+        }
+        let out = super::predict(g, &x, slices.len(), hw[0], hw[1], device)?;
+        let oc = shape.out_channels();
+        let plane = hw[0] * hw[1];
+        let mut rows = Vec::new();
+        let mut voxels = Vec::new();
+        for (si, &z) in slices.iter().enumerate() {
+            for y in 0..ny {
+                for xx in 0..nx {
+                    if !body[[z, y, xx]] {
+                        continue;
+                    }
+                    let l: Vec<f64> = (0..oc)
+                        .map(|c| f64::from(out[(si * oc + c) * plane + y * hw[1] + xx]))
+                        .collect();
+                    rows.extend(packed_from_factor(&l, shape));
+                    voxels.push([z, y, xx]);
+                }
+            }
+        }
+        let packed = Array2::from_shape_vec((voxels.len(), packed_len(shape.n_channels)), rows)
+            .map_err(|e| Error::Computation(format!("predicted matrices: {e}")))?;
+        Ok(QuadraticNetwork {
+            name: "quadratic-form network".into(),
+            n_ch: shape.n_channels,
+            packed,
+            voxels,
+            sf,
+        })
+    }
+
+    /// The predicted matrices, packed, one row per voxel of [`QuadraticNetwork::voxels`].
+    pub fn matrices(&self) -> ArrayView2<'_, f64> {
+        self.packed.view()
+    }
+
+    /// The voxel [z, y, x] of each matrix.
+    pub fn voxels(&self) -> &[[usize; 3]] {
+        &self.voxels
+    }
+}
+
+impl SarPredictor for QuadraticNetwork {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn n_channels(&self) -> usize {
+        self.n_ch
+    }
+    fn psar(&self, drives: &[Drive]) -> Result<Vec<f64>> {
+        drives
+            .iter()
+            .map(|d| {
+                d.expect_channels(self.n_ch, "the quadratic-form network")?;
+                let f = features(d.amplitudes());
+                Ok(self
+                    .packed
+                    .axis_iter(Axis(0))
+                    .map(|row| row.iter().zip(&f).map(|(a, b)| a * b).sum::<f64>())
+                    .fold(0.0, f64::max))
+            })
+            .collect()
+    }
+    fn safety_factor(&self) -> f64 {
+        self.sf
+    }
+    fn quadratic(&self) -> Option<ArrayView2<'_, f64>> {
+        Some(self.packed.view())
+    }
+    /// The peak s^H Q̂_m s with its analytic gradient 2 Q̂_m s (d/dRe + i d/dIm) at the maximising
+    /// matrix m.
+    fn psar_gradient(&self, s: &[Complex64]) -> Option<Result<(f64, Vec<Complex64>)>> {
+        if s.len() != self.n_ch {
+            return Some(Err(Error::invalid(
+                "drive",
+                format!("{} channels", self.n_ch),
+                format!("{}", s.len()),
+            )));
+        }
+        let f = features(s);
+        let (m, v) = self
+            .packed
+            .axis_iter(Axis(0))
+            .map(|row| row.iter().zip(&f).map(|(a, b)| a * b).sum::<f64>())
+            .enumerate()
+            .fold(
+                (0, f64::NEG_INFINITY),
+                |b, (m, v)| if v > b.1 { (m, v) } else { b },
+            );
+        if v == f64::NEG_INFINITY {
+            return Some(Err(Error::Computation(
+                "the quadratic-form network predicted no matrix".into(),
+            )));
+        }
+        let q = crate::sar::q10g::unpack(self.n_ch, self.packed.row(m).as_slice()?);
+        let g = (0..self.n_ch)
+            .map(|i| {
+                2.0 * (0..self.n_ch)
+                    .map(|j| q[i * self.n_ch + j] * s[j])
+                    .sum::<Complex64>()
+            })
+            .collect();
+        Some(Ok((v, g)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::cpu_device;
+
+    fn shape() -> QNetShape {
+        QNetShape {
+            n_channels: 3,
+            rank: 2,
+        }
+    }
+
+    fn random_output(seed: u64, s: QNetShape, hw: usize) -> Vec<f32> {
+        let mut state = seed;
+        (0..s.out_channels() * hw * hw)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn quadratic_form_is_hermitian_psd_and_matches_the_host_factor() {
+        let s = shape();
+        let dev = cpu_device();
+        let hw = 4;
+        let out = random_output(7, s, hw);
+        let t = Tensor::<4>::from_data(
+            TensorData::new(out.clone(), [1, s.out_channels(), hw, hw]),
+            &dev,
+        );
+        let (re, im) = quadratic_form(t, s);
+        let re: Vec<f32> = re.into_data().try_into_vec::<f32>().unwrap();
+        let im: Vec<f32> = im.into_data().try_into_vec::<f32>().unwrap();
+        let n = s.n_channels;
+        for p in 0..hw * hw {
+            let l: Vec<f64> = (0..s.out_channels())
+                .map(|c| f64::from(out[c * hw * hw + p]))
+                .collect();
+            let host = crate::sar::q10g::unpack(n, &packed_from_factor(&l, s));
+            let m = nalgebra::DMatrix::from_fn(n, n, |i, j| host[i * n + j]);
+            // Hermitian, and PSD: the smallest eigenvalue is >= -1e-9 x the largest.
+            assert!((m.clone() - m.adjoint()).norm() <= 1e-12);
+            let ev = nalgebra::linalg::SymmetricEigen::new(m.clone()).eigenvalues;
+            let (lo, hi) = (ev.min(), ev.max());
+            assert!(
+                lo >= -1e-9 * hi.abs().max(1e-300),
+                "eigenvalues {lo} .. {hi}"
+            );
+            for i in 0..n {
+                for j in 0..n {
+                    let at = (i * n + j) * hw * hw + p;
+                    assert!((f64::from(re[at]) - host[i * n + j].re).abs() <= 1e-5);
+                    assert!((f64::from(im[at]) - host[i * n + j].im).abs() <= 1e-5);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn drive_sar_is_the_quadratic_form_of_the_drive() {
+        let s = shape();
+        let dev = cpu_device();
+        let hw = 2;
+        let out = random_output(3, s, hw);
+        let drives = Drive::random_phase_set(s.n_channels, 0.7, 3, 5).unwrap();
+        let re: Vec<f32> = drives
+            .iter()
+            .flat_map(|d| d.amplitudes().iter().map(|a| a.re as f32))
+            .collect();
+        let im: Vec<f32> = drives
+            .iter()
+            .flat_map(|d| d.amplitudes().iter().map(|a| a.im as f32))
+            .collect();
+        let t = Tensor::<4>::from_data(
+            TensorData::new(out.clone(), [1, s.out_channels(), hw, hw]),
+            &dev,
+        );
+        let sr = Tensor::<2>::from_data(TensorData::new(re, [3, s.n_channels]), &dev);
+        let si = Tensor::<2>::from_data(TensorData::new(im, [3, s.n_channels]), &dev);
+        let sar: Vec<f32> = drive_sar(t.clone(), s, sr.clone(), si.clone())
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let (qre, qim) = quadratic_form(t, s);
+        let via_target: Vec<f32> = target_sar(qre, qim, sr, si)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        for p in 0..hw * hw {
+            let l: Vec<f64> = (0..s.out_channels())
+                .map(|c| f64::from(out[c * hw * hw + p]))
+                .collect();
+            let q = packed_from_factor(&l, s);
+            for (k, d) in drives.iter().enumerate() {
+                let exact: f64 = q
+                    .iter()
+                    .zip(features(d.amplitudes()))
+                    .map(|(a, b)| a * b)
+                    .sum();
+                let at = k * hw * hw + p;
+                assert!(
+                    (f64::from(sar[at]) - exact).abs() <= 1e-5 * exact.max(1e-3),
+                    "{} vs {exact}",
+                    sar[at]
+                );
+                assert!((f64::from(via_target[at]) - exact).abs() <= 1e-5 * exact.max(1e-3));
+            }
+        }
+    }
+
+    #[test]
+    fn predictor_sar_and_gradient_are_the_matrices() {
+        let s = QNetShape {
+            n_channels: 4,
+            rank: 4,
+        };
+        let rows: Vec<f64> = (0..3)
+            .flat_map(|k| {
+                let l: Vec<f64> = (0..s.out_channels())
+                    .map(|c| ((c * 7 + k * 13) % 11) as f64 / 11.0 - 0.4)
+                    .collect();
+                packed_from_factor(&l, s)
+            })
+            .collect();
+        let qn = QuadraticNetwork {
+            name: "test".into(),
+            n_ch: 4,
+            packed: Array2::from_shape_vec((3, 16), rows).unwrap(),
+            voxels: vec![[0, 0, 0]; 3],
+            sf: 1.0,
+        };
+        let d = Drive::random_phase_set(4, 1.3, 1, 9).unwrap().remove(0);
+        let exact = (0..3)
+            .map(|m| {
+                let q = crate::sar::q10g::unpack(4, qn.packed.row(m).as_slice().unwrap());
+                let a = d.amplitudes();
+                (0..4)
+                    .flat_map(|i| (0..4).map(move |j| (i, j)))
+                    .map(|(i, j)| (a[i].conj() * q[i * 4 + j] * a[j]).re)
+                    .sum::<f64>()
+            })
+            .fold(0.0, f64::max);
+        let p = qn.psar(std::slice::from_ref(&d)).unwrap()[0];
+        assert!((p - exact).abs() <= 1e-12 * exact);
+        // The analytic gradient against central differences of the peak (step 1e-6 sqrt(W)).
+        let (v, g) = qn.psar_gradient(d.amplitudes()).unwrap().unwrap();
+        assert!((v - exact).abs() <= 1e-12 * exact);
+        let h = 1e-6;
+        for i in 0..4 {
+            for (part, dir) in [(0, Complex64::new(h, 0.0)), (1, Complex64::new(0.0, h))] {
+                let mut up = d.amplitudes().to_vec();
+                let mut dn = up.clone();
+                up[i] += dir;
+                dn[i] -= dir;
+                let f = |s: Vec<Complex64>| qn.psar(&[Drive::new(s).unwrap()]).unwrap()[0];
+                let fd = (f(up) - f(dn)) / (2.0 * h);
+                let an = if part == 0 { g[i].re } else { g[i].im };
+                assert!(
+                    (fd - an).abs() <= 1e-6 * an.abs().max(1.0),
+                    "channel {i} part {part}: {fd} vs {an}"
+                );
+            }
+        }
+    }
+}
