@@ -2,10 +2,13 @@
 //! its Frobenius loss, and the trained network's predictor is exact in the drive (its SAR of a drive
 //! is s^H Q̂ s of its own matrices, also through the time-averaged path of a pulse).
 
+mod common;
+
 use b1sar::acquire::{AcquisitionConfig, acquire};
 use b1sar::net::cpu_device;
 use b1sar::net::qnet::{
-    QBatch, QLossConfig, QNetShape, QTrainer, QuadraticNetwork, input_slice, target_slice,
+    QBatch, QLossConfig, QNetInfo, QNetShape, QTrainer, QuadraticNetwork, input_slice, save_qnet,
+    target_slice,
 };
 use b1sar::sar::{Q10g, SarPredictor};
 use b1sar::synth::{SynthSpec, pelvis_fieldset};
@@ -66,7 +69,10 @@ fn training_on_two_analytic_subjects_reduces_the_frobenius_loss() {
         t.step(&b).unwrap();
     }
     let (_, after) = t.evaluate(&b, 1).unwrap();
-    eprintln!("relative Frobenius error on {} slices: {before:.4} -> {after:.4}", b.n);
+    eprintln!(
+        "relative Frobenius error on {} slices: {before:.4} -> {after:.4}",
+        b.n
+    );
     assert!(
         after < 0.7 * before,
         "relative Frobenius error {before:.4} -> {after:.4} after 40 steps"
@@ -117,4 +123,80 @@ fn training_on_two_analytic_subjects_reduces_the_frobenius_loss() {
         (cov - per_step).abs() <= 1e-9 * per_step,
         "{cov} vs {per_step}"
     );
+}
+
+/// A saved quadratic-form network serves `--predictor qnet` on the command line: refused without a
+/// safety factor, and with one the pulse's pSAR10g is its matrices' (covariance = per step).
+#[test]
+fn saved_network_serves_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = subject(3);
+    let fp = dir.path().join("subject.npz");
+    f.save(&fp).unwrap();
+    let shape = QNetShape {
+        n_channels: 8,
+        rank: 4,
+    };
+    let t = QTrainer::new(
+        shape,
+        (8, 2),
+        QLossConfig::default(),
+        1e-3,
+        5,
+        &cpu_device(),
+    )
+    .unwrap();
+    let model = dir.path().join("qnet");
+    let mut info = QNetInfo::new(shape, vec!["subject.npz".into()], 0);
+    save_qnet(&model, t.generator(), &info).unwrap();
+    let pulse = common::data("../../pulses/kt5_cp.json");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "pulse-sar",
+            "--pulse",
+            common::s(&pulse),
+            "--tr-ms",
+            "10",
+            "--fields",
+            common::s(&fp),
+            "--predictor",
+            "qnet",
+            "--model",
+            common::s(&model),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        v.extend(extra.iter().map(|a| a.to_string()));
+        v
+    };
+    let run = |a: Vec<String>| {
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        common::b1sar(&refs)
+    };
+    // No factor recorded and none given: refused, naming the flag.
+    let (rc, j, _) = run(args(&[]));
+    assert_eq!(rc, 2, "{j}");
+    assert!(
+        j["error"].as_str().unwrap().contains("--safety-factor"),
+        "{j}"
+    );
+    // A recorded factor is applied and named as the model's.
+    info.safety_factor = Some(1.5);
+    info.safety_factor_source = Some("test".into());
+    save_qnet(&model, t.generator(), &info).unwrap();
+    let (rc, j, e) = run(args(&[]));
+    assert!(rc == 0 || rc == 3, "{j} {e}");
+    assert_eq!(j["safety_factor"].as_f64(), Some(1.5));
+    let qn = QuadraticNetwork::from_model(&model, &f, None, &cpu_device()).unwrap();
+    let p = b1sar::pulse::Pulse::load(&pulse, 40.0).unwrap();
+    let lib = b1sar::pulse::psar_covariance(&qn, &p, 0.01)
+        .unwrap()
+        .unwrap();
+    let cli = j["psar10g_w_per_kg"].as_f64().unwrap();
+    assert!(
+        (cli - lib).abs() <= 1e-9 * lib,
+        "CLI {cli} vs library {lib}"
+    );
+    assert!((j["psar10g_bound_w_per_kg"].as_f64().unwrap() - 1.5 * lib).abs() <= 1e-9 * lib);
 }

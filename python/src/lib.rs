@@ -655,11 +655,12 @@ fn model_spec(
         Some("vop") => Some(SarModelKind::Vop),
         Some("generic") => Some(SarModelKind::Generic),
         Some("net") => Some(SarModelKind::Net),
+        Some("qnet") => Some(SarModelKind::Qnet),
         Some("none") => Some(SarModelKind::None),
         Some(p) => {
             return Err(value_err(
                 "predictor",
-                "\"exact\", \"vop\", \"generic\", \"net\" or \"none\"",
+                "\"exact\", \"vop\", \"generic\", \"net\", \"qnet\" or \"none\"",
                 format!("{p:?}"),
             ));
         }

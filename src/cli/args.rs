@@ -17,6 +17,9 @@ pub enum PredictorArg {
     Generic,
     /// The trained network (--model) on the subject's B1+ maps (--fields), with its safety factor.
     Net,
+    /// The quadratic-form network (--model): the subject's Q10g predicted once from its B1+ maps
+    /// (--fields), then exact in the drive, with its safety factor.
+    Qnet,
     /// No local-SAR model (optimize: power limits only).
     None,
 }
@@ -28,6 +31,7 @@ impl From<PredictorArg> for SarModelKind {
             PredictorArg::Vop => SarModelKind::Vop,
             PredictorArg::Generic => SarModelKind::Generic,
             PredictorArg::Net => SarModelKind::Net,
+            PredictorArg::Qnet => SarModelKind::Qnet,
             PredictorArg::None => SarModelKind::None,
         }
     }

@@ -749,3 +749,146 @@ mod tests {
         }
     }
 }
+
+/// File of a quadratic-form network's description, beside the generator's files.
+pub const QNET_INFO_FILE: &str = "qnet.json";
+
+/// What a quadratic-form network folder records besides its weights.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QNetInfo {
+    /// Format tag.
+    pub format: String,
+    /// Transmit channels.
+    pub n_channels: usize,
+    /// Rank of the factor.
+    pub rank: usize,
+    /// The acquisition the network's inputs are emulated with on simulated subjects.
+    pub acquisition: crate::acquire::AcquisitionConfig,
+    /// The safety factor its estimates need, measured on held-out subjects; absent: none measured
+    /// (the model is then refused unless the user gives one).
+    pub safety_factor: Option<f64>,
+    /// Where the factor was measured.
+    pub safety_factor_source: Option<String>,
+    /// The subjects it was trained on.
+    pub train_subjects: Vec<String>,
+    /// Training steps.
+    pub steps: u64,
+}
+
+const QNET_FORMAT: &str = "b1sar-qnet-1";
+
+impl QNetInfo {
+    /// A description of a network of `shape` trained `steps` steps on `train_subjects`, no
+    /// safety factor yet.
+    pub fn new(shape: QNetShape, train_subjects: Vec<String>, steps: u64) -> Self {
+        QNetInfo {
+            format: QNET_FORMAT.into(),
+            n_channels: shape.n_channels,
+            rank: shape.rank,
+            acquisition: crate::acquire::AcquisitionConfig::default(),
+            safety_factor: None,
+            safety_factor_source: None,
+            train_subjects,
+            steps,
+        }
+    }
+
+    /// The network's shape.
+    pub fn shape(&self) -> QNetShape {
+        QNetShape {
+            n_channels: self.n_channels,
+            rank: self.rank,
+        }
+    }
+}
+
+/// Write a quadratic-form network into `dir`: the generator's files and [`QNET_INFO_FILE`].
+pub fn save_qnet(dir: &std::path::Path, g: &Generator, info: &QNetInfo) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    super::save_generator(g, dir)?;
+    crate::io::write_json(&dir.join(QNET_INFO_FILE), info)
+}
+
+/// Read a quadratic-form network saved by [`save_qnet`] onto `device`; its generator must be of
+/// the shape its description records.
+pub fn load_qnet(dir: &std::path::Path, device: &Device) -> Result<(Generator, QNetInfo)> {
+    let path = dir.join(QNET_INFO_FILE);
+    let info: QNetInfo = crate::io::read_json(&path, "quadratic-form network description")?;
+    if info.format != QNET_FORMAT {
+        return Err(Error::format(
+            &path,
+            "quadratic-form network description",
+            format!("format {:?} (expected {QNET_FORMAT:?})", info.format),
+        ));
+    }
+    let g = super::load_generator(dir, device)?;
+    let s = info.shape();
+    let c = g.config();
+    if c.in_channels != s.in_channels() || c.out_channels != s.out_channels() || !c.linear_output {
+        return Err(Error::format(
+            &path,
+            "quadratic-form network",
+            format!(
+                "a generator of {} inputs, {} linear outputs for {} channels at rank {}; found {} inputs, {} outputs{}",
+                s.in_channels(),
+                s.out_channels(),
+                s.n_channels,
+                s.rank,
+                c.in_channels,
+                c.out_channels,
+                if c.linear_output {
+                    ""
+                } else {
+                    " (softplus: a SAR-map network)"
+                }
+            ),
+        ));
+    }
+    Ok((g, info))
+}
+
+impl QuadraticNetwork {
+    /// The network of folder `dir` on subject `f`: its inputs acquired (emulated with the
+    /// recorded acquisition, seed 0) from the subject's B1+, every slice with body voxels
+    /// predicted once. The safety factor is the user's (`user_sf`, >= 1) or the recorded one; a
+    /// model with neither is refused.
+    pub fn from_model(
+        dir: &std::path::Path,
+        f: &crate::field::FieldSet,
+        user_sf: Option<f64>,
+        device: &Device,
+    ) -> Result<Self> {
+        let (g, info) = load_qnet(dir, device)?;
+        let sf = match (user_sf, info.safety_factor) {
+            (Some(u), _) => u,
+            (None, Some(r)) => r,
+            (None, None) => {
+                return Err(Error::invalid(
+                    "--safety-factor",
+                    format!(
+                        "a safety factor for the quadratic-form network {} (it records none: \
+                         measure one in a cross-validation, or give --safety-factor)",
+                        dir.display()
+                    ),
+                    "none",
+                ));
+            }
+        };
+        if f.n_channels() != info.n_channels {
+            return Err(Error::invalid(
+                "--fields",
+                format!("{} channels (the network's)", info.n_channels),
+                format!("{}", f.n_channels()),
+            ));
+        }
+        let maps = crate::acquire::acquire(f, &info.acquisition, 0)?;
+        let body = f.body_mask();
+        let slices: Vec<usize> = (0..f.grid().shape[0])
+            .filter(|z| body.index_axis(Axis(0), *z).iter().any(|b| *b))
+            .collect();
+        let mut q = Self::predict(&g, info.shape(), &maps, &body, &slices, sf, device)?;
+        q.name = format!("quadratic-form network {}", dir.display());
+        Ok(q)
+    }
+}

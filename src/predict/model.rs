@@ -28,6 +28,8 @@ pub enum SarModelKind {
     Generic,
     /// The trained network on the subject's B1+ maps.
     Net,
+    /// The quadratic-form network: the subject's Q10g predicted from its B1+ maps.
+    Qnet,
     /// No local-SAR model (power limits only; the optimiser).
     None,
 }
@@ -85,6 +87,7 @@ impl SarModelKind {
             SarModelKind::Vop => "local SAR10g (VOPs)",
             SarModelKind::Generic => "local SAR10g (generic-subject VOPs)",
             SarModelKind::Net => "local SAR10g (network)",
+            SarModelKind::Qnet => "local SAR10g (quadratic-form network)",
             SarModelKind::None => "none",
         }
     }
@@ -198,18 +201,37 @@ impl SarModelSpec {
             }
             _ => None,
         };
-        if kind == SarModelKind::Net && fields.is_none() {
+        if matches!(kind, SarModelKind::Net | SarModelKind::Qnet) && fields.is_none() {
             return Err(Error::invalid(
                 "--fields",
                 "the subject's field set (B1+ maps) for the network",
                 "none",
             ));
         }
+        let qnet = match (&self.model, kind, fields) {
+            (Some(dir), SarModelKind::Qnet, Some(f)) => {
+                let device = crate::net::device_by_name(&self.device)?;
+                Some(crate::net::qnet::QuadraticNetwork::from_model(
+                    dir,
+                    f,
+                    self.safety_factor,
+                    &device,
+                )?)
+            }
+            (None, SarModelKind::Qnet, _) => {
+                return Err(Error::usage(
+                    "--model",
+                    "--predictor qnet needs --model DIR (a trained quadratic-form network)",
+                ));
+            }
+            _ => None,
+        };
         Ok(SarModel {
             kind,
             exact,
             vops,
             network,
+            qnet,
             user_factor: self.safety_factor,
             generic_factor,
             vops_own_subject,
@@ -227,6 +249,8 @@ pub struct SarModel {
     pub vops: Option<VopSet>,
     /// The network with its resolved safety factor.
     pub network: Option<(NetworkSar, SafetyFactor)>,
+    /// The quadratic-form network's matrices of the subject.
+    pub qnet: Option<crate::net::qnet::QuadraticNetwork>,
     user_factor: Option<f64>,
     /// The population safety factor recorded in the generic VOP file, applied when no user factor
     /// is given.
@@ -239,6 +263,16 @@ pub struct SarModel {
 impl SarModel {
     /// The safety factor the model's estimates are multiplied by, and its origin.
     pub fn factor(&self) -> AppliedFactor {
+        if let Some(q) = &self.qnet {
+            return AppliedFactor {
+                value: q.safety_factor(),
+                source: Some(if self.user_factor.is_some() {
+                    SafetyFactorSource::User
+                } else {
+                    SafetyFactorSource::Model
+                }),
+            };
+        }
         match &self.network {
             Some((_, sf)) => AppliedFactor {
                 value: sf.value,
@@ -288,6 +322,11 @@ impl SarModel {
             SarModelKind::Generic => self.vops.as_ref().and_then(|v| {
                 QuadraticMaps::of(v).map(|m| m.named("generic subject (conventional)", sf))
             }),
+            SarModelKind::Qnet => self
+                .qnet
+                .as_ref()
+                .and_then(|q| QuadraticMaps::of(q))
+                .map(|m| m.named("quadratic-form network", sf)),
             SarModelKind::Net | SarModelKind::None => None,
         }
     }
