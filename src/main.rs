@@ -32,6 +32,8 @@ enum Command {
     Qmatrix(cli::q10g_vop::QmatrixArgs),
     /// Compress Q10g matrices into VOPs with a bounded overestimation.
     Vop(cli::q10g_vop::VopArgs),
+    /// The subject's own VOPs from a quadratic-form network (--predictor qnet) on its B1+ maps.
+    PredictVops(cli::q10g_vop::PredictVopsArgs),
     /// Write parametric pelvis subjects (one .npz each, subject 0 generic) and their manifest.
     Phantom(cli::phantom::PhantomArgs),
     /// Per-channel FDTD of a coil array around a subject -> field set (B1+, E per 1 W accepted).
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
         Command::Sar(a) => cli::exact_sar::sar(a, &out),
         Command::Qmatrix(a) => cli::q10g_vop::qmatrix(a, &out),
         Command::Vop(a) => cli::q10g_vop::vop(a, &out),
+        Command::PredictVops(a) => cli::q10g_vop::predict_vops(a, &out),
         Command::Export(a) => cli::q10g_vop::export(a, &out),
         Command::Simulate(a) => cli::simulate::run(a, &out),
         Command::Phantom(a) => cli::phantom::run(a, &out),

@@ -199,4 +199,51 @@ fn saved_network_serves_the_command_line() {
         "CLI {cli} vs library {lib}"
     );
     assert!((j["psar10g_bound_w_per_kg"].as_f64().unwrap() - 1.5 * lib).abs() <= 1e-9 * lib);
+
+    // The subject's own VOPs from the network: never below its own matrices, with the factor
+    // recorded and applied by `sar --vop`.
+    let vp = dir.path().join("predicted_vops.npz");
+    let (rc, j, e) = common::b1sar(&[
+        "predict-vops",
+        "--model",
+        common::s(&model),
+        "--fields",
+        common::s(&fp),
+        "--epsilon",
+        "0.05",
+        "--out",
+        common::s(&vp),
+    ]);
+    assert_eq!(rc, 0, "{j} {e}");
+    assert_eq!(j["n_matrices"].as_u64(), Some(qn.voxels().len() as u64));
+    let v = b1sar::sar::VopSet::load(&vp).unwrap();
+    assert_eq!(v.population_factor.as_ref().map(|p| p.value), Some(1.5));
+    let drives = Drive::random_phase_set(8, 1.0, 300, 17).unwrap();
+    let own = qn.psar(&drives).unwrap();
+    for (d, o) in drives.iter().zip(&own) {
+        let (bound, _) = v.psar(d).unwrap();
+        assert!(
+            bound >= o * (1.0 - 1e-12),
+            "VOP bound {bound} below the network's {o}"
+        );
+    }
+    let dj = format!(
+        "{{\"re\": {:?}, \"im\": {:?}}}",
+        drives[0]
+            .amplitudes()
+            .iter()
+            .map(|a| a.re)
+            .collect::<Vec<_>>(),
+        drives[0]
+            .amplitudes()
+            .iter()
+            .map(|a| a.im)
+            .collect::<Vec<_>>()
+    );
+    let (rc, j, e) = common::b1sar(&["sar", "--vop", common::s(&vp), "--drive", &dj]);
+    assert_eq!(rc, 0, "{j} {e}");
+    let raw = j["psar10g_w_per_kg"].as_f64().unwrap();
+    assert_eq!(j["safety_factor"].as_f64(), Some(1.5));
+    assert!((j["psar10g_bound_w_per_kg"].as_f64().unwrap() - 1.5 * raw).abs() <= 1e-12 * raw);
+    assert!(raw >= own[0] * (1.0 - 1e-12));
 }

@@ -290,8 +290,15 @@ pub fn sar(a: SarArgs, out: &Output) -> Result<()> {
             let power_w = scanner::drive_in_vop_unit(&v, &d, unit, z0)?.total_power_w();
             out.line(format!("overestimation at most {:.1} % of the worst case ({:.3} W/kg for this drive's power)", 100.0 * v.epsilon, v.epsilon * v.worst_case * power_w));
         }
+        let report = scanner::vops::VopSarReport::new(&b, &v, unit, z0);
+        if let Some(pf) = &v.population_factor {
+            out.line(format!(
+                "the file records a safety factor {:.3} ({}): bound x factor = {:.4} W/kg",
+                pf.value, pf.source, report.psar10g_bound_w_per_kg
+            ));
+        }
         out.result(serde_json::to_value(VopSarTimed {
-            report: scanner::vops::VopSarReport::new(&b, &v, unit, z0),
+            report,
             elapsed_s: t.elapsed().as_secs_f64(),
         })?);
         return Ok(());

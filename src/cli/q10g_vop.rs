@@ -246,3 +246,63 @@ pub fn export(a: ExportArgs, out: &Output) -> Result<()> {
     out.done(&NoReport {}, &paths, Some(t.elapsed().as_secs_f64()))?;
     Ok(())
 }
+
+/// Arguments of `b1sar predict-vops`.
+#[derive(Args)]
+pub struct PredictVopsArgs {
+    /// A trained quadratic-form network folder (qnet.json + generator).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The subject's field set (its B1+ maps are the network's input).
+    #[arg(long)]
+    pub fields: PathBuf,
+    /// Over-estimation bound of the compression (fraction of the worst case).
+    #[arg(long, default_value_t = 0.05)]
+    pub epsilon: f64,
+    /// Compression: cc or greedy (see `b1sar vop`).
+    #[arg(long, value_enum, default_value_t = VopMethodArg::Cc)]
+    pub method: VopMethodArg,
+    /// Safety factor of the network (>= 1; default: the one qnet.json records; a network with
+    /// none is refused).
+    #[arg(long, value_parser = super::args::safety_factor)]
+    pub safety_factor: Option<f64>,
+    /// Device of the network: cpu, wgpu[:i], cuda[:i].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Output VOP set (.npz), with the network's factor recorded.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn predict_vops(a: PredictVopsArgs, out: &Output) -> Result<()> {
+    let t = Instant::now();
+    io::check_output_path("--out", &a.out, &[&a.fields, &a.model])?;
+    let f = load_fields(&a.fields)?;
+    let device = b1sar::net::device_by_name(&a.device)?;
+    let pb = spinner("quadratic-form network: predicting the subject's matrices, compressing");
+    let (v, r) = b1sar::net::qnet::predict_vops(
+        &a.model,
+        &f,
+        a.epsilon,
+        VopMethod::from(a.method),
+        a.safety_factor,
+        &device,
+    )?;
+    pb.finish_and_clear();
+    v.save(&a.out)?;
+    out.line(format!(
+        "{} VOPs from {} predicted matrices (epsilon {:.1} %, {}), safety factor {:.3} recorded -> {}",
+        r.n_vops,
+        r.n_matrices,
+        100.0 * r.epsilon,
+        r.method,
+        r.safety_factor,
+        a.out.display()
+    ));
+    out.done(
+        &r,
+        std::slice::from_ref(&a.out),
+        Some(t.elapsed().as_secs_f64()),
+    )?;
+    Ok(())
+}

@@ -892,3 +892,75 @@ impl QuadraticNetwork {
         Ok(q)
     }
 }
+
+/// `predict-vops --json`: the subject's VOPs compressed from the network's predicted matrices.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PredictVopsReport {
+    /// Predicted matrices (body voxels of every slice).
+    pub n_matrices: usize,
+    /// VOPs.
+    pub n_vops: usize,
+    /// Over-estimation bound of the compression (fraction of the worst case).
+    pub epsilon: f64,
+    /// The compression method.
+    pub method: &'static str,
+    /// The network's safety factor, recorded in the VOP file.
+    pub safety_factor: f64,
+    /// Where it came from (recorded with it).
+    pub safety_factor_source: String,
+    /// Worst case of the predicted matrices (W/kg per W, before the factor).
+    pub worst_case_w_per_kg_per_w: f64,
+}
+
+/// The subject's own VOPs from the quadratic-form network of `dir` on field set `f`: its
+/// predicted matrices compressed with `epsilon` and `method` (uniform margins: every predicted
+/// matrix is bounded), with the network's safety factor recorded as the file's factor so that
+/// `sar --vop`, `--predictor vop` and `optimize --vop` apply it.
+pub fn predict_vops(
+    dir: &std::path::Path,
+    f: &crate::field::FieldSet,
+    epsilon: f64,
+    method: crate::sar::vop::VopMethod,
+    user_sf: Option<f64>,
+    device: &Device,
+) -> Result<(crate::sar::VopSet, PredictVopsReport)> {
+    let qn = QuadraticNetwork::from_model(dir, f, user_sf, device)?;
+    if qn.packed.nrows() == 0 {
+        return Err(Error::invalid(
+            "--fields",
+            "a subject with body voxels",
+            "none: nothing to predict",
+        ));
+    }
+    let mut v = crate::sar::VopSet::compress_packed_with(
+        qn.n_ch,
+        qn.packed.view(),
+        epsilon,
+        method,
+        crate::sar::vop::Margins::Uniform,
+        &|_, _| {},
+    )?;
+    let source = format!(
+        "{} ({})",
+        qn.name,
+        if user_sf.is_some() {
+            "user-given factor"
+        } else {
+            "factor recorded in qnet.json"
+        }
+    );
+    v.population_factor = Some(crate::sar::vop::PopulationFactor {
+        value: qn.sf,
+        source: source.clone(),
+    });
+    let report = PredictVopsReport {
+        n_matrices: qn.packed.nrows(),
+        n_vops: v.len(),
+        epsilon,
+        method: method.name(),
+        safety_factor: qn.sf,
+        safety_factor_source: source,
+        worst_case_w_per_kg_per_w: v.worst_case,
+    };
+    Ok((v, report))
+}

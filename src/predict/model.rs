@@ -163,6 +163,9 @@ impl SarModelSpec {
             ));
         }
         let generic_factor = match (kind, self.safety_factor, &vops) {
+            // A VOP file that records a factor (a generic subject's, or a network's predicted
+            // VOPs) has it applied as the subject's VOPs too: its bound alone may under-report.
+            (SarModelKind::Vop, None, Some(v)) => v.population_factor.as_ref().map(|p| p.value),
             (SarModelKind::Generic, None, Some(v)) => match &v.population_factor {
                 Some(p) => Some(p.value),
                 None => {

@@ -302,6 +302,12 @@ pub struct VopSarReport {
     pub drive_units: AmplitudeUnit,
     /// Reference impedance (ohm).
     pub reference_impedance_ohm: f64,
+    /// The population or network safety factor the file records (1 when it records none).
+    pub safety_factor: f64,
+    /// Where that factor was measured.
+    pub safety_factor_source: Option<String>,
+    /// pSAR10g x the recorded factor (W/kg): the value to judge against a limit.
+    pub psar10g_bound_w_per_kg: f64,
 }
 
 impl VopSarReport {
@@ -319,6 +325,10 @@ impl VopSarReport {
             epsilon: vops.epsilon,
             drive_units: unit,
             reference_impedance_ohm: z_ohm,
+            safety_factor: vops.population_factor.as_ref().map_or(1.0, |p| p.value),
+            safety_factor_source: vops.population_factor.as_ref().map(|p| p.source.clone()),
+            psar10g_bound_w_per_kg: b.psar_w_per_kg
+                * vops.population_factor.as_ref().map_or(1.0, |p| p.value),
         }
     }
 }
