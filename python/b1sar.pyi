@@ -165,7 +165,7 @@ def pulse_sar(
     """Time-averaged SAR of p repeated every tr_ms: the dict of `b1sar pulse-sar --json`
     (psar10g_w_per_kg, safety_factor, psar10g_bound_w_per_kg, the IEC 10 s / 6 min windows and
     verdicts, exact_psar10g_w_per_kg, whole_body_sar_w_per_kg, flip_angle, ...). predictor:
-    "exact", "vop", "generic" or "net" (None: inferred from q / vop / model), as on the CLI."""
+    "exact", "vop", "generic", "net", "qnet" or "none" (None: inferred from q / vop / model), as on the CLI."""
 
 def tissue_label(name: str) -> int:
     """The label id of a tissue name in FieldSet.labels (e.g. "prostate"); ValueError if unknown."""

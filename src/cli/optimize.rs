@@ -402,11 +402,20 @@ fn run_scanner(a: OptimizeArgs, out: &Output) -> Result<()> {
         )),
         _ => None,
     };
+    // The user's factor, else the one the VOP file records (a network's predicted VOPs), else 1
+    // (a scanner's VOPs are a bound).
+    let safety_factor = a
+        .model
+        .safety_factor
+        .or(vops
+            .as_ref()
+            .and_then(|v| v.population_factor.as_ref().map(|p| p.value)))
+        .unwrap_or(1.0);
     let req = ScannerShimRequest {
         objective: a.objective,
         target_nt_per_v: a.target_nt_per_v,
         vops,
-        safety_factor: a.model.safety_factor.unwrap_or(1.0),
+        safety_factor,
         // Limits per type: --sar-factor F x the best phase-only (CV) shim's value, or --sar-limit.
         rule: match a.sar_factor {
             Some(f) => VopLimitRule::FactorOfPhaseOnly(f),

@@ -67,10 +67,10 @@ pub struct GeneratorConfig {
     /// so the prediction is exactly 0 in air — before every loss, before the discriminator and at
     /// inference. `None` (models made before it existed): no mask.
     pub output_mask_channel: Option<usize>,
-    /// A linear (signed) output instead of softplus: for outputs that are not SAR maps, such as
-    /// the factor of the quadratic-form network ([`super::qnet`]).
-    #[config(default = false)]
-    pub linear_output: bool,
+    /// `Some(true)`: a linear (signed) output instead of softplus, for outputs that are not SAR
+    /// maps, such as the factor of the quadratic-form network ([`super::qnet`]). An `Option` so
+    /// that configurations saved before it existed (no key) read as softplus.
+    pub linear_output: Option<bool>,
 }
 
 impl GeneratorConfig {
@@ -303,7 +303,7 @@ impl Generator {
             h = Tensor::cat(vec![h, skip], 1);
         }
         let y = self.out.forward(h);
-        let y = if self.config.linear_output {
+        let y = if self.config.linear_output == Some(true) {
             y
         } else {
             softplus(y, 1.0)

@@ -73,7 +73,7 @@ impl QNetShape {
             .with_out_channels(self.out_channels())
             .with_base(base)
             .with_depth(depth)
-            .with_linear_output(true)
+            .with_linear_output(Some(true))
             .with_output_mask_channel(Some(self.body_mask_channel()));
         c.validate()?;
         Ok(c)
@@ -825,7 +825,8 @@ pub fn load_qnet(dir: &std::path::Path, device: &Device) -> Result<(Generator, Q
     let g = super::load_generator(dir, device)?;
     let s = info.shape();
     let c = g.config();
-    if c.in_channels != s.in_channels() || c.out_channels != s.out_channels() || !c.linear_output {
+    let linear = c.linear_output == Some(true);
+    if c.in_channels != s.in_channels() || c.out_channels != s.out_channels() || !linear {
         return Err(Error::format(
             &path,
             "quadratic-form network",
@@ -837,7 +838,7 @@ pub fn load_qnet(dir: &std::path::Path, device: &Device) -> Result<(Generator, Q
                 s.rank,
                 c.in_channels,
                 c.out_channels,
-                if c.linear_output {
+                if linear {
                     ""
                 } else {
                     " (softplus: a SAR-map network)"

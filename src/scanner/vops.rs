@@ -204,6 +204,8 @@ pub fn convert_vops(vops: &VopSet, to: AmplitudeUnit, z_ohm: f64) -> Result<VopS
     out.worst_case = vops.worst_case * f;
     out.types = vops.types.clone();
     out.type_limits = vops.type_limits.clone();
+    // The recorded factor bounds the same SAR in either unit: dropping it would under-report.
+    out.population_factor = vops.population_factor.clone();
     Ok(out)
 }
 
