@@ -357,19 +357,8 @@ impl QTrainer {
         if self.loss.drives == 0 || self.loss.lambda_drive == 0.0 {
             return Ok((frob.clone(), frob));
         }
-        let n = self.shape.n_channels;
-        let drives = Drive::random_phase_set(n, 1.0, self.loss.drives, seed)?;
-        let re: Vec<f32> = drives
-            .iter()
-            .flat_map(|d| d.amplitudes().iter().map(|a| a.re as f32))
-            .collect();
-        let im: Vec<f32> = drives
-            .iter()
-            .flat_map(|d| d.amplitudes().iter().map(|a| a.im as f32))
-            .collect();
-        let k = drives.len();
-        let s_re = Tensor::<2>::from_data(TensorData::new(re, [k, n]), &self.device);
-        let s_im = Tensor::<2>::from_data(TensorData::new(im, [k, n]), &self.device);
+        let drives = Drive::random_phase_set(self.shape.n_channels, 1.0, self.loss.drives, seed)?;
+        let (s_re, s_im) = drive_tensors(&drives, &self.device);
         let sar_hat = drive_sar(out, self.shape, s_re.clone(), s_im.clone());
         let sar_true = target_sar(t_re, t_im, s_re, s_im);
         let d = drive_loss(sar_hat, sar_true, mask, self.loss.lambda_peak);
@@ -392,6 +381,19 @@ impl QTrainer {
         self.steps += 1;
         Ok(values)
     }
+}
+
+/// Re and Im of drives (sqrt(W)) as `[K, n]` tensors on `device`.
+fn drive_tensors(drives: &[Drive], device: &Device) -> (Tensor<2>, Tensor<2>) {
+    let (k, n) = (drives.len(), drives.first().map_or(0, |d| d.len()));
+    let part = |f: fn(&Complex64) -> f64| -> Tensor<2> {
+        let v: Vec<f32> = drives
+            .iter()
+            .flat_map(|d| d.amplitudes().iter().map(move |a| f(a) as f32))
+            .collect();
+        Tensor::from_data(TensorData::new(v, [k, n]), device)
+    };
+    (part(|a| a.re), part(|a| a.im))
 }
 
 /// s^H Q s per pixel for target matrices `[N, n, n, H, W]` and drives `[K, n]`: `[N, K, H, W]`.
@@ -649,20 +651,11 @@ mod tests {
         let hw = 2;
         let out = random_output(3, s, hw);
         let drives = Drive::random_phase_set(s.n_channels, 0.7, 3, 5).unwrap();
-        let re: Vec<f32> = drives
-            .iter()
-            .flat_map(|d| d.amplitudes().iter().map(|a| a.re as f32))
-            .collect();
-        let im: Vec<f32> = drives
-            .iter()
-            .flat_map(|d| d.amplitudes().iter().map(|a| a.im as f32))
-            .collect();
+        let (sr, si) = drive_tensors(&drives, &dev);
         let t = Tensor::<4>::from_data(
             TensorData::new(out.clone(), [1, s.out_channels(), hw, hw]),
             &dev,
         );
-        let sr = Tensor::<2>::from_data(TensorData::new(re, [3, s.n_channels]), &dev);
-        let si = Tensor::<2>::from_data(TensorData::new(im, [3, s.n_channels]), &dev);
         let sar: Vec<f32> = drive_sar(t.clone(), s, sr.clone(), si.clone())
             .into_data()
             .try_into_vec::<f32>()
