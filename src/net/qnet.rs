@@ -526,18 +526,12 @@ impl SarPredictor for QuadraticNetwork {
         self.n_ch
     }
     fn psar(&self, drives: &[Drive]) -> Result<Vec<f64>> {
-        drives
-            .iter()
-            .map(|d| {
-                d.expect_channels(self.n_ch, "the quadratic-form network")?;
-                let f = features(d.amplitudes());
-                Ok(self
-                    .packed
-                    .axis_iter(Axis(0))
-                    .map(|row| row.iter().zip(&f).map(|(a, b)| a * b).sum::<f64>())
-                    .fold(0.0, f64::max))
-            })
-            .collect()
+        for d in drives {
+            d.expect_channels(self.n_ch, "the quadratic-form network")?;
+        }
+        // The matrices' rows in parallel, as for exact Q10g and VOPs.
+        crate::sar::QuadraticMaps::from_packed(self.name.clone(), self.n_ch, self.packed.view())?
+            .psar(drives)
     }
     fn safety_factor(&self) -> f64 {
         self.sf
