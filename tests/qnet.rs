@@ -247,3 +247,59 @@ fn saved_network_serves_the_command_line() {
     assert!((j["psar10g_bound_w_per_kg"].as_f64().unwrap() - 1.5 * raw).abs() <= 1e-12 * raw);
     assert!(raw >= own[0] * (1.0 - 1e-12));
 }
+
+/// A run stopped at a checkpoint and resumed ends where the uninterrupted run ends.
+#[test]
+fn checkpoint_resume_continues_the_run() {
+    let f = subject(4);
+    let q = Q10g::from_fields(&f).unwrap();
+    let b = batch(&[(f, q)]);
+    let shape = QNetShape {
+        n_channels: 8,
+        rank: 2,
+    };
+    let dev = cpu_device();
+    let new = || QTrainer::new(shape, (8, 2), QLossConfig::default(), 2e-3, 21, &dev).unwrap();
+    let mut straight = new();
+    for _ in 0..6 {
+        straight.step(&b).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("checkpoint");
+    let mut first = new();
+    for _ in 0..3 {
+        first.step(&b).unwrap();
+    }
+    first.save_checkpoint(&ck).unwrap();
+    drop(first);
+    let mut resumed = QTrainer::load_checkpoint(&ck, &dev).unwrap();
+    assert_eq!(resumed.steps(), 3);
+    for _ in 0..3 {
+        resumed.step(&b).unwrap();
+    }
+    let mut again = new();
+    for _ in 0..6 {
+        again.step(&b).unwrap();
+    }
+    let mut reload = new();
+    for _ in 0..3 {
+        reload.step(&b).unwrap();
+    }
+    let before = reload.evaluate(&b, 99).unwrap().0;
+    reload.save_checkpoint(&ck).unwrap();
+    let after = QTrainer::load_checkpoint(&ck, &dev)
+        .unwrap()
+        .evaluate(&b, 99)
+        .unwrap()
+        .0;
+    eprintln!(
+        "again {:?} reload {before} -> {after}",
+        again.evaluate(&b, 99).unwrap().0
+    );
+    let (a, _) = straight.evaluate(&b, 99).unwrap();
+    let (r, _) = resumed.evaluate(&b, 99).unwrap();
+    assert!(
+        (a - r).abs() <= 1e-6 * a.abs(),
+        "straight {a} vs resumed {r}"
+    );
+}

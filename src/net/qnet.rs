@@ -74,6 +74,10 @@ impl QNetShape {
             .with_base(base)
             .with_depth(depth)
             .with_linear_output(Some(true))
+            // No dropout: the target is one matrix per pixel, not a distribution of maps, and a
+            // deterministic network makes its loss comparable between runs and a resumed run
+            // identical to an uninterrupted one.
+            .with_dropout(0.0)
             .with_output_mask_channel(Some(self.body_mask_channel()));
         c.validate()?;
         Ok(c)
@@ -394,6 +398,98 @@ fn drive_tensors(drives: &[Drive], device: &Device) -> (Tensor<2>, Tensor<2>) {
         Tensor::from_data(TensorData::new(v, [k, n]), device)
     };
     (part(|a| a.re), part(|a| a.im))
+}
+
+/// The resumable state of a [`QTrainer`] besides its weights and optimiser moments.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct QTrainerState {
+    shape: (usize, usize),
+    loss: (usize, f64, f64),
+    learning_rate: f64,
+    steps: u64,
+}
+
+const QTRAINER_STATE: &str = "qtrainer.json";
+const QOPTIMIZER: &str = "optimizer.bpk";
+
+impl QTrainer {
+    /// Write a resumable checkpoint at `dir` (generator, optimiser moments, step count), staged
+    /// beside it and moved in by renames, so a crash leaves the old or the new one complete.
+    pub fn save_checkpoint(&self, dir: &std::path::Path) -> Result<()> {
+        use super::train::{checkpoint_sibling, remove_dir_if_present};
+        let (staging, previous) = (
+            checkpoint_sibling(dir, "new"),
+            checkpoint_sibling(dir, "old"),
+        );
+        remove_dir_if_present(&staging)?;
+        super::save_generator(&self.g, &staging)?;
+        let path = staging.join(QOPTIMIZER);
+        let bytes = self.opt.into_bytes().map_err(|e| {
+            Error::Computation(format!("{}: encoding optimiser state: {e}", path.display()))
+        })?;
+        crate::io::write_atomic(&path, |w| std::io::Write::write_all(w, &bytes))?;
+        crate::io::write_json(
+            &staging.join(QTRAINER_STATE),
+            &QTrainerState {
+                shape: (self.shape.n_channels, self.shape.rank),
+                loss: (
+                    self.loss.drives,
+                    self.loss.lambda_drive,
+                    self.loss.lambda_peak,
+                ),
+                learning_rate: self.learning_rate,
+                steps: self.steps,
+            },
+        )?;
+        if dir.exists() {
+            remove_dir_if_present(&previous)?;
+            std::fs::rename(dir, &previous).map_err(|e| Error::io(dir, e))?;
+        }
+        std::fs::rename(&staging, dir).map_err(|e| Error::io(dir, e))?;
+        remove_dir_if_present(&previous)
+    }
+
+    /// Resume from [`QTrainer::save_checkpoint`] at `dir` on `device`: the next step continues
+    /// the run (same weights, moments, step count, and the drive term's seeds follow the count).
+    pub fn load_checkpoint(dir: &std::path::Path, device: &Device) -> Result<Self> {
+        let state_path = dir.join(QTRAINER_STATE);
+        let st: QTrainerState =
+            crate::io::read_json(&state_path, "quadratic-form network trainer state")?;
+        let device = device.clone().autodiff();
+        let g = super::load_generator(dir, &device)?;
+        let shape = QNetShape {
+            n_channels: st.shape.0,
+            rank: st.shape.1,
+        };
+        if g.config().in_channels != shape.in_channels()
+            || g.config().out_channels != shape.out_channels()
+        {
+            return Err(Error::format(
+                &state_path,
+                "quadratic-form network trainer state",
+                "a generator of another shape than the state records",
+            ));
+        }
+        let path = dir.join(QOPTIMIZER);
+        let opt = AdamConfig::new()
+            .with_beta_1(0.5)
+            .init()
+            .from_bytes(super::checkpoint::read_bytes(&path)?)
+            .map_err(|e| Error::format(&path, "optimiser state", e))?;
+        Ok(QTrainer {
+            g,
+            opt,
+            shape,
+            loss: QLossConfig {
+                drives: st.loss.0,
+                lambda_drive: st.loss.1,
+                lambda_peak: st.loss.2,
+            },
+            learning_rate: st.learning_rate,
+            device,
+            steps: st.steps,
+        })
+    }
 }
 
 /// s^H Q s per pixel for target matrices `[N, n, n, H, W]` and drives `[K, n]`: `[N, K, H, W]`.

@@ -137,14 +137,14 @@ const TRAINER_STATE: &str = "trainer.json";
 const CALLER_STATE: &str = "caller.json";
 
 /// `dir` with `.suffix` added to its name (the checkpoint's staging and previous folders).
-fn checkpoint_sibling(dir: &Path, suffix: &str) -> std::path::PathBuf {
+pub(super) fn checkpoint_sibling(dir: &Path, suffix: &str) -> std::path::PathBuf {
     let name = dir
         .file_name()
         .map_or_else(|| "checkpoint".into(), |n| n.to_string_lossy().to_string());
     dir.with_file_name(format!("{name}.{suffix}"))
 }
 
-fn remove_dir_if_present(dir: &Path) -> error::Result<()> {
+pub(super) fn remove_dir_if_present(dir: &Path) -> error::Result<()> {
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(dir, e)),
         _ => Ok(()),
