@@ -416,42 +416,30 @@ impl QTrainer {
     /// Write a resumable checkpoint at `dir` (generator, optimiser moments, step count), staged
     /// beside it and moved in by renames, so a crash leaves the old or the new one complete.
     pub fn save_checkpoint(&self, dir: &std::path::Path) -> Result<()> {
-        use super::train::{checkpoint_sibling, remove_dir_if_present};
-        let (staging, previous) = (
-            checkpoint_sibling(dir, "new"),
-            checkpoint_sibling(dir, "old"),
-        );
-        remove_dir_if_present(&staging)?;
-        super::save_generator(&self.g, &staging)?;
-        let path = staging.join(QOPTIMIZER);
-        let bytes = self.opt.into_bytes().map_err(|e| {
-            Error::Computation(format!("{}: encoding optimiser state: {e}", path.display()))
-        })?;
-        crate::io::write_atomic(&path, |w| std::io::Write::write_all(w, &bytes))?;
-        crate::io::write_json(
-            &staging.join(QTRAINER_STATE),
-            &QTrainerState {
-                shape: (self.shape.n_channels, self.shape.rank),
-                loss: (
-                    self.loss.drives,
-                    self.loss.lambda_drive,
-                    self.loss.lambda_peak,
-                ),
-                learning_rate: self.learning_rate,
-                steps: self.steps,
-            },
-        )?;
-        if dir.exists() {
-            remove_dir_if_present(&previous)?;
-            std::fs::rename(dir, &previous).map_err(|e| Error::io(dir, e))?;
-        }
-        std::fs::rename(&staging, dir).map_err(|e| Error::io(dir, e))?;
-        remove_dir_if_present(&previous)
+        super::train::replace_dir_staged(dir, |staging| {
+            super::save_generator(&self.g, staging)?;
+            super::train::write_optimizer(&staging.join(QOPTIMIZER), &self.opt)?;
+            crate::io::write_json(
+                &staging.join(QTRAINER_STATE),
+                &QTrainerState {
+                    shape: (self.shape.n_channels, self.shape.rank),
+                    loss: (
+                        self.loss.drives,
+                        self.loss.lambda_drive,
+                        self.loss.lambda_peak,
+                    ),
+                    learning_rate: self.learning_rate,
+                    steps: self.steps,
+                },
+            )
+        })
     }
 
-    /// Resume from [`QTrainer::save_checkpoint`] at `dir` on `device`: the next step continues
-    /// the run (same weights, moments, step count, and the drive term's seeds follow the count).
+    /// Resume from [`QTrainer::save_checkpoint`] at `dir` on `device` (after putting back the
+    /// newest complete checkpoint if a save was interrupted): the next step continues the run
+    /// (same weights, moments, step count, and the drive term's seeds follow the count).
     pub fn load_checkpoint(dir: &std::path::Path, device: &Device) -> Result<Self> {
+        super::train::recover_staged(dir, QTRAINER_STATE)?;
         let state_path = dir.join(QTRAINER_STATE);
         let st: QTrainerState =
             crate::io::read_json(&state_path, "quadratic-form network trainer state")?;

@@ -137,18 +137,73 @@ const TRAINER_STATE: &str = "trainer.json";
 const CALLER_STATE: &str = "caller.json";
 
 /// `dir` with `.suffix` added to its name (the checkpoint's staging and previous folders).
-pub(super) fn checkpoint_sibling(dir: &Path, suffix: &str) -> std::path::PathBuf {
+fn checkpoint_sibling(dir: &Path, suffix: &str) -> std::path::PathBuf {
     let name = dir
         .file_name()
         .map_or_else(|| "checkpoint".into(), |n| n.to_string_lossy().to_string());
     dir.with_file_name(format!("{name}.{suffix}"))
 }
 
-pub(super) fn remove_dir_if_present(dir: &Path) -> error::Result<()> {
+fn remove_dir_if_present(dir: &Path) -> error::Result<()> {
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(dir, e)),
         _ => Ok(()),
     }
+}
+
+/// Write the files of one state into a staging folder beside `dir` (`write` writes them, its
+/// completion marker last), then replace `dir` by two renames, so that a crash at any point leaves
+/// a complete state (the old one or the new one) for [`recover_staged`] to find.
+pub(super) fn replace_dir_staged(
+    dir: &Path,
+    write: impl FnOnce(&Path) -> error::Result<()>,
+) -> error::Result<()> {
+    let (staging, previous) = (
+        checkpoint_sibling(dir, "new"),
+        checkpoint_sibling(dir, "old"),
+    );
+    remove_dir_if_present(&staging)?;
+    write(&staging)?;
+    if dir.exists() {
+        remove_dir_if_present(&previous)?;
+        std::fs::rename(dir, &previous).map_err(|e| Error::io(dir, e))?;
+    }
+    std::fs::rename(&staging, dir).map_err(|e| Error::io(dir, e))?;
+    remove_dir_if_present(&previous)
+}
+
+/// Put the newest complete state of [`replace_dir_staged`] at `dir` after a crash (a folder is
+/// complete when its `marker` file exists). Returns whether `dir` then holds one.
+pub(super) fn recover_staged(dir: &Path, marker: &str) -> error::Result<bool> {
+    let (staging, previous) = (
+        checkpoint_sibling(dir, "new"),
+        checkpoint_sibling(dir, "old"),
+    );
+    let complete = |d: &Path| d.join(marker).is_file();
+    if complete(&staging) && !complete(dir) {
+        // Killed between the two renames (or before the first): the staged one is the newest.
+        remove_dir_if_present(dir)?;
+        std::fs::rename(&staging, dir).map_err(|e| Error::io(dir, e))?;
+    } else if !complete(dir) && complete(&previous) {
+        remove_dir_if_present(dir)?;
+        std::fs::rename(&previous, dir).map_err(|e| Error::io(dir, e))?;
+    }
+    if complete(dir) {
+        // A staging folder without its marker is a write that never finished.
+        if !complete(&staging) {
+            remove_dir_if_present(&staging)?;
+        }
+        remove_dir_if_present(&previous)?;
+    }
+    Ok(complete(dir))
+}
+
+/// An optimiser's state (moments, step counts) as a file, atomically.
+pub(super) fn write_optimizer(path: &Path, opt: &ModuleOptimizer) -> error::Result<()> {
+    let bytes = opt.into_bytes().map_err(|e| {
+        Error::Computation(format!("{}: encoding optimiser state: {e}", path.display()))
+    })?;
+    write_atomic(path, |w| std::io::Write::write_all(w, &bytes))
 }
 
 /// The generator, the discriminator and their Adam optimisers, trained together step by step.
@@ -316,35 +371,21 @@ impl Trainer {
         dir: &Path,
         caller: &serde_json::Value,
     ) -> error::Result<()> {
-        let (staging, previous) = (
-            checkpoint_sibling(dir, "new"),
-            checkpoint_sibling(dir, "old"),
-        );
-        remove_dir_if_present(&staging)?;
-        super::save_generator(&self.g, &staging)?;
-        write_module(&staging.join(DISCRIMINATOR_WEIGHTS), &self.d)?;
-        for (name, opt) in [(OPTIMIZER_G, &self.opt_g), (OPTIMIZER_D, &self.opt_d)] {
-            let path = staging.join(name);
-            let bytes = opt.into_bytes().map_err(|e| {
-                Error::Computation(format!("{}: encoding optimiser state: {e}", path.display()))
-            })?;
-            write_atomic(&path, |w| std::io::Write::write_all(w, &bytes))?;
-        }
-        write_json(&staging.join(CALLER_STATE), caller)?;
-        write_json(
-            &staging.join(TRAINER_STATE),
-            &TrainerState {
-                config: self.config.clone(),
-                steps: self.steps,
-                learning_rate: self.learning_rate,
-            },
-        )?;
-        if dir.exists() {
-            remove_dir_if_present(&previous)?;
-            std::fs::rename(dir, &previous).map_err(|e| Error::io(dir, e))?;
-        }
-        std::fs::rename(&staging, dir).map_err(|e| Error::io(dir, e))?;
-        remove_dir_if_present(&previous)
+        replace_dir_staged(dir, |staging| {
+            super::save_generator(&self.g, staging)?;
+            write_module(&staging.join(DISCRIMINATOR_WEIGHTS), &self.d)?;
+            write_optimizer(&staging.join(OPTIMIZER_G), &self.opt_g)?;
+            write_optimizer(&staging.join(OPTIMIZER_D), &self.opt_d)?;
+            write_json(&staging.join(CALLER_STATE), caller)?;
+            write_json(
+                &staging.join(TRAINER_STATE),
+                &TrainerState {
+                    config: self.config.clone(),
+                    steps: self.steps,
+                    learning_rate: self.learning_rate,
+                },
+            )
+        })
     }
 
     /// [`Trainer::save_checkpoint_with`] without caller state.
@@ -357,27 +398,7 @@ impl Trainer {
     /// the previous checkpoint is kept until the new one is in place). Returns whether `dir` then
     /// holds a checkpoint.
     pub fn recover_checkpoint(dir: &Path) -> error::Result<bool> {
-        let (staging, previous) = (
-            checkpoint_sibling(dir, "new"),
-            checkpoint_sibling(dir, "old"),
-        );
-        let complete = |d: &Path| d.join(TRAINER_STATE).is_file();
-        if complete(&staging) && !complete(dir) {
-            // Killed between the two renames (or before the first): the staged one is the newest.
-            remove_dir_if_present(dir)?;
-            std::fs::rename(&staging, dir).map_err(|e| Error::io(dir, e))?;
-        } else if !complete(dir) && complete(&previous) {
-            remove_dir_if_present(dir)?;
-            std::fs::rename(&previous, dir).map_err(|e| Error::io(dir, e))?;
-        }
-        if complete(dir) {
-            // A staging folder without trainer.json is a write that never finished.
-            if !complete(&staging) {
-                remove_dir_if_present(&staging)?;
-            }
-            remove_dir_if_present(&previous)?;
-        }
-        Ok(complete(dir))
+        recover_staged(dir, TRAINER_STATE)
     }
 
     /// The caller state stored with the checkpoint at `dir` (`null` when none was given).
