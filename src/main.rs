@@ -46,6 +46,10 @@ enum Command {
     Cv(cli::cv::CvArgs),
     /// SAR10g from measurable B1+ maps with a trained network (emulated measurement of a field set).
     Predict(cli::predict::PredictArgs),
+    /// Train the quadratic-form network (per-pixel Q10g = L L^H from acquired B1+ maps) on simulated subjects; resumable.
+    QnetTrain(cli::qnet::QnetTrainArgs),
+    /// Cross-validate the quadratic-form network in a cGAN cross-validation's plan, beside the cGAN and the conventional approach.
+    QnetCv(cli::qnet::QnetCvArgs),
     /// Time-averaged SAR10g of a pulse over a TR (exact, VOP, generic or network predictor; covariance/eigen or per-step), limits, plots, flip angles.
     PulseSar(cli::pulse::PulseSarArgs),
     /// Write an amplitude-modulated sinc pulse with a per-channel shim (pulse JSON).
@@ -103,6 +107,8 @@ fn main() -> ExitCode {
         Command::Train(a) => cli::train::run(a, &out),
         Command::Cv(a) => cli::cv::run(a, &out),
         Command::Predict(a) => cli::predict::run(a, &out),
+        Command::QnetTrain(a) => cli::qnet::train(a, &out),
+        Command::QnetCv(a) => cli::qnet::cv(a, &out),
         Command::PulseSar(a) => cli::pulse::sar(a, &out),
         Command::PulseSinc(a) => cli::pulse_files::sinc(a, &out),
         Command::PulseGen(a) => cli::pulse_files::gen_cmd(a, &out),

@@ -15,6 +15,7 @@ pub mod predict;
 pub mod pulse;
 pub mod pulse_files;
 pub mod q10g_vop;
+pub mod qnet;
 pub mod simulate;
 pub mod train;
 

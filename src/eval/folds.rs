@@ -135,11 +135,11 @@ const FOLD_FORMAT: &str = "b1sar-cv-fold-1";
 
 /// What the folds of one cross-validation share: refuses to mix folds of different plans.
 #[derive(Serialize, Deserialize, PartialEq, Debug)]
-struct Plan {
-    format: String,
-    generic: usize,
-    folds: Vec<Fold>,
-    training: serde_json::Value,
+pub(crate) struct Plan {
+    pub(crate) format: String,
+    pub(crate) generic: usize,
+    pub(crate) folds: Vec<Fold>,
+    pub(crate) training: serde_json::Value,
 }
 
 /// The results file of one fold.
@@ -317,7 +317,7 @@ fn check_grid(f: &FieldSet, m: &ShardManifest, path: &Path) -> Result<()> {
 }
 
 /// Distinct validation slice z indices of a shard, ascending.
-fn val_slices(m: &ShardManifest) -> Vec<usize> {
+pub(crate) fn val_slices(m: &ShardManifest) -> Vec<usize> {
     let mut z: Vec<usize> = m.val.iter().map(|s| s.slice_z).collect();
     z.sort_unstable();
     z.dedup();
@@ -439,7 +439,7 @@ fn run_fold(
 }
 
 /// Distinct validation drives of a shard, in order.
-fn val_drives(m: &ShardManifest) -> Vec<usize> {
+pub(crate) fn val_drives(m: &ShardManifest) -> Vec<usize> {
     let mut d: Vec<usize> = Vec::new();
     for s in &m.val {
         if !d.contains(&s.drive) {

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod demo_report;
 pub mod folds;
 pub mod population;
+pub mod qnet_cv;
 pub mod safety;
 
 pub use safety::{SafetyStats, quantile, random_drive_stats, safety_stats};

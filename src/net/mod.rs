@@ -29,6 +29,7 @@ mod infer;
 pub mod loss;
 mod model_info;
 pub mod qnet;
+pub mod qnet_fit;
 mod train;
 
 pub use burn::tensor::Device;

@@ -435,6 +435,12 @@ impl QTrainer {
         })
     }
 
+    /// Whether `dir` holds a complete checkpoint (after putting back the newest complete one if a
+    /// save was interrupted).
+    pub fn has_checkpoint(dir: &std::path::Path) -> Result<bool> {
+        super::train::recover_staged(dir, QTRAINER_STATE)
+    }
+
     /// Resume from [`QTrainer::save_checkpoint`] at `dir` on `device` (after putting back the
     /// newest complete checkpoint if a save was interrupted): the next step continues the run
     /// (same weights, moments, step count, and the drive term's seeds follow the count).
@@ -922,7 +928,7 @@ pub fn load_qnet(dir: &std::path::Path, device: &Device) -> Result<(Generator, Q
 
 impl QuadraticNetwork {
     /// The network of folder `dir` on subject `f`: its inputs acquired (emulated with the
-    /// recorded acquisition, seed 0) from the subject's B1+, every slice with body voxels
+    /// recorded acquisition and its seed) from the subject's B1+, every slice with body voxels
     /// predicted once. The safety factor is the user's (`user_sf`, >= 1) or the recorded one; a
     /// model with neither is refused.
     pub fn from_model(
@@ -954,7 +960,9 @@ impl QuadraticNetwork {
                 format!("{}", f.n_channels()),
             ));
         }
-        let maps = crate::acquire::acquire(f, &info.acquisition, 0)?;
+        // The acquisition's seed as the cGAN's inference and datasets draw it (seed ^ B1+ hash).
+        let maps =
+            crate::acquire::acquire(f, &info.acquisition, info.acquisition.seed ^ f.b1_hash())?;
         let body = f.body_mask();
         let slices: Vec<usize> = (0..f.grid().shape[0])
             .filter(|z| body.index_axis(Axis(0), *z).iter().any(|b| *b))
