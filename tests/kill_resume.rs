@@ -282,3 +282,66 @@ impl burn::module::ModuleVisitor for Values {
         self.0.extend(data.iter::<f32>());
     }
 }
+
+#[test]
+fn killed_qnet_train_resumes_to_the_uninterrupted_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    for k in 0..2 {
+        common::synth(&p(&format!("f{k}.npz")), "8,16,16", "12");
+    }
+    let args = |out: &str| {
+        strings(&[
+            "qnet-train",
+            "--fields",
+            s(&p("f0.npz")),
+            s(&p("f1.npz")),
+            "--out",
+            s(&p(out)),
+            "--epochs",
+            "3",
+            "--batch",
+            "3",
+            "--base",
+            "4",
+            "--depth",
+            "2",
+            "--checkpoint-every",
+            "1",
+        ])
+    };
+    let reference = run(&args("straight"));
+    kill_then_finish(&args("killed"), reference, 5, 29, &[&p("killed")]);
+    // The weights bit for bit, the description and every epoch's mean losses (their running sums
+    // travel with the checkpoint) are the uninterrupted run's.
+    let weights = |run: &str| {
+        let (g, _) =
+            b1sar::net::qnet::load_qnet(&p(run).join("model"), &b1sar::net::cpu_device()).unwrap();
+        let mut v = Values(Vec::new());
+        burn::module::Module::visit(&g, &mut v);
+        v.0
+    };
+    let (wa, wb) = (weights("straight"), weights("killed"));
+    assert!(!wa.is_empty());
+    assert!(
+        wa.len() == wb.len() && wa.iter().zip(&wb).all(|(a, b)| a.to_bits() == b.to_bits()),
+        "quadratic-form network weights differ after resuming"
+    );
+    for f in ["model/qnet.json", "losses.json", "fit.json"] {
+        let (a, b) = (
+            std::fs::read_to_string(p("straight").join(f)).unwrap(),
+            std::fs::read_to_string(p("killed").join(f)).unwrap(),
+        );
+        assert!(a == b, "{f} differs after resuming:\n{a}\nvs\n{b}");
+    }
+    // A run of other flags in the same folder is refused, not mixed in.
+    let mut other = args("straight");
+    other.extend(strings(&["--rank", "2"]));
+    let out = bin().args(&other).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

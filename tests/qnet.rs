@@ -303,3 +303,216 @@ fn checkpoint_resume_continues_the_run() {
         "straight {a} vs resumed {r}"
     );
 }
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn read(p: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// `qnet-cv` in a cGAN cross-validation of four tiny analytic subjects (0 generic): the same
+/// held-out samples and the same truth as the cGAN's, the table's figures recomputed from its
+/// samples, the network of a fold is the predictor `--predictor qnet` serves (same acquisition,
+/// same matrices), folds resume, and `--apply-to` records the factor that then serves the CLI.
+#[test]
+fn qnet_cv_in_the_cgan_cross_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let mut fields = Vec::new();
+    for k in 0..4 {
+        let f = subject(k as u64 + 1);
+        let fp = p(&format!("f{k}.npz"));
+        f.save(&fp).unwrap();
+        fields.push(common::s(&fp).to_string());
+    }
+    let run = |args: Vec<&str>| {
+        let (rc, j, e) = common::b1sar(&args);
+        assert_eq!(rc, 0, "{j} {e}");
+        j
+    };
+    let (ds, cv, qcv) = (p("ds"), p("cv"), p("qcv"));
+    let mut a = vec![
+        "dataset",
+        "--out",
+        common::s(&ds),
+        "--drives",
+        "4",
+        "--size",
+        "32,32",
+        "--val-slices",
+        "2",
+        "--val-drives",
+        "2",
+        "--fields",
+    ];
+    a.extend(fields.iter().map(String::as_str));
+    run(a);
+    let mut a = vec![
+        "cv",
+        "--data",
+        common::s(&ds),
+        "--out",
+        common::s(&cv),
+        "--epochs",
+        "1",
+        "--max-train",
+        "4",
+        "--pulses",
+        "1",
+        "--fields",
+    ];
+    a.extend(fields.iter().map(String::as_str));
+    run(a);
+    let qargs = |extra: &[&'static str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "qnet-cv",
+            "--cv",
+            common::s(&cv),
+            "--data",
+            common::s(&ds),
+            "--out",
+            common::s(&qcv),
+            "--epochs",
+            "2",
+            "--base",
+            "4",
+            "--depth",
+            "2",
+            "--pulses",
+            "1",
+            "--fields",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .chain(fields.iter().cloned())
+        .collect();
+        v.extend(extra.iter().map(|x| x.to_string()));
+        v
+    };
+    let j = run(refs(&qargs(&[])));
+    let cgan = read(&cv.join("cv.json"));
+    let q = read(&qcv.join("cv.json"));
+    assert_eq!(j["rows"], q["rows"]);
+    // Every held-out sample of the cGAN (3 subjects x (2 drives + 1 pulse)), with its truth.
+    let samples = q["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 9);
+    assert_eq!(q["matched_samples"], 9);
+    assert!(q["max_truth_mismatch"].as_f64().unwrap() <= 1e-12, "{q}");
+    let f = |x: &serde_json::Value, k: &str| x[k].as_f64().unwrap();
+    let key = |x: &serde_json::Value| (x["subject"].as_u64(), x["drive"].as_u64());
+    let cg: std::collections::HashMap<_, _> = cgan["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (key(x), x))
+        .collect();
+    // The "all" row recomputed from the samples: SF = max(true / predicted) for each method.
+    let all = q["rows"].as_array().unwrap().last().unwrap();
+    assert_eq!(all["kind"], "all");
+    let sf = |pick: &dyn Fn(&serde_json::Value) -> f64| {
+        samples
+            .iter()
+            .map(|x| f(x, "true_psar_w_per_kg") / pick(x))
+            .fold(0.0, f64::max)
+    };
+    let want_q = sf(&|x| f(x, "qnet_psar_w_per_kg"));
+    let want_c = sf(&|x| f(cg[&key(x)], "dl_psar_w_per_kg"));
+    let want_g = sf(&|x| f(cg[&key(x)], "conventional_psar_w_per_kg"));
+    assert!((f(&all["qnet"], "safety_factor") - want_q).abs() <= 1e-12 * want_q);
+    assert!((f(&all["cgan"], "safety_factor") - want_c).abs() <= 1e-12 * want_c);
+    assert!((f(&all["conventional"], "safety_factor") - want_g).abs() <= 1e-12 * want_g);
+    // Each fold's network is the predictor the CLI serves on that subject: its matrices over the
+    // validation slices' tissue give the sample's pSAR10g.
+    let x = samples
+        .iter()
+        .find(|x| x["kind"] != "pulse")
+        .expect("a drive sample");
+    let k = x["subject"].as_u64().unwrap() as usize;
+    let fold = x["fold"].as_u64().unwrap() as usize;
+    let model = qcv.join(format!("fold_{fold:02}/train/model"));
+    let fs = FieldSet::load(std::path::Path::new(&fields[k])).unwrap();
+    let qn = QuadraticNetwork::from_model(&model, &fs, Some(1.0), &cpu_device()).unwrap();
+    let m = read(&ds.join(format!("subject_{k:03}/manifest.json")));
+    let zs: Vec<usize> = m["val"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["slice_z"].as_u64().unwrap() as usize)
+        .collect();
+    let d: Drive = Drive::from_json(
+        serde_json::from_value(m["drives"][x["drive"].as_u64().unwrap() as usize].clone()).unwrap(),
+        "manifest",
+    )
+    .unwrap();
+    let feat = b1sar::sar::q10g::features(d.amplitudes());
+    let by_hand = qn
+        .voxels()
+        .iter()
+        .zip(qn.matrices().rows())
+        .filter(|([z, y, xx], _)| {
+            zs.contains(z) && fs.rho()[[*z, *y, *xx]] >= b1sar::units::AIR_DENSITY_KG_M3
+        })
+        .map(|(_, r)| r.iter().zip(&feat).map(|(a, b)| a * b).sum::<f64>())
+        .fold(0.0, f64::max);
+    let got = f(x, "qnet_psar_w_per_kg");
+    assert!(
+        (got - by_hand).abs() <= 1e-9 * by_hand,
+        "{got} vs {by_hand}"
+    );
+
+    // A rerun keeps every fold; other flags in the same folder are refused.
+    let (rc, _, e) = common::b1sar(&refs(&qargs(&[])));
+    assert_eq!(rc, 0);
+    assert_eq!(e.matches("results exist, skipped").count(), 3, "{e}");
+    let (rc, _, _) = common::b1sar(&refs(&qargs(&["--rank", "2"])));
+    assert_eq!(rc, 2);
+
+    // The factor over all drives into a network trained on every subject with the same flags.
+    let full = p("full");
+    let mut a = vec![
+        "qnet-train",
+        "--out",
+        common::s(&full),
+        "--epochs",
+        "2",
+        "--base",
+        "4",
+        "--depth",
+        "2",
+        "--fields",
+    ];
+    a.extend(fields.iter().map(String::as_str));
+    run(a);
+    let model = full.join("model");
+    run(vec![
+        "qnet-cv",
+        "--cv",
+        common::s(&cv),
+        "--out",
+        common::s(&qcv),
+        "--summarize",
+        "--apply-to",
+        common::s(&model),
+    ]);
+    let info = read(&model.join("qnet.json"));
+    // A factor below 1 (every sample over-estimated) is recorded as 1: a bound never scales down.
+    assert_eq!(info["safety_factor"].as_f64(), Some(want_q.max(1.0)));
+    let pulse = common::data("../../pulses/kt5_cp.json");
+    let (rc, j, e) = common::b1sar(&[
+        "pulse-sar",
+        "--pulse",
+        common::s(&pulse),
+        "--tr-ms",
+        "10",
+        "--fields",
+        &fields[1],
+        "--predictor",
+        "qnet",
+        "--model",
+        common::s(&model),
+    ]);
+    assert!(rc == 0 || rc == 3, "{j} {e}");
+    assert_eq!(j["safety_factor"].as_f64(), info["safety_factor"].as_f64());
+}

@@ -228,12 +228,8 @@ pub fn cv(a: QnetCvArgs, out: &Output) -> Result<()> {
     let (r, mut paths) = summarize_qnet_cv(&a.out, &a.cv)?;
     print_summary(&a.out, &r, out);
     if let Some(m) = &a.apply_to {
-        let p = b1sar::eval::qnet_cv::apply_qnet_factor(&r, &a.out, m)?;
-        out.line(format!(
-            "{}: safety factor {:.3} recorded",
-            p.display(),
-            r.rows.last().map_or(f64::NAN, |x| x.qnet.safety_factor)
-        ));
+        let (p, sf) = b1sar::eval::qnet_cv::apply_qnet_factor(&r, &a.out, m)?;
+        out.line(format!("{}: safety factor {sf:.3} recorded", p.display()));
         paths.push(p);
     }
     out.done(&r, &paths, Some(t0.elapsed().as_secs_f64()))

@@ -624,8 +624,8 @@ fn summary_markdown(r: &QCvReport) -> String {
 
 /// Record the cross-validation's safety factor over all drives (`r`, summarised from `cv_out`) in
 /// the quadratic-form network at `model` (one trained with the same flags on every subject);
-/// returns the path of its description. A model of another shape is refused.
-pub fn apply_qnet_factor(r: &QCvReport, cv_out: &Path, model: &Path) -> Result<PathBuf> {
+/// returns the path of its description and the factor. A model of another shape is refused.
+pub fn apply_qnet_factor(r: &QCvReport, cv_out: &Path, model: &Path) -> Result<(PathBuf, f64)> {
     let path = model.join(crate::net::qnet::QNET_INFO_FILE);
     let mut info: QNetInfo = io::read_json(&path, "quadratic-form network description")?;
     let cv_rank = r.spec.rank.unwrap_or(info.n_channels);
@@ -637,7 +637,8 @@ pub fn apply_qnet_factor(r: &QCvReport, cv_out: &Path, model: &Path) -> Result<P
         ));
     }
     let all = r.rows.last().expect("the all row is always there");
-    info.safety_factor = Some(all.qnet.safety_factor);
+    // A factor below 1 (every held-out sample over-estimated) would scale the bound down: 1.
+    info.safety_factor = Some(all.qnet.safety_factor.max(1.0));
     info.safety_factor_source = Some(format!(
         "qnet-cv {}: SF = max(true / predicted) over {} held-out samples (folds {:?}, every drive kind)",
         cv_out.display(),
@@ -645,5 +646,5 @@ pub fn apply_qnet_factor(r: &QCvReport, cv_out: &Path, model: &Path) -> Result<P
         r.folds
     ));
     io::write_json(&path, &info)?;
-    Ok(path)
+    Ok((path, info.safety_factor.unwrap_or(f64::NAN)))
 }

@@ -283,6 +283,9 @@ pub struct QTrainer {
     learning_rate: f64,
     device: Device,
     steps: u64,
+    /// State of the caller saved and restored with the checkpoint (for example a training
+    /// loop's running loss sums), so that a resumed run reports what an uninterrupted one does.
+    pub extra: Option<serde_json::Value>,
 }
 
 impl QTrainer {
@@ -314,6 +317,7 @@ impl QTrainer {
             learning_rate,
             device,
             steps: 0,
+            extra: None,
         })
     }
 
@@ -407,6 +411,9 @@ struct QTrainerState {
     loss: (usize, f64, f64),
     learning_rate: f64,
     steps: u64,
+    /// The caller's own resumable state (a training loop's running sums), saved with the rest.
+    #[serde(default)]
+    extra: Option<serde_json::Value>,
 }
 
 const QTRAINER_STATE: &str = "qtrainer.json";
@@ -430,6 +437,7 @@ impl QTrainer {
                     ),
                     learning_rate: self.learning_rate,
                     steps: self.steps,
+                    extra: self.extra.clone(),
                 },
             )
         })
@@ -482,6 +490,7 @@ impl QTrainer {
             learning_rate: st.learning_rate,
             device,
             steps: st.steps,
+            extra: st.extra,
         })
     }
 }

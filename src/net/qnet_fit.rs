@@ -184,6 +184,14 @@ impl QFitSpec {
     }
 }
 
+/// What a checkpoint of [`fit_qnet`] carries besides the trainer: the running loss sums of the
+/// epoch in progress and the finished epochs' mean losses, as f64 bit patterns.
+#[derive(Serialize, Deserialize)]
+struct RunningState {
+    sums: (u64, u64, usize),
+    epochs: Vec<(usize, u64, u64)>,
+}
+
 /// `fit.json`: the spec and the subjects, so that a resume continues the same run.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -402,9 +410,6 @@ pub fn fit_qnet(
         }
         if QTrainer::has_checkpoint(&ckpt)? {
             let t = QTrainer::load_checkpoint(&ckpt, device)?;
-            if losses_path.exists() {
-                epochs = crate::io::read_json(&losses_path, "epoch losses")?;
-            }
             progress(QFitEvent::Resumed { steps: t.steps() });
             Some(t)
         } else {
@@ -425,8 +430,36 @@ pub fn fit_qnet(
             device,
         )?,
     };
-    // Epoch losses only of whole epochs: a resumed epoch restarts its sums from the checkpoint.
-    epochs.truncate((trainer.steps() / per_epoch) as usize);
+    // The epoch in progress's running sums and the finished epochs' losses travel with the
+    // checkpoint (losses.json is only written, never read back: serde_json's float parsing may
+    // differ from the written value in the last bit).
+    let mut sums = (0.0, 0.0, 0usize);
+    if let Some(r) = trainer
+        .extra
+        .as_ref()
+        .and_then(|v| serde_json::from_value::<RunningState>(v.clone()).ok())
+    {
+        sums = (f64::from_bits(r.sums.0), f64::from_bits(r.sums.1), r.sums.2);
+        epochs = r
+            .epochs
+            .iter()
+            .map(|(e, l, f)| QEpoch {
+                epoch: *e,
+                loss: f64::from_bits(*l),
+                frobenius: f64::from_bits(*f),
+            })
+            .collect();
+    }
+    let saved = |s: (f64, f64, usize), epochs: &[QEpoch]| {
+        serde_json::to_value(RunningState {
+            sums: (s.0.to_bits(), s.1.to_bits(), s.2),
+            epochs: epochs
+                .iter()
+                .map(|e| (e.epoch, e.loss.to_bits(), e.frobenius.to_bits()))
+                .collect(),
+        })
+        .ok()
+    };
     let start = trainer.steps();
     let model_dir = out.join("model");
     if start >= total && model_dir.join(super::qnet::QNET_INFO_FILE).exists() {
@@ -440,7 +473,6 @@ pub fn fit_qnet(
             elapsed_s: t0.elapsed().as_secs_f64(),
         });
     }
-    let mut sums = (0.0, 0.0, 0usize);
     while trainer.steps() < total {
         let epoch = (trainer.steps() / per_epoch) as usize;
         let order = epoch_order(spec, subjects, epoch);
@@ -459,20 +491,25 @@ pub fn fit_qnet(
                 loss,
                 frobenius: frob,
             });
-            if trainer.steps() % spec.checkpoint_every == 0 {
+            let epoch_end = trainer.steps() % per_epoch == 0;
+            if epoch_end {
+                let e = QEpoch {
+                    epoch: epoch + 1,
+                    loss: sums.0 / sums.2.max(1) as f64,
+                    frobenius: sums.1 / sums.2.max(1) as f64,
+                };
+                sums = (0.0, 0.0, 0);
+                epochs.push(e);
+                crate::io::write_json(&losses_path, &epochs)?;
+                progress(QFitEvent::Epoch(e));
+            }
+            // A checkpoint at an epoch's end comes after its losses are written: a run killed in
+            // between resumes from the one before and redoes the epoch.
+            if epoch_end || trainer.steps() % spec.checkpoint_every == 0 {
+                trainer.extra = saved(sums, &epochs);
                 trainer.save_checkpoint(&ckpt)?;
             }
         }
-        let e = QEpoch {
-            epoch: epoch + 1,
-            loss: sums.0 / sums.2.max(1) as f64,
-            frobenius: sums.1 / sums.2.max(1) as f64,
-        };
-        sums = (0.0, 0.0, 0);
-        epochs.push(e);
-        crate::io::write_json(&losses_path, &epochs)?;
-        trainer.save_checkpoint(&ckpt)?;
-        progress(QFitEvent::Epoch(e));
     }
     let info = QNetInfo {
         acquisition: spec.acquisition.clone(),
