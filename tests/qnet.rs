@@ -246,6 +246,103 @@ fn saved_network_serves_the_command_line() {
     assert_eq!(j["safety_factor"].as_f64(), Some(1.5));
     assert!((j["psar10g_bound_w_per_kg"].as_f64().unwrap() - 1.5 * raw).abs() <= 1e-12 * raw);
     assert!(raw >= own[0] * (1.0 - 1e-12));
+
+    // `predict` with the network: every slice's map is s^H Q̂ s of the same matrices, the peak is
+    // the predictor's pSAR10g, and the recorded factor is named.
+    let npy = dir.path().join("pred.npy");
+    let (rc, j, e) = common::b1sar(&[
+        "predict",
+        "--model",
+        common::s(&model),
+        "--fields",
+        common::s(&fp),
+        "--drive",
+        &dj,
+        "--all-slices",
+        "--out",
+        common::s(&npy),
+    ]);
+    assert_eq!(rc, 0, "{j} {e}");
+    let got = j["psar10g_w_per_kg"].as_f64().unwrap();
+    assert!(
+        (got - own[0]).abs() <= 1e-12 * own[0],
+        "{got} vs {}",
+        own[0]
+    );
+    assert_eq!(j["safety_factor"].as_f64(), Some(1.5));
+    let maps: ndarray::Array3<f32> = ndarray_npy::read_npy(&npy).unwrap();
+    let slices: Vec<usize> = serde_json::from_value(j["slices"].clone()).unwrap();
+    let feat = b1sar::sar::q10g::features(drives[0].amplitudes());
+    for ([z, y, x], r) in qn.voxels().iter().zip(qn.matrices().rows()) {
+        let k = slices.iter().position(|s| s == z).unwrap();
+        let want = r.iter().zip(&feat).map(|(a, b)| a * b).sum::<f64>();
+        assert!((f64::from(maps[[k, *y, *x]]) - want).abs() <= 1e-6 * want.abs().max(1e-6));
+    }
+
+    // Acquired maps as the input (`--maps`): taken as they are, the subject's VOPs and the
+    // prediction come from the same matrices as the library's on those maps.
+    use ndarray_npy::NpzWriter;
+    let rel = f.b1p_relative();
+    let mp = dir.path().join("maps.npz");
+    let mut w = NpzWriter::new(std::fs::File::create(&mp).unwrap());
+    w.add_array("b1_mag", &rel.mapv(|c| c.norm() as f64))
+        .unwrap();
+    w.add_array("b1_phase_rel", &rel.mapv(|c| c.arg() as f64))
+        .unwrap();
+    w.add_array("body", &f.body_mask().mapv(u8::from)).unwrap();
+    w.add_array(
+        "spacing_m",
+        &ndarray::Array1::from(f.grid().spacing_m.to_vec()),
+    )
+    .unwrap();
+    w.finish().unwrap();
+    let fm = b1sar::acquire::load_maps_npz(&mp).unwrap();
+    let measured = b1sar::acquire::AcquiredMaps::from_measured(&fm, None).unwrap();
+    let qm = QuadraticNetwork::from_model_with(&model, &fm, Some(measured), None, &cpu_device())
+        .unwrap();
+    let vm = dir.path().join("vops_from_maps.npz");
+    let (rc, j, e) = common::b1sar(&[
+        "predict-vops",
+        "--model",
+        common::s(&model),
+        "--maps",
+        common::s(&mp),
+        "--out",
+        common::s(&vm),
+    ]);
+    assert_eq!(rc, 0, "{j} {e}");
+    assert_eq!(j["n_matrices"].as_u64(), Some(qm.voxels().len() as u64));
+    let v = b1sar::sar::VopSet::load(&vm).unwrap();
+    let own_m = qm.psar(&drives).unwrap();
+    for (d, o) in drives.iter().zip(&own_m) {
+        let (bound, _) = v.psar(d).unwrap();
+        assert!(bound >= o * (1.0 - 1e-12), "VOP bound {bound} below {o}");
+    }
+    let z = b1sar::dataset::target_slice(&f).to_string();
+    let (rc, j, e) = common::b1sar(&[
+        "predict",
+        "--model",
+        common::s(&model),
+        "--maps",
+        common::s(&mp),
+        "--slice",
+        &z,
+        "--drive",
+        &dj,
+        "--out",
+        common::s(&npy),
+    ]);
+    assert_eq!(rc, 0, "{j} {e}");
+    let zt: usize = z.parse().unwrap();
+    let want = qm
+        .voxels()
+        .iter()
+        .zip(qm.matrices().rows())
+        .filter(|(v, _)| v[0] == zt)
+        .map(|(_, r)| r.iter().zip(&feat).map(|(a, b)| a * b).sum::<f64>())
+        .fold(0.0, f64::max);
+    let got = j["psar10g_w_per_kg"].as_f64().unwrap();
+    assert!((got - want).abs() <= 1e-12 * want, "{got} vs {want}");
 }
 
 /// A run stopped at a checkpoint and resumed ends where the uninterrupted run ends.

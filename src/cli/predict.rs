@@ -2,7 +2,7 @@
 
 use super::{Output, spinner};
 use anyhow::Result;
-use b1sar::predict::{NetworkSar, predict_drive};
+use b1sar::predict::{NetworkSar, Prediction, predict_drive};
 use b1sar::{FieldSet, io, net, plot};
 use clap::Args;
 use ndarray::Axis;
@@ -12,7 +12,8 @@ use std::time::Instant;
 /// Arguments of `b1sar predict`.
 #[derive(Args)]
 pub struct PredictArgs {
-    /// Trained model folder (`OUT/model` of `b1sar train`).
+    /// Trained model folder: a cGAN (`OUT/model` of `b1sar train`) or a quadratic-form network
+    /// (`OUT/model` of `b1sar qnet-train`, recognised by its qnet.json).
     #[arg(long)]
     pub model: PathBuf,
     /// Subject field set (B1+ per channel; with E the exact SAR10g is printed beside the prediction).
@@ -49,53 +50,9 @@ pub struct PredictArgs {
     pub seed: u64,
 }
 
-/// Acquired per-channel magnitude and relative-phase maps -> a B1+-only field set.
-fn load_maps(path: &std::path::Path) -> Result<FieldSet> {
-    let mut z = b1sar::io::NpzIn::open(path)?;
-    let mag = z.require_f64::<ndarray::Ix4>(
-        "b1_mag",
-        "|B1+| per channel, T/sqrt(W), [channel, z, y, x]",
-    )?;
-    let ph = z.require_f64::<ndarray::Ix4>(
-        "b1_phase_rel",
-        "phase relative to channel 1, rad, [channel, z, y, x]",
-    )?;
-    let body = z
-        .get::<u8, ndarray::Ix3>("body")?
-        .ok_or_else(|| b1sar::Error::Missing {
-            path: path.into(),
-            name: "body".into(),
-            what: "u8 mask of voxels with signal".into(),
-        })?;
-    let sp = z.require_f64::<ndarray::Ix1>("spacing_m", "voxel size z y x (m)")?;
-    if sp.len() != 3 {
-        anyhow::bail!(b1sar::Error::invalid(
-            format!("{}: spacing_m", path.display()),
-            "3 values",
-            format!("{}", sp.len())
-        ));
-    }
-    let shape = [mag.shape()[1], mag.shape()[2], mag.shape()[3]];
-    let grid = b1sar::Grid::new(shape, [sp[0], sp[1], sp[2]], [0.0; 3])?;
-    let meta = b1sar::field::FieldMeta {
-        source: format!("acquired maps {}", path.display()),
-        ..Default::default()
-    };
-    Ok(
-        FieldSet::from_magnitude_phase(grid, &mag, &ph, &body.mapv(|b| b != 0), meta)
-            .map_err(|e| e.in_file(path))?,
-    )
-}
-
-pub fn run(a: PredictArgs, out: &Output) -> Result<()> {
-    let t0 = Instant::now();
-    let inputs = super::given(&[Some(&a.model), a.fields.as_ref(), a.maps.as_ref()]);
-    io::check_output_path("--out", &a.out, &inputs)?;
-    if let Some(p) = &a.png {
-        io::check_output_path("--png", p, &inputs)?;
-    }
-    let device = net::device_by_name(&a.device)?;
-    let mut model = NetworkSar::load(&a.model, &device)?;
+/// The subject (field set or acquired maps) and the prediction of a cGAN model.
+fn predict_cgan(a: &PredictArgs, device: &net::Device) -> Result<(FieldSet, Prediction)> {
+    let mut model = NetworkSar::load(&a.model, device)?;
     if let Some(n) = a.nominal_ut {
         if !(n.is_finite() && n > 0.0) {
             anyhow::bail!(b1sar::Error::invalid(
@@ -109,7 +66,7 @@ pub fn run(a: PredictArgs, out: &Output) -> Result<()> {
     let (f, source) = match (&a.fields, &a.maps) {
         (Some(p), _) => (FieldSet::load(p)?, p.clone()),
         (None, Some(p)) => {
-            let f = load_maps(p)?;
+            let f = b1sar::acquire::load_maps_npz(p)?;
             // A model trained on synthesised inputs takes the acquired maps as the acquisition
             // itself (known where they have signal); nothing is emulated on top of them.
             if model.config.input_model != b1sar::dataset::InputModel::PerDriveDream {
@@ -126,6 +83,52 @@ pub fn run(a: PredictArgs, out: &Output) -> Result<()> {
     };
     let d = super::args::parse_drive(&a.drive)?;
     d.expect_channels(f.n_channels(), &source.display().to_string())?;
+    let pb = spinner("predicting SAR10g");
+    let pr = predict_drive(&model, &f, &d, a.slice, a.all_slices, a.seed)?;
+    pb.finish_and_clear();
+    Ok((f, pr))
+}
+
+/// The subject and the prediction of a quadratic-form network (its one inference, then the
+/// drive's quadratic form); `--nominal-ut` and `--seed` do not apply to it.
+fn predict_qnet(a: &PredictArgs, device: &net::Device) -> Result<(FieldSet, Prediction)> {
+    if a.nominal_ut.is_some() {
+        anyhow::bail!(b1sar::Error::invalid(
+            "--nominal-ut",
+            "no value with a quadratic-form network (its inputs are relative to the fixed nominal)",
+            "a value"
+        ));
+    }
+    let (f, measured, source) = match (&a.fields, &a.maps) {
+        (Some(p), _) => (FieldSet::load(p)?, None, p.clone()),
+        (None, Some(p)) => {
+            let f = b1sar::acquire::load_maps_npz(p)?;
+            let m = b1sar::acquire::AcquiredMaps::from_measured(&f, None)?;
+            (f, Some(m), p.clone())
+        }
+        (None, None) => anyhow::bail!(b1sar::Error::invalid(
+            "--fields/--maps",
+            "one of them",
+            "neither"
+        )),
+    };
+    let d = super::args::parse_drive(&a.drive)?;
+    d.expect_channels(f.n_channels(), &source.display().to_string())?;
+    let pb = spinner("quadratic-form network: predicting the subject's matrices");
+    let pr =
+        net::qnet::predict_drive_qnet(&a.model, &f, measured, &d, (a.slice, a.all_slices), device)?;
+    pb.finish_and_clear();
+    Ok((f, pr))
+}
+
+pub fn run(a: PredictArgs, out: &Output) -> Result<()> {
+    let t0 = Instant::now();
+    let inputs = super::given(&[Some(&a.model), a.fields.as_ref(), a.maps.as_ref()]);
+    io::check_output_path("--out", &a.out, &inputs)?;
+    if let Some(p) = &a.png {
+        io::check_output_path("--png", p, &inputs)?;
+    }
+    let device = net::device_by_name(&a.device)?;
     if a.slice.is_none() && a.maps.is_some() {
         anyhow::bail!(b1sar::Error::invalid(
             "--slice",
@@ -133,9 +136,11 @@ pub fn run(a: PredictArgs, out: &Output) -> Result<()> {
             "none"
         ));
     }
-    let pb = spinner("predicting SAR10g");
-    let pr = predict_drive(&model, &f, &d, a.slice, a.all_slices, a.seed)?;
-    pb.finish_and_clear();
+    let (f, pr) = if a.model.join(net::qnet::QNET_INFO_FILE).is_file() {
+        predict_qnet(&a, &device)?
+    } else {
+        predict_cgan(&a, &device)?
+    };
     let (maps, r) = (&pr.maps, &pr.report);
     let slices = &r.slices;
     let target = pr.target_slice;

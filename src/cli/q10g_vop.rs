@@ -253,9 +253,13 @@ pub struct PredictVopsArgs {
     /// A trained quadratic-form network folder (qnet.json + generator).
     #[arg(long)]
     pub model: PathBuf,
-    /// The subject's field set (its B1+ maps are the network's input).
+    /// The subject's field set (its B1+ maps are the network's input, their acquisition emulated).
+    #[arg(long, required_unless_present = "maps", conflicts_with = "maps")]
+    pub fields: Option<PathBuf>,
+    /// Maps a scanner acquired instead (.npz, as `predict --maps`: `b1_mag`, `b1_phase_rel`,
+    /// `body`, `spacing_m`): they are the network's input as they are.
     #[arg(long)]
-    pub fields: PathBuf,
+    pub maps: Option<PathBuf>,
     /// Over-estimation bound of the compression (fraction of the worst case).
     #[arg(long, default_value_t = 0.05)]
     pub epsilon: f64,
@@ -276,13 +280,27 @@ pub struct PredictVopsArgs {
 
 pub fn predict_vops(a: PredictVopsArgs, out: &Output) -> Result<()> {
     let t = Instant::now();
-    io::check_output_path("--out", &a.out, &[&a.fields, &a.model])?;
-    let f = load_fields(&a.fields)?;
+    let inputs = super::given(&[Some(&a.model), a.fields.as_ref(), a.maps.as_ref()]);
+    io::check_output_path("--out", &a.out, &inputs)?;
+    let (f, measured) = match (&a.fields, &a.maps) {
+        (Some(p), _) => (load_fields(p)?, None),
+        (None, Some(p)) => {
+            let f = b1sar::acquire::load_maps_npz(p)?;
+            let m = b1sar::acquire::AcquiredMaps::from_measured(&f, None)?;
+            (f, Some(m))
+        }
+        (None, None) => anyhow::bail!(b1sar::Error::invalid(
+            "--fields/--maps",
+            "one of them",
+            "neither"
+        )),
+    };
     let device = b1sar::net::device_by_name(&a.device)?;
     let pb = spinner("quadratic-form network: predicting the subject's matrices, compressing");
     let (v, r) = b1sar::net::qnet::predict_vops(
         &a.model,
         &f,
+        measured,
         a.epsilon,
         VopMethod::from(a.method),
         a.safety_factor,

@@ -936,17 +936,63 @@ pub fn load_qnet(dir: &std::path::Path, device: &Device) -> Result<(Generator, Q
 }
 
 impl QuadraticNetwork {
-    /// The network of folder `dir` on subject `f`: its inputs acquired (emulated with the
-    /// recorded acquisition and its seed) from the subject's B1+, every slice with body voxels
-    /// predicted once. The safety factor is the user's (`user_sf`, >= 1) or the recorded one; a
-    /// model with neither is refused.
+    /// The network of folder `dir` on subject `f`, every slice with body voxels predicted once,
+    /// with no safety factor applied (1) and the folder's description. The inputs are `measured`
+    /// (maps a scanner acquired, [`crate::acquire::AcquiredMaps::from_measured`]) or, without
+    /// them, emulated from `f`'s B1+ with the recorded acquisition and its seed (seed ^ B1+ hash,
+    /// as the cGAN's inference and the datasets draw it).
+    pub fn predict_raw(
+        dir: &std::path::Path,
+        f: &crate::field::FieldSet,
+        measured: Option<AcquiredMaps>,
+        device: &Device,
+    ) -> Result<(Self, QNetInfo)> {
+        let (g, info) = load_qnet(dir, device)?;
+        if f.n_channels() != info.n_channels {
+            return Err(Error::invalid(
+                "--fields/--maps",
+                format!("{} channels (the network's)", info.n_channels),
+                format!("{}", f.n_channels()),
+            ));
+        }
+        let maps = match measured {
+            Some(m) => m,
+            None => {
+                crate::acquire::acquire(f, &info.acquisition, info.acquisition.seed ^ f.b1_hash())?
+            }
+        };
+        let body = f.body_mask();
+        let slices: Vec<usize> = (0..f.grid().shape[0])
+            .filter(|z| body.index_axis(Axis(0), *z).iter().any(|b| *b))
+            .collect();
+        let mut q = Self::predict(&g, info.shape(), &maps, &body, &slices, 1.0, device)?;
+        q.name = format!("quadratic-form network {}", dir.display());
+        Ok((q, info))
+    }
+
+    /// [`QuadraticNetwork::predict_raw`] with the safety factor its estimates are multiplied by:
+    /// the user's (`user_sf`, >= 1) or the recorded one; a model with neither is refused.
     pub fn from_model(
         dir: &std::path::Path,
         f: &crate::field::FieldSet,
         user_sf: Option<f64>,
         device: &Device,
     ) -> Result<Self> {
-        let (g, info) = load_qnet(dir, device)?;
+        Self::from_model_with(dir, f, None, user_sf, device)
+    }
+
+    /// [`QuadraticNetwork::from_model`] on `measured` maps when given.
+    pub fn from_model_with(
+        dir: &std::path::Path,
+        f: &crate::field::FieldSet,
+        measured: Option<AcquiredMaps>,
+        user_sf: Option<f64>,
+        device: &Device,
+    ) -> Result<Self> {
+        let info: QNetInfo = crate::io::read_json(
+            &dir.join(QNET_INFO_FILE),
+            "quadratic-form network description",
+        )?;
         let sf = match (user_sf, info.safety_factor) {
             (Some(u), _) => u,
             (None, Some(r)) => r,
@@ -962,24 +1008,105 @@ impl QuadraticNetwork {
                 ));
             }
         };
-        if f.n_channels() != info.n_channels {
-            return Err(Error::invalid(
-                "--fields",
-                format!("{} channels (the network's)", info.n_channels),
-                format!("{}", f.n_channels()),
-            ));
-        }
-        // The acquisition's seed as the cGAN's inference and datasets draw it (seed ^ B1+ hash).
-        let maps =
-            crate::acquire::acquire(f, &info.acquisition, info.acquisition.seed ^ f.b1_hash())?;
-        let body = f.body_mask();
-        let slices: Vec<usize> = (0..f.grid().shape[0])
-            .filter(|z| body.index_axis(Axis(0), *z).iter().any(|b| *b))
-            .collect();
-        let mut q = Self::predict(&g, info.shape(), &maps, &body, &slices, sf, device)?;
-        q.name = format!("quadratic-form network {}", dir.display());
+        crate::limits::check_safety_factor("quadratic-form network safety factor", sf)?;
+        let (mut q, _) = Self::predict_raw(dir, f, measured, device)?;
+        q.sf = sf;
         Ok(q)
     }
+
+    /// SAR10g of `drive` on the slices `slices` (W/kg, [slice, y, x]; zero where nothing was
+    /// predicted): s^H Q̂ s at every predicted voxel, before any safety factor.
+    pub fn sar_maps(
+        &self,
+        drive: &Drive,
+        slices: &[usize],
+        ny_nx: [usize; 2],
+    ) -> Result<Array3<f64>> {
+        drive.expect_channels(self.n_ch, "the quadratic-form network")?;
+        let feat = features(drive.amplitudes());
+        let mut out = Array3::zeros((slices.len(), ny_nx[0], ny_nx[1]));
+        for (row, [z, y, x]) in self.packed.rows().into_iter().zip(&self.voxels) {
+            if let Some(k) = slices.iter().position(|s| s == z) {
+                out[[k, *y, *x]] = row.iter().zip(&feat).map(|(a, b)| a * b).sum::<f64>();
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `predict` with a quadratic-form network: the SAR10g maps of `drive` on the target slice
+/// (`slice`, default [`crate::dataset::target_slice`]) or every slice with body voxels, from the
+/// one inference; the report names the network's recorded factor (none: no bound).
+pub fn predict_drive_qnet(
+    dir: &std::path::Path,
+    f: &crate::field::FieldSet,
+    measured: Option<AcquiredMaps>,
+    drive: &Drive,
+    (slice, all_slices): (Option<usize>, bool),
+    device: &Device,
+) -> Result<crate::predict::Prediction> {
+    drive.expect_channels(f.n_channels(), "the field set")?;
+    let [nz, ny, nx] = f.grid().shape;
+    let target = match slice {
+        Some(z) if z >= nz => {
+            return Err(Error::invalid(
+                "slice (--slice)",
+                format!("a z index below {nz}"),
+                format!("{z}"),
+            ));
+        }
+        Some(z) => z,
+        None => crate::dataset::target_slice(f),
+    };
+    let t = std::time::Instant::now();
+    let (qn, info) = QuadraticNetwork::predict_raw(dir, f, measured, device)?;
+    let slices: Vec<usize> = if all_slices {
+        let mut z: Vec<usize> = qn.voxels.iter().map(|v| v[0]).collect();
+        z.dedup();
+        z
+    } else {
+        vec![target]
+    };
+    let maps = qn.sar_maps(drive, &slices, [ny, nx])?;
+    let inference_s = t.elapsed().as_secs_f64();
+    let (mut best, mut at) = (0.0f64, [0usize; 3]);
+    for ((k, y, x), v) in maps.indexed_iter() {
+        if *v > best {
+            (best, at) = (*v, [slices[k], y, x]);
+        }
+    }
+    let best = crate::limits::finite_result("predicted pSAR10g", best, false)?;
+    let exact_map = match f.e() {
+        Some(_) => Some(crate::sar::Q10g::from_fields(f)?.sar_map(drive)?),
+        None => None,
+    };
+    let exact = exact_map.as_ref().map(|m| {
+        slices
+            .iter()
+            .flat_map(|z| {
+                m.index_axis(Axis(0), *z)
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .fold(0.0, f64::max)
+    });
+    let sf = info.safety_factor;
+    Ok(crate::predict::Prediction {
+        report: crate::predict::PredictReport {
+            psar10g_w_per_kg: best,
+            psar10g_index_zyx: at,
+            safety_factor: sf,
+            safety_factor_source: sf.map(|_| crate::net::SafetyFactorSource::Model),
+            psar10g_bound_w_per_kg: sf.map(|s| best * s),
+            exact_psar10g_w_per_kg: exact,
+            slices,
+            inference_s,
+        },
+        maps,
+        exact_map,
+        target_slice: target,
+    })
 }
 
 /// `predict-vops --json`: the subject's VOPs compressed from the network's predicted matrices.
@@ -1008,12 +1135,13 @@ pub struct PredictVopsReport {
 pub fn predict_vops(
     dir: &std::path::Path,
     f: &crate::field::FieldSet,
+    measured: Option<AcquiredMaps>,
     epsilon: f64,
     method: crate::sar::vop::VopMethod,
     user_sf: Option<f64>,
     device: &Device,
 ) -> Result<(crate::sar::VopSet, PredictVopsReport)> {
-    let qn = QuadraticNetwork::from_model(dir, f, user_sf, device)?;
+    let qn = QuadraticNetwork::from_model_with(dir, f, measured, user_sf, device)?;
     if qn.packed.nrows() == 0 {
         return Err(Error::invalid(
             "--fields",
