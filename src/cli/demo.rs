@@ -143,6 +143,63 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
         None => (None, None),
     };
 
+    // 5b. The quadratic-form network (shipped when its cross-validation beat the conventional
+    //     approach): one inference, every drive a quadratic form, and the subject's own VOPs.
+    let qnet_dir = data.join("qnet");
+    let qnet = if shipped && qnet_dir.join(b1sar::net::qnet::QNET_INFO_FILE).exists() {
+        let pb = spinner("quadratic-form network: the subject's matrices");
+        let t = Instant::now();
+        let qn = b1sar::net::qnet::QuadraticNetwork::from_model(
+            &qnet_dir,
+            &f,
+            None,
+            &net::cpu_device(),
+        )?;
+        let inference_s = t.elapsed().as_secs_f64();
+        pb.finish_and_clear();
+        let info: b1sar::net::qnet::QNetInfo = io::read_json(
+            &qnet_dir.join(b1sar::net::qnet::QNET_INFO_FILE),
+            "quadratic-form network description",
+        )?;
+        let source = info.safety_factor_source.unwrap_or_default();
+        Some((qn, inference_s, source))
+    } else {
+        None
+    };
+    let sf_conv = rd.conventional_stats.safety_factor;
+    let qnet_section = match &qnet {
+        Some((qn, inference_s, source)) => {
+            let s = demo::qnet_stage(
+                &e,
+                &rd,
+                qn,
+                (*inference_s, source.clone()),
+                a.epsilon,
+                generic_vops.as_ref().map(|v| (v, sf_conv)),
+            )?;
+            out.line(format!(
+                "Q-network: {} matrices in {:.2} s (relative Q10g error {:.3}); {} drives in {:.1} ms: over-estimation {:+.1} % before its SF {:.2}, {}/{} covered; its VOPs: {}",
+                s.n_matrices,
+                s.inference_s,
+                s.q10g_rel_error,
+                s.drives,
+                s.ms_all_drives,
+                100.0 * s.mean_overestimation,
+                s.safety_factor,
+                s.covered_by_sf,
+                s.drives,
+                s.vops
+                    .iter()
+                    .map(|r| format!("{} {} ({:+.0} %, {} under)", r.set, r.n_vops, 100.0 * r.mean_overestimation, r.under_estimates))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+            Some(s)
+        }
+        None => None,
+    };
+    let qnet_dyn = qnet.as_ref().map(|(q, _, _)| q as &dyn SarPredictor);
+
     // 6. Time-averaged SAR of the shipped pulses (TR 10 ms): exact Q10g and VOPs (covariance path),
     //    the network with its safety factor (per-step batched inference and the eigen fast path),
     //    and the flip-angle homogeneity in the prostate (full-rotation Bloch simulation).
@@ -155,18 +212,18 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
         noise: b1sar::predict::NoiseDraw::Shared,
     });
     let net_dyn = net_pred.as_ref().map(|p| p as &dyn SarPredictor);
-    let (pulse_rows, pulse_files) = pulses(dir, &f, &e, net_dyn, out)?;
+    let (pulse_rows, pulse_files) = pulses(dir, &f, &e, (net_dyn, qnet_dyn), out)?;
     files.extend(pulse_files);
 
     // 7. A prostate shim under the 10 W/kg limit with three SAR models: exact Q10g (reference), the
     //    network with its safety factor, the generic subject's VOPs with the conventional safety
     //    factor; the exact pSAR10g of each result shows which constraints are safe and what each costs.
-    let sf_conv = rd.conventional_stats.safety_factor;
     let pb = bar(3, "shim optimisation");
     let opt = demo::shim_under_limit_stage(
         &f,
         &e.q,
         net_dyn,
+        qnet.as_ref().map(|(q, _, _)| q),
         generic_vops.as_ref().map(|v| (v, sf_conv)),
         a.quick,
         &|k, t| {
@@ -219,6 +276,7 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
         random_drives: rd.section.clone(),
         conventional: rd.conventional_stats.clone(),
         network: net_section,
+        qnet: qnet_section,
         pulses: pulse_rows,
         optimisation: opt_rows,
         elapsed_s: t0.elapsed().as_secs_f64(),
@@ -293,7 +351,7 @@ fn pulses(
     dir: &Path,
     f: &FieldSet,
     e: &demo::Exact,
-    net: Option<&dyn SarPredictor>,
+    (net, qnet): (Option<&dyn SarPredictor>, Option<&dyn SarPredictor>),
     out: &Output,
 ) -> Result<(Vec<demo::PulseRow>, Vec<PathBuf>)> {
     let prostate = demo::prostate_voxels(f)?;
@@ -316,14 +374,14 @@ fn pulses(
         if pulse.n_channels() != f.n_channels() {
             continue;
         }
-        let (r, steps) = demo::pulse_stage(e, net, prostate.as_ref(), &pulse)?;
+        let (r, steps) = demo::pulse_stage(e, net, qnet, prostate.as_ref(), &pulse)?;
         let fl = |m: Option<f64>, cv: Option<f64>, what: &str| {
             m.zip(cv)
                 .map(|(m, cv)| format!("{what} {m:.1}° (CV {:.1} %)", 100.0 * cv))
                 .unwrap_or_default()
         };
         out.line(format!(
-            "pulse {}: TR-averaged pSAR10g {:.3} W/kg exact, {:.3} VOP bound, {:.3} network x SF per step ({:.0} ms), {:.3} eigen fast path ({:.0} ms){}{}",
+            "pulse {}: TR-averaged pSAR10g {:.3} W/kg exact, {:.3} VOP bound, {:.3} network x SF per step ({:.0} ms), {:.3} eigen fast path ({:.0} ms), {:.3} Q-network x SF ({:.1} ms){}{}",
             r.pulse,
             r.psar10g_w_per_kg,
             r.vop_bound_w_per_kg,
@@ -331,6 +389,8 @@ fn pulses(
             r.network_per_step_ms,
             r.network_eigen_x_sf_w_per_kg,
             r.network_eigen_ms,
+            r.qnet_x_sf_w_per_kg,
+            r.qnet_ms,
             fl(r.flip_mean_deg, r.flip_cv, "; prostate flip"),
             fl(r.flip_z0_plane_mean_deg, r.flip_z0_plane_cv, ", in the z = 0 plane")
         ));

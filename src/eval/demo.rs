@@ -404,6 +404,148 @@ pub fn prostate_voxels(f: &FieldSet) -> Result<Option<(Voxels, Vec<usize>)>> {
     })
 }
 
+/// A VOP set judged against the exact pSAR10g of the random drives (bound x factor).
+#[derive(Clone, Debug, Serialize)]
+pub struct VopCompareRow {
+    /// Which set.
+    pub set: String,
+    /// VOPs.
+    pub n_vops: usize,
+    /// The factor its bound is multiplied by.
+    pub factor: f64,
+    /// Mean bound x factor / exact - 1.
+    pub mean_overestimation: f64,
+    /// Largest bound x factor / exact - 1.
+    pub max_overestimation: f64,
+    /// Drives whose bound x factor is below the exact pSAR10g.
+    pub under_estimates: usize,
+}
+
+/// The quadratic-form network on the subject (issue 29): its one inference, its matrices against
+/// the exact ones, its estimate of every random drive, and the subject's VOPs it predicts beside
+/// the exact and the generic ones.
+#[derive(Clone, Debug, Serialize)]
+pub struct QnetSection {
+    /// Predicted matrices (body voxels).
+    pub n_matrices: usize,
+    /// Seconds of the one inference.
+    pub inference_s: f64,
+    /// sum |Q̂ - Q|_F^2 / sum |Q|_F^2 over the voxels with exact matrices.
+    pub q10g_rel_error: f64,
+    /// The network's safety factor (recorded in its qnet.json).
+    pub safety_factor: f64,
+    /// Where it was measured.
+    pub safety_factor_source: String,
+    /// Random drives judged.
+    pub drives: usize,
+    /// Mean predicted / exact pSAR10g - 1, before the factor.
+    pub mean_overestimation: f64,
+    /// Fraction under-estimated before the factor.
+    pub p_underestimation: f64,
+    /// Mean SF x predicted / exact - 1.
+    pub mean_overestimation_after_sf: f64,
+    /// The factor these drives would need.
+    pub safety_factor_here: f64,
+    /// Drives the recorded factor covers.
+    pub covered_by_sf: usize,
+    /// Milliseconds for every random drive after the inference.
+    pub ms_all_drives: f64,
+    /// The subject's exact VOPs, the network's predicted VOPs x SF, generic VOPs x the
+    /// conventional factor, on the same drives.
+    pub vops: Vec<VopCompareRow>,
+}
+
+fn vop_row(
+    set: &str,
+    v: &VopSet,
+    factor: f64,
+    drives: &[Drive],
+    exact: &[f64],
+) -> Result<VopCompareRow> {
+    let over: Vec<f64> = drives
+        .iter()
+        .zip(exact)
+        .map(|(d, x)| Ok(v.psar(d)?.0 * factor / x - 1.0))
+        .collect::<Result<_>>()?;
+    let (mean, _, max) = stats(&over);
+    Ok(VopCompareRow {
+        set: set.to_string(),
+        n_vops: v.len(),
+        factor,
+        mean_overestimation: mean,
+        max_overestimation: max,
+        under_estimates: over.iter().filter(|o| **o < 0.0).count(),
+    })
+}
+
+/// Stage 4b: the quadratic-form network `qn` (its factor applied) on the random drives, and the
+/// subject's VOPs compressed from its matrices (`epsilon`) beside the exact VOPs and `generic`
+/// (VOPs, conventional factor).
+pub fn qnet_stage(
+    e: &Exact,
+    rd: &RandomDrives,
+    qn: &crate::net::qnet::QuadraticNetwork,
+    (inference_s, source): (f64, String),
+    epsilon: f64,
+    generic: Option<(&VopSet, f64)>,
+) -> Result<QnetSection> {
+    let sf = qn.safety_factor();
+    let t = Instant::now();
+    let raw = qn.psar(&rd.drives)?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    let st = super::safety_stats(&rd.exact, &raw)?;
+    let covered = rd
+        .exact
+        .iter()
+        .zip(&raw)
+        .filter(|(x, p)| *x / *p <= sf)
+        .count();
+    let predicted = VopSet::compress_packed_with(
+        qn.n_channels(),
+        qn.matrices(),
+        epsilon,
+        VopMethod::ConvexCombination,
+        Margins::Uniform,
+        &|_, _| {},
+    )?;
+    let mut vops = vec![
+        vop_row("subject's exact VOPs", &e.vops, 1.0, &rd.drives, &rd.exact)?,
+        vop_row(
+            "Q-network's VOPs x SF",
+            &predicted,
+            sf,
+            &rd.drives,
+            &rd.exact,
+        )?,
+    ];
+    if let Some((g, gsf)) = generic {
+        vops.push(vop_row(
+            "generic VOPs x conventional SF",
+            g,
+            gsf.max(1.0),
+            &rd.drives,
+            &rd.exact,
+        )?);
+    }
+    let zs: Vec<usize> = (0..e.q.grid().shape[0]).collect();
+    Ok(QnetSection {
+        n_matrices: qn.voxels().len(),
+        inference_s,
+        q10g_rel_error: super::qnet_cv::q10g_rel_errors(qn, &e.q, &zs).0,
+        safety_factor: sf,
+        safety_factor_source: source,
+        drives: rd.drives.len(),
+        mean_overestimation: st.mean_overestimation,
+        p_underestimation: st.p_underestimation,
+        // With the recorded factor (SafetyStats' own "after SF" uses the factor these drives need).
+        mean_overestimation_after_sf: sf * (st.mean_overestimation + 1.0) - 1.0,
+        safety_factor_here: st.safety_factor,
+        covered_by_sf: covered,
+        ms_all_drives: ms,
+        vops,
+    })
+}
+
 /// One pulse's row of the report (TR 10 ms).
 #[derive(Clone, Debug, Serialize)]
 pub struct PulseRow {
@@ -427,6 +569,10 @@ pub struct PulseRow {
     pub network_per_step_ms: f64,
     /// Wall time of the eigen fast path (ms).
     pub network_eigen_ms: f64,
+    /// Quadratic-form network x SF, covariance path (W/kg; NaN without one).
+    pub qnet_x_sf_w_per_kg: f64,
+    /// Its wall time after the one inference (ms).
+    pub qnet_ms: f64,
     /// Mean prostate flip angle (degrees, full-rotation Bloch).
     pub flip_mean_deg: Option<f64>,
     /// Its coefficient of variation.
@@ -441,6 +587,7 @@ pub struct PulseRow {
 pub fn pulse_stage(
     e: &Exact,
     net: Option<&dyn SarPredictor>,
+    qnet: Option<&dyn SarPredictor>,
     prostate: Option<&(Voxels, Vec<usize>)>,
     pulse: &Pulse,
 ) -> Result<(PulseRow, Vec<f64>)> {
@@ -457,6 +604,13 @@ pub fn pulse_stage(
         let t = Instant::now();
         net_eig = psar_eigen(np, pulse, tr)? * sf;
         net_ms = (t_step * 1e3, t.elapsed().as_secs_f64() * 1e3);
+    }
+    let (mut q_sf, mut q_ms) = (f64::NAN, f64::NAN);
+    if let Some(qp) = qnet {
+        let t = Instant::now();
+        q_sf =
+            crate::pulse::psar_covariance(qp, pulse, tr)?.unwrap_or(f64::NAN) * qp.safety_factor();
+        q_ms = t.elapsed().as_secs_f64() * 1e3;
     }
     let (flips, plane): (Option<FlipStats>, Option<FlipStats>) = match prostate {
         Some((v, in_plane)) => {
@@ -483,6 +637,8 @@ pub fn pulse_stage(
             network_eigen_x_sf_w_per_kg: net_eig,
             network_per_step_ms: net_ms.0,
             network_eigen_ms: net_ms.1,
+            qnet_x_sf_w_per_kg: q_sf,
+            qnet_ms: q_ms,
             flip_mean_deg: flips.as_ref().map(|f| f.mean_deg),
             flip_cv: flips.as_ref().map(|f| f.cv),
             flip_z0_plane_mean_deg: plane.as_ref().map(|f| f.mean_deg),
@@ -535,6 +691,7 @@ pub fn shim_under_limit_stage(
     f: &FieldSet,
     q: &Q10g,
     net: Option<&dyn SarPredictor>,
+    qnet: Option<&crate::net::qnet::QuadraticNetwork>,
     generic: Option<(&VopSet, f64)>,
     quick: bool,
     progress: &dyn Fn(usize, usize),
@@ -555,6 +712,17 @@ pub fn shim_under_limit_stage(
                 "generic-subject VOPs",
                 gv.packed().to_owned(),
                 sf.max(1.0),
+                limit,
+                &[1.0],
+            )
+        })
+        .transpose()?;
+    let qnet_l = qnet
+        .map(|qn| {
+            QuadraticLimit::new(
+                "Q-network",
+                qn.matrices().to_owned(),
+                qn.safety_factor(),
                 limit,
                 &[1.0],
             )
@@ -584,6 +752,9 @@ pub fn shim_under_limit_stage(
     let mut cases: Vec<(&str, &dyn Limit, &Settings)> = vec![("exact Q10g", &exact_l, &full)];
     if let Some(l) = &net_l {
         cases.push(("cGAN x SF", l, &short));
+    }
+    if let Some(l) = &qnet_l {
+        cases.push(("Q-network x SF", l, &full));
     }
     if let Some(l) = &generic {
         cases.push(("generic VOPs x SF (conventional)", l, &full));

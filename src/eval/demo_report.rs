@@ -40,6 +40,8 @@ pub struct DemoSummary {
     pub conventional: SafetyStats,
     /// The network (None without the shipped model).
     pub network: Option<NetworkSection>,
+    /// The quadratic-form network (None without the shipped one).
+    pub qnet: Option<super::demo::QnetSection>,
     /// The shipped pulses.
     pub pulses: Vec<PulseRow>,
     /// The shims under the 10 W/kg limit.
@@ -314,22 +316,26 @@ pub fn markdown(
     {
         let _ = writeln!(md, "| {k} | {v} |");
     }
+    if let Some(q) = &summary.qnet {
+        qnet_markdown(&mut md, q);
+    }
     let pulse_rows = &summary.pulses;
     if !pulse_rows.is_empty() {
         let _ = writeln!(
             md,
-            "\n## Pulses (time-averaged over TR 10 ms)\n\n| pulse | exact pSAR10g (W/kg) | VOP bound (W/kg) | cGAN x SF, per step (W/kg) | cGAN x SF, eigen fast path (W/kg) | prostate flip (°) / CV | in the z = 0 plane (°) / CV |\n|---|---|---|---|---|---|---|"
+            "\n## Pulses (time-averaged over TR 10 ms)\n\n| pulse | exact pSAR10g (W/kg) | VOP bound (W/kg) | cGAN x SF, per step (W/kg) | cGAN x SF, eigen fast path (W/kg) | Q-network x SF (W/kg) | prostate flip (°) / CV | in the z = 0 plane (°) / CV |\n|---|---|---|---|---|---|---|---|"
         );
         let num = |v: Option<f64>| v.unwrap_or(f64::NAN);
         for r in pulse_rows {
             let _ = writeln!(
                 md,
-                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} / {:.1} % | {:.1} / {:.1} % |",
+                "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} / {:.1} % | {:.1} / {:.1} % |",
                 r.pulse,
                 r.psar10g_w_per_kg,
                 r.vop_bound_w_per_kg,
                 r.network_per_step_x_sf_w_per_kg,
                 r.network_eigen_x_sf_w_per_kg,
+                r.qnet_x_sf_w_per_kg,
                 num(r.flip_mean_deg),
                 100.0 * num(r.flip_cv),
                 num(r.flip_z0_plane_mean_deg),
@@ -366,4 +372,46 @@ pub fn markdown(
         }
     }
     md
+}
+
+/// The quadratic-form network's section: drives and the subject-VOP comparison.
+fn qnet_markdown(md: &mut String, q: &super::demo::QnetSection) {
+    let _ = writeln!(
+        md,
+        "\n## Quadratic-form network (subject-specific Q10g from B1+ maps)\n\n\
+         One inference ({:.2} s) predicts {} matrices (relative Q10g error {:.3}); every drive after it \
+         is a quadratic form ({} random drives in {:.1} ms). Safety factor {:.2} ({}).\n\n\
+         | quantity | value |\n|---|---|\n\
+         | over-estimation before SF; P(under) | {:+.1} %; {:.0} % |\n\
+         | over-estimation after SF; drives covered | {:+.1} %; {}/{} (factor needed here {:.2}) |\n",
+        q.inference_s,
+        q.n_matrices,
+        q.q10g_rel_error,
+        q.drives,
+        q.ms_all_drives,
+        q.safety_factor,
+        q.safety_factor_source,
+        100.0 * q.mean_overestimation,
+        100.0 * q.p_underestimation,
+        100.0 * q.mean_overestimation_after_sf,
+        q.covered_by_sf,
+        q.drives,
+        q.safety_factor_here
+    );
+    let _ = writeln!(
+        md,
+        "| VOP set | VOPs | factor | mean over-estimation | max | drives under |\n|---|---|---|---|---|---|"
+    );
+    for r in &q.vops {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.2} | {:+.1} % | {:+.1} % | {} |",
+            r.set,
+            r.n_vops,
+            r.factor,
+            100.0 * r.mean_overestimation,
+            100.0 * r.max_overestimation,
+            r.under_estimates
+        );
+    }
 }

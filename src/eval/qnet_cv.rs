@@ -252,6 +252,37 @@ fn frobenius_sq(n: usize, q: impl Iterator<Item = f64>) -> f64 {
         .sum()
 }
 
+/// The relative Frobenius error sum |Q̂ - Q|_F^2 / sum |Q|_F^2 of predicted matrices `qn` against
+/// the exact `q` over the voxels both have: every slice, and only the slices `zs`.
+pub fn q10g_rel_errors(qn: &QuadraticNetwork, q: &crate::sar::Q10g, zs: &[usize]) -> (f64, f64) {
+    let n = q.n_channels();
+    let grid = q.grid();
+    let exact_row: HashMap<usize, usize> = q
+        .voxels()
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (*v as usize, i))
+        .collect();
+    let (mut err, mut norm, mut err_v, mut norm_v) = (0.0, 0.0, 0.0, 0.0);
+    let (predicted, exact) = (qn.matrices(), q.packed());
+    for (i, [z, y, x]) in qn.voxels().iter().enumerate() {
+        let Some(&r) = exact_row.get(&grid.flat(*z, *y, *x)) else {
+            continue;
+        };
+        let (p, e) = (predicted.row(i), exact.row(r));
+        let d = frobenius_sq(n, p.iter().zip(e.iter()).map(|(a, b)| a - b));
+        let nn = frobenius_sq(n, e.iter().copied());
+        (err, norm) = (err + d, norm + nn);
+        if zs.contains(z) {
+            (err_v, norm_v) = (err_v + d, norm_v + nn);
+        }
+    }
+    (
+        err / norm.max(f64::MIN_POSITIVE),
+        err_v / norm_v.max(f64::MIN_POSITIVE),
+    )
+}
+
 /// One held-out subject: the network's matrices from its acquisition (the seed the cGAN's
 /// inference uses), their error against the exact ones, and every validation drive and pulse.
 #[allow(clippy::too_many_arguments)]
@@ -289,29 +320,10 @@ fn evaluate_subject(
     )?;
     let inference_s = t.elapsed().as_secs_f64();
     let zs = val_slices(m);
-    let grid = q.grid();
-    let exact_row: HashMap<usize, usize> = q
-        .voxels()
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (*v as usize, i))
-        .collect();
-    let (mut err, mut norm, mut err_v, mut norm_v) = (0.0, 0.0, 0.0, 0.0);
+    let (q10g_rel_error, q10g_rel_error_val) = q10g_rel_errors(&qn, q, &zs);
+    let predicted = qn.matrices();
     // Rows of the predicted matrices in the validation slices' tissue (where the truth is judged).
     let mut val_rows = Vec::new();
-    let (predicted, exact) = (qn.matrices(), q.packed());
-    for (i, [z, y, x]) in qn.voxels().iter().enumerate() {
-        let Some(&r) = exact_row.get(&grid.flat(*z, *y, *x)) else {
-            continue;
-        };
-        let (p, e) = (predicted.row(i), exact.row(r));
-        let d = frobenius_sq(n, p.iter().zip(e.iter()).map(|(a, b)| a - b));
-        let nn = frobenius_sq(n, e.iter().copied());
-        (err, norm) = (err + d, norm + nn);
-        if zs.contains(z) {
-            (err_v, norm_v) = (err_v + d, norm_v + nn);
-        }
-    }
     for (i, [z, y, x]) in qn.voxels().iter().enumerate() {
         if zs.contains(z) && f.rho()[[*z, *y, *x]] >= AIR_DENSITY_KG_M3 {
             val_rows.push(i);
@@ -391,8 +403,8 @@ fn evaluate_subject(
         QSubjectResult {
             subject: k,
             n_matrices: qn.voxels().len(),
-            q10g_rel_error: err / norm.max(f64::MIN_POSITIVE),
-            q10g_rel_error_val: err_v / norm_v.max(f64::MIN_POSITIVE),
+            q10g_rel_error,
+            q10g_rel_error_val,
             inference_s,
         },
         samples,
