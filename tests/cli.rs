@@ -306,24 +306,11 @@ fn predict_from_acquired_maps_equals_predict_from_the_field_set() {
     // one acquisition: from a field set that acquisition is emulated (GRE images at SNR 50 scaled by
     // a DREAM map with 2 % noise), while acquired maps are taken as they are (here noise-free), so
     // the two predictions agree to the emulated noise: 3 % (measured 1.0 %), not to rounding.
-    use ndarray_npy::NpzWriter;
     let dir = tempfile::tempdir().unwrap();
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data");
     let f = b1sar::FieldSet::load(&data.join("subject_small.npz")).unwrap();
-    let rel = f.b1p_relative();
     let maps = dir.path().join("maps.npz");
-    let mut w = NpzWriter::new(std::fs::File::create(&maps).unwrap());
-    w.add_array("b1_mag", &rel.mapv(|c| c.norm() as f64))
-        .unwrap();
-    w.add_array("b1_phase_rel", &rel.mapv(|c| c.arg() as f64))
-        .unwrap();
-    w.add_array("body", &f.body_mask().mapv(u8::from)).unwrap();
-    w.add_array(
-        "spacing_m",
-        &ndarray::Array1::from(f.grid().spacing_m.to_vec()),
-    )
-    .unwrap();
-    w.finish().unwrap();
+    common::write_maps_npz(&f, &maps);
     let model = data.join("model");
     let z = b1sar::dataset::target_slice(&f).to_string();
     let common = [

@@ -281,21 +281,8 @@ fn saved_network_serves_the_command_line() {
 
     // Acquired maps as the input (`--maps`): taken as they are, the subject's VOPs and the
     // prediction come from the same matrices as the library's on those maps.
-    use ndarray_npy::NpzWriter;
-    let rel = f.b1p_relative();
     let mp = dir.path().join("maps.npz");
-    let mut w = NpzWriter::new(std::fs::File::create(&mp).unwrap());
-    w.add_array("b1_mag", &rel.mapv(|c| c.norm() as f64))
-        .unwrap();
-    w.add_array("b1_phase_rel", &rel.mapv(|c| c.arg() as f64))
-        .unwrap();
-    w.add_array("body", &f.body_mask().mapv(u8::from)).unwrap();
-    w.add_array(
-        "spacing_m",
-        &ndarray::Array1::from(f.grid().spacing_m.to_vec()),
-    )
-    .unwrap();
-    w.finish().unwrap();
+    common::write_maps_npz(&f, &mp);
     let fm = b1sar::acquire::load_maps_npz(&mp).unwrap();
     let measured = b1sar::acquire::AcquiredMaps::from_measured(&fm, None).unwrap();
     let qm = QuadraticNetwork::from_model_with(&model, &fm, Some(measured), None, &cpu_device())

@@ -50,6 +50,29 @@ pub struct PredictArgs {
     pub seed: u64,
 }
 
+/// The subject: a field set, or acquired maps (a B1+-only field set and the maps as the
+/// acquisition); and the drive, checked against its channels.
+fn subject_and_drive(
+    a: &PredictArgs,
+) -> Result<(FieldSet, Option<b1sar::acquire::AcquiredMaps>, b1sar::Drive)> {
+    let (f, measured, source) = match (&a.fields, &a.maps) {
+        (Some(p), _) => (FieldSet::load(p)?, None, p.clone()),
+        (None, Some(p)) => {
+            let f = b1sar::acquire::load_maps_npz(p)?;
+            let m = b1sar::acquire::AcquiredMaps::from_measured(&f, None)?;
+            (f, Some(m), p.clone())
+        }
+        (None, None) => anyhow::bail!(b1sar::Error::invalid(
+            "--fields/--maps",
+            "one of them",
+            "neither"
+        )),
+    };
+    let d = super::args::parse_drive(&a.drive)?;
+    d.expect_channels(f.n_channels(), &source.display().to_string())?;
+    Ok((f, measured, d))
+}
+
 /// The subject (field set or acquired maps) and the prediction of a cGAN model.
 fn predict_cgan(a: &PredictArgs, device: &net::Device) -> Result<(FieldSet, Prediction)> {
     let mut model = NetworkSar::load(&a.model, device)?;
@@ -63,26 +86,14 @@ fn predict_cgan(a: &PredictArgs, device: &net::Device) -> Result<(FieldSet, Pred
         }
         model.nominal_override = Some(n * 1e-6);
     }
-    let (f, source) = match (&a.fields, &a.maps) {
-        (Some(p), _) => (FieldSet::load(p)?, p.clone()),
-        (None, Some(p)) => {
-            let f = b1sar::acquire::load_maps_npz(p)?;
-            // A model trained on synthesised inputs takes the acquired maps as the acquisition
-            // itself (known where they have signal); nothing is emulated on top of them.
-            if model.config.input_model != b1sar::dataset::InputModel::PerDriveDream {
-                model
-                    .use_acquisition(&f, b1sar::acquire::AcquiredMaps::from_measured(&f, None)?)?;
-            }
-            (f, p.clone())
+    let (f, measured, d) = subject_and_drive(a)?;
+    // A model trained on synthesised inputs takes the acquired maps as the acquisition itself
+    // (known where they have signal); nothing is emulated on top of them.
+    if let Some(m) = measured {
+        if model.config.input_model != b1sar::dataset::InputModel::PerDriveDream {
+            model.use_acquisition(&f, m)?;
         }
-        (None, None) => anyhow::bail!(b1sar::Error::invalid(
-            "--fields/--maps",
-            "one of them",
-            "neither"
-        )),
-    };
-    let d = super::args::parse_drive(&a.drive)?;
-    d.expect_channels(f.n_channels(), &source.display().to_string())?;
+    }
     let pb = spinner("predicting SAR10g");
     let pr = predict_drive(&model, &f, &d, a.slice, a.all_slices, a.seed)?;
     pb.finish_and_clear();
@@ -99,21 +110,7 @@ fn predict_qnet(a: &PredictArgs, device: &net::Device) -> Result<(FieldSet, Pred
             "a value"
         ));
     }
-    let (f, measured, source) = match (&a.fields, &a.maps) {
-        (Some(p), _) => (FieldSet::load(p)?, None, p.clone()),
-        (None, Some(p)) => {
-            let f = b1sar::acquire::load_maps_npz(p)?;
-            let m = b1sar::acquire::AcquiredMaps::from_measured(&f, None)?;
-            (f, Some(m), p.clone())
-        }
-        (None, None) => anyhow::bail!(b1sar::Error::invalid(
-            "--fields/--maps",
-            "one of them",
-            "neither"
-        )),
-    };
-    let d = super::args::parse_drive(&a.drive)?;
-    d.expect_channels(f.n_channels(), &source.display().to_string())?;
+    let (f, measured, d) = subject_and_drive(a)?;
     let pb = spinner("quadratic-form network: predicting the subject's matrices");
     let pr =
         net::qnet::predict_drive_qnet(&a.model, &f, measured, &d, (a.slice, a.all_slices), device)?;

@@ -528,6 +528,41 @@ pub struct Prediction {
 /// Predict the SAR10g of `drive` on subject `f`: on `slice` (default the prostate slice,
 /// [`crate::dataset::target_slice`]), or on every slice the network's input fits with
 /// `all_slices`. `seed` draws the emulated measurement noise.
+/// The slice `predict` works on: `slice` (checked against the grid) or the prostate slice.
+pub fn target_slice_of(f: &FieldSet, slice: Option<usize>) -> Result<usize> {
+    match slice {
+        Some(z) if z >= f.grid().shape[0] => Err(Error::invalid(
+            "slice (--slice)",
+            format!("a z index below {}", f.grid().shape[0]),
+            format!("{z}"),
+        )),
+        Some(z) => Ok(z),
+        None => Ok(crate::dataset::target_slice(f)),
+    }
+}
+
+/// The exact SAR10g map of `drive` (whole grid) and its peak over `slices`, when `f` has E.
+pub fn exact_on_slices(
+    f: &FieldSet,
+    drive: &Drive,
+    slices: &[usize],
+) -> Result<(Option<Array3<f64>>, Option<f64>)> {
+    let Some(_) = f.e() else {
+        return Ok((None, None));
+    };
+    let map = crate::sar::Q10g::from_fields(f)?.sar_map(drive)?;
+    let peak = slices
+        .iter()
+        .flat_map(|z| {
+            map.index_axis(ndarray::Axis(0), *z)
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .fold(0.0, f64::max);
+    Ok((Some(map), Some(peak)))
+}
+
 pub fn predict_drive(
     model: &NetworkSar,
     f: &FieldSet,
@@ -537,17 +572,7 @@ pub fn predict_drive(
     seed: u64,
 ) -> Result<Prediction> {
     drive.expect_channels(f.n_channels(), "the field set")?;
-    let target = match slice {
-        Some(z) if z >= f.grid().shape[0] => {
-            return Err(Error::invalid(
-                "slice (--slice)",
-                format!("a z index below {}", f.grid().shape[0]),
-                format!("{z}"),
-            ));
-        }
-        Some(z) => z,
-        None => crate::dataset::target_slice(f),
-    };
+    let target = target_slice_of(f, slice)?;
     let slices: Vec<usize> = if all_slices {
         let maker = crate::dataset::SampleMaker::new(f, &model.config, 1.0)?;
         (0..f.grid().shape[0]).filter(|z| maker.fits(*z)).collect()
@@ -573,21 +598,7 @@ pub fn predict_drive(
         .info
         .resolve_safety_factor_for(None, crate::net::DriveUse::Any)
         .ok();
-    let exact_map = match f.e() {
-        Some(_) => Some(crate::sar::Q10g::from_fields(f)?.sar_map(drive)?),
-        None => None,
-    };
-    let exact = exact_map.as_ref().map(|m| {
-        slices
-            .iter()
-            .map(|z| {
-                m.index_axis(ndarray::Axis(0), *z)
-                    .iter()
-                    .cloned()
-                    .fold(0.0, f64::max)
-            })
-            .fold(0.0, f64::max)
-    });
+    let (exact_map, exact) = exact_on_slices(f, drive, &slices)?;
     Ok(Prediction {
         report: PredictReport {
             psar10g_w_per_kg: best,

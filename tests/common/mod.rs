@@ -119,3 +119,22 @@ pub fn min_eig(n: usize, a: &[num_complex::Complex64]) -> f64 {
         .cloned()
         .fold(f64::INFINITY, f64::min)
 }
+
+/// The acquired-maps file a scanner would deliver for `f` (`predict --maps`): per-channel |B1+|,
+/// phase relative to channel 1, body mask, spacing; noise-free.
+pub fn write_maps_npz(f: &b1sar::FieldSet, path: &Path) {
+    use ndarray_npy::NpzWriter;
+    let rel = f.b1p_relative();
+    let mut w = NpzWriter::new(std::fs::File::create(path).unwrap());
+    w.add_array("b1_mag", &rel.mapv(|c| c.norm() as f64))
+        .unwrap();
+    w.add_array("b1_phase_rel", &rel.mapv(|c| c.arg() as f64))
+        .unwrap();
+    w.add_array("body", &f.body_mask().mapv(u8::from)).unwrap();
+    w.add_array(
+        "spacing_m",
+        &ndarray::Array1::from(f.grid().spacing_m.to_vec()),
+    )
+    .unwrap();
+    w.finish().unwrap();
+}
