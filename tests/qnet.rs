@@ -507,6 +507,21 @@ fn qnet_cv_in_the_cgan_cross_validation() {
     assert!((f(&all["qnet"], "safety_factor") - want_q).abs() <= 1e-12 * want_q);
     assert!((f(&all["cgan"], "safety_factor") - want_c).abs() <= 1e-12 * want_c);
     assert!((f(&all["conventional"], "safety_factor") - want_g).abs() <= 1e-12 * want_g);
+    // The subjects' own VOPs from the network x its factor, against the whole subject's exact
+    // pSAR10g: recomputed from the samples; the bound is never below the network's own estimate.
+    let vb = &q["vop_bound"];
+    assert_eq!(vb["n"], 9);
+    let sfv = f(vb, "safety_factor");
+    assert_eq!(sfv, want_q.max(1.0));
+    let covered = samples
+        .iter()
+        .filter(|x| f(x, "vop_bound_w_per_kg") * sfv >= f(x, "whole_true_psar_w_per_kg"))
+        .count();
+    assert_eq!(vb["covered"].as_u64(), Some(covered as u64));
+    for x in samples {
+        assert!(f(x, "vop_bound_w_per_kg") >= f(x, "qnet_psar_w_per_kg") * (1.0 - 1e-12));
+        assert!(f(x, "whole_true_psar_w_per_kg") >= f(x, "true_psar_w_per_kg"));
+    }
     // Each fold's network is the predictor the CLI serves on that subject: its matrices over the
     // validation slices' tissue give the sample's pSAR10g.
     let x = samples
@@ -546,10 +561,15 @@ fn qnet_cv_in_the_cgan_cross_validation() {
         "{got} vs {by_hand}"
     );
 
-    // A rerun keeps every fold; other flags in the same folder are refused.
+    // A rerun keeps every fold; --reevaluate evaluates the trained networks again (no training:
+    // the same samples); other flags in the same folder are refused.
     let (rc, _, e) = common::b1sar(&refs(&qargs(&[])));
     assert_eq!(rc, 0);
     assert_eq!(e.matches("results exist, skipped").count(), 3, "{e}");
+    let (rc, j2, e) = common::b1sar(&refs(&qargs(&["--reevaluate"])));
+    assert_eq!(rc, 0, "{e}");
+    assert_eq!(e.matches("results exist, skipped").count(), 0, "{e}");
+    assert_eq!(j2["samples"], q["samples"]);
     let (rc, _, _) = common::b1sar(&refs(&qargs(&["--rank", "2"])));
     assert_eq!(rc, 2);
 

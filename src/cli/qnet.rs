@@ -112,6 +112,10 @@ pub struct QnetCvArgs {
     /// Merge the folds' results in OUT into the report (no training).
     #[arg(long)]
     pub summarize: bool,
+    /// Evaluate the folds again with their trained networks (results are replaced; training that
+    /// finished is kept).
+    #[arg(long, conflicts_with = "summarize")]
+    pub reevaluate: bool,
     /// Generated pulses per held-out subject (as `b1sar cv --pulses`).
     #[arg(long, default_value_t = 12)]
     pub pulses: usize,
@@ -213,6 +217,7 @@ pub fn cv(a: QnetCvArgs, out: &Output) -> Result<()> {
             fit: a.fit.spec(),
             folds: (!a.fold.is_empty()).then(|| a.fold.clone()),
             pulses: a.pulses,
+            reevaluate: a.reevaluate,
         };
         let device = b1sar::net::device_by_name(&a.fit.device)?;
         let line = |s: String| out.line(s);
@@ -256,6 +261,12 @@ fn print_summary(dir: &Path, r: &QCvReport, out: &Output) {
             100.0 * row.qnet.mean_overestimation_after_sf,
             other(&row.cgan),
             other(&row.conventional)
+        ));
+    }
+    if let Some(v) = &r.vop_bound {
+        out.line(format!(
+            "subject VOPs from the network x SF {:.2}: {}/{} samples bound the exact whole-subject pSAR10g (the VOPs alone would need {:.2})",
+            v.safety_factor, v.covered, v.n, v.factor_needed
         ));
     }
     out.line(format!(

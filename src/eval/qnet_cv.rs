@@ -45,6 +45,9 @@ pub struct QCvSpec {
     pub folds: Option<Vec<usize>>,
     /// Generated pulses per held-out subject (as `b1sar cv --pulses`).
     pub pulses: usize,
+    /// Evaluate the folds again with their trained networks (results that exist are replaced;
+    /// training that finished is kept).
+    pub reevaluate: bool,
 }
 
 /// Progress callbacks of [`run_qnet_cv`].
@@ -75,6 +78,13 @@ pub struct QSample {
     pub true_psar_w_per_kg: f64,
     /// The network's pSAR10g (W/kg), before any safety factor.
     pub qnet_psar_w_per_kg: f64,
+    /// Exact pSAR10g over the whole subject (W/kg), every slice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whole_true_psar_w_per_kg: Option<f64>,
+    /// The bound of the subject's VOPs compressed from the network's matrices (W/kg, before the
+    /// factor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vop_bound_w_per_kg: Option<f64>,
 }
 
 /// Per held-out subject: how close the predicted matrices are, and the inference time.
@@ -90,6 +100,9 @@ pub struct QSubjectResult {
     pub q10g_rel_error_val: f64,
     /// Seconds of the one inference (acquired maps -> every matrix).
     pub inference_s: f64,
+    /// VOPs compressed from the predicted matrices (5 %, convex-combination, uniform margins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_vops: Option<usize>,
 }
 
 /// `OUT/fold_KK/results.json`.
@@ -116,6 +129,9 @@ pub struct QFoldFile {
 }
 
 const QFOLD_FORMAT: &str = "b1sar-qnet-cv-fold-1";
+
+/// Compression bound of the held-out subjects' predicted VOPs (the default of `predict-vops`).
+pub const VOP_EPSILON: f64 = 0.05;
 
 fn fold_dir(out: &Path, k: usize) -> PathBuf {
     out.join(format!("fold_{k:02}"))
@@ -166,7 +182,7 @@ pub fn run_qnet_cv(
     let mut done = Vec::new();
     for fold in run {
         let res = fold_dir(&spec.out, fold.index).join("results.json");
-        if res.exists() {
+        if res.exists() && !spec.reevaluate {
             let old: QFoldFile = io::read_json(&res, "quadratic-form network fold results")?;
             if old.spec != spec.fit {
                 return Err(Error::invalid(
@@ -344,6 +360,22 @@ fn evaluate_subject(
             })
             .fold(0.0, f64::max)
     };
+    let vops = crate::sar::VopSet::compress_packed_with(
+        n,
+        qn.matrices(),
+        VOP_EPSILON,
+        crate::sar::vop::VopMethod::ConvexCombination,
+        crate::sar::vop::Margins::Uniform,
+        &|_, _| {},
+    )?;
+    let vop_bound = |feat: &[f64]| -> f64 {
+        vops.packed()
+            .rows()
+            .into_iter()
+            .map(|r| r.iter().zip(feat).map(|(a, b)| a * b).sum::<f64>())
+            .fold(0.0, f64::max)
+    };
+    let whole_of = |map: &ndarray::Array3<f64>| -> f64 { map.iter().cloned().fold(0.0, f64::max) };
     let truth_of = |map: &ndarray::Array3<f64>| -> f64 {
         map.indexed_iter()
             .filter(|((z, y, x), _)| in_val(*z, *y, *x))
@@ -364,14 +396,17 @@ fn evaluate_subject(
             .find(|v| v.drive == *di)
             .map(|v| v.kind)
             .unwrap_or_default();
+        let (map, feat) = (q.sar_map(&d)?, features(d.amplitudes()));
         samples.push(QSample {
             subject: k,
             drive: *di,
             fold,
             kind,
             pulse: None,
-            true_psar_w_per_kg: truth_of(&q.sar_map(&d)?),
-            qnet_psar_w_per_kg: peak_of(&features(d.amplitudes())),
+            true_psar_w_per_kg: truth_of(&map),
+            qnet_psar_w_per_kg: peak_of(&feat),
+            whole_true_psar_w_per_kg: Some(whole_of(&map)),
+            vop_bound_w_per_kg: Some(vop_bound(&feat)),
         });
         progress(Progress::Step(j as u64 + 1));
     }
@@ -387,14 +422,17 @@ fn evaluate_subject(
                 *a += b;
             }
         }
+        let map = q.sar_map_sum(&eig)?;
         samples.push(QSample {
             subject: k,
             drive: m.drives.len() + j,
             fold,
             kind: DriveKind::Pulse,
             pulse: Some(pulse.name.clone()),
-            true_psar_w_per_kg: truth_of(&q.sar_map_sum(&eig)?),
+            true_psar_w_per_kg: truth_of(&map),
             qnet_psar_w_per_kg: peak_of(&feat),
+            whole_true_psar_w_per_kg: Some(whole_of(&map)),
+            vop_bound_w_per_kg: Some(vop_bound(&feat)),
         });
         progress(Progress::Step((drives.len() + j) as u64 + 1));
     }
@@ -406,6 +444,7 @@ fn evaluate_subject(
             q10g_rel_error,
             q10g_rel_error_val,
             inference_s,
+            n_vops: Some(vops.len()),
         },
         samples,
     ))
@@ -447,10 +486,28 @@ pub struct QCvReport {
     pub matched_samples: usize,
     /// Largest |true here / true there - 1| over the matched samples.
     pub max_truth_mismatch: f64,
+    /// The subjects' own VOPs from the network, x its factor over all drives, against the exact
+    /// pSAR10g over the whole subject (absent for results without VOP bounds).
+    pub vop_bound: Option<QVopBound>,
     /// The training spec.
     pub spec: QFitSpec,
     /// Every sample.
     pub samples: Vec<QSample>,
+}
+
+/// The predicted VOPs x the network's factor against the whole subject's exact pSAR10g.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct QVopBound {
+    /// Samples with a VOP bound.
+    pub n: usize,
+    /// The factor (the network's SF over all drives, at least 1).
+    pub safety_factor: f64,
+    /// Samples whose bound x factor is at or above the exact pSAR10g of the whole subject.
+    pub covered: usize,
+    /// The factor the VOPs alone would need: max(exact whole-subject pSAR10g / VOP bound).
+    pub factor_needed: f64,
+    /// Mean bound x factor / exact - 1.
+    pub mean_overestimation: f64,
 }
 
 /// The cGAN's and the conventional estimates of one sample, from the cGAN's cv.json.
@@ -548,7 +605,20 @@ pub fn summarize_qnet_cv(out: &Path, cv: &Path) -> Result<(QCvReport, Vec<PathBu
     }
     rows.push(row("all".into(), samples.iter().collect())?);
     let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let sf_all = rows.last().map_or(1.0, |r| r.qnet.safety_factor.max(1.0));
+    let bounded: Vec<(f64, f64)> = samples
+        .iter()
+        .filter_map(|s| s.whole_true_psar_w_per_kg.zip(s.vop_bound_w_per_kg))
+        .collect();
+    let vop_bound = (!bounded.is_empty()).then(|| QVopBound {
+        n: bounded.len(),
+        safety_factor: sf_all,
+        covered: bounded.iter().filter(|(t, b)| b * sf_all >= *t).count(),
+        factor_needed: bounded.iter().map(|(t, b)| t / b).fold(0.0, f64::max),
+        mean_overestimation: mean(bounded.iter().map(|(t, b)| b * sf_all / t - 1.0).collect()),
+    });
     let report = QCvReport {
+        vop_bound,
         folds: files.iter().map(|f| f.fold).collect(),
         mean_q10g_rel_error: mean(subjects.iter().map(|s| s.q10g_rel_error).collect()),
         mean_inference_s: mean(subjects.iter().map(|s| s.inference_s).collect()),
@@ -623,6 +693,19 @@ fn summary_markdown(r: &QCvReport) -> String {
                 100.0 * st.p_underestimation_after_sf_uof
             ));
         }
+    }
+    if let Some(v) = &r.vop_bound {
+        s.push_str(&format!(
+            "\nThe subjects' own VOPs (compressed from the predicted matrices, {:.0} %) x the network's \
+             factor {:.2}: {} of {} samples at or above the exact pSAR10g of the whole subject (every \
+             slice); factor the VOPs alone would need {:.2}; mean over-estimation {:+.0} %.\n",
+            100.0 * VOP_EPSILON,
+            v.safety_factor,
+            v.covered,
+            v.n,
+            v.factor_needed,
+            100.0 * v.mean_overestimation
+        ));
     }
     s.push_str("\n| subject | matrices | rel. Q10g error | on validation slices | inference (s) |\n|---|---|---|---|---|\n");
     for x in &r.subjects {
