@@ -297,6 +297,29 @@ fn demo_report_is_consistent() {
         );
     }
     assert!(dir.path().join("pulse_psar_vs_time.png").exists());
+    // The quadratic-form network, when shipped: the subject's exact VOPs never under-estimate,
+    // the figures after its factor follow from those before it, and its pulse column is a bound
+    // no lower than its matrices' value (its factor >= 1).
+    if let Some(q) = summary.get("qnet").filter(|q| !q.is_null()) {
+        let f = |k: &str| q[k].as_f64().unwrap();
+        let vops = q["vops"].as_array().unwrap();
+        assert_eq!(vops[0]["under_estimates"], 0, "{q}");
+        assert!(f("safety_factor") >= 1.0);
+        let after = f("safety_factor") * (f("mean_overestimation") + 1.0) - 1.0;
+        assert!(
+            (f("mean_overestimation_after_sf") - after).abs() < 1e-12,
+            "{q}"
+        );
+        assert!(q["covered_by_sf"].as_u64().unwrap() <= q["drives"].as_u64().unwrap());
+        assert!(f("q10g_rel_error") > 0.0 && f("q10g_rel_error").is_finite());
+        for p in pulses {
+            assert!(p["qnet_x_sf_w_per_kg"].as_f64().unwrap() > 0.0, "{p}");
+        }
+        assert!(
+            opt.iter().any(|r| r["constraint"] == "Q-network x SF"),
+            "{opt:?}"
+        );
+    }
 }
 
 #[test]
