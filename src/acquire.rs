@@ -421,6 +421,45 @@ impl AcquiredMaps {
     }
 }
 
+/// Per-channel maps a scanner acquired, from an NPZ file, as a B1+-only field set (Eq. 9-10):
+/// `b1_mag` [channel, z, y, x] (T/sqrt(W)), `b1_phase_rel` [channel, z, y, x] (rad, relative to
+/// channel 1), `body` u8 [z, y, x] (1 where there is signal), `spacing_m` [3] (z, y, x).
+/// Take them as the acquisition itself with [`AcquiredMaps::from_measured`].
+pub fn load_maps_npz(path: &std::path::Path) -> Result<FieldSet> {
+    let mut z = crate::io::NpzIn::open(path)?;
+    let mag = z.require_f64::<ndarray::Ix4>(
+        "b1_mag",
+        "|B1+| per channel, T/sqrt(W), [channel, z, y, x]",
+    )?;
+    let ph = z.require_f64::<ndarray::Ix4>(
+        "b1_phase_rel",
+        "phase relative to channel 1, rad, [channel, z, y, x]",
+    )?;
+    let body = z
+        .get::<u8, ndarray::Ix3>("body")?
+        .ok_or_else(|| Error::Missing {
+            path: path.into(),
+            name: "body".into(),
+            what: "u8 mask of voxels with signal".into(),
+        })?;
+    let sp = z.require_f64::<ndarray::Ix1>("spacing_m", "voxel size z y x (m)")?;
+    if sp.len() != 3 {
+        return Err(Error::invalid(
+            format!("{}: spacing_m", path.display()),
+            "3 values",
+            format!("{}", sp.len()),
+        ));
+    }
+    let shape = [mag.shape()[1], mag.shape()[2], mag.shape()[3]];
+    let grid = crate::Grid::new(shape, [sp[0], sp[1], sp[2]], [0.0; 3])?;
+    let meta = crate::field::FieldMeta {
+        source: format!("acquired maps {}", path.display()),
+        ..Default::default()
+    };
+    FieldSet::from_magnitude_phase(grid, &mag, &ph, &body.mapv(|b| b != 0), meta)
+        .map_err(|e| e.in_file(path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,43 +706,4 @@ mod tests {
         };
         assert!(bad.validate().is_err());
     }
-}
-
-/// Per-channel maps a scanner acquired, from an NPZ file, as a B1+-only field set (Eq. 9-10):
-/// `b1_mag` [channel, z, y, x] (T/sqrt(W)), `b1_phase_rel` [channel, z, y, x] (rad, relative to
-/// channel 1), `body` u8 [z, y, x] (1 where there is signal), `spacing_m` [3] (z, y, x).
-/// Take them as the acquisition itself with [`AcquiredMaps::from_measured`].
-pub fn load_maps_npz(path: &std::path::Path) -> Result<FieldSet> {
-    let mut z = crate::io::NpzIn::open(path)?;
-    let mag = z.require_f64::<ndarray::Ix4>(
-        "b1_mag",
-        "|B1+| per channel, T/sqrt(W), [channel, z, y, x]",
-    )?;
-    let ph = z.require_f64::<ndarray::Ix4>(
-        "b1_phase_rel",
-        "phase relative to channel 1, rad, [channel, z, y, x]",
-    )?;
-    let body = z
-        .get::<u8, ndarray::Ix3>("body")?
-        .ok_or_else(|| Error::Missing {
-            path: path.into(),
-            name: "body".into(),
-            what: "u8 mask of voxels with signal".into(),
-        })?;
-    let sp = z.require_f64::<ndarray::Ix1>("spacing_m", "voxel size z y x (m)")?;
-    if sp.len() != 3 {
-        return Err(Error::invalid(
-            format!("{}: spacing_m", path.display()),
-            "3 values",
-            format!("{}", sp.len()),
-        ));
-    }
-    let shape = [mag.shape()[1], mag.shape()[2], mag.shape()[3]];
-    let grid = crate::Grid::new(shape, [sp[0], sp[1], sp[2]], [0.0; 3])?;
-    let meta = crate::field::FieldMeta {
-        source: format!("acquired maps {}", path.display()),
-        ..Default::default()
-    };
-    FieldSet::from_magnitude_phase(grid, &mag, &ph, &body.mapv(|b| b != 0), meta)
-        .map_err(|e| e.in_file(path))
 }

@@ -89,10 +89,10 @@ fn predict_cgan(a: &PredictArgs, device: &net::Device) -> Result<(FieldSet, Pred
     let (f, measured, d) = subject_and_drive(a)?;
     // A model trained on synthesised inputs takes the acquired maps as the acquisition itself
     // (known where they have signal); nothing is emulated on top of them.
-    if let Some(m) = measured {
-        if model.config.input_model != b1sar::dataset::InputModel::PerDriveDream {
-            model.use_acquisition(&f, m)?;
-        }
+    if let Some(m) = measured
+        && model.config.input_model != b1sar::dataset::InputModel::PerDriveDream
+    {
+        model.use_acquisition(&f, m)?;
     }
     let pb = spinner("predicting SAR10g");
     let pr = predict_drive(&model, &f, &d, a.slice, a.all_slices, a.seed)?;

@@ -203,7 +203,11 @@ pub fn train(a: QnetTrainArgs, out: &Output) -> Result<()> {
         r.steps_this_run,
         r.model.display()
     ));
-    out.done(&r, &[r.model.clone()], Some(t0.elapsed().as_secs_f64()))
+    out.done(
+        &r,
+        std::slice::from_ref(&r.model),
+        Some(t0.elapsed().as_secs_f64()),
+    )
 }
 
 pub fn cv(a: QnetCvArgs, out: &Output) -> Result<()> {
