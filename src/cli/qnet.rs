@@ -50,6 +50,11 @@ pub struct QFitArgs {
     /// Fraction of the acquisitions made with a second calibration drive (augmentation).
     #[arg(long, default_value_t = QFitSpec::default().second_calibration_fraction)]
     pub second_calibration_fraction: f64,
+    /// Optimiser recipe: 2 (Adam beta_1 0.9, gradient norm clipped to 1, learning rate falling
+    /// linearly to 0 over the second half) or 1 (the first cross-validation's: beta_1 0.5,
+    /// constant rate, no clipping).
+    #[arg(long, default_value_t = QFitSpec::default().recipe)]
+    pub recipe: u32,
     /// Device: cpu, wgpu[:i] (feature gpu), cuda[:i] (feature cuda).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -70,6 +75,7 @@ impl QFitArgs {
             seed: self.seed,
             checkpoint_every: self.checkpoint_every,
             second_calibration_fraction: self.second_calibration_fraction,
+            recipe: self.recipe,
             ..QFitSpec::default()
         }
     }

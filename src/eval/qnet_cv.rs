@@ -242,7 +242,7 @@ pub fn run_qnet_cv(
                 fold.index,
                 &subjects[&k],
                 &m,
-                (&g, &info),
+                (&g, &info, info.size_hw.or(Some(fr.size_hw))),
                 spec.pulses,
                 device,
                 hooks.progress,
@@ -307,7 +307,7 @@ fn evaluate_subject(
     fold: usize,
     subject: &QSubject,
     m: &ShardManifest,
-    (g, info): (&Generator, &QNetInfo),
+    (g, info, size_hw): (&Generator, &QNetInfo, Option<[usize; 2]>),
     pulses: usize,
     device: &Device,
     progress: &dyn Fn(Progress<'_>),
@@ -325,13 +325,14 @@ fn evaluate_subject(
     let t = Instant::now();
     let acq = &info.acquisition;
     let maps = acquire(f, acq, acq.seed ^ f.b1_hash())?;
-    let qn = QuadraticNetwork::predict(
+    let qn = QuadraticNetwork::predict_padded(
         g,
         info.shape(),
         &maps,
         subject.body(),
         &subject.slices,
         1.0,
+        size_hw,
         device,
     )?;
     let inference_s = t.elapsed().as_secs_f64();

@@ -274,6 +274,32 @@ impl Default for QLossConfig {
     }
 }
 
+/// Adam's settings of a [`QTrainer`].
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QOptimizer {
+    /// First-moment decay (pix2pix's 0.5 in the first recipe; 0.9, Adam's default, in the second).
+    pub beta_1: f64,
+    /// Per-parameter-tensor gradient norm clipping (none in the first recipe).
+    pub grad_clip_norm: Option<f64>,
+}
+
+impl QOptimizer {
+    /// The first recipe's (issue 29's first cross-validation): beta_1 0.5, no clipping.
+    pub const V1: QOptimizer = QOptimizer {
+        beta_1: 0.5,
+        grad_clip_norm: None,
+    };
+
+    fn adam(&self) -> AdamConfig {
+        AdamConfig::new()
+            .with_beta_1(self.beta_1 as f32)
+            .with_grad_clipping(
+                self.grad_clip_norm
+                    .map(|n| burn::grad_clipping::GradientClippingConfig::Norm(n as f32)),
+            )
+    }
+}
+
 /// Adam training of a quadratic-form network.
 pub struct QTrainer {
     g: Generator,
@@ -281,6 +307,7 @@ pub struct QTrainer {
     shape: QNetShape,
     loss: QLossConfig,
     learning_rate: f64,
+    optimizer: QOptimizer,
     device: Device,
     steps: u64,
     /// State of the caller saved and restored with the checkpoint (for example a training
@@ -311,14 +338,53 @@ impl QTrainer {
         let g = init_seeded(&device, seed, |d| cfg.init(d));
         Ok(QTrainer {
             g,
-            opt: AdamConfig::new().with_beta_1(0.5).init(),
+            opt: QOptimizer::V1.adam().init(),
             shape,
             loss,
             learning_rate,
+            optimizer: QOptimizer::V1,
             device,
             steps: 0,
             extra: None,
         })
+    }
+
+    /// The same trainer with Adam's settings `o` (before the first step only: the moments of
+    /// another optimiser do not carry over).
+    pub fn with_optimizer(mut self, o: QOptimizer) -> Result<Self> {
+        if self.steps != 0 {
+            return Err(Error::Computation(format!(
+                "the optimiser of a quadratic-form network trainer changed after {} steps",
+                self.steps
+            )));
+        }
+        if !(o.beta_1.is_finite() && (0.0..1.0).contains(&o.beta_1))
+            || o.grad_clip_norm
+                .is_some_and(|n| !(n.is_finite() && n > 0.0))
+        {
+            return Err(Error::invalid(
+                "Adam settings",
+                "beta_1 in [0, 1) and a clipping norm > 0",
+                format!("{o:?}"),
+            ));
+        }
+        self.opt = o.adam().init();
+        self.optimizer = o;
+        Ok(self)
+    }
+
+    /// Set the learning rate of the next steps (a schedule is a function of [`QTrainer::steps`],
+    /// so a resumed run follows it exactly).
+    pub fn set_learning_rate(&mut self, lr: f64) -> Result<()> {
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(Error::invalid(
+                "learning rate",
+                "a finite value >= 0",
+                lr.to_string(),
+            ));
+        }
+        self.learning_rate = lr;
+        Ok(())
     }
 
     /// The network being trained.
@@ -411,6 +477,9 @@ struct QTrainerState {
     loss: (usize, f64, f64),
     learning_rate: f64,
     steps: u64,
+    /// Adam's settings (absent in the first recipe's checkpoints: [`QOptimizer::V1`]).
+    #[serde(default)]
+    optimizer: Option<QOptimizer>,
     /// The caller's own resumable state (a training loop's running sums), saved with the rest.
     #[serde(default)]
     extra: Option<serde_json::Value>,
@@ -437,6 +506,7 @@ impl QTrainer {
                     ),
                     learning_rate: self.learning_rate,
                     steps: self.steps,
+                    optimizer: Some(self.optimizer),
                     extra: self.extra.clone(),
                 },
             )
@@ -473,8 +543,9 @@ impl QTrainer {
             ));
         }
         let path = dir.join(QOPTIMIZER);
-        let opt = AdamConfig::new()
-            .with_beta_1(0.5)
+        let optimizer = st.optimizer.unwrap_or(QOptimizer::V1);
+        let opt = optimizer
+            .adam()
             .init()
             .from_bytes(super::checkpoint::read_bytes(&path)?)
             .map_err(|e| Error::format(&path, "optimiser state", e))?;
@@ -488,6 +559,7 @@ impl QTrainer {
                 lambda_peak: st.loss.2,
             },
             learning_rate: st.learning_rate,
+            optimizer,
             device,
             steps: st.steps,
             extra: st.extra,
@@ -561,6 +633,22 @@ impl QuadraticNetwork {
         sf: f64,
         device: &Device,
     ) -> Result<Self> {
+        Self::predict_padded(g, shape, maps, body, slices, sf, None, device)
+    }
+
+    /// [`QuadraticNetwork::predict`] with the slices padded to at least `size_hw` (the network's
+    /// training size, [`QNetInfo::size_hw`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn predict_padded(
+        g: &Generator,
+        shape: QNetShape,
+        maps: &AcquiredMaps,
+        body: &Array3<bool>,
+        slices: &[usize],
+        sf: f64,
+        size_hw: Option<[usize; 2]>,
+        device: &Device,
+    ) -> Result<Self> {
         crate::limits::check_safety_factor("quadratic-form network safety factor", sf)?;
         if maps.n_channels() != shape.n_channels {
             return Err(Error::invalid(
@@ -571,7 +659,14 @@ impl QuadraticNetwork {
         }
         let (_, _, ny, nx) = maps.b1.dim();
         let step = 1usize << g.config().depth;
-        let hw = [ny.div_ceil(step) * step, nx.div_ceil(step) * step];
+        // The slice is padded (zeros below and right of the grid) to the network's training size
+        // when it fits: instance normalisation sees the whole padded plane, so the amount of
+        // padding changes the output, and the training size is what the network learned with.
+        let trained = size_hw.unwrap_or([0, 0]);
+        let hw = [
+            (ny.div_ceil(step) * step).max(trained[0]),
+            (nx.div_ceil(step) * step).max(trained[1]),
+        ];
         let mut x = Vec::new();
         for &z in slices {
             x.extend(input_slice(maps, body, z, hw)?);
@@ -860,6 +955,10 @@ pub struct QNetInfo {
     pub train_subjects: Vec<String>,
     /// Training steps.
     pub steps: u64,
+    /// The padded slice size it was trained at (inference pads to it when the grid fits; absent
+    /// in descriptions written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_hw: Option<[usize; 2]>,
 }
 
 const QNET_FORMAT: &str = "b1sar-qnet-1";
@@ -877,6 +976,7 @@ impl QNetInfo {
             safety_factor_source: None,
             train_subjects,
             steps,
+            size_hw: None,
         }
     }
 
@@ -965,7 +1065,16 @@ impl QuadraticNetwork {
         let slices: Vec<usize> = (0..f.grid().shape[0])
             .filter(|z| body.index_axis(Axis(0), *z).iter().any(|b| *b))
             .collect();
-        let mut q = Self::predict(&g, info.shape(), &maps, &body, &slices, 1.0, device)?;
+        let mut q = Self::predict_padded(
+            &g,
+            info.shape(),
+            &maps,
+            &body,
+            &slices,
+            1.0,
+            info.size_hw,
+            device,
+        )?;
         q.name = format!("quadratic-form network {}", dir.display());
         Ok((q, info))
     }

@@ -110,6 +110,16 @@ pub struct QFitSpec {
     pub second_calibration_fraction: f64,
     /// The acquisition the network's inputs are emulated with (the first calibration drive's).
     pub acquisition: AcquisitionConfig,
+    /// Optimiser recipe. 1 (a missing key: the first cross-validation's): Adam with beta_1 0.5 at
+    /// a constant learning rate, no clipping. 2 (the default): beta_1 0.9, gradients clipped to
+    /// norm 1 per parameter tensor, the learning rate constant over the first half of the steps
+    /// then falling linearly to 0 (the first recipe diverged in one fold of six at epoch 22).
+    #[serde(default = "recipe_v1")]
+    pub recipe: u32,
+}
+
+fn recipe_v1() -> u32 {
+    1
 }
 
 impl Default for QFitSpec {
@@ -129,6 +139,7 @@ impl Default for QFitSpec {
             checkpoint_every: 50,
             second_calibration_fraction: 0.5,
             acquisition: AcquisitionConfig::default(),
+            recipe: 2,
         }
     }
 }
@@ -150,7 +161,36 @@ impl QFitSpec {
         }
     }
 
+    /// Adam's settings of the recipe.
+    fn optimizer(&self) -> super::qnet::QOptimizer {
+        match self.recipe {
+            1 => super::qnet::QOptimizer::V1,
+            _ => super::qnet::QOptimizer {
+                beta_1: 0.9,
+                grad_clip_norm: Some(1.0),
+            },
+        }
+    }
+
+    /// The learning rate of step `step` (0-based) of `total`.
+    fn learning_rate_at(&self, step: u64, total: u64) -> f64 {
+        match self.recipe {
+            1 => self.learning_rate,
+            _ => {
+                let left = 1.0 - step as f64 / total.max(1) as f64;
+                self.learning_rate * (2.0 * left).min(1.0)
+            }
+        }
+    }
+
     fn validate(&self) -> Result<()> {
+        if !(1..=2).contains(&self.recipe) {
+            return Err(Error::invalid(
+                "--recipe",
+                "1 (constant rate, beta_1 0.5) or 2 (decay, clipping, beta_1 0.9)",
+                self.recipe.to_string(),
+            ));
+        }
         if self.epochs == 0 || self.batch == 0 || self.checkpoint_every == 0 {
             return Err(Error::invalid(
                 "--epochs/--batch/--checkpoint-every",
@@ -428,7 +468,8 @@ pub fn fit_qnet(
             spec.learning_rate,
             spec.seed,
             device,
-        )?,
+        )?
+        .with_optimizer(spec.optimizer())?,
     };
     // The epoch in progress's running sums and the finished epochs' losses travel with the
     // checkpoint (losses.json is only written, never read back: serde_json's float parsing may
@@ -484,6 +525,7 @@ pub fn fit_qnet(
         let first = (trainer.steps() % per_epoch) as usize;
         for chunk in order.chunks(spec.batch).skip(first) {
             let b = make_batch(subjects, &maps, chunk, hw)?;
+            trainer.set_learning_rate(spec.learning_rate_at(trainer.steps(), total))?;
             let (loss, frob) = trainer.step(&b)?;
             sums = (sums.0 + loss, sums.1 + frob, sums.2 + 1);
             progress(QFitEvent::Step {
@@ -513,6 +555,7 @@ pub fn fit_qnet(
     }
     let info = QNetInfo {
         acquisition: spec.acquisition.clone(),
+        size_hw: Some(hw),
         ..QNetInfo::new(shape, record.subjects.clone(), trainer.steps())
     };
     save_model(&model_dir, &trainer, &info)?;
@@ -531,4 +574,32 @@ pub fn fit_qnet(
 /// model folder that loads but is half written).
 fn save_model(dir: &Path, t: &QTrainer, info: &QNetInfo) -> Result<()> {
     super::train::replace_dir_staged(dir, |staging| save_qnet(staging, t.generator(), info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipes_schedule_and_read_back() {
+        let v2 = QFitSpec::default();
+        assert_eq!(v2.recipe, 2);
+        let lr = v2.learning_rate;
+        // Constant over the first half, then linear to 0.
+        assert_eq!(v2.learning_rate_at(0, 100), lr);
+        assert_eq!(v2.learning_rate_at(50, 100), lr);
+        assert!((v2.learning_rate_at(75, 100) - 0.5 * lr).abs() < 1e-15);
+        assert_eq!(v2.learning_rate_at(100, 100), 0.0);
+        assert_eq!(v2.optimizer().grad_clip_norm, Some(1.0));
+        // A run recorded before the recipe existed (no key) is the first recipe: constant rate,
+        // pix2pix's beta_1, no clipping; it is not silently continued with the second.
+        let mut j = serde_json::to_value(&v2).unwrap();
+        j.as_object_mut().unwrap().remove("recipe");
+        let v1: QFitSpec = serde_json::from_value(j).unwrap();
+        assert_eq!(v1.recipe, 1);
+        assert_eq!(v1.learning_rate_at(99, 100), v1.learning_rate);
+        assert_eq!(v1.optimizer(), super::super::qnet::QOptimizer::V1);
+        assert_ne!(v1, v2);
+        assert!(QFitSpec { recipe: 3, ..v2 }.validate().is_err());
+    }
 }
