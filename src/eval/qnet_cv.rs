@@ -120,7 +120,7 @@ pub struct QFoldFile {
     pub spec: QFitSpec,
     /// Training steps.
     pub steps: u64,
-    /// Seconds of training (this process's part of it when resumed).
+    /// Seconds of the training steps (over every run when resumed).
     pub train_elapsed_s: f64,
     /// Held-out subjects.
     pub subjects: Vec<QSubjectResult>,
@@ -219,7 +219,18 @@ pub fn run_qnet_cv(
         let train: Vec<&QSubject> = fold.train.iter().map(|k| &subjects[k]).collect();
         let t = Instant::now();
         let fr = fit_qnet(&train, &spec.fit, &dir.join("train"), device, hooks.fit)?;
-        let train_elapsed_s = t.elapsed().as_secs_f64();
+        // The steps' time over every run that built the model; a network trained before that was
+        // recorded keeps the time its first results recorded.
+        let earlier: Option<QFoldFile> = if res.exists() {
+            Some(io::read_json(&res, "quadratic-form network fold results")?)
+        } else {
+            None
+        };
+        let train_elapsed_s = match (fr.train_s, &earlier) {
+            (Some(s), _) => s,
+            (None, Some(e)) if fr.steps_this_run == 0 => e.train_elapsed_s,
+            (None, _) => t.elapsed().as_secs_f64(),
+        };
         let (g, info) = load_qnet(&fr.model, device)?;
         let mut file = QFoldFile {
             format: QFOLD_FORMAT.into(),

@@ -230,6 +230,9 @@ impl QFitSpec {
 struct RunningState {
     sums: (u64, u64, usize),
     epochs: Vec<(usize, u64, u64)>,
+    /// Seconds spent in training steps over every run so far (absent in older checkpoints).
+    #[serde(default)]
+    train_s: Option<f64>,
 }
 
 /// `fit.json`: the spec and the subjects, so that a resume continues the same run.
@@ -301,6 +304,9 @@ pub struct QFitReport {
     pub size_hw: [usize; 2],
     /// Mean losses of every epoch so far.
     pub epochs: Vec<QEpoch>,
+    /// Seconds of training over every run that built the model (None: a checkpoint written
+    /// before this was recorded).
+    pub train_s: Option<f64>,
     /// Seconds of this call.
     pub elapsed_s: f64,
 }
@@ -475,12 +481,18 @@ pub fn fit_qnet(
     // checkpoint (losses.json is only written, never read back: serde_json's float parsing may
     // differ from the written value in the last bit).
     let mut sums = (0.0, 0.0, 0usize);
+    let mut train_s = if trainer.steps() == 0 {
+        Some(0.0)
+    } else {
+        None
+    };
     if let Some(r) = trainer
         .extra
         .as_ref()
         .and_then(|v| serde_json::from_value::<RunningState>(v.clone()).ok())
     {
         sums = (f64::from_bits(r.sums.0), f64::from_bits(r.sums.1), r.sums.2);
+        train_s = r.train_s;
         epochs = r
             .epochs
             .iter()
@@ -491,8 +503,9 @@ pub fn fit_qnet(
             })
             .collect();
     }
-    let saved = |s: (f64, f64, usize), epochs: &[QEpoch]| {
+    let saved = |s: (f64, f64, usize), epochs: &[QEpoch], train_s: Option<f64>| {
         serde_json::to_value(RunningState {
+            train_s,
             sums: (s.0.to_bits(), s.1.to_bits(), s.2),
             epochs: epochs
                 .iter()
@@ -511,6 +524,7 @@ pub fn fit_qnet(
             samples,
             size_hw: hw,
             epochs,
+            train_s,
             elapsed_s: t0.elapsed().as_secs_f64(),
         });
     }
@@ -526,7 +540,9 @@ pub fn fit_qnet(
         for chunk in order.chunks(spec.batch).skip(first) {
             let b = make_batch(subjects, &maps, chunk, hw)?;
             trainer.set_learning_rate(spec.learning_rate_at(trainer.steps(), total))?;
+            let t_step = Instant::now();
             let (loss, frob) = trainer.step(&b)?;
+            train_s = train_s.map(|t| t + t_step.elapsed().as_secs_f64());
             sums = (sums.0 + loss, sums.1 + frob, sums.2 + 1);
             progress(QFitEvent::Step {
                 steps: trainer.steps(),
@@ -548,7 +564,7 @@ pub fn fit_qnet(
             // A checkpoint at an epoch's end comes after its losses are written: a run killed in
             // between resumes from the one before and redoes the epoch.
             if epoch_end || trainer.steps() % spec.checkpoint_every == 0 {
-                trainer.extra = saved(sums, &epochs);
+                trainer.extra = saved(sums, &epochs, train_s);
                 trainer.save_checkpoint(&ckpt)?;
             }
         }
@@ -566,6 +582,7 @@ pub fn fit_qnet(
         samples,
         size_hw: hw,
         epochs,
+        train_s,
         elapsed_s: t0.elapsed().as_secs_f64(),
     })
 }
