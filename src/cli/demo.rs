@@ -145,60 +145,19 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
 
     // 5b. The quadratic-form network (shipped when its cross-validation beat the conventional
     //     approach): one inference, every drive a quadratic form, and the subject's own VOPs.
-    let qnet_dir = data.join("qnet");
-    let qnet = if shipped && qnet_dir.join(b1sar::net::qnet::QNET_INFO_FILE).exists() {
-        let pb = spinner("quadratic-form network: the subject's matrices");
-        let t = Instant::now();
-        let qn = b1sar::net::qnet::QuadraticNetwork::from_model(
-            &qnet_dir,
-            &f,
-            None,
-            &net::cpu_device(),
-        )?;
-        let inference_s = t.elapsed().as_secs_f64();
-        pb.finish_and_clear();
-        let info: b1sar::net::qnet::QNetInfo = io::read_json(
-            &qnet_dir.join(b1sar::net::qnet::QNET_INFO_FILE),
-            "quadratic-form network description",
-        )?;
-        let source = info.safety_factor_source.unwrap_or_default();
-        Some((qn, inference_s, source))
-    } else {
-        None
-    };
     let sf_conv = rd.conventional_stats.safety_factor;
-    let qnet_section = match &qnet {
-        Some((qn, inference_s, source)) => {
-            let s = demo::qnet_stage(
-                &e,
-                &rd,
-                qn,
-                (*inference_s, source.clone()),
-                a.epsilon,
-                generic_vops.as_ref().map(|v| (v, sf_conv)),
-            )?;
-            out.line(format!(
-                "Q-network: {} matrices in {:.2} s (relative Q10g error {:.3}); {} drives in {:.1} ms: over-estimation {:+.1} % before its SF {:.2}, {}/{} covered; its VOPs: {}",
-                s.n_matrices,
-                s.inference_s,
-                s.q10g_rel_error,
-                s.drives,
-                s.ms_all_drives,
-                100.0 * s.mean_overestimation,
-                s.safety_factor,
-                s.covered_by_sf,
-                s.drives,
-                s.vops
-                    .iter()
-                    .map(|r| format!("{} {} ({:+.0} %, {} under)", r.set, r.n_vops, 100.0 * r.mean_overestimation, r.under_estimates))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ));
-            Some(s)
-        }
-        None => None,
+    let (qnet, qnet_section) = match qnet_section(
+        &data.join("qnet"),
+        shipped,
+        (&f, &e, &rd),
+        a.epsilon,
+        generic_vops.as_ref().map(|v| (v, sf_conv)),
+        out,
+    )? {
+        Some((q, s)) => (Some(q), Some(s)),
+        None => (None, None),
     };
-    let qnet_dyn = qnet.as_ref().map(|(q, _, _)| q as &dyn SarPredictor);
+    let qnet_dyn = qnet.as_ref().map(|q| q as &dyn SarPredictor);
 
     // 6. Time-averaged SAR of the shipped pulses (TR 10 ms): exact Q10g and VOPs (covariance path),
     //    the network with its safety factor (per-step batched inference and the eigen fast path),
@@ -223,7 +182,7 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
         &f,
         &e.q,
         net_dyn,
-        qnet.as_ref().map(|(q, _, _)| q),
+        qnet.as_ref(),
         generic_vops.as_ref().map(|v| (v, sf_conv)),
         a.quick,
         &|k, t| {
@@ -344,6 +303,52 @@ fn network_section(
         ),
     ));
     Ok((s.clone(), net_row))
+}
+
+/// Stage 4b: the quadratic-form network of `dir` when shipped (and the subject is the shipped one):
+/// the network with its recorded factor, its section, and its line.
+fn qnet_section(
+    dir: &Path,
+    shipped: bool,
+    (f, e, rd): (&FieldSet, &demo::Exact, &demo::RandomDrives),
+    epsilon: f64,
+    generic: Option<(&VopSet, f64)>,
+    out: &Output,
+) -> Result<Option<(b1sar::net::qnet::QuadraticNetwork, demo::QnetSection)>> {
+    if !(shipped && dir.join(b1sar::net::qnet::QNET_INFO_FILE).exists()) {
+        return Ok(None);
+    }
+    let pb = spinner("quadratic-form network: the subject's matrices");
+    let t = Instant::now();
+    let qn = b1sar::net::qnet::QuadraticNetwork::from_model(dir, f, None, &net::cpu_device())?;
+    let inference_s = t.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+    let source = qn.safety_factor_source().to_string();
+    let s = demo::qnet_stage(e, rd, &qn, (inference_s, source), epsilon, generic)?;
+    out.line(format!(
+        "Q-network: {} matrices in {:.2} s (relative Q10g error {:.3}); {} drives in {:.1} ms: over-estimation {:+.1} % before its SF {:.2}, {}/{} covered; its VOPs: {}",
+        s.n_matrices,
+        s.inference_s,
+        s.q10g_rel_error,
+        s.drives,
+        s.ms_all_drives,
+        100.0 * s.mean_overestimation,
+        s.safety_factor,
+        s.covered_by_sf,
+        s.drives,
+        s.vops
+            .iter()
+            .map(|r| format!(
+                "{} {} ({:+.0} %, {} under)",
+                r.set,
+                r.n_vops,
+                100.0 * r.mean_overestimation,
+                r.under_estimates
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    ));
+    Ok(Some((qn, s)))
 }
 
 /// Stage 5 over the shipped pulses: rows, a line each, and the pSAR-vs-time figure.

@@ -310,6 +310,13 @@ pub fn q10g_rel_errors(qn: &QuadraticNetwork, q: &crate::sar::Q10g, zs: &[usize]
     )
 }
 
+/// The largest s^H Q s over packed matrices `rows` for a drive's (or a sum of drives')
+/// contraction features `feat` ([`features`]); 0 for no rows.
+fn max_form<'a>(rows: impl Iterator<Item = ndarray::ArrayView1<'a, f64>>, feat: &[f64]) -> f64 {
+    rows.map(|r| r.iter().zip(feat).map(|(a, b)| a * b).sum::<f64>())
+        .fold(0.0, f64::max)
+}
+
 /// One held-out subject: the network's matrices from its acquisition (the seed the cGAN's
 /// inference uses), their error against the exact ones, and every validation drive and pulse.
 #[allow(clippy::too_many_arguments)]
@@ -350,28 +357,16 @@ fn evaluate_subject(
     let zs = val_slices(m);
     let (q10g_rel_error, q10g_rel_error_val) = q10g_rel_errors(&qn, q, &zs);
     let predicted = qn.matrices();
-    // Rows of the predicted matrices in the validation slices' tissue (where the truth is judged).
-    let mut val_rows = Vec::new();
-    for (i, [z, y, x]) in qn.voxels().iter().enumerate() {
-        if zs.contains(z) && f.rho()[[*z, *y, *x]] >= AIR_DENSITY_KG_M3 {
-            val_rows.push(i);
-        }
-    }
     let in_val =
         |z: usize, y: usize, x: usize| zs.contains(&z) && f.rho()[[z, y, x]] >= AIR_DENSITY_KG_M3;
-    let peak_of = |feat: &[f64]| -> f64 {
-        val_rows
-            .iter()
-            .map(|i| {
-                predicted
-                    .row(*i)
-                    .iter()
-                    .zip(feat)
-                    .map(|(a, b)| a * b)
-                    .sum::<f64>()
-            })
-            .fold(0.0, f64::max)
-    };
+    // Rows of the predicted matrices in the validation slices' tissue (where the truth is judged).
+    let val_rows: Vec<usize> = (0..qn.voxels().len())
+        .filter(|i| {
+            let [z, y, x] = qn.voxels()[*i];
+            in_val(z, y, x)
+        })
+        .collect();
+    let peak_of = |feat: &[f64]| max_form(val_rows.iter().map(|i| predicted.row(*i)), feat);
     let vops = crate::sar::VopSet::compress_packed_with(
         n,
         qn.matrices(),
@@ -380,13 +375,7 @@ fn evaluate_subject(
         crate::sar::vop::Margins::Uniform,
         &|_, _| {},
     )?;
-    let vop_bound = |feat: &[f64]| -> f64 {
-        vops.packed()
-            .rows()
-            .into_iter()
-            .map(|r| r.iter().zip(feat).map(|(a, b)| a * b).sum::<f64>())
-            .fold(0.0, f64::max)
-    };
+    let vop_bound = |feat: &[f64]| max_form(vops.packed().rows().into_iter(), feat);
     let whole_of = |map: &ndarray::Array3<f64>| -> f64 { map.iter().cloned().fold(0.0, f64::max) };
     let truth_of = |map: &ndarray::Array3<f64>| -> f64 {
         map.indexed_iter()

@@ -618,6 +618,7 @@ pub struct QuadraticNetwork {
     packed: Array2<f64>,
     voxels: Vec<[usize; 3]>,
     sf: f64,
+    sf_source: String,
 }
 
 impl QuadraticNetwork {
@@ -698,6 +699,7 @@ impl QuadraticNetwork {
             packed,
             voxels,
             sf,
+            sf_source: String::new(),
         })
     }
 
@@ -895,6 +897,7 @@ mod tests {
             packed: Array2::from_shape_vec((3, 16), rows).unwrap(),
             voxels: vec![[0, 0, 0]; 3],
             sf: 1.0,
+            sf_source: String::new(),
         };
         let d = Drive::random_phase_set(4, 1.3, 1, 9).unwrap().remove(0);
         let exact = (0..3)
@@ -1048,6 +1051,19 @@ impl QuadraticNetwork {
         device: &Device,
     ) -> Result<(Self, QNetInfo)> {
         let (g, info) = load_qnet(dir, device)?;
+        let q = Self::predict_loaded(dir, &g, &info, f, measured, device)?;
+        Ok((q, info))
+    }
+
+    /// [`QuadraticNetwork::predict_raw`] with the network already loaded from `dir`.
+    fn predict_loaded(
+        dir: &std::path::Path,
+        g: &Generator,
+        info: &QNetInfo,
+        f: &crate::field::FieldSet,
+        measured: Option<AcquiredMaps>,
+        device: &Device,
+    ) -> Result<Self> {
         if f.n_channels() != info.n_channels {
             return Err(Error::invalid(
                 "--fields/--maps",
@@ -1066,7 +1082,7 @@ impl QuadraticNetwork {
             .filter(|z| body.index_axis(Axis(0), *z).iter().any(|b| *b))
             .collect();
         let mut q = Self::predict_padded(
-            &g,
+            g,
             info.shape(),
             &maps,
             &body,
@@ -1076,7 +1092,7 @@ impl QuadraticNetwork {
             device,
         )?;
         q.name = format!("quadratic-form network {}", dir.display());
-        Ok((q, info))
+        Ok(q)
     }
 
     /// [`QuadraticNetwork::predict_raw`] with the safety factor its estimates are multiplied by:
@@ -1090,7 +1106,8 @@ impl QuadraticNetwork {
         Self::from_model_with(dir, f, None, user_sf, device)
     }
 
-    /// [`QuadraticNetwork::from_model`] on `measured` maps when given.
+    /// [`QuadraticNetwork::from_model`] on `measured` maps when given. The factor is checked
+    /// before the inference (a network without one is refused at once).
     pub fn from_model_with(
         dir: &std::path::Path,
         f: &crate::field::FieldSet,
@@ -1098,13 +1115,10 @@ impl QuadraticNetwork {
         user_sf: Option<f64>,
         device: &Device,
     ) -> Result<Self> {
-        let info: QNetInfo = crate::io::read_json(
-            &dir.join(QNET_INFO_FILE),
-            "quadratic-form network description",
-        )?;
-        let sf = match (user_sf, info.safety_factor) {
-            (Some(u), _) => u,
-            (None, Some(r)) => r,
+        let (g, info) = load_qnet(dir, device)?;
+        let (sf, source) = match (user_sf, info.safety_factor) {
+            (Some(u), _) => (u, "user-given factor".to_string()),
+            (None, Some(r)) => (r, info.safety_factor_source.clone().unwrap_or_default()),
             (None, None) => {
                 return Err(Error::invalid(
                     "--safety-factor",
@@ -1118,9 +1132,15 @@ impl QuadraticNetwork {
             }
         };
         crate::limits::check_safety_factor("quadratic-form network safety factor", sf)?;
-        let (mut q, _) = Self::predict_raw(dir, f, measured, device)?;
-        q.sf = sf;
+        let mut q = Self::predict_loaded(dir, &g, &info, f, measured, device)?;
+        (q.sf, q.sf_source) = (sf, source);
         Ok(q)
+    }
+
+    /// Where the safety factor came from: the user, or the source qnet.json records (empty for a
+    /// network predicted without one).
+    pub fn safety_factor_source(&self) -> &str {
+        &self.sf_source
     }
 
     /// SAR10g of `drive` on the slices `slices` (W/kg, [slice, y, x]; zero where nothing was
@@ -1155,18 +1175,8 @@ pub fn predict_drive_qnet(
     device: &Device,
 ) -> Result<crate::predict::Prediction> {
     drive.expect_channels(f.n_channels(), "the field set")?;
-    let [nz, ny, nx] = f.grid().shape;
-    let target = match slice {
-        Some(z) if z >= nz => {
-            return Err(Error::invalid(
-                "slice (--slice)",
-                format!("a z index below {nz}"),
-                format!("{z}"),
-            ));
-        }
-        Some(z) => z,
-        None => crate::dataset::target_slice(f),
-    };
+    let [_, ny, nx] = f.grid().shape;
+    let target = crate::predict::target_slice_of(f, slice)?;
     let t = std::time::Instant::now();
     let (qn, info) = QuadraticNetwork::predict_raw(dir, f, measured, device)?;
     let slices: Vec<usize> = if all_slices {
@@ -1178,28 +1188,8 @@ pub fn predict_drive_qnet(
     };
     let maps = qn.sar_maps(drive, &slices, [ny, nx])?;
     let inference_s = t.elapsed().as_secs_f64();
-    let (mut best, mut at) = (0.0f64, [0usize; 3]);
-    for ((k, y, x), v) in maps.indexed_iter() {
-        if *v > best {
-            (best, at) = (*v, [slices[k], y, x]);
-        }
-    }
-    let best = crate::limits::finite_result("predicted pSAR10g", best, false)?;
-    let exact_map = match f.e() {
-        Some(_) => Some(crate::sar::Q10g::from_fields(f)?.sar_map(drive)?),
-        None => None,
-    };
-    let exact = exact_map.as_ref().map(|m| {
-        slices
-            .iter()
-            .flat_map(|z| {
-                m.index_axis(Axis(0), *z)
-                    .iter()
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
-            .fold(0.0, f64::max)
-    });
+    let (best, at) = crate::predict::peak_of_maps(&maps, &slices)?;
+    let (exact_map, exact) = crate::predict::exact_on_slices(f, drive, &slices)?;
     let sf = info.safety_factor;
     Ok(crate::predict::Prediction {
         report: crate::predict::PredictReport {

@@ -541,6 +541,21 @@ pub fn target_slice_of(f: &FieldSet, slice: Option<usize>) -> Result<usize> {
     }
 }
 
+/// The largest predicted SAR10g of `maps` ([slice, y, x] over `slices`, W/kg) and its voxel
+/// [z, y, x]; a non-finite value is an error.
+pub fn peak_of_maps(maps: &Array3<f64>, slices: &[usize]) -> Result<(f64, [usize; 3])> {
+    let (mut best, mut at) = (0.0f64, [0usize; 3]);
+    for ((k, y, x), v) in maps.indexed_iter() {
+        if *v > best {
+            (best, at) = (*v, [slices[k], y, x]);
+        }
+    }
+    Ok((
+        crate::limits::finite_result("predicted pSAR10g", best, false)?,
+        at,
+    ))
+}
+
 /// The exact SAR10g map of `drive` (whole grid) and its peak over `slices`, when `f` has E.
 pub fn exact_on_slices(
     f: &FieldSet,
@@ -584,14 +599,7 @@ pub fn predict_drive(
         .predict(f, std::slice::from_ref(drive), &slices, seed)?
         .remove(0);
     let inference_s = t.elapsed().as_secs_f64();
-    let (mut best, mut at) = (0.0f64, [0usize; 3]);
-    for ((k, y, x), v) in maps.indexed_iter() {
-        if *v > best {
-            best = *v;
-            at = [slices[k], y, x];
-        }
-    }
-    let best = crate::limits::finite_result("predicted pSAR10g", best, false)?;
+    let (best, at) = peak_of_maps(&maps, &slices)?;
     // The factor the model would apply to an arbitrary drive (pulse-sar's), so the raw prediction
     // is never read as a bound.
     let sf = model
