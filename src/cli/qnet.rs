@@ -51,8 +51,9 @@ pub struct QFitArgs {
     #[arg(long, default_value_t = QFitSpec::default().second_calibration_fraction)]
     pub second_calibration_fraction: f64,
     /// Optimiser recipe: 2 (Adam beta_1 0.9, gradient norm clipped to 1, learning rate falling
-    /// linearly to 0 over the second half) or 1 (the first cross-validation's: beta_1 0.5,
-    /// constant rate, no clipping).
+    /// linearly to 0 over the second half), 1 (the first cross-validation's: beta_1 0.5,
+    /// constant rate, no clipping) or 3 (2, with the drive term's drives per sample: random
+    /// phase, random magnitude, focused on a pixel, worst case of a hot pixel).
     #[arg(long, default_value_t = QFitSpec::default().recipe)]
     pub recipe: u32,
     /// Device: cpu, wgpu[:i] (feature gpu), cuda[:i] (feature cuda).

@@ -189,14 +189,15 @@ pub fn quadratic_form(out: Tensor<4>, s: QNetShape) -> (Tensor<5>, Tensor<5>) {
 }
 
 /// SAR of drives through the factor: ||L^H s||^2 per pixel, `[N, K, H, W]` for drives `s_re`,
-/// `s_im` `[K, n]` (sqrt(W)). Exactly s^H Q̂ s.
-pub fn drive_sar(out: Tensor<4>, s: QNetShape, s_re: Tensor<2>, s_im: Tensor<2>) -> Tensor<4> {
+/// `s_im` `[S, K, n]` (sqrt(W); S = N: a set per sample, S = 1: one set for the batch). Exactly
+/// s^H Q̂ s.
+pub fn drive_sar(out: Tensor<4>, s: QNetShape, s_re: Tensor<3>, s_im: Tensor<3>) -> Tensor<4> {
     let [b, _, h, w] = out.dims();
-    let [k, n] = s_re.dims();
+    let [sets, k, n] = s_re.dims();
     let (a, bb) = factor(out, s);
     let (a, bb): (Tensor<6>, Tensor<6>) = (a.unsqueeze_dim(2), bb.unsqueeze_dim(2));
-    let sr: Tensor<6> = s_re.reshape([1, 1, k, n, 1, 1]);
-    let si: Tensor<6> = s_im.reshape([1, 1, k, n, 1, 1]);
+    let sr: Tensor<6> = s_re.reshape([sets, 1, k, n, 1, 1]);
+    let si: Tensor<6> = s_im.reshape([sets, 1, k, n, 1, 1]);
     // (L^H s)_k = sum_i conj(L_ik) s_i = sum_i (A_ik - i B_ik)(s_re + i s_im).
     let y_re = (a.clone() * sr.clone() + bb.clone() * si.clone()).sum_dim(3);
     let y_im = (a * si - bb * sr).sum_dim(3);
@@ -262,6 +263,9 @@ pub struct QLossConfig {
     pub lambda_drive: f64,
     /// Weight of the peak under-estimation penalty inside the drive term.
     pub lambda_peak: f64,
+    /// Drives per sample of four kinds (random phase, random magnitude, focused on a pixel, the
+    /// worst case of a hot pixel) instead of one random-phase set for the batch.
+    pub structured: bool,
 }
 
 impl Default for QLossConfig {
@@ -270,6 +274,7 @@ impl Default for QLossConfig {
             drives: 4,
             lambda_drive: 1.0,
             lambda_peak: 1.0,
+            structured: false,
         }
     }
 }
@@ -431,8 +436,12 @@ impl QTrainer {
         if self.loss.drives == 0 || self.loss.lambda_drive == 0.0 {
             return Ok((frob.clone(), frob));
         }
-        let drives = Drive::random_phase_set(self.shape.n_channels, 1.0, self.loss.drives, seed)?;
-        let (s_re, s_im) = drive_tensors(&drives, &self.device);
+        let (v, dims) = if self.loss.structured {
+            structured_drives(b, self.shape, self.loss.drives, seed)?
+        } else {
+            shared_drives(self.shape.n_channels, self.loss.drives, seed)?
+        };
+        let (s_re, s_im) = drive_tensors(&v, dims, &self.device);
         let sar_hat = drive_sar(out, self.shape, s_re.clone(), s_im.clone());
         let sar_true = target_sar(t_re, t_im, s_re, s_im);
         let d = drive_loss(sar_hat, sar_true, mask, self.loss.lambda_peak);
@@ -457,17 +466,106 @@ impl QTrainer {
     }
 }
 
-/// Re and Im of drives (sqrt(W)) as `[K, n]` tensors on `device`.
-fn drive_tensors(drives: &[Drive], device: &Device) -> (Tensor<2>, Tensor<2>) {
-    let (k, n) = (drives.len(), drives.first().map_or(0, |d| d.len()));
-    let part = |f: fn(&Complex64) -> f64| -> Tensor<2> {
-        let v: Vec<f32> = drives
-            .iter()
-            .flat_map(|d| d.amplitudes().iter().map(move |a| f(a) as f32))
-            .collect();
-        Tensor::from_data(TensorData::new(v, [k, n]), device)
+/// Re and Im of drives (sqrt(W), `[S, K, n]` row-major) as tensors on `device`.
+fn drive_tensors(v: &[Complex64], dims: [usize; 3], device: &Device) -> (Tensor<3>, Tensor<3>) {
+    let part = |f: fn(&Complex64) -> f64| -> Tensor<3> {
+        let p: Vec<f32> = v.iter().map(|a| f(a) as f32).collect();
+        Tensor::from_data(TensorData::new(p, dims), device)
     };
     (part(|a| a.re), part(|a| a.im))
+}
+
+/// One drive set for the whole batch: `k` random-phase drives of 1 W per channel, `[1, K, n]`.
+fn shared_drives(n: usize, k: usize, seed: u64) -> Result<(Vec<Complex64>, [usize; 3])> {
+    let drives = Drive::random_phase_set(n, 1.0, k, seed)?;
+    let v = drives
+        .iter()
+        .flat_map(|d| d.amplitudes().to_vec())
+        .collect();
+    Ok((v, [1, k, n]))
+}
+
+/// A drive set per sample of `b` (`[N, K, n]`, each drive at `n` W total, as the random-phase
+/// drives of 1 W per channel), drive `j` of a sample by `j % 4`:
+/// - 0: random phases, equal magnitudes (the paper's drives);
+/// - 1: random magnitudes and phases (as [`crate::dataset::drives::random_magnitude`]);
+/// - 2: phases focused on a random pixel of the sample's tissue from the network's own input
+///   maps, random magnitudes: the shape of a shim optimised for a region, whose peak the
+///   random drives never exercise (the kind on which the second recipe's factor was set);
+/// - 3: the worst-case drive of a hot pixel (top eigenvector of the target matrix at a pixel
+///   drawn from the tenth of the slice's pixels with the largest trace), so that the
+///   largest eigenvalues, which set the peaks of focused drives, are trained directly.
+fn structured_drives(
+    b: &QBatch,
+    shape: QNetShape,
+    k: usize,
+    seed: u64,
+) -> Result<(Vec<Complex64>, [usize; 3])> {
+    use rand::{RngExt, SeedableRng};
+    use std::f64::consts::PI;
+    let n = shape.n_channels;
+    let [h, w] = b.hw;
+    let hw = h * w;
+    let per = shape.channels_per_slice();
+    let centre = (SLICES / 2) * per;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut v = Vec::with_capacity(b.n * k * n);
+    let total = n as f64;
+    for i in 0..b.n {
+        let mask = &b.mask[i * hw..(i + 1) * hw];
+        let tissue: Vec<usize> = (0..hw).filter(|p| mask[*p] > 0.5).collect();
+        let diag = |p: usize, c: usize| f64::from(b.t_re[((i * n + c) * n + c) * hw + p]);
+        let mut hot: Vec<(f64, usize)> = tissue
+            .iter()
+            .map(|p| ((0..n).map(|c| diag(*p, c)).sum::<f64>(), *p))
+            .collect();
+        hot.sort_by(|a, b| b.0.total_cmp(&a.0));
+        hot.truncate(hot.len().div_ceil(10));
+        for j in 0..k {
+            let mut s: Vec<Complex64> = match (j % 4, tissue.is_empty()) {
+                (0, _) | (_, true) => (0..n)
+                    .map(|_| Complex64::from_polar(1.0, rng.random_range(-PI..PI)))
+                    .collect(),
+                (1, _) => (0..n)
+                    .map(|_| {
+                        let p: f64 = rng.random_range(0.05..1.0);
+                        Complex64::from_polar(p.sqrt(), rng.random_range(-PI..PI))
+                    })
+                    .collect(),
+                (2, _) => {
+                    let p = tissue[rng.random_range(0..tissue.len())];
+                    let x =
+                        |c: usize| f64::from(b.x[(i * shape.in_channels() + centre + c) * hw + p]);
+                    (0..n)
+                        .map(|c| {
+                            let m: f64 = rng.random_range(0.05f64..1.0).sqrt();
+                            let phase = (-x(2 * c + 1)).atan2(x(2 * c));
+                            Complex64::from_polar(m, phase)
+                        })
+                        .collect()
+                }
+                _ => {
+                    let p = hot[rng.random_range(0..hot.len())].1;
+                    let q: Vec<Complex64> = (0..n * n)
+                        .map(|ij| {
+                            let at = (i * n * n + ij) * hw + p;
+                            Complex64::new(f64::from(b.t_re[at]), f64::from(b.t_im[at]))
+                        })
+                        .collect();
+                    crate::sar::vop_cc::top_eigenvector(n, &q)
+                }
+            };
+            let p: f64 = s.iter().map(|a| a.norm_sqr()).sum();
+            let scale = if p > 0.0 && p.is_finite() {
+                (total / p).sqrt()
+            } else {
+                s = vec![Complex64::new(1.0, 0.0); n];
+                1.0
+            };
+            v.extend(s.into_iter().map(|a| a * scale));
+        }
+    }
+    Ok((v, [b.n, k, n]))
 }
 
 /// The resumable state of a [`QTrainer`] besides its weights and optimiser moments.
@@ -480,6 +578,9 @@ struct QTrainerState {
     /// Adam's settings (absent in the first recipe's checkpoints: [`QOptimizer::V1`]).
     #[serde(default)]
     optimizer: Option<QOptimizer>,
+    /// Structured drives in the drive term (absent before the third recipe: false).
+    #[serde(default)]
+    structured_drives: bool,
     /// The caller's own resumable state (a training loop's running sums), saved with the rest.
     #[serde(default)]
     extra: Option<serde_json::Value>,
@@ -507,6 +608,7 @@ impl QTrainer {
                     learning_rate: self.learning_rate,
                     steps: self.steps,
                     optimizer: Some(self.optimizer),
+                    structured_drives: self.loss.structured,
                     extra: self.extra.clone(),
                 },
             )
@@ -557,6 +659,7 @@ impl QTrainer {
                 drives: st.loss.0,
                 lambda_drive: st.loss.1,
                 lambda_peak: st.loss.2,
+                structured: st.structured_drives,
             },
             learning_rate: st.learning_rate,
             optimizer,
@@ -567,15 +670,16 @@ impl QTrainer {
     }
 }
 
-/// s^H Q s per pixel for target matrices `[N, n, n, H, W]` and drives `[K, n]`: `[N, K, H, W]`.
-fn target_sar(t_re: Tensor<5>, t_im: Tensor<5>, s_re: Tensor<2>, s_im: Tensor<2>) -> Tensor<4> {
+/// s^H Q s per pixel for target matrices `[N, n, n, H, W]` and drives `[S, K, n]` (S = N or 1):
+/// `[N, K, H, W]`.
+fn target_sar(t_re: Tensor<5>, t_im: Tensor<5>, s_re: Tensor<3>, s_im: Tensor<3>) -> Tensor<4> {
     let [b, n, _, h, w] = t_re.dims();
-    let [k, _] = s_re.dims();
+    let [sets, k, _] = s_re.dims();
     // s^H Q s = sum_ij (a_i a_j + b_i b_j) Re Q_ij + (b_i a_j - a_i b_j) Im Q_ij, s = a + i b.
-    let si: Tensor<6> = s_re.clone().reshape([1, k, n, 1, 1, 1]);
-    let sj: Tensor<6> = s_re.reshape([1, k, 1, n, 1, 1]);
-    let bi: Tensor<6> = s_im.clone().reshape([1, k, n, 1, 1, 1]);
-    let bj: Tensor<6> = s_im.reshape([1, k, 1, n, 1, 1]);
+    let si: Tensor<6> = s_re.clone().reshape([sets, k, n, 1, 1, 1]);
+    let sj: Tensor<6> = s_re.reshape([sets, k, 1, n, 1, 1]);
+    let bi: Tensor<6> = s_im.clone().reshape([sets, k, n, 1, 1, 1]);
+    let bj: Tensor<6> = s_im.reshape([sets, k, 1, n, 1, 1]);
     let re: Tensor<6> = t_re.unsqueeze_dim(1);
     let im: Tensor<6> = t_im.unsqueeze_dim(1);
     let v = re * (si.clone() * sj.clone() + bi.clone() * bj.clone()) + im * (bi * sj - si * bj);
@@ -835,13 +939,112 @@ mod tests {
     }
 
     #[test]
+    fn structured_drives_are_the_four_kinds_at_the_batch_power() {
+        let s = QNetShape {
+            n_channels: 3,
+            rank: 3,
+        };
+        let (n, hw, samples, k) = (3, [4usize, 4], 2, 8);
+        let px = hw[0] * hw[1];
+        let raw = random_output(11, QNetShape { rank: 3, ..s }, 4);
+        let mut b = QBatch {
+            n: samples,
+            hw,
+            x: vec![0.0; samples * s.in_channels() * px],
+            t_re: vec![0.0; samples * n * n * px],
+            t_im: vec![0.0; samples * n * n * px],
+            mask: vec![0.0; samples * px],
+        };
+        let mut q_at = vec![vec![Vec::new(); px]; samples];
+        let centre = (SLICES / 2) * s.channels_per_slice();
+        for i in 0..samples {
+            for p in 0..px {
+                // Tissue on 12 of 16 pixels; a PSD matrix from a random factor at each.
+                if p % 4 == 3 {
+                    continue;
+                }
+                b.mask[i * px + p] = 1.0;
+                let l: Vec<f64> = (0..s.out_channels())
+                    .map(|c| f64::from(raw[c * px + (p + 5 * i) % px]) + 0.1 * c as f64)
+                    .collect();
+                let full = crate::sar::q10g::unpack(n, &packed_from_factor(&l, s));
+                for (ij, v) in full.iter().enumerate() {
+                    let at = (i * n * n + ij) * px + p;
+                    b.t_re[at] = v.re as f32;
+                    b.t_im[at] = v.im as f32;
+                }
+                q_at[i][p] = full;
+                for c in 0..2 * n {
+                    b.x[(i * s.in_channels() + centre + c) * px + p] =
+                        raw[(c * 7 + p + i) % raw.len()];
+                }
+            }
+        }
+        let (v, dims) = structured_drives(&b, s, k, 4).unwrap();
+        assert_eq!(dims, [samples, k, n]);
+        let sar = |q: &[Complex64], d: &[Complex64]| -> f64 {
+            (0..n)
+                .flat_map(|r| (0..n).map(move |c| (r, c)))
+                .map(|(r, c)| (d[r].conj() * q[r * n + c] * d[c]).re)
+                .sum()
+        };
+        for i in 0..samples {
+            // The hot tenth (by trace) of the 12 tissue pixels: the 2 largest.
+            let mut by_trace: Vec<(f64, usize)> = (0..px)
+                .filter(|p| !q_at[i][*p].is_empty())
+                .map(|p| ((0..n).map(|c| q_at[i][p][c * n + c].re).sum(), p))
+                .collect();
+            by_trace.sort_by(|a, b| b.0.total_cmp(&a.0));
+            for j in 0..k {
+                let d = &v[(i * k + j) * n..(i * k + j + 1) * n];
+                let power: f64 = d.iter().map(|a| a.norm_sqr()).sum();
+                assert!((power - n as f64).abs() < 1e-9, "drive {j}: {power} W");
+                match j % 4 {
+                    0 => assert!(d.iter().all(|a| (a.norm() - 1.0).abs() < 1e-9)),
+                    2 => {
+                        // Focused: at some tissue pixel every channel's B1+ x drive has one phase.
+                        let focused = (0..px).filter(|p| b.mask[i * px + p] > 0.5).any(|p| {
+                            let terms: Vec<Complex64> = (0..n)
+                                .map(|c| {
+                                    let at = |o: usize| {
+                                        f64::from(b.x[(i * s.in_channels() + centre + o) * px + p])
+                                    };
+                                    Complex64::new(at(2 * c), at(2 * c + 1)) * d[c]
+                                })
+                                .collect();
+                            terms
+                                .iter()
+                                .all(|t| (t.arg() - terms[0].arg()).abs() < 1e-5)
+                        });
+                        assert!(focused, "drive {j} of sample {i} is focused nowhere");
+                    }
+                    3 => {
+                        // Worst case of a hot pixel: s^H Q s = n x the largest eigenvalue there.
+                        let hit = by_trace[..2].iter().any(|(_, p)| {
+                            let m = nalgebra::DMatrix::from_fn(n, n, |r, c| q_at[i][*p][r * n + c]);
+                            let top = nalgebra::linalg::SymmetricEigen::new(m).eigenvalues.max();
+                            (sar(&q_at[i][*p], d) - n as f64 * top).abs() < 1e-4 * top
+                        });
+                        assert!(hit, "drive {j} of sample {i} is no hot pixel's worst case");
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    #[test]
     fn drive_sar_is_the_quadratic_form_of_the_drive() {
         let s = shape();
         let dev = cpu_device();
         let hw = 2;
         let out = random_output(3, s, hw);
         let drives = Drive::random_phase_set(s.n_channels, 0.7, 3, 5).unwrap();
-        let (sr, si) = drive_tensors(&drives, &dev);
+        let v: Vec<Complex64> = drives
+            .iter()
+            .flat_map(|d| d.amplitudes().to_vec())
+            .collect();
+        let (sr, si) = drive_tensors(&v, [1, 3, s.n_channels], &dev);
         let t = Tensor::<4>::from_data(
             TensorData::new(out.clone(), [1, s.out_channels(), hw, hw]),
             &dev,
