@@ -732,6 +732,36 @@ pub fn apply_qnet_factor(r: &QCvReport, cv_out: &Path, model: &Path) -> Result<(
             format!("rank {}", info.rank),
         ));
     }
+    // The factor holds for the recipe that was cross-validated: the whole training spec when the
+    // model's run records it, else the shape (base and depth from its generator.json).
+    match crate::net::qnet_fit::run_spec(model)? {
+        Some(spec) if spec != r.spec => {
+            return Err(Error::invalid(
+                format!("--apply-to {}", model.display()),
+                "a network trained with the cross-validation's flags",
+                format!(
+                    "another run (its fit.json: {}; the cross-validation's: {})",
+                    serde_json::to_string(&spec).unwrap_or_default(),
+                    serde_json::to_string(&r.spec).unwrap_or_default()
+                ),
+            ));
+        }
+        Some(_) => {}
+        None => {
+            let g = crate::net::load_generator(model, &crate::net::cpu_device())?;
+            let c = g.config();
+            if (c.base, c.depth) != (r.spec.base, r.spec.depth) {
+                return Err(Error::invalid(
+                    format!("--apply-to {}", model.display()),
+                    format!(
+                        "a U-Net of the cross-validated base {} and depth {}",
+                        r.spec.base, r.spec.depth
+                    ),
+                    format!("base {}, depth {}", c.base, c.depth),
+                ));
+            }
+        }
+    }
     let all = r.rows.last().expect("the all row is always there");
     // A factor below 1 (every held-out sample over-estimated) would scale the bound down: 1.
     info.safety_factor = Some(all.qnet.safety_factor.max(1.0));

@@ -252,6 +252,19 @@ struct FitRecord {
 
 const FIT_FORMAT: &str = "b1sar-qnet-fit-1";
 
+/// The spec a model folder `model` (`OUT/model` of [`fit_qnet`]) was trained with, from the run's
+/// `fit.json` beside it; `None` when the folder is not inside a `qnet-train` run.
+pub fn run_spec(model: &std::path::Path) -> Result<Option<QFitSpec>> {
+    let Some(path) = model.parent().map(|p| p.join("fit.json")) else {
+        return Ok(None);
+    };
+    if !path.exists() {
+        return Ok(None);
+    }
+    let r: FitRecord = crate::io::read_json(&path, "quadratic-form network run")?;
+    Ok(Some(r.spec))
+}
+
 /// Progress of [`fit_qnet`].
 pub enum QFitEvent {
     /// The samples are laid out.
