@@ -300,6 +300,12 @@ fn demo_report_is_consistent() {
     // The quadratic-form network, when shipped: the subject's exact VOPs never under-estimate,
     // the figures after its factor follow from those before it, and its pulse column is a bound
     // no lower than its matrices' value (its factor >= 1).
+    let shipped_qnet = common::data("qnet/qnet.json").exists();
+    assert_eq!(
+        summary.get("qnet").is_some_and(|q| !q.is_null()),
+        shipped_qnet,
+        "the Q-network section appears exactly when a network is shipped"
+    );
     if let Some(q) = summary.get("qnet").filter(|q| !q.is_null()) {
         let f = |k: &str| q[k].as_f64().unwrap();
         let vops = q["vops"].as_array().unwrap();

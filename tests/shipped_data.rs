@@ -328,3 +328,56 @@ fn assert_gradients_agree(g: &[num_complex::Complex64], fd: &[num_complex::Compl
     );
     norm
 }
+
+/// The shipped quadratic-form network (`examples/data/qnet/`, when shipped): its factor is the
+/// one its cross-validation measured (`docs/cv_qnet/depth4/cv.json`), its matrices are Hermitian
+/// PSD, and on the shipped subject its peak x factor bounds the exact pSAR10g of drives it never
+/// saw while staying within 3x of it.
+#[test]
+fn shipped_qnet_carries_its_cross_validated_factor_and_bounds_the_shipped_subject() {
+    use b1sar::sar::SarPredictor;
+    let dir = data("qnet");
+    if !dir.join(b1sar::net::qnet::QNET_INFO_FILE).exists() {
+        return;
+    }
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(b1sar::net::qnet::QNET_INFO_FILE)).unwrap(),
+    )
+    .unwrap();
+    let cv: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(data("../../docs/cv_qnet/depth4/cv.json")).unwrap(),
+    )
+    .unwrap();
+    let all = cv["rows"].as_array().unwrap().last().unwrap();
+    assert_eq!(all["kind"], "all");
+    let sf = info["safety_factor"].as_f64().unwrap();
+    assert_eq!(sf, all["qnet"]["safety_factor"].as_f64().unwrap().max(1.0));
+    assert!(
+        info["safety_factor_source"]
+            .as_str()
+            .unwrap()
+            .contains("docs/cv_qnet/depth4"),
+        "{info}"
+    );
+    let f = FieldSet::load(&data("subject_small.npz")).unwrap();
+    let qn =
+        b1sar::net::qnet::QuadraticNetwork::from_model(&dir, &f, None, &b1sar::net::cpu_device())
+            .unwrap();
+    assert_eq!(qn.safety_factor(), sf);
+    let n = qn.n_channels();
+    for row in qn.matrices().rows() {
+        let full = b1sar::sar::q10g::unpack(n, row.as_slice().unwrap());
+        let m = nalgebra::DMatrix::from_fn(n, n, |i, j| full[i * n + j]);
+        let ev = nalgebra::linalg::SymmetricEigen::new(m).eigenvalues;
+        assert!(ev.min() >= -1e-9 * ev.max().abs().max(1e-300), "{ev}");
+    }
+    let av = Averager::new(*f.grid(), f.rho().view()).unwrap();
+    let q = Q10g::compute(&f, &av, &|_, _| {}).unwrap();
+    let drives = Drive::random_phase_set(8, 1.0, 12, 99).unwrap();
+    let pred = qn.psar(&drives).unwrap();
+    for (d, p) in drives.iter().zip(&pred) {
+        let exact = q.psar(d).unwrap().value_w_per_kg;
+        assert!(p * sf >= exact, "{p} x {sf} below exact {exact}");
+        assert!(*p > 0.3 * exact && *p < 3.0 * exact, "{p} vs exact {exact}");
+    }
+}

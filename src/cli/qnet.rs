@@ -14,9 +14,10 @@ use std::time::Instant;
 /// Training flags of the quadratic-form network (defaults: [`QFitSpec::default`]).
 #[derive(Args, Clone)]
 pub struct QFitArgs {
-    /// Rank r of the factor L (n x r); default the channel count (every Hermitian PSD matrix).
-    #[arg(long)]
-    pub rank: Option<usize>,
+    /// Rank r of the factor L (n x r; n gives every Hermitian PSD matrix). The default, 4, is the
+    /// cross-validated recipe's (docs/cv_qnet).
+    #[arg(long, default_value_t = QFitSpec::default().rank.unwrap_or(4))]
+    pub rank: usize,
     /// U-Net width of the first level.
     #[arg(long, default_value_t = QFitSpec::default().base)]
     pub base: usize,
@@ -64,7 +65,7 @@ pub struct QFitArgs {
 impl QFitArgs {
     fn spec(&self) -> QFitSpec {
         QFitSpec {
-            rank: self.rank,
+            rank: Some(self.rank),
             base: self.base,
             depth: self.depth,
             drives: self.drives,
