@@ -574,63 +574,36 @@ fn qnet_cv_in_the_cgan_cross_validation() {
     assert_eq!(rc, 2);
 
     // The factor over all drives into a network trained on every subject with the same flags.
-    let full = p("full");
-    let mut a = vec![
-        "qnet-train",
-        "--out",
-        common::s(&full),
-        "--epochs",
-        "2",
-        "--base",
-        "4",
-        "--depth",
-        "2",
-        "--fields",
-    ];
-    a.extend(fields.iter().map(String::as_str));
-    run(a);
-    let model = full.join("model");
-    run(vec![
-        "qnet-cv",
-        "--cv",
-        common::s(&cv),
-        "--out",
-        common::s(&qcv),
-        "--summarize",
-        "--apply-to",
-        common::s(&model),
-    ]);
+    let train_all = |out: &std::path::Path, epochs: &str| {
+        let mut a = vec!["qnet-train", "--out", common::s(out), "--epochs", epochs];
+        a.extend(["--base", "4", "--depth", "2", "--fields"]);
+        a.extend(fields.iter().map(String::as_str));
+        run(a);
+        out.join("model")
+    };
+    let apply = |model: &std::path::Path| {
+        common::b1sar(&[
+            "qnet-cv",
+            "--cv",
+            common::s(&cv),
+            "--out",
+            common::s(&qcv),
+            "--summarize",
+            "--apply-to",
+            common::s(model),
+        ])
+    };
+    let model = train_all(&p("full"), "2");
+    let (rc, _, e) = apply(&model);
+    assert_eq!(rc, 0, "{e}");
     let info = read(&model.join("qnet.json"));
     // A network of another recipe (one epoch less) gets no factor: refused, its qnet.json as it was.
-    let other = p("other");
-    let mut a = vec![
-        "qnet-train",
-        "--out",
-        common::s(&other),
-        "--epochs",
-        "1",
-        "--base",
-        "4",
-        "--depth",
-        "2",
-        "--fields",
-    ];
-    a.extend(fields.iter().map(String::as_str));
-    run(a);
-    let before = read(&other.join("model/qnet.json"));
-    let (rc, _, e) = common::b1sar(&[
-        "qnet-cv",
-        "--cv",
-        common::s(&cv),
-        "--out",
-        common::s(&qcv),
-        "--summarize",
-        "--apply-to",
-        common::s(&other.join("model")),
-    ]);
+    let other = train_all(&p("other"), "1");
+    let before = read(&other.join("qnet.json"));
+    let (rc, _, e) = apply(&other);
     assert_eq!(rc, 2, "{e}");
     assert!(e.contains("fit.json"), "{e}");
-    assert_eq!(read(&other.join("model/qnet.json")), before);
+    assert_eq!(read(&other.join("qnet.json")), before);
     // A factor below 1 (every sample over-estimated) is recorded as 1: a bound never scales down.
     assert_eq!(info["safety_factor"].as_f64(), Some(want_q.max(1.0)));
     let pulse = common::data("../../pulses/kt5_cp.json");
