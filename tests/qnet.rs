@@ -574,8 +574,10 @@ fn qnet_cv_in_the_cgan_cross_validation() {
     assert_eq!(rc, 2);
 
     // The factor over all drives into a network trained on every subject with the same flags.
-    let train_all = |out: &std::path::Path, epochs: &str| {
+    // (How often a run checkpoints does not change its network: the full run's differs.)
+    let train_all = |out: &std::path::Path, epochs: &str, every: &str| {
         let mut a = vec!["qnet-train", "--out", common::s(out), "--epochs", epochs];
+        a.extend(["--checkpoint-every", every]);
         a.extend(["--base", "4", "--depth", "2", "--fields"]);
         a.extend(fields.iter().map(String::as_str));
         run(a);
@@ -593,12 +595,12 @@ fn qnet_cv_in_the_cgan_cross_validation() {
             common::s(model),
         ])
     };
-    let model = train_all(&p("full"), "2");
+    let model = train_all(&p("full"), "2", "3");
     let (rc, _, e) = apply(&model);
     assert_eq!(rc, 0, "{e}");
     let info = read(&model.join("qnet.json"));
     // A network of another recipe (one epoch less) gets no factor: refused, its qnet.json as it was.
-    let other = train_all(&p("other"), "1");
+    let other = train_all(&p("other"), "1", "50");
     let before = read(&other.join("qnet.json"));
     let (rc, _, e) = apply(&other);
     assert_eq!(rc, 2, "{e}");

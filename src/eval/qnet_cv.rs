@@ -733,9 +733,16 @@ pub fn apply_qnet_factor(r: &QCvReport, cv_out: &Path, model: &Path) -> Result<(
         ));
     }
     // The factor holds for the recipe that was cross-validated: the whole training spec when the
-    // model's run records it, else the shape (base and depth from its generator.json).
+    // model's run records it (how often it checkpointed aside), else the shape (base and depth
+    // from its generator.json).
+    let same = |spec: &QFitSpec| {
+        QFitSpec {
+            checkpoint_every: r.spec.checkpoint_every,
+            ..spec.clone()
+        } == r.spec
+    };
     match crate::net::qnet_fit::run_spec(model)? {
-        Some(spec) if spec != r.spec => {
+        Some(spec) if !same(&spec) => {
             return Err(Error::invalid(
                 format!("--apply-to {}", model.display()),
                 "a network trained with the cross-validation's flags",
