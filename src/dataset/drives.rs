@@ -242,14 +242,19 @@ impl<'a> ShimDrawer<'a> {
 /// total.
 pub fn random_magnitude(n: usize, power_w: f64, seed: u64) -> Result<Drive> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let s: Vec<Complex64> = (0..n)
+    scaled_to(random_magnitude_shape(n, &mut rng), power_w)
+}
+
+/// The shape of a [`random_magnitude`] drive before scaling: per channel a power U[0.05, 1] (W)
+/// then a phase U[-pi, pi], drawn from `rng` in that order.
+pub fn random_magnitude_shape(n: usize, rng: &mut impl rand::Rng) -> Vec<Complex64> {
+    (0..n)
         .map(|_| {
             let p: f64 = rng.random_range(0.05..1.0);
             let ph = rng.random_range(-std::f64::consts::PI..std::f64::consts::PI);
             Complex64::from_polar(p.sqrt(), ph)
         })
-        .collect();
-    scaled_to(s, power_w)
+        .collect()
 }
 
 /// A generated pulse of a random type with random per-sub-pulse shims (each a

@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 mod drives;
-pub use drives::{DriveKind, DriveMix, ShimDrawer, random_magnitude, random_pulse};
+pub use drives::{
+    DriveKind, DriveMix, ShimDrawer, random_magnitude, random_magnitude_shape, random_pulse,
+};
 
 /// What the input channels of one stack slice hold, in order. Re and Im are zero wherever the
 /// DREAM range mask is (outside the measurable range, and in air) in every layout.

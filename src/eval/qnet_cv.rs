@@ -755,8 +755,7 @@ pub fn apply_qnet_factor(r: &QCvReport, cv_out: &Path, model: &Path) -> Result<(
         }
         Some(_) => {}
         None => {
-            let g = crate::net::load_generator(model, &crate::net::cpu_device())?;
-            let c = g.config();
+            let c = crate::net::load_generator_config(model)?;
             if (c.base, c.depth) != (r.spec.base, r.spec.depth) {
                 return Err(Error::invalid(
                     format!("--apply-to {}", model.display()),

@@ -29,13 +29,19 @@ pub fn save_generator(g: &Generator, dir: &Path) -> Result<()> {
     write_module(&dir.join(GENERATOR_WEIGHTS), g)
 }
 
-/// Load a generator saved by [`save_generator`] (or a training checkpoint) onto `device`.
-pub fn load_generator(dir: &Path, device: &Device) -> Result<Generator> {
+/// The validated configuration of the generator saved in `dir` (its weights are not read).
+pub fn load_generator_config(dir: &Path) -> Result<GeneratorConfig> {
     let config_path = dir.join(GENERATOR_CONFIG);
     let config: GeneratorConfig = read_json(&config_path, "generator configuration")?;
     config
         .validate()
         .map_err(|e| Error::format(&config_path, "generator configuration", e))?;
+    Ok(config)
+}
+
+/// Load a generator saved by [`save_generator`] (or a training checkpoint) onto `device`.
+pub fn load_generator(dir: &Path, device: &Device) -> Result<Generator> {
+    let config = load_generator_config(dir)?;
     // Parameters are lazy: the record replaces them before any random weight is drawn.
     read_module(&dir.join(GENERATOR_WEIGHTS), config.init(device))
 }

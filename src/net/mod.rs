@@ -33,7 +33,7 @@ pub mod qnet_fit;
 mod train;
 
 pub use burn::tensor::Device;
-pub use checkpoint::{load_generator, save_generator};
+pub use checkpoint::{load_generator, load_generator_config, save_generator};
 pub use discriminator::{Discriminator, DiscriminatorConfig};
 pub use fit::{
     EpochMetrics, FitEvent, FitPlan, FitReport, Schedule, Variant, fit, matched_disc_base, metrics,

@@ -488,7 +488,7 @@ fn shared_drives(n: usize, k: usize, seed: u64) -> Result<(Vec<Complex64>, [usiz
 /// A drive set per sample of `b` (`[N, K, n]`, each drive at `n` W total, as the random-phase
 /// drives of 1 W per channel), drive `j` of a sample by `j % 4`:
 /// - 0: random phases, equal magnitudes (the paper's drives);
-/// - 1: random magnitudes and phases (as [`crate::dataset::drives::random_magnitude`]);
+/// - 1: random magnitudes and phases ([`crate::dataset::random_magnitude_shape`]);
 /// - 2: phases focused on a random pixel of the sample's tissue from the network's own input
 ///   maps, random magnitudes: the shape of a shim optimised for a region, whose peak the
 ///   random drives never exercise (the kind on which the second recipe's factor was set);
@@ -526,12 +526,7 @@ fn structured_drives(
                 (0, _) | (_, true) => (0..n)
                     .map(|_| Complex64::from_polar(1.0, rng.random_range(-PI..PI)))
                     .collect(),
-                (1, _) => (0..n)
-                    .map(|_| {
-                        let p: f64 = rng.random_range(0.05..1.0);
-                        Complex64::from_polar(p.sqrt(), rng.random_range(-PI..PI))
-                    })
-                    .collect(),
+                (1, _) => crate::dataset::random_magnitude_shape(n, &mut rng),
                 (2, _) => {
                     let p = tissue[rng.random_range(0..tissue.len())];
                     let x =
