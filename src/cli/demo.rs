@@ -104,18 +104,7 @@ pub fn run(a: DemoArgs, out: &Output) -> Result<()> {
 
     // 4. Random-phase drives as in the paper's training set: exact pSAR, VOP bound, conventional estimate.
     let pb = spinner(&format!("pSAR10g of {} random-phase drives", a.drives));
-    let generic_vops = if shipped {
-        Some(VopSet::load(&generic_file)?)
-    } else {
-        None
-    };
-    let generic_q = if shipped {
-        None
-    } else {
-        let g = pelvis_fieldset(&generic_spec)?;
-        let gav = Averager::new(*g.grid(), g.rho().view())?;
-        Some(Q10g::compute(&g, &gav, &|_, _| {})?)
-    };
+    let (generic_vops, generic_q) = generic_subject(shipped, &generic_file, &generic_spec)?;
     let generic: &dyn SarPredictor = match (&generic_vops, &generic_q) {
         (Some(v), _) => v,
         (None, Some(q)) => q,
@@ -303,6 +292,21 @@ fn network_section(
         ),
     ));
     Ok((s.clone(), net_row))
+}
+
+/// The conventional approach's generic subject: the shipped generic VOPs, or (without the
+/// embedded data) the exact Q10g of the analytic generic subject.
+fn generic_subject(
+    shipped: bool,
+    generic_file: &Path,
+    generic_spec: &SynthSpec,
+) -> Result<(Option<VopSet>, Option<Q10g>)> {
+    if shipped {
+        return Ok((Some(VopSet::load(generic_file)?), None));
+    }
+    let g = pelvis_fieldset(generic_spec)?;
+    let gav = Averager::new(*g.grid(), g.rho().view())?;
+    Ok((None, Some(Q10g::compute(&g, &gav, &|_, _| {})?)))
 }
 
 /// Stage 4b: the quadratic-form network of `dir` when shipped (and the subject is the shipped one):
